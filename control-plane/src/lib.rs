@@ -1,0 +1,13 @@
+//! The ferroswitch control plane.
+//!
+//! Data flows bottom-up: [`sip::transport`] turns datagrams and stream bytes into
+//! parsed [`sip::message::Message`]s, the sans-IO [`sip::transaction`] layer matches
+//! them to transactions and runs the RFC 3261 timers, and [`switch`] (the
+//! transaction user: answers, challenges, later the B2BUA) decides what to send.
+//! [`server`] is the tokio driver that moves bytes and time in and out of those cores.
+//! [`config`] reads and validates the TOML configuration.
+
+pub mod sip;
+
+/// The Server / User-Agent header value.
+pub const SERVER_NAME: &str = concat!("ferroswitch/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,4 @@
+//! The ferroswitch media plane: one pinned worker thread per configured core, each with
+//! its own io_uring, sockets, port range and sessions, relaying RTP/RTCP between call
+//! legs and transcoding audio when the legs' codecs differ. It is programmed by the
+//! control plane through the rings of `ferroswitch-shared` (issues 4 and 5).

@@ -1,0 +1,1 @@
+//! Load and measurement tools for ferroswitch; see tools/README.md.
