@@ -1,3 +1,4 @@
 //! SIP: messages, transports and transactions (RFC 3261 §7, §17, §18, §25).
 
 pub mod message;
+pub mod transport;
