@@ -7,6 +7,7 @@
 //! [`server`] is the tokio driver that moves bytes and time in and out of those cores.
 //! [`config`] reads and validates the TOML configuration.
 
+pub mod config;
 pub mod sip;
 
 /// The Server / User-Agent header value.

@@ -38,3 +38,5 @@ pub struct Peer {
     pub remote: SocketAddr,
     pub local: SocketAddr,
 }
+
+pub mod framing;

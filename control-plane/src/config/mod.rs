@@ -1,0 +1,650 @@
+//! Configuration: TOML, validated before anything starts.
+//!
+//! `config/ferroswitch.toml` documents every key and is compiled in as the embedded
+//! default. Every error names the key, the file and the line, and says what was
+//! expected, so an operator can fix it without reading code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The documented default configuration, compiled in.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/ferroswitch.toml");
+/// How the embedded default is named in messages.
+pub const EMBEDDED_NAME: &str = "<embedded default config/ferroswitch.toml>";
+/// FreeSWITCH's vanilla default password, refused on non-loopback addresses.
+pub const VANILLA_PASSWORD: &str = "1234";
+
+/// A configuration error: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}: {message}")]
+pub struct ConfigError {
+    /// The file (or the embedded default's name).
+    pub file: String,
+    /// 1-based line of the offending key or value (0 when the file could not be read).
+    pub line: usize,
+    /// The dotted key, e.g. `sip.udp`.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the configuration came from.
+    pub source: String,
+    pub sip: SipConfig,
+    pub ng: NgConfig,
+    pub media: MediaConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub directory: Directory,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct SipConfig {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub realm: String,
+    pub max_message_size: usize,
+    pub symmetric_response: bool,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_source: usize,
+    pub tcp_max_pending_bytes: usize,
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+}
+
+/// `[ng]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct NgConfig {
+    pub listen: SocketAddr,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaConfig {
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub cores: Cores,
+}
+
+/// Which cores run media workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cores {
+    Auto,
+    List(Vec<usize>),
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// `[directory]`: the users who may register and call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directory {
+    pub users: Vec<User>,
+}
+
+/// One user of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub password: String,
+}
+
+impl Directory {
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id)
+    }
+}
+
+// ---- raw, as written ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    sip: RawSip,
+    #[serde(default)]
+    ng: RawNg,
+    #[serde(default)]
+    media: RawMedia,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    directory: RawDirectory,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    udp: Option<Spanned<Vec<Spanned<String>>>>,
+    tcp: Option<Spanned<Vec<Spanned<String>>>>,
+    realm: Option<String>,
+    max_message_size: Option<Spanned<u64>>,
+    symmetric_response: Option<bool>,
+    tcp_idle_timeout_secs: Option<Spanned<u64>>,
+    tcp_max_connections: Option<Spanned<u64>>,
+    tcp_max_connections_per_source: Option<Spanned<u64>>,
+    tcp_max_pending_bytes: Option<Spanned<u64>>,
+    t1_ms: Option<Spanned<u64>>,
+    t2_ms: Option<Spanned<u64>>,
+    t4_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNg {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    rtp_port_min: Option<Spanned<u16>>,
+    rtp_port_max: Option<Spanned<u16>>,
+    cores: Option<Spanned<RawCores>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCores {
+    Word(String),
+    List(Vec<usize>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    default_password: Option<Spanned<String>>,
+    users: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    user: Vec<RawUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    id: Spanned<String>,
+    password: Spanned<String>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text.as_bytes()[..offset.min(self.text.len())]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count()
+            + 1
+    }
+    fn err(&self, key: &str, offset: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line_of(offset),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+    /// The dotted key at `offset`: the nearest `[table]` header above, plus the
+    /// `name =` on that line (used for errors the TOML reader reports by position).
+    fn key_at(&self, offset: usize) -> String {
+        let upto = &self.text[..offset.min(self.text.len())];
+        let line_start = upto.rfind('\n').map_or(0, |p| p + 1);
+        let line_end = self.text[line_start..]
+            .find('\n')
+            .map_or(self.text.len(), |p| line_start + p);
+        let line = &self.text[line_start..line_end];
+        if line.trim_start().starts_with('[') {
+            return line
+                .trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+        }
+        let table = upto[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        let name = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().to_string())
+            .filter(|k| !k.starts_with('['));
+        match (table, name) {
+            (Some(t), Some(n)) => format!("{t}.{n}"),
+            (None, Some(n)) => n,
+            (Some(t), None) => t,
+            (None, None) => "(top level)".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME)
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            key: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cx = Ctx { file, text };
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let message = e.message().trim().to_string();
+            let key = match message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.split('`').next())
+            {
+                Some(field) => {
+                    let k = cx.key_at(offset);
+                    // For an unknown key, key_at names the key itself; for an unknown table, the table.
+                    if k.ends_with(field) {
+                        k
+                    } else {
+                        format!("{k}.{field}")
+                    }
+                }
+                None => cx.key_at(offset),
+            };
+            cx.err(&key, offset, message)
+        })?;
+        validate(&cx, raw)
+    }
+
+    /// True if every SIP and NG listener is on a loopback address.
+    pub fn loopback_only(&self) -> bool {
+        self.sip
+            .udp
+            .iter()
+            .chain(&self.sip.tcp)
+            .chain(std::iter::once(&self.ng.listen))
+            .all(|a| a.ip().is_loopback())
+    }
+}
+
+fn addr(cx: &Ctx, key: &str, s: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    s.get_ref().parse::<SocketAddr>().map_err(|_| {
+        cx.err(key, s.span().start, format!("\"{}\" is not an address: expected \"ip:port\", e.g. \"127.0.0.1:5060\" or \"[::1]:5060\"", s.get_ref()))
+    })
+}
+
+fn addrs(
+    cx: &Ctx,
+    key: &str,
+    list: &Spanned<Vec<Spanned<String>>>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for s in list.get_ref() {
+        let a = addr(cx, key, s)?;
+        if out.iter().any(|b| overlaps(*b, a)) {
+            return Err(cx.err(
+                key,
+                s.span().start,
+                format!("{a} is listed twice (port clash)"),
+            ));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+/// Two bindings clash if the ports are equal and the addresses equal or either is a wildcard.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn ranged(
+    cx: &Ctx,
+    key: &str,
+    v: &Option<Spanned<u64>>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
+        Some(s) => Err(cx.err(
+            key,
+            s.span().start,
+            format!("{} is out of range: expected {min} to {max}", s.get_ref()),
+        )),
+    }
+}
+
+fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
+    let d = |s: &str| -> SocketAddr { s.parse().expect("built-in default addresses are valid") };
+    let s = &raw.sip;
+    let udp = match &s.udp {
+        Some(l) => addrs(cx, "sip.udp", l)?,
+        None => vec![d("127.0.0.1:5060")],
+    };
+    let tcp = match &s.tcp {
+        Some(l) => addrs(cx, "sip.tcp", l)?,
+        None => vec![d("127.0.0.1:5060")],
+    };
+    if udp.is_empty() && tcp.is_empty() {
+        let off = s.udp.as_ref().map_or(0, |l| l.span().start);
+        return Err(cx.err(
+            "sip.udp",
+            off,
+            "no SIP listener: list at least one address in sip.udp or sip.tcp",
+        ));
+    }
+    let t1 = ranged(cx, "sip.t1_ms", &s.t1_ms, 500, 1, 60_000)?;
+    let t2 = ranged(cx, "sip.t2_ms", &s.t2_ms, 4000, 1, 600_000)?;
+    let t4 = ranged(cx, "sip.t4_ms", &s.t4_ms, 5000, 1, 600_000)?;
+    if t2 < t1 {
+        let off = s.t2_ms.as_ref().map_or(0, |v| v.span().start);
+        return Err(cx.err(
+            "sip.t2_ms",
+            off,
+            format!("T2 ({t2} ms) must not be smaller than T1 ({t1} ms)"),
+        ));
+    }
+    let sip = SipConfig {
+        udp,
+        tcp,
+        realm: s.realm.clone().unwrap_or_default(),
+        max_message_size: ranged(
+            cx,
+            "sip.max_message_size",
+            &s.max_message_size,
+            65535,
+            1024,
+            16 * 1024 * 1024,
+        )? as usize,
+        symmetric_response: s.symmetric_response.unwrap_or(true),
+        tcp_idle_timeout: Duration::from_secs(ranged(
+            cx,
+            "sip.tcp_idle_timeout_secs",
+            &s.tcp_idle_timeout_secs,
+            120,
+            1,
+            86_400,
+        )?),
+        tcp_max_connections: ranged(
+            cx,
+            "sip.tcp_max_connections",
+            &s.tcp_max_connections,
+            4096,
+            1,
+            1_000_000,
+        )? as usize,
+        tcp_max_connections_per_source: ranged(
+            cx,
+            "sip.tcp_max_connections_per_source",
+            &s.tcp_max_connections_per_source,
+            64,
+            1,
+            1_000_000,
+        )? as usize,
+        tcp_max_pending_bytes: ranged(
+            cx,
+            "sip.tcp_max_pending_bytes",
+            &s.tcp_max_pending_bytes,
+            1 << 20,
+            4096,
+            1 << 30,
+        )? as usize,
+        t1: Duration::from_millis(t1),
+        t2: Duration::from_millis(t2),
+        t4: Duration::from_millis(t4),
+    };
+
+    let ng_listen = match &raw.ng.listen {
+        Some(l) => {
+            let a = addr(cx, "ng.listen", l)?;
+            if let Some(c) = sip.udp.iter().find(|u| overlaps(**u, a)) {
+                return Err(cx.err(
+                    "ng.listen",
+                    l.span().start,
+                    format!("{a} clashes with the SIP UDP listener {c}"),
+                ));
+            }
+            a
+        }
+        None => d("127.0.0.1:2223"),
+    };
+    let ng = NgConfig { listen: ng_listen };
+
+    let m = &raw.media;
+    let min = m.rtp_port_min.as_ref().map_or(16384, |v| *v.get_ref());
+    let max = m.rtp_port_max.as_ref().map_or(32767, |v| *v.get_ref());
+    let min_off = m.rtp_port_min.as_ref().map_or(0, |v| v.span().start);
+    let max_off = m.rtp_port_max.as_ref().map_or(0, |v| v.span().start);
+    if min < 1024 {
+        return Err(cx.err(
+            "media.rtp_port_min",
+            min_off,
+            format!("{min} is a privileged port: expected 1024 to 65534"),
+        ));
+    }
+    if max <= min {
+        return Err(cx.err(
+            "media.rtp_port_max",
+            max_off,
+            format!("{max} must be greater than media.rtp_port_min ({min})"),
+        ));
+    }
+    for (key, a) in sip
+        .udp
+        .iter()
+        .map(|a| ("sip.udp", a))
+        .chain(std::iter::once(("ng.listen", &ng.listen)))
+    {
+        if (min..=max).contains(&a.port()) {
+            return Err(cx.err(
+                "media.rtp_port_min",
+                min_off,
+                format!(
+                    "the RTP port range {min}-{max} includes {key} port {} (port clash)",
+                    a.port()
+                ),
+            ));
+        }
+    }
+    let cores = match &m.cores {
+        None => Cores::Auto,
+        Some(c) => match c.get_ref() {
+            RawCores::Word(w) if w == "auto" => Cores::Auto,
+            RawCores::Word(w) => {
+                return Err(cx.err(
+                    "media.cores",
+                    c.span().start,
+                    format!("\"{w}\": expected \"auto\" or a list of core ids like [1, 2]"),
+                ))
+            }
+            RawCores::List(ids) => {
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if ids.is_empty() {
+                    return Err(cx.err(
+                        "media.cores",
+                        c.span().start,
+                        "empty list: name at least one core, or \"auto\"",
+                    ));
+                }
+                if let Some(bad) = ids.iter().find(|&&i| i >= n) {
+                    return Err(cx.err(
+                        "media.cores",
+                        c.span().start,
+                        format!(
+                            "core {bad} is not present: this machine has cores 0 to {}",
+                            n - 1
+                        ),
+                    ));
+                }
+                Cores::List(ids.clone())
+            }
+        },
+    };
+    let media = MediaConfig {
+        rtp_port_min: min,
+        rtp_port_max: max,
+        cores,
+    };
+
+    let storage = StorageConfig {
+        dir: PathBuf::from(raw.storage.dir.clone().unwrap_or_else(|| "./var".into())),
+    };
+
+    let level = match &raw.log.level {
+        Some(l) => {
+            if tracing_subscriber::EnvFilter::builder()
+                .parse(l.get_ref())
+                .is_err()
+            {
+                return Err(cx.err(
+                    "log.level",
+                    l.span().start,
+                    format!(
+                        "\"{}\" is not a log filter: expected error, warn, info, debug or trace",
+                        l.get_ref()
+                    ),
+                ));
+            }
+            l.get_ref().clone()
+        }
+        None => "info".into(),
+    };
+
+    let dir = &raw.directory;
+    let default_password = dir
+        .default_password
+        .as_ref()
+        .map_or_else(|| VANILLA_PASSWORD.to_string(), |p| p.get_ref().clone());
+    let mut users: Vec<User> = Vec::new();
+    let ids: Vec<Spanned<String>> = match &dir.users {
+        Some(u) => u.clone(),
+        None => vec![Spanned::new(0..0, "1000-1019".to_string())],
+    };
+    for id in &ids {
+        let text = id.get_ref().trim();
+        let expanded: Vec<String> = match text.split_once('-') {
+            Some((a, b)) => match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
+                (Ok(a), Ok(b)) if a <= b && b - a < 100_000 => (a..=b).map(|n| n.to_string()).collect(),
+                _ => {
+                    return Err(cx.err("directory.users", id.span().start, format!("\"{text}\": expected an id or a numeric range \"first-last\" of at most 100000 ids")))
+                }
+            },
+            None if !text.is_empty() && text.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-+".contains(&c)) => vec![text.to_string()],
+            None => return Err(cx.err("directory.users", id.span().start, format!("\"{text}\" is not a valid user id"))),
+        };
+        for e in expanded {
+            if users.iter().any(|u| u.id == e) {
+                return Err(cx.err(
+                    "directory.users",
+                    id.span().start,
+                    format!("user {e} is listed twice"),
+                ));
+            }
+            users.push(User {
+                id: e,
+                password: default_password.clone(),
+            });
+        }
+    }
+    for u in &dir.user {
+        if u.password.get_ref().is_empty() {
+            return Err(cx.err(
+                "directory.user.password",
+                u.password.span().start,
+                "empty password",
+            ));
+        }
+        match users.iter_mut().find(|x| x.id == *u.id.get_ref()) {
+            Some(x) => x.password = u.password.get_ref().clone(),
+            None => users.push(User {
+                id: u.id.get_ref().clone(),
+                password: u.password.get_ref().clone(),
+            }),
+        }
+    }
+    let config = Config {
+        source: cx.file.to_string(),
+        sip,
+        ng,
+        media,
+        storage,
+        log: LogConfig { level },
+        directory: Directory { users },
+    };
+
+    if !config.loopback_only() {
+        if let Some(u) = config
+            .directory
+            .users
+            .iter()
+            .find(|u| u.password == VANILLA_PASSWORD)
+        {
+            let off = dir.default_password.as_ref().map_or(0, |p| p.span().start);
+            let public = config
+                .sip
+                .udp
+                .iter()
+                .chain(&config.sip.tcp)
+                .chain(std::iter::once(&config.ng.listen))
+                .find(|a| !a.ip().is_loopback());
+            return Err(cx.err(
+                "directory.default_password",
+                off,
+                format!(
+                    "refusing to start: {} is not a loopback address and user {} still has the default password \"{VANILLA_PASSWORD}\"; set directory.default_password (or each user's password) to a strong secret",
+                    public.map(|a| a.to_string()).unwrap_or_default(),
+                    u.id
+                ),
+            ));
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+use super::*;
+
+fn err(text: &str) -> ConfigError {
+    Config::parse(text, "test.toml").unwrap_err()
+}
+
+#[test]
+fn embedded_default_is_loopback_with_twenty_users() {
+    let c = Config::embedded().unwrap();
+    assert_eq!(
+        c.sip.udp,
+        vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        c.sip.tcp,
+        vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(c.ng.listen, "127.0.0.1:2223".parse::<SocketAddr>().unwrap());
+    assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (16384, 32767));
+    assert_eq!(c.storage.dir, PathBuf::from("./var"));
+    assert_eq!(c.directory.users.len(), 20);
+    assert_eq!(
+        c.directory.users[0],
+        User {
+            id: "1000".into(),
+            password: "1234".into()
+        }
+    );
+    assert_eq!(c.directory.users[19].id, "1019");
+    assert!(c.loopback_only());
+    assert_eq!(
+        (c.sip.t1, c.sip.t2, c.sip.t4),
+        (
+            Duration::from_millis(500),
+            Duration::from_secs(4),
+            Duration::from_secs(5)
+        )
+    );
+}
+
+#[test]
+fn omitted_keys_take_the_documented_defaults() {
+    let mut empty = Config::parse("", "empty.toml").unwrap();
+    empty.source = EMBEDDED_NAME.to_string();
+    assert_eq!(empty, Config::embedded().unwrap());
+}
+
+#[test]
+fn unknown_key_names_key_file_and_line() {
+    let e = err("[sip]\nudp = [\"127.0.0.1:5070\"]\nudp_port = 5\n");
+    assert_eq!(
+        (e.file.as_str(), e.line, e.key.as_str()),
+        ("test.toml", 3, "sip.udp_port")
+    );
+    assert!(
+        e.message.contains("unknown field `udp_port`"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.to_string()
+            .starts_with("test.toml:3: sip.udp_port: unknown field"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_table_is_named() {
+    let e = err("\n[sipp]\nx = 1\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "sipp"));
+}
+
+#[test]
+fn wrong_type_names_key_and_line() {
+    let e = err("[media]\nrtp_port_min = \"low\"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "media.rtp_port_min"));
+    let e = err("[sip]\n\nt1_ms = true\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "sip.t1_ms"));
+}
+
+#[test]
+fn bad_address_names_key_and_line() {
+    let e = err("[sip]\nudp = [\n  \"127.0.0.1:5070\",\n  \"localhost\",\n]\n");
+    assert_eq!((e.line, e.key.as_str()), (4, "sip.udp"));
+    assert!(
+        e.message.contains("\"localhost\" is not an address"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn port_clashes_are_refused() {
+    let e = err("[sip]\nudp = [\"127.0.0.1:5070\", \"0.0.0.0:5070\"]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "sip.udp"));
+    assert!(e.message.contains("port clash"), "{}", e.message);
+    let e = err("[sip]\nudp = [\"127.0.0.1:5070\"]\n[ng]\nlisten = \"127.0.0.1:5070\"\n");
+    assert_eq!((e.line, e.key.as_str()), (4, "ng.listen"));
+    let e = err("[sip]\nudp = [\"127.0.0.1:20000\"]\n[media]\nrtp_port_min = 16384\n");
+    assert_eq!((e.line, e.key.as_str()), (4, "media.rtp_port_min"));
+    assert!(
+        e.message.contains("includes sip.udp port 20000"),
+        "{}",
+        e.message
+    );
+    // Different loopback addresses may share a port.
+    assert!(Config::parse(
+        "[sip]\nudp = [\"127.0.0.1:5070\", \"127.0.0.2:5070\"]\n",
+        "t"
+    )
+    .is_ok());
+}
+
+#[test]
+fn ranges_are_checked() {
+    let e = err("[sip]\nt1_ms = 0\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "sip.t1_ms"));
+    let e = err("[sip]\nt1_ms = 800\nt2_ms = 400\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "sip.t2_ms"));
+    let e = err("[media]\nrtp_port_min = 30000\nrtp_port_max = 20000\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "media.rtp_port_max"));
+    let e = err("[media]\ncores = [4096]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "media.cores"));
+    assert!(
+        e.message.contains("core 4096 is not present"),
+        "{}",
+        e.message
+    );
+    let e = err("[log]\nlevel = \"loud=[\"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "log.level"));
+}
+
+#[test]
+fn public_bind_with_default_password_refuses_to_start() {
+    let e = err("[sip]\nudp = [\"0.0.0.0:5060\"]\ntcp = []\n");
+    assert_eq!(e.key, "directory.default_password");
+    assert!(
+        e.message
+            .contains("refusing to start: 0.0.0.0:5060 is not a loopback address"),
+        "{}",
+        e.message
+    );
+    let e = err("[sip]\nudp = [\"192.0.2.10:5060\"]\n[directory]\ndefault_password = \"1234\"\n");
+    assert_eq!((e.line, e.key.as_str()), (4, "directory.default_password"));
+    let ok = Config::parse(
+        "[sip]\nudp = [\"0.0.0.0:5060\"]\n[directory]\ndefault_password = \"long-random-secret\"\n",
+        "t",
+    )
+    .unwrap();
+    assert!(!ok.loopback_only());
+    // One user left on the vanilla password is enough to refuse.
+    let e = err("[sip]\nudp = [\"0.0.0.0:5060\"]\n[directory]\ndefault_password = \"s3cret-pw\"\nusers = []\n[[directory.user]]\nid = \"7\"\npassword = \"1234\"\n");
+    assert!(
+        e.message.contains("user 7 still has the default password"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn users_and_ranges() {
+    let c = Config::parse(
+        "[directory]\ndefault_password = \"pw\"\nusers = [\"100-102\", \"alice\"]\n[[directory.user]]\nid = \"101\"\npassword = \"own\"\n",
+        "t",
+    )
+    .unwrap();
+    let got: Vec<_> = c
+        .directory
+        .users
+        .iter()
+        .map(|u| (u.id.as_str(), u.password.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("100", "pw"),
+            ("101", "own"),
+            ("102", "pw"),
+            ("alice", "pw")
+        ]
+    );
+    let e = err("[directory]\nusers = [\"9-1\"]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "directory.users"));
+}
+
+#[test]
+fn unreadable_file_is_reported() {
+    let e = Config::load(Path::new("/nonexistent/ferroswitch.toml")).unwrap_err();
+    assert_eq!(
+        (e.file.as_str(), e.line, e.key.as_str()),
+        ("/nonexistent/ferroswitch.toml", 0, "(file)")
+    );
+}
