@@ -8,7 +8,9 @@
 //! [`config`] reads and validates the TOML configuration.
 
 pub mod config;
+pub mod server;
 pub mod sip;
+pub mod switch;
 
 /// The Server / User-Agent header value.
 pub const SERVER_NAME: &str = concat!("ferroswitch/", env!("CARGO_PKG_VERSION"));

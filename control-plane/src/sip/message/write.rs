@@ -235,6 +235,52 @@ fn write_to(w: &mut Writer<'_>, to: &[u8], code: u16, to_tag: Option<&[u8]>) {
     w.out.extend_from_slice(b"\r\n");
 }
 
+/// The header lines of bytes that may not parse, read leniently (LF or CRLF endings,
+/// continuation lines joined) as `(name, value)` with white space trimmed.
+pub fn raw_header_lines(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = match memchr::memchr(b'\n', raw) {
+        Some(p) => &raw[p + 1..],
+        None => return out,
+    };
+    let base = raw.as_ptr() as usize;
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let mut line = &rest[..end];
+        if let [l @ .., b'\r'] = line {
+            line = l;
+        }
+        let off = line.as_ptr() as usize - base;
+        rest = if end < rest.len() { &rest[end + 1..] } else { &[] };
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            if let Some((s, _)) = current {
+                current = Some((s, off + line.len()));
+            }
+            continue;
+        }
+        spans.extend(current.take());
+        current = Some((off, off + line.len()));
+    }
+    spans.extend(current);
+    for (s, e) in spans {
+        let line = &raw[s..e];
+        if let Some(colon) = memchr::memchr(b':', line) {
+            out.push((trim_lws(&line[..colon]), trim_lws(&line[colon + 1..])));
+        }
+    }
+    out
+}
+
+/// The Call-ID of bytes that may not parse, for log lines.
+pub fn raw_call_id(raw: &[u8]) -> Option<&[u8]> {
+    raw_header_lines(raw).into_iter().find(|(n, _)| HeaderName::from_bytes(n) == HeaderName::CallId).map(|(_, v)| v)
+}
+
 /// Builds a stateless error response to bytes that failed to parse as a request, copying
 /// whatever Via, From, To, Call-ID and CSeq lines can be found (RFC 3261 §8.2.6).
 /// Returns false (writing nothing) for a response, or when no header can be found at all.
@@ -254,48 +300,7 @@ pub fn error_response_raw(
     if raw.is_empty() || raw.starts_with(b"SIP/") {
         return false;
     }
-    // Collect header lines leniently: LF or CRLF endings, continuation lines joined.
-    let mut lines: Vec<(&[u8], &[u8])> = Vec::new();
-    let mut rest = match memchr::memchr(b'\n', raw) {
-        Some(p) => &raw[p + 1..],
-        None => return false,
-    };
-    let mut current: Option<(usize, usize)> = None; // offsets into raw of a header line
-    let base = raw.as_ptr() as usize;
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    while !rest.is_empty() {
-        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-        let mut line = &rest[..end];
-        if let [l @ .., b'\r'] = line {
-            line = l;
-        }
-        let off = line.as_ptr() as usize - base;
-        rest = if end < rest.len() {
-            &rest[end + 1..]
-        } else {
-            &[]
-        };
-        if line.is_empty() {
-            break;
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            if let Some((s, _)) = current {
-                current = Some((s, off + line.len()));
-            }
-            continue;
-        }
-        if let Some(c) = current.take() {
-            spans.push(c);
-        }
-        current = Some((off, off + line.len()));
-    }
-    spans.extend(current);
-    for (s, e) in spans {
-        let line = &raw[s..e];
-        if let Some(colon) = memchr::memchr(b':', line) {
-            lines.push((trim_lws(&line[..colon]), trim_lws(&line[colon + 1..])));
-        }
-    }
+    let lines = raw_header_lines(raw);
     if lines.is_empty() {
         return false;
     }

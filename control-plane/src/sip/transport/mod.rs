@@ -40,3 +40,18 @@ pub struct Peer {
 }
 
 pub mod framing;
+pub mod tcp;
+pub mod udp;
+
+/// What the transports hand to the driver.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A parsed message.
+    Message { peer: Peer, msg: crate::sip::message::Message },
+    /// Bytes that did not parse, with the reason.
+    Malformed { peer: Peer, bytes: bytes::Bytes, error: crate::sip::message::ParseError },
+    /// A TCP connection opened; responses and requests for `peer` go to `writer`.
+    Opened { peer: Peer, writer: tcp::ConnWriter },
+    /// A TCP connection closed.
+    Closed { peer: Peer },
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, the Debian packages a ferroswitch command needs, saying
+# which ones first. Usage: ci/install-deps.sh build|test
+#   build: what building the switch needs beyond the Rust toolchain (nothing yet: the
+#          SIP stack is pure Rust; libopus-dev and pkg-config arrive with transcoding)
+#   test:  the real SIP peers the test suite drives: SIPp (sip-tester) and sipsak
+set -euo pipefail
+what="${1:-test}"
+case "$what" in
+  build) pkgs=() ;;
+  test) pkgs=(sip-tester sipsak) ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "ci/install-deps.sh: installing with apt-get: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "ci/install-deps.sh: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+# One installer at a time: parallel test binaries may call this together.
+exec 9>/tmp/ferroswitch-apt.lock
+flock 9
+$sudo apt-get update -qq >&2
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,200 @@
+//! The tokio driver: binds the configured listeners and runs the sans-IO [`Switch`] on
+//! one task, feeding it what the transports receive and the passage of time, and
+//! sending what it emits. Nothing here decides anything about SIP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::sip::transport::tcp::{self, ConnWriter, TcpLimits};
+use crate::sip::transport::{udp, Inbound, Peer, TransportKind};
+use crate::switch::rng::IdGen;
+use crate::switch::{Stats, Switch};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener could not be bound (address in use, not local, no permission).
+    #[error("cannot bind {key} {addr}: {source}")]
+    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    /// The operating system's random source could not be read.
+    #[error("cannot read /dev/urandom: {0}")]
+    Random(std::io::Error),
+}
+
+/// A running switch.
+pub struct Server {
+    /// The bound UDP addresses (ports resolved when configured as 0).
+    pub udp: Vec<SocketAddr>,
+    /// The bound TCP addresses.
+    pub tcp: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    stats: watch::Receiver<Stats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds every listener and starts serving on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let ids = IdGen::from_os().map_err(StartError::Random)?;
+        Server::start_with(config, ids).await
+    }
+
+    /// As [`Server::start`], with a chosen identifier generator (tests).
+    pub async fn start_with(config: Config, ids: IdGen) -> Result<Server, StartError> {
+        let (to_core, from_transports) = mpsc::channel::<Inbound>(4096);
+        let mut udp_sockets = HashMap::new();
+        let mut udp_addrs = Vec::new();
+        for &addr in &config.sip.udp {
+            let s = udp::bind(addr).await.map_err(|source| StartError::Bind { key: "sip.udp", addr, source })?;
+            let local = s.local_addr().map_err(|source| StartError::Bind { key: "sip.udp", addr, source })?;
+            udp_addrs.push(local);
+            udp_sockets.insert(local, s.clone());
+            tokio::spawn(udp::receive_loop(s, config.sip.max_message_size, to_core.clone()));
+        }
+        let limits = TcpLimits {
+            max_message: config.sip.max_message_size,
+            idle_timeout: config.sip.tcp_idle_timeout,
+            max_connections: config.sip.tcp_max_connections,
+            max_per_source: config.sip.tcp_max_connections_per_source,
+            max_pending_bytes: config.sip.tcp_max_pending_bytes,
+        };
+        let mut tcp_addrs = Vec::new();
+        for &addr in &config.sip.tcp {
+            let l = tcp::bind(addr).await.map_err(|source| StartError::Bind { key: "sip.tcp", addr, source })?;
+            tcp_addrs.push(l.local_addr().map_err(|source| StartError::Bind { key: "sip.tcp", addr, source })?);
+            tokio::spawn(tcp::accept_loop(l, limits, to_core.clone()));
+        }
+        drop(to_core);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (stats_tx, stats) = watch::channel(Stats::default());
+        let switch = Switch::new(&config, ids, Instant::now());
+        let driver = Driver {
+            switch,
+            udp: udp_sockets,
+            tcp: HashMap::new(),
+            symmetric: config.sip.symmetric_response,
+            stats: stats_tx,
+        };
+        let task = tokio::spawn(driver.run(from_transports, shutdown_rx));
+        for a in &udp_addrs {
+            info!(addr = %a, "SIP listening on UDP");
+        }
+        for a in &tcp_addrs {
+            info!(addr = %a, "SIP listening on TCP");
+        }
+        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, shutdown, stats, task })
+    }
+
+    /// The switch's counters as of its last loop turn.
+    pub fn stats(&self) -> Stats {
+        *self.stats.borrow()
+    }
+
+    /// Stops serving and waits for the driver to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct Driver {
+    switch: Switch,
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    tcp: HashMap<(SocketAddr, SocketAddr), ConnWriter>,
+    symmetric: bool,
+    stats: watch::Sender<Stats>,
+}
+
+impl Driver {
+    async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let deadline = self.switch.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                item = inbound.recv() => {
+                    let Some(item) = item else { break };
+                    self.handle(item);
+                    // Batch: take what else is already queued before sending.
+                    for _ in 0..256 {
+                        match inbound.try_recv() {
+                            Ok(item) => self.handle(item),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sleep => {}
+            }
+            let now = Instant::now();
+            if self.switch.poll_timeout().is_some_and(|d| d <= now) {
+                self.switch.handle_timeout(now);
+            }
+            self.flush().await;
+            self.stats.send_replace(self.switch.stats());
+        }
+        debug!("SIP driver stopped");
+    }
+
+    fn handle(&mut self, item: Inbound) {
+        let now = Instant::now();
+        match item {
+            Inbound::Message { peer, msg } => self.switch.handle_message(now, msg, peer),
+            Inbound::Malformed { peer, bytes, error } => self.switch.handle_parse_error(&bytes, &error, peer),
+            Inbound::Opened { peer, writer } => {
+                self.tcp.insert((peer.local, peer.remote), writer);
+            }
+            Inbound::Closed { peer } => {
+                self.tcp.remove(&(peer.local, peer.remote));
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some((peer, bytes)) = self.switch.poll_transmit() {
+            self.send(peer, bytes).await;
+        }
+    }
+
+    async fn send(&mut self, peer: Peer, bytes: Bytes) {
+        match peer.transport {
+            TransportKind::Udp => {
+                let Some(sock) = self.udp.get(&peer.local) else {
+                    warn!(local = %peer.local, "no UDP socket for outgoing message");
+                    return;
+                };
+                let dest = if bytes.starts_with(b"SIP/") {
+                    udp::response_destination(&bytes, peer.remote, self.symmetric).unwrap_or(peer.remote)
+                } else {
+                    peer.remote
+                };
+                if let Err(e) = sock.send_to(&bytes, dest).await {
+                    warn!(%dest, error = %e, "UDP send failed");
+                }
+            }
+            TransportKind::Tcp => {
+                let key = (peer.local, peer.remote);
+                let ok = self.tcp.get(&key).is_some_and(|w| w.send(bytes));
+                if !ok {
+                    // Gone, or too far behind: drop our end so the connection closes.
+                    self.tcp.remove(&key);
+                    warn!(remote = %peer.remote, "TCP connection unavailable or stuck; message not sent");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Runs the real `ferroswitch` binary on free loopback ports for integration tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A switch process, killed when dropped.
+pub struct SwitchProcess {
+    pub child: Child,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    _dir: TempDir,
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("ferroswitch-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ferroswitch")
+}
+
+impl SwitchProcess {
+    /// Starts the switch on ephemeral loopback ports, with `extra` TOML appended to [sip].
+    pub fn start(extra_sip: &str) -> SwitchProcess {
+        let dir = TempDir::new("switch");
+        let config = format!(
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[log]\nlevel = \"warn\"\n",
+            dir.0.join("var").display()
+        );
+        let path = dir.0.join("ferroswitch.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(binary())
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ferroswitch");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut udp, mut tcp) = (None, None);
+        while udp.is_none() || tcp.is_none() {
+            let line = lines.next().expect("ferroswitch exited before listening").unwrap();
+            if let Some(a) = line.strip_prefix("ferroswitch: listening sip/udp ") {
+                udp = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("ferroswitch: listening sip/tcp ") {
+                tcp = Some(a.parse().unwrap());
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), _dir: dir }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for SwitchProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one datagram from a fresh socket and collects every response until a final
+/// one (>= 200) arrives or `wait` passes without a datagram.
+pub fn udp_exchange(to: SocketAddr, data: &[u8], wait: Duration) -> Vec<String> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(data, to).unwrap();
+    collect_responses(&s, wait)
+}
+
+pub fn collect_responses(s: &UdpSocket, wait: Duration) -> Vec<String> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let fin = status(&text) >= 200;
+        out.push(text);
+        if fin {
+            break;
+        }
+    }
+    out
+}
+
+/// The status code of a response text (0 if none).
+pub fn status(text: &str) -> u16 {
+    text.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The values of a header in a response text (long name, case-insensitive).
+pub fn header_values(text: &str, name: &str) -> Vec<String> {
+    text.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+pub fn options_request(transport: &str, local: SocketAddr, target: SocketAddr, call_id: &str) -> String {
+    format!(
+        "OPTIONS sip:1000@{target} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{call_id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:test@{local}>;tag=t{call_id}\r\nTo: <sip:1000@{target}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads from a TCP stream until `count` complete responses (by Content-Length) arrive.
+pub fn tcp_read_responses(s: &mut TcpStream, count: usize, wait: Duration) -> Vec<String> {
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let deadline = Instant::now() + wait;
+    let mut data = Vec::new();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while out.len() < count && Instant::now() < deadline {
+        if let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+        while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end + 4]).into_owned();
+            let cl: usize = header_values(&head, "Content-Length").first().and_then(|v| v.parse().ok()).unwrap_or(0);
+            if data.len() < end + 4 + cl {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&data[..end + 4 + cl]).into_owned());
+            data.drain(..end + 4 + cl);
+        }
+    }
+    out
+}
+
+pub fn write_all(s: &mut TcpStream, data: &[u8]) {
+    s.write_all(data).unwrap();
+}
+
+/// Makes sure a Debian tool is installed, through the project's own installer.
+pub fn ensure_tool(binary: &str) {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {binary}")).status().map(|s| s.success()).unwrap_or(false);
+    if !found {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ci/install-deps.sh");
+        let ok = Command::new("bash").arg(script).arg("test").status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "ci/install-deps.sh test failed: cannot install {binary}");
+    }
+}
+
+/// A free UDP+TCP port on 127.0.0.1 (for peers that need a fixed local port).
+pub fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

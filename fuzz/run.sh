@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for a bounded time, seeded with the RFC 4475 torture messages.
+# Usage: fuzz/run.sh [seconds per target, default 300]. Needs cargo-fuzz and a nightly
+# toolchain (cargo install cargo-fuzz). Results: docs/fuzzing.md.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs="${1:-300}"
+for t in sip_message sip_stream; do
+  mkdir -p "corpus/$t"
+  cp ../control-plane/tests/data/rfc4475/*.dat "corpus/$t/"
+  cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=8192 -rss_limit_mb=2048 2>&1 | tee "/tmp/fuzz-$t.log" | grep -E "^#[0-9]+ +(DONE|pulse)|Done|ERROR|SUMMARY" || true
+done
