@@ -5,9 +5,11 @@
 //! them to transactions and runs the RFC 3261 timers, and [`switch`] (the
 //! transaction user: answers, challenges, later the B2BUA) decides what to send.
 //! [`server`] is the tokio driver that moves bytes and time in and out of those cores.
-//! [`config`] reads and validates the TOML configuration.
+//! [`config`] reads and validates the TOML configuration. [`netsim`] is the seeded,
+//! simulated network that tests drive those cores over, with loss and reordering.
 
 pub mod config;
+pub mod netsim;
 pub mod server;
 pub mod sip;
 pub mod switch;
