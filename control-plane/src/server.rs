@@ -24,7 +24,11 @@ use crate::switch::{Stats, Switch};
 pub enum StartError {
     /// A listener could not be bound (address in use, not local, no permission).
     #[error("cannot bind {key} {addr}: {source}")]
-    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// The operating system's random source could not be read.
     #[error("cannot read /dev/urandom: {0}")]
     Random(std::io::Error),
@@ -54,11 +58,23 @@ impl Server {
         let mut udp_sockets = HashMap::new();
         let mut udp_addrs = Vec::new();
         for &addr in &config.sip.udp {
-            let s = udp::bind(addr).await.map_err(|source| StartError::Bind { key: "sip.udp", addr, source })?;
-            let local = s.local_addr().map_err(|source| StartError::Bind { key: "sip.udp", addr, source })?;
+            let s = udp::bind(addr).await.map_err(|source| StartError::Bind {
+                key: "sip.udp",
+                addr,
+                source,
+            })?;
+            let local = s.local_addr().map_err(|source| StartError::Bind {
+                key: "sip.udp",
+                addr,
+                source,
+            })?;
             udp_addrs.push(local);
             udp_sockets.insert(local, s.clone());
-            tokio::spawn(udp::receive_loop(s, config.sip.max_message_size, to_core.clone()));
+            tokio::spawn(udp::receive_loop(
+                s,
+                config.sip.max_message_size,
+                to_core.clone(),
+            ));
         }
         let limits = TcpLimits {
             max_message: config.sip.max_message_size,
@@ -69,8 +85,16 @@ impl Server {
         };
         let mut tcp_addrs = Vec::new();
         for &addr in &config.sip.tcp {
-            let l = tcp::bind(addr).await.map_err(|source| StartError::Bind { key: "sip.tcp", addr, source })?;
-            tcp_addrs.push(l.local_addr().map_err(|source| StartError::Bind { key: "sip.tcp", addr, source })?);
+            let l = tcp::bind(addr).await.map_err(|source| StartError::Bind {
+                key: "sip.tcp",
+                addr,
+                source,
+            })?;
+            tcp_addrs.push(l.local_addr().map_err(|source| StartError::Bind {
+                key: "sip.tcp",
+                addr,
+                source,
+            })?);
             tokio::spawn(tcp::accept_loop(l, limits, to_core.clone()));
         }
         drop(to_core);
@@ -91,7 +115,13 @@ impl Server {
         for a in &tcp_addrs {
             info!(addr = %a, "SIP listening on TCP");
         }
-        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, shutdown, stats, task })
+        Ok(Server {
+            udp: udp_addrs,
+            tcp: tcp_addrs,
+            shutdown,
+            stats,
+            task,
+        })
     }
 
     /// The switch's counters as of its last loop turn.
@@ -115,7 +145,11 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             let deadline = self.switch.poll_timeout();
             let sleep = async {
@@ -154,7 +188,9 @@ impl Driver {
         let now = Instant::now();
         match item {
             Inbound::Message { peer, msg } => self.switch.handle_message(now, msg, peer),
-            Inbound::Malformed { peer, bytes, error } => self.switch.handle_parse_error(&bytes, &error, peer),
+            Inbound::Malformed { peer, bytes, error } => {
+                self.switch.handle_parse_error(&bytes, &error, peer)
+            }
             Inbound::Opened { peer, writer } => {
                 self.tcp.insert((peer.local, peer.remote), writer);
             }
@@ -178,7 +214,8 @@ impl Driver {
                     return;
                 };
                 let dest = if bytes.starts_with(b"SIP/") {
-                    udp::response_destination(&bytes, peer.remote, self.symmetric).unwrap_or(peer.remote)
+                    udp::response_destination(&bytes, peer.remote, self.symmetric)
+                        .unwrap_or(peer.remote)
                 } else {
                     peer.remote
                 };

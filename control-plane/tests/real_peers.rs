@@ -13,8 +13,19 @@ fn sipp(transport: &str, target: std::net::SocketAddr) -> std::process::Output {
     let dir = TempDir::new("sipp");
     Command::new("timeout")
         .current_dir(&dir.0)
-        .args(["60", "sipp", "-sf", scenario, "-s", "1000", "-m", "20", "-r", "20", "-t", transport])
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string(), "-timeout", "30s", "-timeout_error", "-nostdin"])
+        .args([
+            "60", "sipp", "-sf", scenario, "-s", "1000", "-m", "20", "-r", "20", "-t", transport,
+        ])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+        ])
         .arg(target.to_string())
         .output()
         .expect("run sipp")
@@ -24,14 +35,26 @@ fn sipp(transport: &str, target: std::net::SocketAddr) -> std::process::Output {
 fn sipp_options_over_udp_all_20_succeed() {
     let sw = SwitchProcess::start("");
     let out = sipp("u1", sw.udp);
-    assert_eq!(out.status.code(), Some(0), "sipp failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sipp failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn sipp_options_over_tcp_all_20_succeed() {
     let sw = SwitchProcess::start("");
     let out = sipp("t1", sw.tcp);
-    assert_eq!(out.status.code(), Some(0), "sipp failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sipp failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -44,6 +67,11 @@ fn sipsak_options_gets_200() {
         .output()
         .expect("run sipsak");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "sipsak:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sipsak:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("SIP/2.0 200 OK"), "{text}");
 }

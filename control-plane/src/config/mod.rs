@@ -338,7 +338,9 @@ fn addrs(
 /// Two bindings clash if the ports are equal (and not 0, "any free port") and the
 /// addresses are equal or either is a wildcard.
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn ranged(

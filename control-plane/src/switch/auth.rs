@@ -30,7 +30,10 @@ pub enum NonceCheck {
 
 impl Challenger {
     pub fn new(ids: &mut IdGen) -> Self {
-        Challenger { key: ids.key(), lifetime_secs: 300 }
+        Challenger {
+            key: ids.key(),
+            lifetime_secs: 300,
+        }
     }
 
     fn mac(&self, issued: u64, random: &str) -> String {
@@ -49,7 +52,9 @@ impl Challenger {
 
     pub fn check(&self, nonce: &str, now_secs: u64) -> NonceCheck {
         let mut parts = nonce.split('.');
-        let (Some(t), Some(r), Some(m), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(t), Some(r), Some(m), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return NonceCheck::Invalid;
         };
         let Ok(issued) = u64::from_str_radix(t, 16) else {
@@ -66,7 +71,13 @@ impl Challenger {
     }
 
     /// The challenge header values: SHA-256 first, then MD5 for older clients (RFC 8760 §2.4).
-    pub fn challenges(&self, realm: &str, now_secs: u64, stale: bool, ids: &mut IdGen) -> [String; 2] {
+    pub fn challenges(
+        &self,
+        realm: &str,
+        now_secs: u64,
+        stale: bool,
+        ids: &mut IdGen,
+    ) -> [String; 2] {
         let nonce = self.nonce(now_secs, ids);
         let opaque = ids.hex(4);
         ["SHA-256", "MD5"].map(|alg| {
@@ -105,10 +116,27 @@ mod tests {
         let mut ids = IdGen::from_seed(2);
         let c = Challenger::new(&mut ids);
         let [a, b] = c.challenges("example.com", 5, true, &mut ids);
-        assert!(a.starts_with("Digest realm=\"example.com\", nonce=\""), "{a}");
-        assert!(a.ends_with("algorithm=SHA-256, qop=\"auth\", stale=true"), "{a}");
-        assert!(b.ends_with("algorithm=MD5, qop=\"auth\", stale=true"), "{b}");
-        let nonce = |s: &str| s.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        assert!(
+            a.starts_with("Digest realm=\"example.com\", nonce=\""),
+            "{a}"
+        );
+        assert!(
+            a.ends_with("algorithm=SHA-256, qop=\"auth\", stale=true"),
+            "{a}"
+        );
+        assert!(
+            b.ends_with("algorithm=MD5, qop=\"auth\", stale=true"),
+            "{b}"
+        );
+        let nonce = |s: &str| {
+            s.split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(nonce(&a), nonce(&b));
         assert_eq!(c.check(&nonce(&a), 5), NonceCheck::Fresh);
     }

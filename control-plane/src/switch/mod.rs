@@ -20,7 +20,9 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::sip::message::write::{default_reason, error_response_raw, raw_call_id, response_to, Writer};
+use crate::sip::message::write::{
+    default_reason, error_response_raw, raw_call_id, response_to, Writer,
+};
 use crate::sip::message::{Message, Method, ParseError, Scheme};
 use crate::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use crate::sip::transport::Peer;
@@ -52,7 +54,11 @@ pub struct Switch {
 
 impl Switch {
     pub fn new(config: &Config, mut ids: IdGen, now: Instant) -> Self {
-        let timers = TimerConfig { t1: config.sip.t1, t2: config.sip.t2, t4: config.sip.t4 };
+        let timers = TimerConfig {
+            t1: config.sip.t1,
+            t2: config.sip.t2,
+            t4: config.sip.t4,
+        };
         let challenger = Challenger::new(&mut ids);
         Switch {
             tx: TransactionLayer::new(timers),
@@ -91,17 +97,26 @@ impl Switch {
         self.stats.parse_errors += 1;
         let code = err.status();
         let reason = match err {
-            ParseError::Version | ParseError::CSeqMismatch { extension: true } | ParseError::TooLarge(_) => {
-                default_reason(code).to_string()
-            }
+            ParseError::Version
+            | ParseError::CSeqMismatch { extension: true }
+            | ParseError::TooLarge(_) => default_reason(code).to_string(),
             other => format!("Bad Request ({other})"),
         };
-        let call_id = raw_call_id(raw).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default();
+        let call_id = raw_call_id(raw)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_default();
         let span = tracing::info_span!("sip", call_id = %call_id);
         let _enter = span.enter();
         let mut buf = Vec::with_capacity(512);
         let tag = self.ids.hex(5);
-        if error_response_raw(raw, code, &reason, tag.as_bytes(), Some(peer.remote), &mut buf) {
+        if error_response_raw(
+            raw,
+            code,
+            &reason,
+            tag.as_bytes(),
+            Some(peer.remote),
+            &mut buf,
+        ) {
             warn!(peer = %peer.remote, code, error = %err, "refused unparseable request");
             if code == 501 {
                 // error_response_raw ends with the blank line; Allow must precede it.
@@ -147,7 +162,12 @@ impl Switch {
 
     fn on_event(&mut self, now: Instant, e: Event) {
         match e {
-            Event::Request { tx, msg, peer, cancels } => {
+            Event::Request {
+                tx,
+                msg,
+                peer,
+                cancels,
+            } => {
                 let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
                 let span = tracing::info_span!("sip", call_id = %call_id);
                 let _enter = span.enter();
@@ -167,7 +187,14 @@ impl Switch {
         }
     }
 
-    fn on_request(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer, cancels: Option<TxId>) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Message,
+        peer: Peer,
+        cancels: Option<TxId>,
+    ) {
         let method = req.method();
         debug!(method = %String::from_utf8_lossy(req.method_bytes()), peer = %peer.remote, "request");
         if let Err(refusal) = policy::check(req) {
@@ -205,7 +232,15 @@ impl Switch {
                 if !aor_is_sip {
                     self.stats.refused += 1;
                     info!("REGISTER for a non-SIP address of record");
-                    return self.respond_reason(now, tx, req, peer, 400, "Bad Request (address of record must be a sip or sips URI)", |_| {});
+                    return self.respond_reason(
+                        now,
+                        tx,
+                        req,
+                        peer,
+                        400,
+                        "Bad Request (address of record must be a sip or sips URI)",
+                        |_| {},
+                    );
                 }
                 self.challenge(now, tx, req, peer, 401, "WWW-Authenticate");
             }
@@ -224,7 +259,15 @@ impl Switch {
         }
     }
 
-    fn challenge(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer, code: u16, header: &str) {
+    fn challenge(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Message,
+        peer: Peer,
+        code: u16,
+        header: &str,
+    ) {
         self.stats.challenged += 1;
         let realm = if self.realm.is_empty() {
             String::from_utf8_lossy(req.to().uri.host_unbracketed()).into_owned()
@@ -232,7 +275,9 @@ impl Switch {
             self.realm.clone()
         };
         let secs = now.saturating_duration_since(self.epoch).as_secs();
-        let challenges = self.challenger.challenges(&realm, secs, false, &mut self.ids);
+        let challenges = self
+            .challenger
+            .challenges(&realm, secs, false, &mut self.ids);
         info!(status = code, %realm, "challenged");
         self.respond(now, tx, req, peer, code, |w| {
             for c in &challenges {
@@ -241,7 +286,15 @@ impl Switch {
         });
     }
 
-    fn respond(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer, code: u16, extra: impl FnOnce(&mut Writer<'_>)) {
+    fn respond(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Message,
+        peer: Peer,
+        code: u16,
+        extra: impl FnOnce(&mut Writer<'_>),
+    ) {
         self.respond_reason(now, tx, req, peer, code, default_reason(code), extra)
     }
 
@@ -258,7 +311,14 @@ impl Switch {
     ) {
         let mut buf = Vec::with_capacity(640);
         let tag = self.ids.hex(5);
-        let mut w = response_to(req, code, reason, Some(tag.as_bytes()), Some(peer.remote), &mut buf);
+        let mut w = response_to(
+            req,
+            code,
+            reason,
+            Some(tag.as_bytes()),
+            Some(peer.remote),
+            &mut buf,
+        );
         extra(&mut w);
         w.header("Server", crate::SERVER_NAME);
         w.finish(b"");

@@ -253,7 +253,11 @@ pub fn raw_header_lines(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
             line = l;
         }
         let off = line.as_ptr() as usize - base;
-        rest = if end < rest.len() { &rest[end + 1..] } else { &[] };
+        rest = if end < rest.len() {
+            &rest[end + 1..]
+        } else {
+            &[]
+        };
         if line.is_empty() {
             break;
         }
@@ -278,7 +282,10 @@ pub fn raw_header_lines(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
 
 /// The Call-ID of bytes that may not parse, for log lines.
 pub fn raw_call_id(raw: &[u8]) -> Option<&[u8]> {
-    raw_header_lines(raw).into_iter().find(|(n, _)| HeaderName::from_bytes(n) == HeaderName::CallId).map(|(_, v)| v)
+    raw_header_lines(raw)
+        .into_iter()
+        .find(|(n, _)| HeaderName::from_bytes(n) == HeaderName::CallId)
+        .map(|(_, v)| v)
 }
 
 /// Builds a stateless error response to bytes that failed to parse as a request, copying
