@@ -427,3 +427,18 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn only_list_headers_split_at_commas_rfc3261_7_3_1() {
+    let raw = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=MD5\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256\r\nContent-Length: 0\r\n\r\n";
+    let m = Message::parse(Bytes::from_static(raw), Framing::Datagram).unwrap();
+    assert_eq!(m.values(HeaderName::Via).count(), 2);
+    let auth: Vec<_> = m.values(HeaderName::WwwAuthenticate).collect();
+    assert_eq!(
+        auth,
+        [
+            &b"Digest realm=\"r\", nonce=\"n\", algorithm=MD5"[..],
+            b"Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256"
+        ]
+    );
+}

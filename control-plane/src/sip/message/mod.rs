@@ -275,12 +275,19 @@ impl Message {
             .map(|h| self.header_value(h))
     }
 
-    /// Every element of a list header, across all of its lines (RFC 3261 §7.3.1).
+    /// Every value of a header across all of its lines. A list header (RFC 3261 §7.3.1,
+    /// [`HeaderName::is_list`]) is also split at its commas; any other header (such as
+    /// WWW-Authenticate, whose parameters hold commas) yields one value per line.
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
+        let list = name.is_list();
         self.headers
             .iter()
             .filter(move |h| h.name == name)
-            .flat_map(move |h| split_list(h.value.get(&self.buf)))
+            .flat_map(move |h| {
+                let v = h.value.get(&self.buf);
+                let whole = (!list).then(|| grammar::trim_lws(v));
+                split_list(if list { v } else { &[] }).chain(whole)
+            })
     }
 
     pub fn call_id(&self) -> &[u8] {
