@@ -184,9 +184,7 @@ impl Network {
                 self.counters.dropped += 1;
                 continue;
             }
-            let delay = self
-                .rng
-                .duration_between(self.min_delay, self.max_delay);
+            let delay = self.rng.duration_between(self.min_delay, self.max_delay);
             let Some(deliver_at) = now.checked_add(delay) else {
                 self.counters.dropped += 1;
                 continue;
@@ -256,7 +254,12 @@ mod tests {
             .set_delay(Duration::from_millis(5), Duration::from_millis(50));
         for i in 0..1000u16 {
             let now = t0 + Duration::from_millis(u64::from(i));
-            net.send(now, addr(1), addr(2), Bytes::copy_from_slice(&i.to_be_bytes()));
+            net.send(
+                now,
+                addr(1),
+                addr(2),
+                Bytes::copy_from_slice(&i.to_be_bytes()),
+            );
         }
         let mut got = Vec::new();
         while let Some(at) = net.next_delivery() {
@@ -293,7 +296,11 @@ mod tests {
         assert_eq!(c.sent + c.duplicated, c.dropped + c.delivered);
         // 30 % loss and 10 % duplication, within a wide margin for 1000 draws.
         assert!((230..=370).contains(&c.dropped), "dropped {}", c.dropped);
-        assert!((60..=140).contains(&c.duplicated), "duplicated {}", c.duplicated);
+        assert!(
+            (60..=140).contains(&c.duplicated),
+            "duplicated {}",
+            c.duplicated
+        );
     }
 
     #[test]

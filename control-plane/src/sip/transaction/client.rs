@@ -39,7 +39,11 @@ impl ClientTx {
         let invite = request.method() == Method::Invite;
         let bytes = request.buffer().slice(..request.as_bytes().len());
         let mut tx = ClientTx {
-            state: if invite { State::Calling } else { State::Trying },
+            state: if invite {
+                State::Calling
+            } else {
+                State::Trying
+            },
             timers: Deadlines::default(),
             invite,
             reliable,
@@ -220,10 +224,7 @@ fn build_ack(request: &Message, response: &Message) -> Bytes {
     for route in request.values(HeaderName::Route) {
         w.header("Route", route);
     }
-    w.header(
-        "From",
-        request.header(HeaderName::From).unwrap_or_default(),
-    );
+    w.header("From", request.header(HeaderName::From).unwrap_or_default());
     w.header("To", response.header(HeaderName::To).unwrap_or_default());
     w.header("Call-ID", request.call_id());
     w.header_fmt("CSeq", format_args!("{} ACK", request.cseq()));

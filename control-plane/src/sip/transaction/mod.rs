@@ -693,8 +693,7 @@ impl TransactionLayer {
     /// Keeps the heap top live so [`TransactionLayer::poll_timeout`] can be `&self`.
     fn prune_timers(&mut self) {
         let txs = &self.txs;
-        self.timers
-            .prune(3 * txs.len(), |e| is_live(txs, e));
+        self.timers.prune(3 * txs.len(), |e| is_live(txs, e));
     }
 
     /// Heap entries currently held, live or stale (for tests of the lazy invalidation).
@@ -726,4 +725,3 @@ fn merged_tag(msg: &Message, id: TxId) -> String {
     eat(&id.0.to_be_bytes());
     format!("fs{h:016x}")
 }
-

@@ -117,8 +117,7 @@ impl ServerTx {
                     // RFC 6026 §8.7: Accepted; retransmit the 2xx until its ACK, Timer L.
                     self.state = State::Accepted;
                     self.interval = cfg.first_retransmit();
-                    self.timers
-                        .set(Slot::Retransmit, after(now, self.interval));
+                    self.timers.set(Slot::Retransmit, after(now, self.interval));
                     self.timers
                         .set(Slot::Timeout, after(now, cfg.transaction_timeout()));
                 }
@@ -129,8 +128,7 @@ impl ServerTx {
                 self.state = State::Completed;
                 self.interval = cfg.first_retransmit();
                 if !self.reliable {
-                    self.timers
-                        .set(Slot::Retransmit, after(now, self.interval));
+                    self.timers.set(Slot::Retransmit, after(now, self.interval));
                 }
                 self.timers
                     .set(Slot::Timeout, after(now, cfg.transaction_timeout()));
@@ -180,8 +178,7 @@ impl ServerTx {
                     out.push(Action::Transmit(last.clone()));
                 }
                 self.interval = cfg.doubled_capped(self.interval);
-                self.timers
-                    .set(Slot::Retransmit, after(now, self.interval));
+                self.timers.set(Slot::Retransmit, after(now, self.interval));
             }
             Slot::Timeout => match self.state {
                 // Timer H: no ACK for the non-2xx.

@@ -63,10 +63,7 @@ impl TimerConfig {
 
     /// The interval after `previous` for timers that double up to T2 (E, G, 2xx).
     pub(super) fn doubled_capped(&self, previous: Duration) -> Duration {
-        previous
-            .saturating_mul(2)
-            .min(self.t2)
-            .max(MIN_RETRANSMIT)
+        previous.saturating_mul(2).min(self.t2).max(MIN_RETRANSMIT)
     }
 
     /// The interval after `previous` for Timer A, which doubles without a cap.
