@@ -99,12 +99,13 @@ impl SipSim {
         self.now
     }
 
-    /// Endpoint `i`.
+    /// Endpoint `i`. Panics if `i` was not returned by [`SipSim::add_endpoint`].
     pub fn endpoint(&self, i: usize) -> &Endpoint {
         &self.endpoints[i]
     }
 
-    /// The peer endpoint `from` sees when talking to endpoint `to`.
+    /// The peer endpoint `from` sees when talking to endpoint `to`. Panics on an index
+    /// not returned by [`SipSim::add_endpoint`].
     pub fn peer(&self, from: usize, to: usize) -> Peer {
         Peer {
             transport: self.transport,
@@ -114,7 +115,7 @@ impl SipSim {
     }
 
     /// Runs `f` as endpoint `i`'s TU at the current time (to start a request), then
-    /// sends what it produced.
+    /// sends what it produced. Panics on an index not returned by [`SipSim::add_endpoint`].
     pub fn with_endpoint<R>(&mut self, i: usize, f: impl FnOnce(&mut TuContext<'_>) -> R) -> R {
         let now = self.now;
         let ep = &mut self.endpoints[i];

@@ -7,7 +7,7 @@
 //!
 //! Data flow: the transport parses a datagram or stream frame into a [`Message`] and
 //! calls [`TransactionLayer::handle_message`]. Requests are matched to server
-//! transactions ([`key`]: branch, sent-by and method, or the RFC 2543 rules without a
+//! transactions (`key.rs`: branch, sent-by and method, or the RFC 2543 rules without a
 //! magic-cookie branch); a retransmission is answered from the transaction, a new request
 //! creates one and goes up as [`Event::Request`]. Responses are matched to client
 //! transactions and go up as [`Event::Response`], unless the state machine absorbs them.
