@@ -80,7 +80,7 @@ impl<'a> Via<'a> {
             } else if name.eq_ignore_ascii_case(b"ttl") {
                 value.is_some_and(|v| parse_digits(v, 255).is_some())
             } else if name.eq_ignore_ascii_case(b"rport") {
-                value.map_or(true, |v| parse_digits(v, 65535).is_some())
+                value.is_none_or(|v| parse_digits(v, 65535).is_some())
             } else if name.eq_ignore_ascii_case(b"branch") || name.eq_ignore_ascii_case(b"maddr") {
                 value.is_some_and(|v| !v.is_empty() && v[0] != b'"')
             } else {
