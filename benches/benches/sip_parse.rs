@@ -22,7 +22,7 @@ Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, NOTIFY, MESSAGE, INFO, UPDATE\r
 Supported: replaces, timer\r\n\
 User-Agent: ExamplePhone/1.2.3\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 226\r\n\
+Content-Length: 238\r\n\
 \r\n\
 v=0\r\n\
 o=alice 2890844526 2890844526 IN IP4 192.0.2.20\r\n\
@@ -55,7 +55,7 @@ fn parse(c: &mut Criterion) {
     let ok = Bytes::from_static(OK_200);
     assert_eq!(
         INVITE.len() - INVITE.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4,
-        226
+        238
     );
     Message::parse(invite.clone(), Framing::Datagram).expect("the benchmark INVITE parses");
     Message::parse(ok.clone(), Framing::Datagram).expect("the benchmark 200 parses");
