@@ -210,7 +210,7 @@ impl Driver {
         match peer.transport {
             TransportKind::Udp => {
                 let Some(sock) = self.udp.get(&peer.local) else {
-                    warn!(local = %peer.local, "no UDP socket for outgoing message");
+                    warn!(call_id = %call_id_of(&bytes), local = %peer.local, "no UDP socket for outgoing message");
                     return;
                 };
                 let dest = if bytes.starts_with(b"SIP/") {
@@ -220,18 +220,26 @@ impl Driver {
                     peer.remote
                 };
                 if let Err(e) = sock.send_to(&bytes, dest).await {
-                    warn!(%dest, error = %e, "UDP send failed");
+                    warn!(call_id = %call_id_of(&bytes), %dest, error = %e, "UDP send failed");
                 }
             }
             TransportKind::Tcp => {
                 let key = (peer.local, peer.remote);
+                let call_id = call_id_of(&bytes);
                 let ok = self.tcp.get(&key).is_some_and(|w| w.send(bytes));
                 if !ok {
                     // Gone, or too far behind: drop our end so the connection closes.
                     self.tcp.remove(&key);
-                    warn!(remote = %peer.remote, "TCP connection unavailable or stuck; message not sent");
+                    warn!(%call_id, remote = %peer.remote, "TCP connection unavailable or stuck; message not sent");
                 }
             }
         }
     }
+}
+
+/// The Call-ID of an outgoing message, for log lines.
+fn call_id_of(bytes: &[u8]) -> String {
+    crate::sip::message::write::raw_call_id(bytes)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default()
 }

@@ -182,8 +182,6 @@ impl Switch {
             }
             Event::Timeout { tx } => debug!(?tx, "transaction timed out"),
             Event::Terminated { .. } => {}
-            #[allow(unreachable_patterns)]
-            _ => {}
         }
     }
 

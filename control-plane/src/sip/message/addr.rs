@@ -1,8 +1,8 @@
 //! `name-addr` / `addr-spec` with parameters: From, To, Contact, Route, Record-Route
 //! (RFC 3261 §20.10, §25.1).
 
-use super::grammar::{is_lws, Cursor, TOKEN};
-use super::params::{read_params, Params};
+use super::grammar::{find, is_lws, Cursor, TOKEN};
+use super::params::{read_params_with, Params};
 use super::uri::{Uri, UriError};
 
 /// Why an address was refused.
@@ -41,6 +41,8 @@ pub struct NameAddr<'a> {
     /// Whether the URI was enclosed in '<>'.
     pub angle: bool,
     params: &'a [u8],
+    /// The `tag` parameter: absent, present without a value, or with one.
+    tag: Option<Option<&'a [u8]>>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -59,7 +61,7 @@ impl<'a> NameAddr<'a> {
             angle = true;
         } else {
             // Either `*(token LWS) <uri>` or a bare addr-spec.
-            let lt = memchr::memchr(b'<', c.rest());
+            let lt = find(b'<', c.rest());
             match lt {
                 Some(off) => {
                     let dn = &c.rest()[..off];
@@ -85,7 +87,7 @@ impl<'a> NameAddr<'a> {
         if angle {
             c.eat(b'<');
             let rest = c.rest();
-            let gt = memchr::memchr(b'>', rest).ok_or(AddrError::Angle)?;
+            let gt = find(b'>', rest).ok_or(AddrError::Angle)?;
             let raw = &rest[..gt];
             if raw.first().is_some_and(|&b| is_lws(b)) || raw.last().is_some_and(|&b| is_lws(b)) {
                 return Err(AddrError::Angle);
@@ -105,7 +107,14 @@ impl<'a> NameAddr<'a> {
             uri = Uri::parse(raw).map_err(AddrError::Uri)?;
             c.i += end;
         }
-        let params = read_params(&mut c).ok_or(AddrError::Param)?;
+        let mut tag = None;
+        let params = read_params_with(&mut c, |name, value| {
+            if name.eq_ignore_ascii_case(b"tag") {
+                tag = Some(value);
+            }
+            true
+        })
+        .ok_or(AddrError::Param)?;
         c.lws();
         if !c.at_end() {
             return Err(AddrError::Trailing);
@@ -115,6 +124,7 @@ impl<'a> NameAddr<'a> {
             uri,
             angle,
             params,
+            tag,
         })
     }
 
@@ -123,7 +133,12 @@ impl<'a> NameAddr<'a> {
     }
 
     pub fn tag(&self) -> Option<&'a [u8]> {
-        self.params().get("tag").flatten()
+        self.tag.flatten()
+    }
+
+    /// `None` if there is no tag parameter, `Some(None)` if it has no value.
+    pub fn tag_param(&self) -> Option<Option<&'a [u8]>> {
+        self.tag
     }
 }
 

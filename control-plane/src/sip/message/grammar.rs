@@ -221,3 +221,10 @@ impl<'a> Cursor<'a> {
         }
     }
 }
+
+/// The first `c` in `s`. Header values are short: a plain loop beats `memchr`'s
+/// dispatch there (memchr stays for scanning whole messages).
+#[inline]
+pub fn find(c: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&x| x == c)
+}

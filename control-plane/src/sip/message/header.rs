@@ -45,7 +45,8 @@ pub enum HeaderName {
     Other,
 }
 
-/// Every named header, for lookup by name.
+/// Every named header (tests check each resolves from its long form).
+#[cfg(test)]
 const ALL: &[HeaderName] = {
     use HeaderName::*;
     &[
@@ -89,12 +90,59 @@ const ALL: &[HeaderName] = {
     ]
 };
 
+/// The longest known header name ("proxy-authorization").
+const LONGEST: usize = 19;
+
 impl HeaderName {
+    /// Reads a header line's name up to its colon in one pass (token check, lower-casing
+    /// and lookup together). Returns the name, its length, and the offset just after the
+    /// colon; `None` if the name is not a token or no colon follows it (HCOLON allows
+    /// SP/HTAB before the colon).
+    pub fn read_line_name(line: &[u8]) -> Option<(HeaderName, usize, usize)> {
+        let mut buf = [0u8; LONGEST];
+        let mut i = 0;
+        while i < line.len() && super::grammar::TOKEN[line[i] as usize] {
+            if i < LONGEST {
+                buf[i] = line[i].to_ascii_lowercase();
+            }
+            i += 1;
+        }
+        let len = i;
+        if len == 0 {
+            return None;
+        }
+        while i < line.len() && matches!(line[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if line.get(i) != Some(&b':') {
+            return None;
+        }
+        let name = if len > LONGEST {
+            HeaderName::Other
+        } else {
+            HeaderName::from_lowercase(&buf[..len])
+        };
+        Some((name, len, i + 1))
+    }
+
     /// Resolves a received header name (any case, long or compact form).
     pub fn from_bytes(name: &[u8]) -> HeaderName {
+        if name.len() > LONGEST {
+            return HeaderName::Other;
+        }
+        let mut buf = [0u8; LONGEST];
+        for (d, s) in buf.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        HeaderName::from_lowercase(&buf[..name.len()])
+    }
+
+    /// Resolves a lower-cased name with one `match`: the compiler dispatches on length
+    /// and compares short names as machine words.
+    fn from_lowercase(lower: &[u8]) -> HeaderName {
         use HeaderName::*;
-        if name.len() == 1 {
-            return match name[0].to_ascii_lowercase() {
+        if lower.len() == 1 {
+            return match lower[0] {
                 b'i' => CallId,
                 b'm' => Contact,
                 b'e' => ContentEncoding,
@@ -113,14 +161,46 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        // Compare lengths first: a cheap filter before the case-insensitive compare.
-        for &c in ALL {
-            let s = c.as_str().as_bytes();
-            if s.len() == name.len() && s.eq_ignore_ascii_case(name) {
-                return c;
-            }
+        match lower {
+            b"via" => Via,
+            b"from" => From,
+            b"to" => To,
+            b"call-id" => CallId,
+            b"cseq" => CSeq,
+            b"contact" => Contact,
+            b"max-forwards" => MaxForwards,
+            b"content-length" => ContentLength,
+            b"content-type" => ContentType,
+            b"route" => Route,
+            b"record-route" => RecordRoute,
+            b"authorization" => Authorization,
+            b"proxy-authorization" => ProxyAuthorization,
+            b"www-authenticate" => WwwAuthenticate,
+            b"proxy-authenticate" => ProxyAuthenticate,
+            b"expires" => Expires,
+            b"min-expires" => MinExpires,
+            b"allow" => Allow,
+            b"supported" => Supported,
+            b"require" => Require,
+            b"proxy-require" => ProxyRequire,
+            b"unsupported" => Unsupported,
+            b"accept" => Accept,
+            b"accept-encoding" => AcceptEncoding,
+            b"accept-language" => AcceptLanguage,
+            b"allow-events" => AllowEvents,
+            b"content-disposition" => ContentDisposition,
+            b"content-encoding" => ContentEncoding,
+            b"date" => Date,
+            b"event" => Event,
+            b"refer-to" => ReferTo,
+            b"referred-by" => ReferredBy,
+            b"server" => Server,
+            b"session-expires" => SessionExpires,
+            b"subject" => Subject,
+            b"user-agent" => UserAgent,
+            b"warning" => Warning,
+            _ => Other,
         }
-        Other
     }
 
     /// The canonical long form.

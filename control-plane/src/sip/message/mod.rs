@@ -374,8 +374,18 @@ impl Message {
 /// Splits a list header value on commas outside quoted strings and angle brackets,
 /// trimming white space around each element and skipping empty ones.
 pub fn split_list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = v;
+    // Most values hold no comma at all: then the value is the one element.
+    let single = grammar::find(b',', v).is_none();
+    let mut rest = if single { &[][..] } else { v };
+    let mut whole = if single {
+        Some(grammar::trim_lws(v)).filter(|t| !t.is_empty())
+    } else {
+        None
+    };
     std::iter::from_fn(move || loop {
+        if let Some(w) = whole.take() {
+            return Some(w);
+        }
         if rest.is_empty() {
             return None;
         }

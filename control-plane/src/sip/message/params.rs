@@ -13,27 +13,45 @@ static GEN_VALUE: [bool; 256] = {
     t
 };
 
-/// Reads `*( SEMI generic-param )` from the cursor. Returns the raw slice holding the
-/// parameters (starting after the first ';'), or `None` if one is malformed.
-pub fn read_params<'a>(c: &mut Cursor<'a>) -> Option<&'a [u8]> {
+/// Reads `*( SEMI generic-param )` from the cursor, handing each `(name, value)` to
+/// `each` as it is read (a quoted value keeps its quotes); `each` returns false to
+/// refuse one. Returns the raw slice holding the parameters (starting after the first
+/// ';'), or `None` if one is malformed or refused.
+pub fn read_params_with<'a>(
+    c: &mut Cursor<'a>,
+    mut each: impl FnMut(&'a [u8], Option<&'a [u8]>) -> bool,
+) -> Option<&'a [u8]> {
     let mut start = None;
     while c.sep(b';') {
         if start.is_none() {
             start = Some(c.i);
         }
-        c.token()?;
+        let name = c.token()?;
+        let mut value = None;
         if c.sep(b'=') {
-            if c.peek() == Some(b'"') {
-                c.quoted_string()?;
-            } else if c.take(&GEN_VALUE).is_empty() {
+            let v = if c.peek() == Some(b'"') {
+                c.quoted_string()?
+            } else {
+                c.take(&GEN_VALUE)
+            };
+            if v.is_empty() {
                 return None;
             }
+            value = Some(v);
+        }
+        if !each(name, value) {
+            return None;
         }
     }
     Some(match start {
         Some(s) => &c.b[s..c.i],
         None => &c.b[c.i..c.i],
     })
+}
+
+/// [`read_params_with`] accepting every well-formed parameter.
+pub fn read_params<'a>(c: &mut Cursor<'a>) -> Option<&'a [u8]> {
+    read_params_with(c, |_, _| true)
 }
 
 /// Iterates over a raw parameter list as produced by [`read_params`]: yields
@@ -63,25 +81,30 @@ impl<'a> Iterator for Params<'a> {
         if super::grammar::trim_lws(s).is_empty() {
             return None;
         }
-        // Find the next ';' outside a quoted string.
-        let mut i = 0;
-        let mut quoted = false;
-        while i < s.len() {
-            match s[i] {
-                b'\\' if quoted => i += 1,
-                b'"' => quoted = !quoted,
-                b';' if !quoted => break,
-                _ => {}
+        // Find the next ';' outside a quoted string (no quote: one memchr).
+        let i = if super::grammar::find(b'"', s).is_none() {
+            super::grammar::find(b';', s).unwrap_or(s.len())
+        } else {
+            let mut i = 0;
+            let mut quoted = false;
+            while i < s.len() {
+                match s[i] {
+                    b'\\' if quoted => i += 1,
+                    b'"' => quoted = !quoted,
+                    b';' if !quoted => break,
+                    _ => {}
+                }
+                i += 1;
             }
-            i += 1;
-        }
+            i
+        };
         let item = &s[..i.min(s.len())];
         self.rest = if i < s.len() {
             &s[i + 1..]
         } else {
             &s[s.len()..]
         };
-        let (n, v) = match memchr::memchr(b'=', item) {
+        let (n, v) = match super::grammar::find(b'=', item) {
             Some(e) if !item[..e].contains(&b'"') => {
                 (&item[..e], Some(super::grammar::trim_lws(&item[e + 1..])))
             }

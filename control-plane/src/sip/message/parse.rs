@@ -133,27 +133,18 @@ pub(super) fn parse(buf: Bytes, framing: Framing, max_size: usize) -> Result<Mes
             last.value.end = span(b, line).end;
             continue;
         }
-        let colon = memchr::memchr(b':', line).ok_or(ParseError::HeaderLine {
-            line: line_no,
-            what: "no colon",
-        })?;
-        let mut name = &line[..colon];
-        while let [rest @ .., b' ' | b'\t'] = name {
-            name = rest;
-        }
-        if !is_token(name) {
-            return Err(ParseError::HeaderLine {
+        let (name, name_len, after_colon) =
+            HeaderName::read_line_name(line).ok_or(ParseError::HeaderLine {
                 line: line_no,
-                what: "header name is not a token",
-            });
-        }
-        let mut value = &line[colon + 1..];
+                what: "expected a token header name and a colon",
+            })?;
+        let mut value = &line[after_colon..];
         while let [b' ' | b'\t', rest @ ..] = value {
             value = rest;
         }
         headers.push(Header {
-            name: HeaderName::from_bytes(name),
-            name_span: span(b, name),
+            name,
+            name_span: span(b, &line[..name_len]),
             value: span(b, value),
         });
     }
@@ -201,15 +192,12 @@ pub(super) fn parse(buf: Bytes, framing: Framing, max_size: usize) -> Result<Mes
 /// A bare CR or LF inside the line is refused by returning `None` for a missing CRLF.
 fn read_line(b: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let rest = b.get(pos..)?;
-    let lf = memchr::memchr(b'\n', rest)?;
-    if lf == 0 || rest[lf - 1] != b'\r' {
+    // One scan for either byte: the first must be the CR of a CRLF.
+    let cr = memchr::memchr2(b'\r', b'\n', rest)?;
+    if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') {
         return None;
     }
-    let line = &rest[..lf - 1];
-    if memchr::memchr(b'\r', line).is_some() {
-        return None;
-    }
-    Some((line, pos + lf + 1))
+    Some((&rest[..cr], pos + cr + 2))
 }
 
 fn parse_start_line(b: &[u8], line: &[u8]) -> Result<StartLine, ParseError> {
@@ -351,7 +339,7 @@ fn validate(b: &[u8], msg: &mut Message) -> Result<(), ParseError> {
             }
             H::From | H::To => {
                 let a = NameAddr::parse(v).map_err(|e: AddrError| header_err(h.name, e))?;
-                let tag = match a.params().get("tag") {
+                let tag = match a.tag_param() {
                     Some(Some(t)) if t.iter().all(|&c| TOKEN[c as usize]) && !t.is_empty() => {
                         Some(span(b, t))
                     }

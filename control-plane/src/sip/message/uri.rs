@@ -2,7 +2,8 @@
 //! original bytes; any other scheme is checked as an RFC 2396 absoluteURI and kept opaque.
 
 use super::grammar::{
-    all_in, escaped_run, parse_digits, HNVCHAR, HOSTCHAR, PARAMCHAR, PASSWORD, SCHEME, URIC, USER,
+    all_in, escaped_run, find, parse_digits, HNVCHAR, HOSTCHAR, PARAMCHAR, PASSWORD, SCHEME, URIC,
+    USER,
 };
 
 /// The URI scheme.
@@ -60,7 +61,7 @@ pub struct Uri<'a> {
 
 impl<'a> Uri<'a> {
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
-        let colon = memchr::memchr(b':', raw).ok_or(UriError::Scheme)?;
+        let colon = find(b':', raw).ok_or(UriError::Scheme)?;
         let scheme_b = &raw[..colon];
         if scheme_b.is_empty() || !scheme_b[0].is_ascii_alphabetic() || !all_in(scheme_b, &SCHEME) {
             return Err(UriError::Scheme);
@@ -92,10 +93,10 @@ impl<'a> Uri<'a> {
             });
         }
         // userinfo ends at '@', which appears nowhere else in a SIP URI.
-        let (user, password, hostpart) = match memchr::memchr(b'@', rest) {
+        let (user, password, hostpart) = match find(b'@', rest) {
             Some(at) => {
                 let info = &rest[..at];
-                let (u, p) = match memchr::memchr(b':', info) {
+                let (u, p) = match find(b':', info) {
                     Some(c) => (&info[..c], Some(&info[c + 1..])),
                     None => (info, None),
                 };
@@ -123,7 +124,7 @@ impl<'a> Uri<'a> {
             i = end;
         }
         let tail = &after_host[i..];
-        let (params_part, headers) = match memchr::memchr(b'?', tail) {
+        let (params_part, headers) = match find(b'?', tail) {
             Some(q) => (&tail[..q], Some(&tail[q + 1..])),
             None => (tail, None),
         };
@@ -134,7 +135,7 @@ impl<'a> Uri<'a> {
         };
         if !params_part.is_empty() {
             for p in params.split(|&c| c == b';') {
-                let (name, value) = match memchr::memchr(b'=', p) {
+                let (name, value) = match find(b'=', p) {
                     Some(e) => (&p[..e], Some(&p[e + 1..])),
                     None => (p, None),
                 };
@@ -150,7 +151,7 @@ impl<'a> Uri<'a> {
                 return Err(UriError::Header);
             }
             for h in headers.split(|&c| c == b'&') {
-                let e = memchr::memchr(b'=', h).ok_or(UriError::Header)?;
+                let e = find(b'=', h).ok_or(UriError::Header)?;
                 let (name, value) = (&h[..e], &h[e + 1..]);
                 if !escaped_run(name, &HNVCHAR)
                     || (!value.is_empty() && !escaped_run(value, &HNVCHAR))
@@ -181,7 +182,7 @@ impl<'a> Uri<'a> {
             return None;
         }
         self.params.split(|&c| c == b';').find_map(|p| {
-            let (n, v) = match memchr::memchr(b'=', p) {
+            let (n, v) = match find(b'=', p) {
                 Some(e) => (&p[..e], Some(&p[e + 1..])),
                 None => (p, None),
             };
@@ -205,7 +206,7 @@ pub(crate) fn strip_brackets(h: &[u8]) -> &[u8] {
 
 fn escapes_ok(s: &[u8]) -> bool {
     let mut i = 0;
-    while let Some(p) = memchr::memchr(b'%', &s[i..]) {
+    while let Some(p) = find(b'%', &s[i..]) {
         let at = i + p;
         if at + 2 >= s.len() || !s[at + 1].is_ascii_hexdigit() || !s[at + 2].is_ascii_hexdigit() {
             return false;
@@ -216,36 +217,37 @@ fn escapes_ok(s: &[u8]) -> bool {
 }
 
 /// Splits `host` (hostname, IPv4 address or IPv6 reference) off the front of `s`.
+/// hostname = *(domainlabel ".") toplabel ["."]; an IPv4 address reads as one.
 pub(crate) fn split_host(s: &[u8]) -> Result<(&[u8], &[u8]), UriError> {
     if s.first() == Some(&b'[') {
-        let close = memchr::memchr(b']', s).ok_or(UriError::Host)?;
+        let close = find(b']', s).ok_or(UriError::Host)?;
         let inner = std::str::from_utf8(&s[1..close]).map_err(|_| UriError::Host)?;
         inner
             .parse::<std::net::Ipv6Addr>()
             .map_err(|_| UriError::Host)?;
         return Ok((&s[..=close], &s[close + 1..]));
     }
-    let end = s
-        .iter()
-        .position(|&c| !HOSTCHAR[c as usize])
-        .unwrap_or(s.len());
-    let host = &s[..end];
-    if !valid_hostname(host) {
+    // One pass: the host ends at the first non-host character; every label is
+    // non-empty and starts and ends with an alphanumeric (a trailing dot is allowed).
+    let mut prev = b'.';
+    let mut end = 0;
+    while end < s.len() {
+        let c = s[end];
+        match c {
+            b'.' if prev.is_ascii_alphanumeric() => {}
+            b'-' if prev != b'.' => {}
+            c if c.is_ascii_alphanumeric() => {}
+            c if HOSTCHAR[c as usize] => return Err(UriError::Host),
+            _ => break,
+        }
+        prev = c;
+        end += 1;
+    }
+    let trailing_dot_ok = prev == b'.' && end > 1 && s[end - 2].is_ascii_alphanumeric();
+    if end == 0 || !(prev.is_ascii_alphanumeric() || trailing_dot_ok) {
         return Err(UriError::Host);
     }
-    Ok((host, &s[end..]))
-}
-
-/// hostname = *(domainlabel ".") toplabel ["."], or an IPv4 address.
-pub(crate) fn valid_hostname(h: &[u8]) -> bool {
-    let h = h.strip_suffix(b".").unwrap_or(h);
-    !h.is_empty()
-        && h.split(|&c| c == b'.').all(|label| {
-            !label.is_empty()
-                && label[0].is_ascii_alphanumeric()
-                && label[label.len() - 1].is_ascii_alphanumeric()
-                && all_in(label, &HOSTCHAR)
-        })
+    Ok((&s[..end], &s[end..]))
 }
 
 /// Decodes %HH escapes (RFC 3261 §19.1.4 comparisons). Invalid escapes stay as written.

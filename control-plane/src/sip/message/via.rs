@@ -1,7 +1,7 @@
 //! The Via header (RFC 3261 §20.42, §25.1; RFC 3581 rport).
 
 use super::grammar::{parse_digits, Cursor};
-use super::params::{read_params, Params};
+use super::params::{read_params_with, Params};
 use super::uri::{split_host, strip_brackets};
 
 /// Why a Via value was refused.
@@ -30,6 +30,10 @@ pub struct Via<'a> {
     pub host: &'a [u8],
     pub port: Option<u16>,
     params: &'a [u8],
+    branch: Option<&'a [u8]>,
+    received: Option<&'a [u8]>,
+    maddr: Option<&'a [u8]>,
+    rport: Option<Option<u16>>,
 }
 
 impl<'a> Via<'a> {
@@ -55,42 +59,55 @@ impl<'a> Via<'a> {
             let digits = c.take(&DIGIT);
             port = Some(parse_digits(digits, 65535).ok_or(ViaError::SentBy)? as u16);
         }
-        let params = read_params(&mut c).ok_or(ViaError::Param)?;
+        let (mut branch, mut received, mut maddr, mut rport) = (None, None, None, None);
+        // One pass over the parameters, checking and recording the ones RFC 3261 and
+        // RFC 3581 define as they are read.
+        let params = read_params_with(&mut c, |name, value| {
+            let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            if is("branch") {
+                branch = value;
+                value.is_some_and(|v| v[0] != b'"')
+            } else if is("received") {
+                received = value;
+                value.is_some_and(is_ip_address)
+            } else if is("rport") {
+                match value {
+                    None => {
+                        rport = Some(None);
+                        true
+                    }
+                    Some(v) => match parse_digits(v, 65535) {
+                        Some(p) => {
+                            rport = Some(Some(p as u16));
+                            true
+                        }
+                        None => false,
+                    },
+                }
+            } else if is("maddr") {
+                maddr = value;
+                value.is_some_and(|v| v[0] != b'"')
+            } else if is("ttl") {
+                value.is_some_and(|v| parse_digits(v, 255).is_some())
+            } else {
+                true
+            }
+        })
+        .ok_or(ViaError::Param)?;
         c.lws();
         if !c.at_end() {
             return Err(ViaError::Trailing);
         }
-        let via = Via {
+        Ok(Via {
             transport,
             host,
             port,
             params,
-        };
-        via.check_params()?;
-        Ok(via)
-    }
-
-    fn check_params(&self) -> Result<(), ViaError> {
-        for (name, value) in self.params() {
-            let ok = if name.eq_ignore_ascii_case(b"received") {
-                value.is_some_and(|v| {
-                    std::str::from_utf8(strip_brackets(v))
-                        .is_ok_and(|s| s.parse::<std::net::IpAddr>().is_ok())
-                })
-            } else if name.eq_ignore_ascii_case(b"ttl") {
-                value.is_some_and(|v| parse_digits(v, 255).is_some())
-            } else if name.eq_ignore_ascii_case(b"rport") {
-                value.is_none_or(|v| parse_digits(v, 65535).is_some())
-            } else if name.eq_ignore_ascii_case(b"branch") || name.eq_ignore_ascii_case(b"maddr") {
-                value.is_some_and(|v| !v.is_empty() && v[0] != b'"')
-            } else {
-                true
-            };
-            if !ok {
-                return Err(ViaError::Param);
-            }
-        }
-        Ok(())
+            branch,
+            received,
+            maddr,
+            rport,
+        })
     }
 
     pub fn params(&self) -> Params<'a> {
@@ -98,22 +115,20 @@ impl<'a> Via<'a> {
     }
 
     pub fn branch(&self) -> Option<&'a [u8]> {
-        self.params().get("branch").flatten()
+        self.branch
     }
 
     pub fn received(&self) -> Option<&'a [u8]> {
-        self.params().get("received").flatten()
+        self.received
     }
 
     pub fn maddr(&self) -> Option<&'a [u8]> {
-        self.params().get("maddr").flatten()
+        self.maddr
     }
 
     /// `None`: no rport; `Some(None)`: rport requested; `Some(Some(p))`: filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params()
-            .get("rport")
-            .map(|v| v.and_then(|v| parse_digits(v, 65535).map(|p| p as u16)))
+        self.rport
     }
 
     /// True if the branch carries RFC 3261's magic cookie and something after it.
@@ -125,6 +140,22 @@ impl<'a> Via<'a> {
     pub fn is_reliable(&self) -> bool {
         !self.transport.eq_ignore_ascii_case(b"UDP")
     }
+}
+
+/// IPv4address / IPv6address (RFC 3261 §25.1), for `received`. Dotted quads are
+/// checked by hand: this runs on every Via of every message.
+fn is_ip_address(v: &[u8]) -> bool {
+    if v.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+        let mut parts = 0;
+        for octet in v.split(|&c| c == b'.') {
+            parts += 1;
+            if octet.is_empty() || octet.len() > 3 || parse_digits(octet, 255).is_none() {
+                return false;
+            }
+        }
+        return parts == 4;
+    }
+    std::str::from_utf8(strip_brackets(v)).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 static DIGIT: [bool; 256] = {
@@ -172,6 +203,32 @@ mod tests {
         assert!(!Via::parse(b"SIP/2.0/UDP h;branch=z9hG4bK")
             .unwrap()
             .has_rfc3261_branch());
+    }
+
+    #[test]
+    fn received_must_be_an_ip_address_rfc3261_25_1() {
+        for ok in [
+            "192.0.2.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:db8::1",
+            "[2001:db8::1]",
+            "::1",
+        ] {
+            assert!(is_ip_address(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "192.0.2",
+            "192.0.2.256",
+            "1.2.3.4.5",
+            "1..2.3",
+            "",
+            "host",
+            "1234.1.1.1",
+            "::zz",
+        ] {
+            assert!(!is_ip_address(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]
