@@ -175,6 +175,18 @@ pub fn write_top_via(out: &mut Vec<u8>, via_raw: &[u8], source: Option<SocketAdd
     }
 }
 
+/// One `Via:` line of a response: the first one (`*first` still true) gets received
+/// and rport for `source`.
+fn write_via_line(w: &mut Writer<'_>, via: &[u8], first: &mut bool, source: Option<SocketAddr>) {
+    w.out.extend_from_slice(b"Via: ");
+    if std::mem::take(first) {
+        write_top_via(w.out, via, source);
+    } else {
+        w.out.extend_from_slice(via);
+    }
+    w.out.extend_from_slice(b"\r\n");
+}
+
 fn has_tag(to_value: &[u8]) -> bool {
     // The To value may be malformed here (error responses); look for a `tag` parameter
     // after the URI.
@@ -203,14 +215,7 @@ pub fn response_to<'a>(
     let mut w = Writer::response(out, code, reason);
     let mut first = true;
     for v in req.values(HeaderName::Via) {
-        w.out.extend_from_slice(b"Via: ");
-        if first {
-            write_top_via(w.out, v, source);
-            first = false;
-        } else {
-            w.out.extend_from_slice(v);
-        }
-        w.out.extend_from_slice(b"\r\n");
+        write_via_line(&mut w, v, &mut first, source);
     }
     let from = req.header(HeaderName::From).unwrap_or_default();
     w.header("From", from);
@@ -321,14 +326,7 @@ pub fn error_response_raw(
         match HeaderName::from_bytes(name) {
             HeaderName::Via => {
                 for v in split_list(value) {
-                    w.out.extend_from_slice(b"Via: ");
-                    if first_via {
-                        write_top_via(w.out, v, source);
-                        first_via = false;
-                    } else {
-                        w.out.extend_from_slice(v);
-                    }
-                    w.out.extend_from_slice(b"\r\n");
+                    write_via_line(&mut w, v, &mut first_via, source);
                 }
             }
             HeaderName::From if !seen[0] => {
