@@ -90,6 +90,19 @@ const ALL: &[HeaderName] = {
     ]
 };
 
+/// Each token character mapped to its lower-case form; every other byte to 0.
+static LOWER_TOKEN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        if super::grammar::TOKEN[c] {
+            t[c] = (c as u8).to_ascii_lowercase();
+        }
+        c += 1;
+    }
+    t
+};
+
 /// The longest known header name ("proxy-authorization").
 const LONGEST: usize = 19;
 
@@ -99,13 +112,22 @@ impl HeaderName {
     /// colon; `None` if the name is not a token or no colon follows it (HCOLON allows
     /// SP/HTAB before the colon).
     pub fn read_line_name(line: &[u8]) -> Option<(HeaderName, usize, usize)> {
-        let mut buf = [0u8; LONGEST];
+        // One table lookup per byte gives both the class check and the lower-case form.
+        let mut buf = [0u8; 32];
+        let n = line.len().min(buf.len());
         let mut i = 0;
-        while i < line.len() && super::grammar::TOKEN[line[i] as usize] {
-            if i < LONGEST {
-                buf[i] = line[i].to_ascii_lowercase();
+        while i < n {
+            let l = LOWER_TOKEN[line[i] as usize];
+            if l == 0 {
+                break;
             }
+            buf[i] = l;
             i += 1;
+        }
+        if i == buf.len() {
+            while i < line.len() && LOWER_TOKEN[line[i] as usize] != 0 {
+                i += 1;
+            }
         }
         let len = i;
         if len == 0 {
