@@ -8,7 +8,9 @@
 //! [`config`] reads and validates the TOML configuration. [`netsim`] is the seeded,
 //! simulated network that tests drive those cores over, with loss and reordering.
 
+pub mod auth;
 pub mod config;
+pub mod ids;
 pub mod netsim;
 pub mod server;
 pub mod sip;

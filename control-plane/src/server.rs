@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::ids::IdGen;
 use crate::sip::transport::tcp::{self, ConnWriter, TcpLimits};
 use crate::sip::transport::{udp, Inbound, Peer, TransportKind};
-use crate::switch::rng::IdGen;
 use crate::switch::{Stats, Switch};
 
 /// Why the server could not start.

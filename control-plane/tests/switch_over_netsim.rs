@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use control_plane::config::Config;
+use control_plane::ids::IdGen;
 use control_plane::netsim::Network;
 use control_plane::sip::message::write::Writer;
 use control_plane::sip::message::{Framing, HeaderName, Message};
 use control_plane::sip::transaction::{Event, Output, TimerConfig, TransactionLayer};
 use control_plane::sip::transport::{Peer, TransportKind};
-use control_plane::switch::rng::IdGen;
 use control_plane::switch::Switch;
 
 const UAC: &str = "127.0.0.1:5070";

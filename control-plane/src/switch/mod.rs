@@ -9,9 +9,7 @@
 //! CANCEL is matched to its INVITE, and BYE outside a dialog gets 481. The registrar,
 //! the dialplan and the B2BUA slot in here (issue 3).
 
-pub mod auth;
 pub mod policy;
-pub mod rng;
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -19,16 +17,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use crate::auth::Challenger;
 use crate::config::Config;
+use crate::ids::IdGen;
 use crate::sip::message::write::{
     default_reason, error_response_raw, raw_call_id, response_to, Writer,
 };
 use crate::sip::message::{Message, Method, ParseError, Scheme};
 use crate::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use crate::sip::transport::Peer;
-use auth::Challenger;
 use policy::Refusal;
-use rng::IdGen;
 
 /// Counters a test or the management API can read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

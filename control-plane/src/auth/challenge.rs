@@ -1,14 +1,11 @@
-//! Digest challenges (RFC 3261 §22, RFC 7616 with SHA-256 and MD5, qop=auth).
-//!
-//! Nonces are stateless: `<issued secs hex>.<random hex>.<mac>`, where the MAC is
-//! SHA-256 over a secret key, the issue time and the random part, so the switch can
-//! tell its own fresh nonces from forged or expired ones without storing them.
+//! Digest challenges: stateless nonces (issue time, random part and a MAC) and the
+//! WWW-Authenticate / Proxy-Authenticate values that carry them.
 
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use super::rng::{hex, IdGen};
+use crate::ids::{hex, IdGen};
 
 /// Creates and checks nonces for digest challenges.
 pub struct Challenger {
