@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+pub use crate::auth::Secret;
 use toml::Spanned;
 
 /// The documented default configuration, compiled in.
@@ -43,6 +47,68 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub directory: Directory,
+    pub registrar: RegistrarConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[registrar]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Sources whose INVITEs are not challenged.
+    pub trusted: Vec<Cidr>,
+    pub nonce_lifetime_secs: u64,
+}
+
+/// An IPv4 or IPv6 network, `addr/prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x::y/n`, or a bare address (a single host).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|&n| n <= max)?,
+            None => max,
+        };
+        Some(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let to_bits = |ip: std::net::IpAddr| -> (u128, u8) {
+            match ip {
+                std::net::IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                std::net::IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        // An IPv4-mapped IPv6 source matches IPv4 networks.
+        let ip = match ip {
+            std::net::IpAddr::V6(v) => v.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let ((net, width), (host, host_width)) = (to_bits(self.addr), to_bits(ip));
+        if width != host_width {
+            return false;
+        }
+        let shift = u32::from(width - self.prefix);
+        self.prefix == 0 || (net >> shift) == (host >> shift)
+    }
 }
 
 /// `[sip]`
@@ -105,7 +171,31 @@ pub struct Directory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: String,
-    pub password: String,
+    /// The password, or precomputed HA1 values.
+    pub secret: Secret,
+    /// FreeSWITCH's effective_caller_id_name (default "Extension <id>").
+    pub caller_id_name: String,
+    /// FreeSWITCH's effective_caller_id_number (default the id).
+    pub caller_id_number: String,
+    /// Channel variables set on this user's calls (FreeSWITCH's user variables).
+    pub variables: BTreeMap<String, String>,
+}
+
+impl User {
+    fn new(id: String, secret: Secret) -> User {
+        User {
+            caller_id_name: format!("Extension {id}"),
+            caller_id_number: id.clone(),
+            id,
+            secret,
+            variables: BTreeMap::new(),
+        }
+    }
+
+    /// True if the user still has FreeSWITCH's vanilla password.
+    pub fn has_vanilla_password(&self) -> bool {
+        self.secret == Secret::Password(VANILLA_PASSWORD.to_string())
+    }
 }
 
 impl Directory {
@@ -131,6 +221,25 @@ struct Raw {
     log: RawLog,
     #[serde(default)]
     directory: RawDirectory,
+    #[serde(default)]
+    registrar: RawRegistrar,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRegistrar {
+    min_expires: Option<Spanned<u64>>,
+    max_expires: Option<Spanned<u64>>,
+    default_expires: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    trusted: Option<Vec<Spanned<String>>>,
+    nonce_lifetime_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -196,7 +305,13 @@ struct RawDirectory {
 #[serde(deny_unknown_fields)]
 struct RawUser {
     id: Spanned<String>,
-    password: Spanned<String>,
+    password: Option<Spanned<String>>,
+    ha1: Option<Spanned<String>>,
+    ha1_sha256: Option<Spanned<String>>,
+    caller_id_name: Option<String>,
+    caller_id_number: Option<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
 }
 
 struct Ctx<'a> {
@@ -358,6 +473,49 @@ fn ranged(
             key,
             s.span().start,
             format!("{} is out of range: expected {min} to {max}", s.get_ref()),
+        )),
+    }
+}
+
+/// A `[[directory.user]]`'s secret: exactly one of a password or HA1 values.
+fn user_secret(cx: &Ctx, u: &RawUser) -> Result<Secret, ConfigError> {
+    let id_off = u.id.span().start;
+    let hex_of = |v: &Option<Spanned<String>>,
+                  key: &str,
+                  len: usize|
+     -> Result<Option<String>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(h)
+                if h.get_ref().len() == len
+                    && h.get_ref().bytes().all(|c| c.is_ascii_hexdigit()) =>
+            {
+                Ok(Some(h.get_ref().to_ascii_lowercase()))
+            }
+            Some(h) => Err(cx.err(
+                key,
+                h.span().start,
+                format!("expected {len} hex digits: H(user:realm:password)"),
+            )),
+        }
+    };
+    let md5 = hex_of(&u.ha1, "directory.user.ha1", 32)?;
+    let sha256 = hex_of(&u.ha1_sha256, "directory.user.ha1_sha256", 64)?;
+    match (&u.password, md5.is_some() || sha256.is_some()) {
+        (Some(p), false) if !p.get_ref().is_empty() => Ok(Secret::Password(p.get_ref().clone())),
+        (Some(p), false) => {
+            Err(cx.err("directory.user.password", p.span().start, "empty password"))
+        }
+        (None, true) => Ok(Secret::Ha1 { md5, sha256 }),
+        (Some(p), true) => Err(cx.err(
+            "directory.user.password",
+            p.span().start,
+            "give either password or ha1/ha1_sha256, not both",
+        )),
+        (None, false) => Err(cx.err(
+            "directory.user",
+            id_off,
+            format!("user {}: needs password, ha1 or ha1_sha256", u.id.get_ref()),
         )),
     }
 }
@@ -558,6 +716,60 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         None => "info".into(),
     };
 
+    let r = &raw.registrar;
+    let min_expires = ranged(cx, "registrar.min_expires", &r.min_expires, 60, 1, 86_400)? as u32;
+    let max_expires = ranged(
+        cx,
+        "registrar.max_expires",
+        &r.max_expires,
+        7200,
+        1,
+        7 * 86_400,
+    )? as u32;
+    let default_expires = ranged(
+        cx,
+        "registrar.default_expires",
+        &r.default_expires,
+        3600,
+        1,
+        7 * 86_400,
+    )? as u32;
+    if !(min_expires <= default_expires && default_expires <= max_expires) {
+        let off = r
+            .default_expires
+            .as_ref()
+            .or(r.min_expires.as_ref())
+            .or(r.max_expires.as_ref())
+            .map_or(0, |v| v.span().start);
+        return Err(cx.err(
+            "registrar.default_expires",
+            off,
+            format!("need min_expires ({min_expires}) <= default_expires ({default_expires}) <= max_expires ({max_expires})"),
+        ));
+    }
+    let registrar = RegistrarConfig {
+        min_expires,
+        max_expires,
+        default_expires,
+    };
+    let mut trusted = Vec::new();
+    for t in raw.auth.trusted.iter().flatten() {
+        trusted.push(Cidr::parse(t.get_ref()).ok_or_else(|| {
+            cx.err("auth.trusted", t.span().start, format!("\"{}\" is not a network: expected \"192.0.2.0/24\", \"2001:db8::/32\" or an address", t.get_ref()))
+        })?);
+    }
+    let auth = AuthConfig {
+        trusted,
+        nonce_lifetime_secs: ranged(
+            cx,
+            "auth.nonce_lifetime_secs",
+            &raw.auth.nonce_lifetime_secs,
+            60,
+            5,
+            86_400,
+        )?,
+    };
+
     let dir = &raw.directory;
     let default_password = dir
         .default_password
@@ -588,27 +800,28 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
                     format!("user {e} is listed twice"),
                 ));
             }
-            users.push(User {
-                id: e,
-                password: default_password.clone(),
-            });
+            users.push(User::new(e, Secret::Password(default_password.clone())));
         }
     }
     for u in &dir.user {
-        if u.password.get_ref().is_empty() {
-            return Err(cx.err(
-                "directory.user.password",
-                u.password.span().start,
-                "empty password",
-            ));
+        let secret = user_secret(cx, u)?;
+        let user = match users.iter_mut().find(|x| x.id == *u.id.get_ref()) {
+            Some(x) => {
+                x.secret = secret;
+                x
+            }
+            None => {
+                users.push(User::new(u.id.get_ref().clone(), secret));
+                users.last_mut().expect("just pushed")
+            }
+        };
+        if let Some(n) = &u.caller_id_name {
+            user.caller_id_name = n.clone();
         }
-        match users.iter_mut().find(|x| x.id == *u.id.get_ref()) {
-            Some(x) => x.password = u.password.get_ref().clone(),
-            None => users.push(User {
-                id: u.id.get_ref().clone(),
-                password: u.password.get_ref().clone(),
-            }),
+        if let Some(n) = &u.caller_id_number {
+            user.caller_id_number = n.clone();
         }
+        user.variables = u.variables.clone();
     }
     let config = Config {
         source: cx.file.to_string(),
@@ -618,6 +831,8 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         storage,
         log: LogConfig { level },
         directory: Directory { users },
+        registrar,
+        auth,
     };
 
     if !config.loopback_only() {
@@ -625,7 +840,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             .directory
             .users
             .iter()
-            .find(|u| u.password == VANILLA_PASSWORD)
+            .find(|u| u.has_vanilla_password())
         {
             let off = dir.default_password.as_ref().map_or(0, |p| p.span().start);
             let public = config

@@ -19,12 +19,14 @@ fn embedded_default_is_loopback_with_twenty_users() {
     assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (16384, 32767));
     assert_eq!(c.storage.dir, PathBuf::from("./var"));
     assert_eq!(c.directory.users.len(), 20);
+    let u = &c.directory.users[0];
     assert_eq!(
-        c.directory.users[0],
-        User {
-            id: "1000".into(),
-            password: "1234".into()
-        }
+        (u.id.as_str(), &u.secret),
+        ("1000", &Secret::Password("1234".into()))
+    );
+    assert_eq!(
+        (u.caller_id_name.as_str(), u.caller_id_number.as_str()),
+        ("Extension 1000", "1000")
     );
     assert_eq!(c.directory.users[19].id, "1019");
     assert!(c.loopback_only());
@@ -168,15 +170,16 @@ fn users_and_ranges() {
         .directory
         .users
         .iter()
-        .map(|u| (u.id.as_str(), u.password.as_str()))
+        .map(|u| (u.id.as_str(), u.secret.clone()))
         .collect();
+    let pw = |p: &str| Secret::Password(p.into());
     assert_eq!(
         got,
         [
-            ("100", "pw"),
-            ("101", "own"),
-            ("102", "pw"),
-            ("alice", "pw")
+            ("100", pw("pw")),
+            ("101", pw("own")),
+            ("102", pw("pw")),
+            ("alice", pw("pw"))
         ]
     );
     let e = err("[directory]\nusers = [\"9-1\"]\n");
@@ -190,4 +193,81 @@ fn unreadable_file_is_reported() {
         (e.file.as_str(), e.line, e.key.as_str()),
         ("/nonexistent/ferroswitch.toml", 0, "(file)")
     );
+}
+
+#[test]
+fn users_with_ha1_caller_id_and_variables() {
+    let c = Config::parse(
+        "[directory]\nusers = []\n[[directory.user]]\nid = \"2000\"\nha1 = \"0123456789ABCDEF0123456789abcdef\"\ncaller_id_name = \"Front Desk\"\nvariables = { toll_allow = \"local\", user_context = \"default\" }\n",
+        "t",
+    )
+    .unwrap();
+    let u = &c.directory.users[0];
+    assert_eq!(
+        u.secret,
+        Secret::Ha1 {
+            md5: Some("0123456789abcdef0123456789abcdef".into()),
+            sha256: None
+        }
+    );
+    assert_eq!(
+        (u.caller_id_name.as_str(), u.caller_id_number.as_str()),
+        ("Front Desk", "2000")
+    );
+    assert_eq!(
+        u.variables.get("toll_allow").map(String::as_str),
+        Some("local")
+    );
+    let e = err("[directory]\nusers = []\n[[directory.user]]\nid = \"2000\"\nha1 = \"xyz\"\n");
+    assert_eq!((e.line, e.key.as_str()), (5, "directory.user.ha1"));
+    let e = err("[directory]\nusers = []\n[[directory.user]]\nid = \"2000\"\n");
+    assert_eq!((e.line, e.key.as_str()), (4, "directory.user"));
+    assert!(
+        e.message.contains("needs password, ha1 or ha1_sha256"),
+        "{}",
+        e.message
+    );
+    let e = err("[directory]\nusers = []\n[[directory.user]]\nid = \"2000\"\npassword = \"x\"\nha1 = \"0123456789abcdef0123456789abcdef\"\n");
+    assert_eq!((e.line, e.key.as_str()), (5, "directory.user.password"));
+}
+
+#[test]
+fn registrar_and_auth_sections() {
+    let c = Config::embedded().unwrap();
+    assert_eq!(
+        c.registrar,
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600
+        }
+    );
+    assert_eq!(
+        c.auth,
+        AuthConfig {
+            trusted: vec![],
+            nonce_lifetime_secs: 60
+        }
+    );
+    let c = Config::parse(
+        "[auth]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \"127.0.0.5\"]\n",
+        "t",
+    )
+    .unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(c.auth.trusted[0].contains(ip("192.0.2.200")));
+    assert!(!c.auth.trusted[0].contains(ip("192.0.3.1")));
+    assert!(c.auth.trusted[0].contains(ip("::ffff:192.0.2.9")));
+    assert!(c.auth.trusted[1].contains(ip("2001:db8:1::7")));
+    assert!(!c.auth.trusted[1].contains(ip("2001:db9::1")));
+    assert!(
+        c.auth.trusted[2].contains(ip("127.0.0.5")) && !c.auth.trusted[2].contains(ip("127.0.0.6"))
+    );
+    assert!(Cidr::parse("0.0.0.0/0")
+        .unwrap()
+        .contains(ip("203.0.113.1")));
+    let e = err("[auth]\ntrusted = [\"10.0.0.0/33\"]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "auth.trusted"));
+    let e = err("[registrar]\nmin_expires = 600\ndefault_expires = 300\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "registrar.default_expires"));
 }
