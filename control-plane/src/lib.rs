@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod ids;
 pub mod netsim;
+pub mod registrar;
 pub mod server;
 pub mod sip;
 pub mod switch;
