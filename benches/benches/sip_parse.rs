@@ -16,10 +16,7 @@ use messages::{INVITE, OK_200};
 fn parse(c: &mut Criterion) {
     let invite = Bytes::from_static(INVITE);
     let ok = Bytes::from_static(OK_200);
-    assert_eq!(
-        INVITE.len() - INVITE.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4,
-        238
-    );
+    assert_eq!(INVITE.len() - INVITE.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4, 238);
     Message::parse(invite.clone(), Framing::Datagram).expect("the benchmark INVITE parses");
     Message::parse(ok.clone(), Framing::Datagram).expect("the benchmark 200 parses");
 
@@ -28,9 +25,7 @@ fn parse(c: &mut Criterion) {
     g.bench_function("invite_with_sdp", |b| {
         b.iter(|| Message::parse(black_box(invite.clone()), Framing::Datagram).unwrap())
     });
-    g.bench_function("ok_200", |b| {
-        b.iter(|| Message::parse(black_box(ok.clone()), Framing::Datagram).unwrap())
-    });
+    g.bench_function("ok_200", |b| b.iter(|| Message::parse(black_box(ok.clone()), Framing::Datagram).unwrap()));
     g.finish();
 
     let req = Message::parse(invite, Framing::Datagram).unwrap();
@@ -40,14 +35,7 @@ fn parse(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("response_to_invite_reused_buffer", |b| {
         b.iter(|| {
-            let mut w = response_to(
-                black_box(&req),
-                180,
-                "Ringing",
-                Some(b"a6c85cf"),
-                Some(source),
-                &mut buf,
-            );
+            let mut w = response_to(black_box(&req), 180, "Ringing", Some(b"a6c85cf"), Some(source), &mut buf);
             w.header("Server", "ferroswitch");
             w.finish(b"");
             black_box(buf.len())

@@ -10,10 +10,7 @@ use control_plane::sip::message::{Framing, Message};
 mod messages;
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000);
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let which = std::env::args().nth(2).unwrap_or_else(|| "both".into());
     let mut set = Vec::new();
     if which != "ok" {
@@ -25,10 +22,7 @@ fn main() {
     let mut headers = 0;
     for _ in 0..n {
         for m in &set {
-            headers += Message::parse(m.clone(), Framing::Datagram)
-                .expect("parses")
-                .headers()
-                .len();
+            headers += Message::parse(m.clone(), Framing::Datagram).expect("parses").headers().len();
         }
     }
     println!("{n} x {} messages ({which}), {headers} headers", set.len());

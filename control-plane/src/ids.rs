@@ -16,12 +16,7 @@ impl IdGen {
     /// Keyed by a seed: the same seed gives the same identifiers (tests).
     pub fn from_seed(seed: u64) -> Self {
         let key: [u8; 32] = Sha256::digest(seed.to_le_bytes()).into();
-        IdGen {
-            key,
-            counter: 0,
-            pool: [0; 32],
-            used: 32,
-        }
+        IdGen { key, counter: 0, pool: [0; 32], used: 32 }
     }
 
     /// Keyed from the operating system's randomness.
@@ -29,12 +24,7 @@ impl IdGen {
         let mut key = [0u8; 32];
         use std::io::Read;
         std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
-        Ok(IdGen {
-            key,
-            counter: 0,
-            pool: [0; 32],
-            used: 32,
-        })
+        Ok(IdGen { key, counter: 0, pool: [0; 32], used: 32 })
     }
 
     pub fn fill(&mut self, out: &mut [u8]) {

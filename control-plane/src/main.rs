@@ -62,10 +62,7 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ferroswitch: cannot start the runtime: {e}");
@@ -88,14 +85,13 @@ fn main() -> ExitCode {
         for a in &server.tcp {
             println!("ferroswitch: listening sip/tcp {a}");
         }
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("ferroswitch: cannot watch SIGTERM: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ferroswitch: cannot watch SIGTERM: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -24,11 +24,7 @@ use crate::switch::{Stats, Switch};
 pub enum StartError {
     /// A listener could not be bound (address in use, not local, no permission).
     #[error("cannot bind {key} {addr}: {source}")]
-    Bind {
-        key: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
     /// The operating system's random source could not be read.
     #[error("cannot read /dev/urandom: {0}")]
     Random(std::io::Error),
@@ -58,23 +54,11 @@ impl Server {
         let mut udp_sockets = HashMap::new();
         let mut udp_addrs = Vec::new();
         for &addr in &config.sip.udp {
-            let s = udp::bind(addr).await.map_err(|source| StartError::Bind {
-                key: "sip.udp",
-                addr,
-                source,
-            })?;
-            let local = s.local_addr().map_err(|source| StartError::Bind {
-                key: "sip.udp",
-                addr,
-                source,
-            })?;
+            let s = udp::bind(addr).await.map_err(|source| StartError::Bind { key: "sip.udp", addr, source })?;
+            let local = s.local_addr().map_err(|source| StartError::Bind { key: "sip.udp", addr, source })?;
             udp_addrs.push(local);
             udp_sockets.insert(local, s.clone());
-            tokio::spawn(udp::receive_loop(
-                s,
-                config.sip.max_message_size,
-                to_core.clone(),
-            ));
+            tokio::spawn(udp::receive_loop(s, config.sip.max_message_size, to_core.clone()));
         }
         let limits = TcpLimits {
             max_message: config.sip.max_message_size,
@@ -85,22 +69,15 @@ impl Server {
         };
         let mut tcp_addrs = Vec::new();
         for &addr in &config.sip.tcp {
-            let l = tcp::bind(addr).await.map_err(|source| StartError::Bind {
-                key: "sip.tcp",
-                addr,
-                source,
-            })?;
-            tcp_addrs.push(l.local_addr().map_err(|source| StartError::Bind {
-                key: "sip.tcp",
-                addr,
-                source,
-            })?);
+            let l = tcp::bind(addr).await.map_err(|source| StartError::Bind { key: "sip.tcp", addr, source })?;
+            tcp_addrs.push(l.local_addr().map_err(|source| StartError::Bind { key: "sip.tcp", addr, source })?);
             tokio::spawn(tcp::accept_loop(l, limits, to_core.clone()));
         }
         drop(to_core);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (stats_tx, stats) = watch::channel(Stats::default());
-        let switch = Switch::new(&config, ids, Instant::now());
+        let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let switch = Switch::new(&config, ids, Instant::now(), unix_now);
         let driver = Driver {
             switch,
             udp: udp_sockets,
@@ -115,13 +92,7 @@ impl Server {
         for a in &tcp_addrs {
             info!(addr = %a, "SIP listening on TCP");
         }
-        Ok(Server {
-            udp: udp_addrs,
-            tcp: tcp_addrs,
-            shutdown,
-            stats,
-            task,
-        })
+        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, shutdown, stats, task })
     }
 
     /// The switch's counters as of its last loop turn.
@@ -145,11 +116,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(
-        mut self,
-        mut inbound: mpsc::Receiver<Inbound>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, mut shutdown: watch::Receiver<bool>) {
         loop {
             let deadline = self.switch.poll_timeout();
             let sleep = async {
@@ -179,6 +146,9 @@ impl Driver {
                 self.switch.handle_timeout(now);
             }
             self.flush().await;
+            while let Some(change) = self.switch.poll_change() {
+                debug!(?change, "registrar change");
+            }
             self.stats.send_replace(self.switch.stats());
         }
         debug!("SIP driver stopped");
@@ -188,9 +158,7 @@ impl Driver {
         let now = Instant::now();
         match item {
             Inbound::Message { peer, msg } => self.switch.handle_message(now, msg, peer),
-            Inbound::Malformed { peer, bytes, error } => {
-                self.switch.handle_parse_error(&bytes, &error, peer)
-            }
+            Inbound::Malformed { peer, bytes, error } => self.switch.handle_parse_error(&bytes, &error, peer),
             Inbound::Opened { peer, writer } => {
                 self.tcp.insert((peer.local, peer.remote), writer);
             }
@@ -214,8 +182,7 @@ impl Driver {
                     return;
                 };
                 let dest = if bytes.starts_with(b"SIP/") {
-                    udp::response_destination(&bytes, peer.remote, self.symmetric)
-                        .unwrap_or(peer.remote)
+                    udp::response_destination(&bytes, peer.remote, self.symmetric).unwrap_or(peer.remote)
                 } else {
                     peer.remote
                 };
@@ -239,7 +206,5 @@ impl Driver {
 
 /// The Call-ID of an outgoing message, for log lines.
 fn call_id_of(bytes: &[u8]) -> String {
-    crate::sip::message::write::raw_call_id(bytes)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .unwrap_or_default()
+    crate::sip::message::write::raw_call_id(bytes).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
 }

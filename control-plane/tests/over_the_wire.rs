@@ -23,10 +23,7 @@ fn options_over_udp_gets_200_with_allow_accept_supported_rfc3261_11_2() {
     let r = collect_responses(&s, WAIT);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(status(&r[0]), 200);
-    assert_eq!(
-        header_values(&r[0], "Allow"),
-        ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"]
-    );
+    assert_eq!(header_values(&r[0], "Allow"), ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"]);
     assert_eq!(header_values(&r[0], "Accept"), ["application/sdp"]);
     assert_eq!(header_values(&r[0], "Supported").len(), 1);
     assert_eq!(header_values(&r[0], "Call-ID"), ["opt-udp-1"]);
@@ -34,10 +31,7 @@ fn options_over_udp_gets_200_with_allow_accept_supported_rfc3261_11_2() {
     // RFC 3581: rport filled in with the source port, received added.
     let port = s.local_addr().unwrap().port();
     let via = &header_values(&r[0], "Via")[0];
-    assert!(
-        via.ends_with(&format!(";rport={port};received=127.0.0.1")),
-        "{via}"
-    );
+    assert!(via.ends_with(&format!(";rport={port};received=127.0.0.1")), "{via}");
     let to = &header_values(&r[0], "To")[0];
     assert!(to.contains(";tag="), "{to}");
 }
@@ -48,11 +42,8 @@ fn options_over_tcp_with_pipelining_split_writes_and_keepalive_rfc5626_3_5_1() {
     let mut s = TcpStream::connect(sw.tcp).unwrap();
     let local = s.local_addr().unwrap();
     // Two requests in one write.
-    let two = format!(
-        "{}{}",
-        options_request("TCP", local, sw.tcp, "tcp-a"),
-        options_request("TCP", local, sw.tcp, "tcp-b")
-    );
+    let two =
+        format!("{}{}", options_request("TCP", local, sw.tcp, "tcp-a"), options_request("TCP", local, sw.tcp, "tcp-b"));
     write_all(&mut s, two.as_bytes());
     let r = tcp_read_responses(&mut s, 2, WAIT);
     assert_eq!(r.iter().map(|t| status(t)).collect::<Vec<_>>(), [200, 200]);
@@ -78,11 +69,7 @@ fn options_over_tcp_with_pipelining_split_writes_and_keepalive_rfc5626_3_5_1() {
 fn tcp_stream_with_negative_content_length_is_closed_rfc4475_3_1_2_3() {
     let sw = SwitchProcess::start("");
     let mut s = TcpStream::connect(sw.tcp).unwrap();
-    let raw = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/rfc4475/ncl.dat"
-    ))
-    .unwrap();
+    let raw = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rfc4475/ncl.dat")).unwrap();
     s.write_all(&raw).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     let mut buf = [0u8; 1024];
@@ -158,34 +145,19 @@ fn every_rfc4475_message_gets_its_answer_over_udp_and_the_switch_stays_up() {
     // each of those goes to a fresh switch.
     let mut keys = std::collections::HashSet::new();
     for &(name, want) in WIRE {
-        let raw = std::fs::read(format!(
-            "{}/tests/data/rfc4475/{name}.dat",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
+        let raw = std::fs::read(format!("{}/tests/data/rfc4475/{name}.dat", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let text = String::from_utf8_lossy(&raw).into_owned();
-        let top_via = text
-            .lines()
-            .find(|l| l.starts_with("Via:"))
-            .unwrap_or_default()
-            .to_string();
+        let top_via = text.lines().find(|l| l.starts_with("Via:")).unwrap_or_default().to_string();
         let method = text.split(' ').next().unwrap_or_default().to_string();
         let key = (top_via, method);
         if keys.contains(&key) {
-            assert!(
-                sw.is_running(),
-                "the switch must survive the torture messages"
-            );
+            assert!(sw.is_running(), "the switch must survive the torture messages");
             sw = SwitchProcess::start("");
             keys.clear();
         }
         keys.insert(key);
         let responses = udp_exchange(sw.udp, &raw, if want.is_some() { WAIT } else { SILENCE });
-        let finals: Vec<u16> = responses
-            .iter()
-            .map(|r| status(r))
-            .filter(|&c| c >= 200)
-            .collect();
+        let finals: Vec<u16> = responses.iter().map(|r| status(r)).filter(|&c| c >= 200).collect();
         let got = finals.first().copied();
         if got != want || finals.len() > 1 {
             wrong.push(format!(
@@ -200,7 +172,11 @@ fn every_rfc4475_message_gets_its_answer_over_udp_and_the_switch_stays_up() {
         // What each kind of answer must carry.
         match want {
             Some(501) | Some(405) => {
-                assert_eq!(header_values(final_text, "Allow"), ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"], "{name}")
+                assert_eq!(
+                    header_values(final_text, "Allow"),
+                    ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"],
+                    "{name}"
+                )
             }
             Some(420) => assert_eq!(
                 header_values(final_text, "Unsupported"),
@@ -211,7 +187,7 @@ fn every_rfc4475_message_gets_its_answer_over_udp_and_the_switch_stays_up() {
             Some(401) => {
                 let c = header_values(final_text, "WWW-Authenticate");
                 assert_eq!(c.len(), 2, "{name}");
-                assert!(c[0].contains("algorithm=SHA-256") && c[1].contains("algorithm=MD5"), "{name}: {c:?}");
+                assert!(c[0].contains("algorithm=MD5") && c[1].contains("algorithm=SHA-256"), "{name}: {c:?}");
                 assert!(c[0].starts_with("Digest realm=\""), "{name}");
             }
             Some(407) => {
@@ -225,15 +201,11 @@ fn every_rfc4475_message_gets_its_answer_over_udp_and_the_switch_stays_up() {
             // Every answer echoes the request's Call-ID when the request had one.
             let text = String::from_utf8_lossy(&raw);
             if let Some(cid) = text.lines().find_map(|l| {
-                l.strip_prefix("Call-ID: ")
-                    .or_else(|| l.strip_prefix("i: "))
-                    .or_else(|| l.strip_prefix("I: "))
+                l.strip_prefix("Call-ID: ").or_else(|| l.strip_prefix("i: ")).or_else(|| l.strip_prefix("I: "))
             }) {
                 if name != "multi01" {
                     assert_eq!(
-                        header_values(final_text, "Call-ID")
-                            .first()
-                            .map(String::as_str),
+                        header_values(final_text, "Call-ID").first().map(String::as_str),
                         Some(cid.trim()),
                         "{name}"
                     );
@@ -242,15 +214,9 @@ fn every_rfc4475_message_gets_its_answer_over_udp_and_the_switch_stays_up() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    assert!(
-        sw.is_running(),
-        "the switch must survive the torture messages"
-    );
-    let r = udp_exchange(
-        sw.udp,
-        options_request("UDP", "127.0.0.1:9".parse().unwrap(), sw.udp, "after").as_bytes(),
-        WAIT,
-    );
+    assert!(sw.is_running(), "the switch must survive the torture messages");
+    let r =
+        udp_exchange(sw.udp, options_request("UDP", "127.0.0.1:9".parse().unwrap(), sw.udp, "after").as_bytes(), WAIT);
     assert_eq!(r.iter().map(|t| status(t)).collect::<Vec<_>>(), [200]);
 }
 
@@ -264,33 +230,19 @@ fn retransmitted_request_gets_the_same_response_rfc3261_17_2_2() {
     s.send_to(req.as_bytes(), sw.udp).unwrap();
     let second = collect_responses(&s, WAIT);
     assert_eq!(first.len(), 1);
-    assert_eq!(
-        first, second,
-        "the retransmission is answered from the transaction, byte for byte"
-    );
+    assert_eq!(first, second, "the retransmission is answered from the transaction, byte for byte");
 }
 
 #[test]
 fn bad_config_exits_non_zero_naming_key_file_and_line() {
     let dir = TempDir::new("badcfg");
     let path = dir.0.join("bad.toml");
-    std::fs::write(
-        &path,
-        "[sip]\nudp = [\"127.0.0.1:5070\"]\nmax_mesage_size = 10\n",
-    )
-    .unwrap();
-    let out = Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    std::fs::write(&path, "[sip]\nudp = [\"127.0.0.1:5070\"]\nmax_mesage_size = 10\n").unwrap();
+    let out = Command::new(binary()).arg("--config").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!(
-            "{}:3: sip.max_mesage_size: unknown field `max_mesage_size`",
-            path.display()
-        )),
+        err.contains(&format!("{}:3: sip.max_mesage_size: unknown field `max_mesage_size`", path.display())),
         "{err}"
     );
 }
@@ -300,27 +252,18 @@ fn public_address_with_default_password_refuses_to_start() {
     let dir = TempDir::new("pubcfg");
     let path = dir.0.join("public.toml");
     std::fs::write(&path, "[sip]\nudp = [\"0.0.0.0:0\"]\ntcp = []\n").unwrap();
-    let out = Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = Command::new(binary()).arg("--config").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(
-            "directory.default_password: refusing to start: 0.0.0.0:0 is not a loopback address"
-        ),
+        err.contains("directory.default_password: refusing to start: 0.0.0.0:0 is not a loopback address"),
         "{err}"
     );
 }
 
 #[test]
 fn embedded_default_is_valid() {
-    let out = Command::new(binary())
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = Command::new(binary()).arg("--check-config").output().unwrap();
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -331,23 +274,12 @@ fn embedded_default_is_valid() {
 #[test]
 fn tcp_connections_per_source_are_limited() {
     let sw = SwitchProcess::start("tcp_max_connections_per_source = 2\n");
-    let mut kept: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(sw.tcp).unwrap())
-        .collect();
+    let mut kept: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(sw.tcp).unwrap()).collect();
     // The two allowed connections work.
     for (i, s) in kept.iter_mut().enumerate() {
         let local = s.local_addr().unwrap();
-        write_all(
-            s,
-            options_request("TCP", local, sw.tcp, &format!("lim-{i}")).as_bytes(),
-        );
-        assert_eq!(
-            tcp_read_responses(s, 1, WAIT)
-                .iter()
-                .map(|t| status(t))
-                .collect::<Vec<_>>(),
-            [200]
-        );
+        write_all(s, options_request("TCP", local, sw.tcp, &format!("lim-{i}")).as_bytes());
+        assert_eq!(tcp_read_responses(s, 1, WAIT).iter().map(|t| status(t)).collect::<Vec<_>>(), [200]);
     }
     // The third from the same address is closed at once.
     let mut third = TcpStream::connect(sw.tcp).unwrap();
@@ -362,11 +294,7 @@ fn idle_tcp_connection_is_closed() {
     let mut s = TcpStream::connect(sw.tcp).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 16];
-    assert_eq!(
-        std::io::Read::read(&mut s, &mut buf).unwrap(),
-        0,
-        "closed after the idle timeout"
-    );
+    assert_eq!(std::io::Read::read(&mut s, &mut buf).unwrap(), 0, "closed after the idle timeout");
 }
 
 #[test]
@@ -374,10 +302,7 @@ fn oversized_udp_request_gets_513() {
     let sw = SwitchProcess::start("max_message_size = 1024\n");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut req = options_request("UDP", s.local_addr().unwrap(), sw.udp, "big-1");
-    req.insert_str(
-        req.len() - 2,
-        &format!("X-Padding: {}\r\n", "p".repeat(1500)),
-    );
+    req.insert_str(req.len() - 2, &format!("X-Padding: {}\r\n", "p".repeat(1500)));
     s.send_to(req.as_bytes(), sw.udp).unwrap();
     let r = collect_responses(&s, WAIT);
     assert_eq!(r.iter().map(|t| status(t)).collect::<Vec<_>>(), [513]);
@@ -388,17 +313,9 @@ fn oversized_udp_request_gets_513() {
 fn ipv6_loopback_udp_and_tcp() {
     let dir = TempDir::new("v6");
     let path = dir.0.join("v6.toml");
-    std::fs::write(
-        &path,
-        "[sip]\nudp = [\"[::1]:0\"]\ntcp = [\"[::1]:0\"]\n[log]\nlevel = \"warn\"\n",
-    )
-    .unwrap();
-    let mut child = Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    std::fs::write(&path, "[sip]\nudp = [\"[::1]:0\"]\ntcp = [\"[::1]:0\"]\n[log]\nlevel = \"warn\"\n").unwrap();
+    let mut child =
+        Command::new(binary()).arg("--config").arg(&path).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
     let mut addrs = Vec::new();
     while addrs.len() < 2 {
@@ -411,31 +328,14 @@ fn ipv6_loopback_udp_and_tcp() {
         }
     }
     let s = UdpSocket::bind("[::1]:0").unwrap();
-    s.send_to(
-        options_request("UDP", s.local_addr().unwrap(), addrs[0], "v6-udp").as_bytes(),
-        addrs[0],
-    )
-    .unwrap();
+    s.send_to(options_request("UDP", s.local_addr().unwrap(), addrs[0], "v6-udp").as_bytes(), addrs[0]).unwrap();
     let r = collect_responses(&s, WAIT);
     assert_eq!(r.iter().map(|t| status(t)).collect::<Vec<_>>(), [200]);
-    assert!(
-        header_values(&r[0], "Via")[0].ends_with(";received=::1"),
-        "{:?}",
-        header_values(&r[0], "Via")
-    );
+    assert!(header_values(&r[0], "Via")[0].ends_with(";received=::1"), "{:?}", header_values(&r[0], "Via"));
     let mut t = TcpStream::connect(addrs[1]).unwrap();
     let local = t.local_addr().unwrap();
-    write_all(
-        &mut t,
-        options_request("TCP", local, addrs[1], "v6-tcp").as_bytes(),
-    );
-    assert_eq!(
-        tcp_read_responses(&mut t, 1, WAIT)
-            .iter()
-            .map(|x| status(x))
-            .collect::<Vec<_>>(),
-        [200]
-    );
+    write_all(&mut t, options_request("TCP", local, addrs[1], "v6-tcp").as_bytes());
+    assert_eq!(tcp_read_responses(&mut t, 1, WAIT).iter().map(|x| status(x)).collect::<Vec<_>>(), [200]);
     let _ = child.kill();
     let _ = child.wait();
 }

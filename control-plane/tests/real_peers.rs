@@ -13,19 +13,8 @@ fn sipp(transport: &str, target: std::net::SocketAddr) -> std::process::Output {
     let dir = TempDir::new("sipp");
     Command::new("timeout")
         .current_dir(&dir.0)
-        .args([
-            "60", "sipp", "-sf", scenario, "-s", "1000", "-m", "20", "-r", "20", "-t", transport,
-        ])
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-nostdin",
-        ])
+        .args(["60", "sipp", "-sf", scenario, "-s", "1000", "-m", "20", "-r", "20", "-t", transport])
+        .args(["-i", "127.0.0.1", "-p", &free_port().to_string(), "-timeout", "30s", "-timeout_error", "-nostdin"])
         .arg(target.to_string())
         .output()
         .expect("run sipp")
@@ -65,11 +54,36 @@ fn sipsak_options_gets_200() {
         .output()
         .expect("run sipsak");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "sipsak:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "sipsak:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("SIP/2.0 200 OK"), "{text}");
+}
+
+fn sipp_register(transport: &str, target: std::net::SocketAddr, user: &str, password: &str) -> std::process::Output {
+    ensure_tool("sipp");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/register.xml");
+    let dir = TempDir::new("sipp-reg");
+    Command::new("timeout")
+        .current_dir(&dir.0)
+        .args([
+            "60", "sipp", "-sf", scenario, "-s", user, "-au", user, "-ap", password, "-m", "3", "-r", "10", "-t",
+            transport,
+        ])
+        .args(["-i", "127.0.0.1", "-p", &free_port().to_string(), "-timeout", "20s", "-timeout_error", "-nostdin"])
+        .arg(target.to_string())
+        .output()
+        .expect("run sipp")
+}
+
+#[test]
+fn sipp_registers_with_digest_auth_over_udp_and_tcp_rfc3261_22() {
+    let sw = SwitchProcess::start("");
+    assert_all_passed(sipp_register("u1", sw.udp, "1001", "1234"));
+    assert_all_passed(sipp_register("t1", sw.tcp, "1002", "1234"));
+}
+
+#[test]
+fn sipp_with_a_wrong_password_is_not_registered() {
+    let sw = SwitchProcess::start("");
+    let out = sipp_register("u1", sw.udp, "1003", "not-the-password");
+    assert_ne!(out.status.code(), Some(0), "a wrong password must not register");
 }

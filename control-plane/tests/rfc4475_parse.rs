@@ -7,10 +7,7 @@ use control_plane::sip::message::write::write_message;
 use control_plane::sip::message::{Framing, HeaderName, Message, Method, ParseError, Scheme};
 
 fn load(name: &str) -> Bytes {
-    let path = format!(
-        "{}/tests/data/rfc4475/{name}.dat",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/data/rfc4475/{name}.dat", env!("CARGO_MANIFEST_DIR"));
     Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
 }
 
@@ -82,13 +79,7 @@ fn every_torture_message_gets_its_verdict_rfc4475() {
     let dir = format!("{}/tests/data/rfc4475", env!("CARGO_MANIFEST_DIR"));
     let files = std::fs::read_dir(&dir)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "dat")
-        })
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "dat"))
         .count();
     assert_eq!(files, VERDICTS.len(), "every .dat file has a verdict");
     let mut wrong = Vec::new();
@@ -120,12 +111,8 @@ fn valid_messages_round_trip_keeping_every_header() {
         let m1 = parse(name).unwrap();
         let mut out = Vec::new();
         write_message(&m1, &mut out);
-        let m2 = Message::parse(Bytes::from(out.clone()), Framing::Datagram).unwrap_or_else(|e| {
-            panic!(
-                "{name}: reparse failed: {e}\n{}",
-                String::from_utf8_lossy(&out)
-            )
-        });
+        let m2 = Message::parse(Bytes::from(out.clone()), Framing::Datagram)
+            .unwrap_or_else(|e| panic!("{name}: reparse failed: {e}\n{}", String::from_utf8_lossy(&out)));
         assert_eq!(m1.headers().len(), m2.headers().len(), "{name}");
         for (a, b) in m1.headers().iter().zip(m2.headers()) {
             assert_eq!(a.name, b.name, "{name}");
@@ -153,10 +140,7 @@ fn short_tortuous_invite_values_rfc4475_3_1_1_1() {
     assert_eq!(m.to_tag(), Some(&b"1918181833n"[..]));
     assert_eq!(m.from_tag(), Some(&b"98asjd8"[..]));
     assert_eq!(m.branch(), Some(&b"390skdjuw"[..]));
-    let vias: Vec<_> = m
-        .vias()
-        .map(|v| (v.transport.to_vec(), v.host.to_vec()))
-        .collect();
+    let vias: Vec<_> = m.vias().map(|v| (v.transport.to_vec(), v.host.to_vec())).collect();
     assert_eq!(
         vias,
         vec![
@@ -167,19 +151,10 @@ fn short_tortuous_invite_values_rfc4475_3_1_1_1() {
     );
     let contact = m.contacts().next().unwrap();
     assert_eq!(contact.params().get("q"), Some(Some(&b"0.33"[..])));
-    assert_eq!(
-        contact.params().get("newparam"),
-        Some(Some(&b"newvalue"[..]))
-    );
+    assert_eq!(contact.params().get("newparam"), Some(Some(&b"newvalue"[..])));
     assert_eq!(m.header(HeaderName::Subject), Some(&b""[..]));
-    assert_eq!(
-        m.header_named("NewFangledHeader"),
-        Some(&b"newfangled value\r\n continued newfangled value"[..])
-    );
-    assert_eq!(
-        m.header_named("UnknownHeaderWithUnusualValue"),
-        Some(&b";;,,;;,;"[..])
-    );
+    assert_eq!(m.header_named("NewFangledHeader"), Some(&b"newfangled value\r\n continued newfangled value"[..]));
+    assert_eq!(m.header_named("UnknownHeaderWithUnusualValue"), Some(&b";;,,;;,;"[..]));
     assert_eq!(m.request_uri().unwrap().param("unknownparam"), Some(None));
     assert_eq!(m.body().len(), 150);
 }
@@ -188,10 +163,7 @@ fn short_tortuous_invite_values_rfc4475_3_1_1_1() {
 fn wide_range_of_valid_characters_rfc4475_3_1_1_2() {
     let m = parse("intmeth").unwrap();
     assert_eq!(m.method(), Method::Extension);
-    assert_eq!(
-        m.method_bytes(),
-        b"!interesting-Method0123456789_*+`.%indeed'~"
-    );
+    assert_eq!(m.method_bytes(), b"!interesting-Method0123456789_*+`.%indeed'~");
     assert_eq!(m.cseq(), 139122385);
     assert_eq!(m.call_id(), b"intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
     assert_eq!(m.from_tag(), Some(&b"_token~1'+`*%!-."[..]));
@@ -211,10 +183,7 @@ fn percent_in_method_is_not_an_escape_rfc4475_3_1_1_5() {
     assert_eq!(m.method(), Method::Extension);
     assert_eq!(m.method_bytes(), b"RE%47IST%45R");
     assert_eq!(m.contacts().count(), 2, "C%6Fntact is an unknown header");
-    assert_eq!(
-        m.header_named("C%6Fntact"),
-        Some(&b"<sip:alias2@host2.example.com>"[..])
-    );
+    assert_eq!(m.header_named("C%6Fntact"), Some(&b"<sip:alias2@host2.example.com>"[..]));
 }
 
 #[test]
@@ -237,10 +206,7 @@ fn semicolon_in_user_part_rfc4475_3_1_1_9() {
 #[test]
 fn unknown_transports_are_kept_rfc4475_3_1_1_10() {
     let m = parse("transports").unwrap();
-    let t: Vec<_> = m
-        .vias()
-        .map(|v| String::from_utf8(v.transport.to_vec()).unwrap())
-        .collect();
+    let t: Vec<_> = m.vias().map(|v| String::from_utf8(v.transport.to_vec()).unwrap()).collect();
     assert_eq!(t, ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]);
 }
 
@@ -256,9 +222,7 @@ fn binary_multipart_body_is_framed_by_content_length_rfc4475_3_1_1_11() {
 fn reason_phrases_rfc4475_3_1_1_12_13() {
     let m = parse("unreason").unwrap();
     assert_eq!(m.status(), Some(200));
-    assert!(std::str::from_utf8(m.reason())
-        .unwrap()
-        .starts_with("= 2**3 * 5**2 "));
+    assert!(std::str::from_utf8(m.reason()).unwrap().starts_with("= 2**3 * 5**2 "));
     let m = parse("noreason").unwrap();
     assert_eq!(m.status(), Some(100));
     assert_eq!(m.reason(), b"");
@@ -274,14 +238,8 @@ fn long_values_and_many_vias_rfc4475_3_1_1_7() {
 
 #[test]
 fn non_sip_schemes_parse_rfc4475_3_3_2_to_3_3_4() {
-    assert_eq!(
-        parse("unkscm").unwrap().request_uri().unwrap().scheme,
-        Scheme::Other
-    );
-    assert_eq!(
-        parse("novelsc").unwrap().request_uri().unwrap().scheme,
-        Scheme::Other
-    );
+    assert_eq!(parse("unkscm").unwrap().request_uri().unwrap().scheme, Scheme::Other);
+    assert_eq!(parse("novelsc").unwrap().request_uri().unwrap().scheme, Scheme::Other);
     let m = parse("unksm2").unwrap();
     assert_eq!(m.to().uri.scheme, Scheme::Other);
     assert_eq!(m.from().uri.scheme, Scheme::Other);
@@ -299,10 +257,7 @@ fn contact_params_versus_uri_params_rfc4475_3_3_12_to_3_3_14() {
     assert_eq!(b.uri.param("unknownparam"), Some(None));
     assert_eq!(b.params().get("unknownparam"), None);
     let r = parse("regescrt").unwrap();
-    assert_eq!(
-        r.contacts().next().unwrap().uri.headers,
-        b"Route=%3Csip:sip.example.com%3E"
-    );
+    assert_eq!(r.contacts().next().unwrap().uri.headers, b"Route=%3Csip:sip.example.com%3E");
 }
 
 #[test]
@@ -313,10 +268,7 @@ fn rfc2543_request_body_runs_to_end_of_datagram_rfc4475_3_4_1() {
     assert_eq!(m.max_forwards(), None);
     assert_eq!(m.content_length(), None);
     assert!(m.body().starts_with(b"v=0\r\n"));
-    assert_eq!(
-        m.body().len(),
-        m.buffer().len() - (m.buffer().len() - m.body().len())
-    );
+    assert_eq!(m.body().len(), m.buffer().len() - (m.buffer().len() - m.body().len()));
 }
 
 #[test]
@@ -328,18 +280,9 @@ fn refusals_name_the_problem() {
     assert_eq!(e("insuf"), "missing From header");
     assert_eq!(e("clerr"), "Content-Length: larger than the message body");
     assert_eq!(e("ncl"), "Content-Length: not a number");
-    assert_eq!(
-        e("escruri"),
-        "malformed Request-URI: headers are not allowed in a Request-URI"
-    );
-    assert_eq!(
-        e("lwsruri"),
-        "malformed Request-URI: white space inside the Request-URI"
-    );
-    assert_eq!(
-        e("scalar02"),
-        "malformed CSeq header: number must be 0 to 2^32-1"
-    );
+    assert_eq!(e("escruri"), "malformed Request-URI: headers are not allowed in a Request-URI");
+    assert_eq!(e("lwsruri"), "malformed Request-URI: white space inside the Request-URI");
+    assert_eq!(e("scalar02"), "malformed CSeq header: number must be 0 to 2^32-1");
 }
 
 #[test]
@@ -361,10 +304,7 @@ fn stream_framing_requires_exact_content_length() {
 #[test]
 fn size_limit_is_enforced() {
     let raw = load("longreq");
-    assert_eq!(
-        Message::parse_with_limit(raw.clone(), Framing::Datagram, 100).unwrap_err(),
-        ParseError::TooLarge(100)
-    );
+    assert_eq!(Message::parse_with_limit(raw.clone(), Framing::Datagram, 100).unwrap_err(), ParseError::TooLarge(100));
     assert_eq!(ParseError::TooLarge(100).status(), 513);
 }
 
@@ -378,20 +318,8 @@ mod never_panics {
 
     fn exercise(m: &Message) {
         // Every typed view of a parsed message is available without panicking.
-        let _ = (
-            m.method(),
-            m.request_uri(),
-            m.status(),
-            m.call_id(),
-            m.from(),
-            m.to(),
-            m.top_via(),
-        );
-        let _ = (
-            m.vias().count(),
-            m.contacts().count(),
-            m.values(HeaderName::Require).count(),
-        );
+        let _ = (m.method(), m.request_uri(), m.status(), m.call_id(), m.from(), m.to(), m.top_via());
+        let _ = (m.vias().count(), m.contacts().count(), m.values(HeaderName::Require).count());
         let mut out = Vec::new();
         write_message(m, &mut out);
     }
@@ -436,9 +364,6 @@ fn only_list_headers_split_at_commas_rfc3261_7_3_1() {
     let auth: Vec<_> = m.values(HeaderName::WwwAuthenticate).collect();
     assert_eq!(
         auth,
-        [
-            &b"Digest realm=\"r\", nonce=\"n\", algorithm=MD5"[..],
-            b"Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256"
-        ]
+        [&b"Digest realm=\"r\", nonce=\"n\", algorithm=MD5"[..], b"Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256"]
     );
 }

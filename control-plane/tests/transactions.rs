@@ -25,10 +25,7 @@ fn uas_addr() -> SocketAddr {
 fn request(method: &str, branch: &str) -> Message {
     let mut buf = Vec::new();
     let mut w = Writer::request(&mut buf, method.as_bytes(), b"sip:bob@192.0.2.20");
-    w.header(
-        "Via",
-        format!("SIP/2.0/UDP 192.0.2.10:5060;rport;branch={branch}"),
-    );
+    w.header("Via", format!("SIP/2.0/UDP 192.0.2.10:5060;rport;branch={branch}"));
     w.header("Max-Forwards", "70");
     w.header("From", "<sip:alice@192.0.2.10>;tag=a1");
     w.header("To", "<sip:bob@192.0.2.20>");
@@ -40,13 +37,7 @@ fn request(method: &str, branch: &str) -> Message {
 
 /// The UAS: answers an INVITE with 180 then 486, and an OPTIONS with 200.
 fn uas(ctx: &mut TuContext<'_>, event: &Event) {
-    let Event::Request {
-        tx: Some(tx),
-        msg,
-        peer,
-        ..
-    } = event
-    else {
+    let Event::Request { tx: Some(tx), msg, peer, .. } = event else {
         return;
     };
     let codes: &[u16] = match msg.method() {
@@ -56,15 +47,7 @@ fn uas(ctx: &mut TuContext<'_>, event: &Event) {
     };
     for &code in codes {
         let mut buf = Vec::new();
-        response_to(
-            msg,
-            code,
-            default_reason(code),
-            Some(b"uas-1"),
-            Some(peer.remote),
-            &mut buf,
-        )
-        .finish(b"");
+        response_to(msg, code, default_reason(code), Some(b"uas-1"), Some(peer.remote), &mut buf).finish(b"");
         ctx.layer
             .respond(ctx.now, *tx, code, Bytes::from(buf))
             .expect("a fresh server transaction takes a provisional and one final");
@@ -104,15 +87,9 @@ struct Outcome {
 /// Runs one `method` exchange from the UAC to the UAS with 30 % loss on `seed`.
 fn exchange(seed: u64, method: &str, t0: Instant) -> Outcome {
     let mut net = Network::new(seed);
-    net.set_loss(0.3)
-        .set_delay(Duration::from_millis(5), Duration::from_millis(80))
-        .set_duplication(0.05);
+    net.set_loss(0.3).set_delay(Duration::from_millis(5), Duration::from_millis(80)).set_duplication(0.05);
     let mut sim = SipSim::new(net, t0);
-    let uac = sim.add_endpoint(
-        uac_addr(),
-        TimerConfig::default(),
-        |_: &mut TuContext<'_>, _: &Event| {},
-    );
+    let uac = sim.add_endpoint(uac_addr(), TimerConfig::default(), |_: &mut TuContext<'_>, _: &Event| {});
     let uas_ep = sim.add_endpoint(uas_addr(), TimerConfig::default(), uas);
     let to_uas = sim.peer(uac, uas_ep);
     let msg = request(method, "z9hG4bKnetsim1");
@@ -132,10 +109,7 @@ fn exchange(seed: u64, method: &str, t0: Instant) -> Outcome {
 }
 
 fn finals(log: &[(u128, String)]) -> Vec<&str> {
-    log.iter()
-        .map(|(_, s)| s.as_str())
-        .filter(|s| s.starts_with("response ") && !s.starts_with("response 1"))
-        .collect()
+    log.iter().map(|(_, s)| s.as_str()).filter(|s| s.starts_with("response ") && !s.starts_with("response 1")).collect()
 }
 
 fn count(log: &[(u128, String)], what: &str) -> usize {
@@ -151,12 +125,7 @@ fn invite_busy_exchange_completes_over_udp_with_30_percent_loss_rfc3261_17() {
         // The UAC got the 486 exactly once (retransmissions are absorbed and re-ACKed).
         assert_eq!(finals(&o.uac), ["response 486"], "seed {seed}: {:?}", o.uac);
         // The UAS got the INVITE once, and its 486 was ACKed: no Timer H timeout.
-        assert_eq!(
-            count(&o.uas, "request INVITE tx"),
-            1,
-            "seed {seed}: {:?}",
-            o.uas
-        );
+        assert_eq!(count(&o.uas, "request INVITE tx"), 1, "seed {seed}: {:?}", o.uas);
         assert_eq!(count(&o.uas, "timeout"), 0, "seed {seed}: {:?}", o.uas);
         assert_eq!(count(&o.uac, "timeout"), 0, "seed {seed}: {:?}", o.uac);
         assert_eq!(count(&o.uas, "terminated"), 1);
@@ -184,12 +153,7 @@ fn options_exchange_completes_over_udp_with_30_percent_loss_rfc3261_17() {
         let o = exchange(seed, "OPTIONS", t0);
         assert_eq!(finals(&o.uac), ["response 200"], "seed {seed}: {:?}", o.uac);
         assert_eq!(count(&o.uac, "timeout"), 0, "seed {seed}: {:?}", o.uac);
-        assert_eq!(
-            count(&o.uas, "request OPTIONS tx"),
-            1,
-            "seed {seed}: {:?}",
-            o.uas
-        );
+        assert_eq!(count(&o.uas, "request OPTIONS tx"), 1, "seed {seed}: {:?}", o.uas);
         match o.end {
             // Timer J (64*T1) after the 200 bounds the run.
             RunEnd::Idle(at) => assert!(at - t0 <= Duration::from_secs(64), "seed {seed}"),
@@ -206,35 +170,20 @@ fn lossless_invite_exchange_has_exact_timing() {
     let mut net = Network::new(9);
     net.set_delay(Duration::from_millis(10), Duration::from_millis(10));
     let mut sim = SipSim::new(net, t0);
-    let uac = sim.add_endpoint(
-        uac_addr(),
-        TimerConfig::default(),
-        |_: &mut TuContext<'_>, _: &Event| {},
-    );
+    let uac = sim.add_endpoint(uac_addr(), TimerConfig::default(), |_: &mut TuContext<'_>, _: &Event| {});
     let uas_ep = sim.add_endpoint(uas_addr(), TimerConfig::default(), uas);
     let to_uas = sim.peer(uac, uas_ep);
     let msg = request("INVITE", "z9hG4bKexact");
-    sim.with_endpoint(uac, |ctx| ctx.layer.request(ctx.now, msg, to_uas))
-        .unwrap();
+    sim.with_endpoint(uac, |ctx| ctx.layer.request(ctx.now, msg, to_uas)).unwrap();
     let end = sim.run(t0 + Duration::from_secs(120));
-    let s = |v: &[(u128, &str)]| -> Vec<(u128, String)> {
-        v.iter().map(|(t, x)| (*t, x.to_string())).collect()
-    };
+    let s = |v: &[(u128, &str)]| -> Vec<(u128, String)> { v.iter().map(|(t, x)| (*t, x.to_string())).collect() };
     // 100/180/486 arrive 20 ms after sending; the ACK reaches the UAS at 30 ms; Timer I
     // (T4) ends the UAS side at 5.03 s and Timer D (32 s) the UAC side at 32.02 s.
     assert_eq!(
         summary(&sim, uac, t0),
-        s(&[
-            (20, "response 100"),
-            (20, "response 180"),
-            (20, "response 486"),
-            (32_020, "terminated")
-        ])
+        s(&[(20, "response 100"), (20, "response 180"), (20, "response 486"), (32_020, "terminated")])
     );
-    assert_eq!(
-        summary(&sim, uas_ep, t0),
-        s(&[(10, "request INVITE tx"), (5_030, "terminated")])
-    );
+    assert_eq!(summary(&sim, uas_ep, t0), s(&[(10, "request INVITE tx"), (5_030, "terminated")]));
     assert_eq!(end, RunEnd::Idle(t0 + Duration::from_millis(32_020)));
     let c = sim.net.counters();
     // INVITE, 100, 180, 486, ACK.

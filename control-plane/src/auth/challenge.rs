@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
+use super::credentials::Algorithm;
 use crate::ids::{hex, IdGen};
 
 /// Creates and checks nonces for digest challenges.
@@ -27,10 +28,7 @@ pub enum NonceCheck {
 
 impl Challenger {
     pub fn new(ids: &mut IdGen) -> Self {
-        Challenger {
-            key: ids.key(),
-            lifetime_secs: 300,
-        }
+        Challenger { key: ids.key(), lifetime_secs: 300 }
     }
 
     fn mac(&self, issued: u64, random: &str) -> String {
@@ -49,9 +47,7 @@ impl Challenger {
 
     pub fn check(&self, nonce: &str, now_secs: u64) -> NonceCheck {
         let mut parts = nonce.split('.');
-        let (Some(t), Some(r), Some(m), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(t), Some(r), Some(m), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return NonceCheck::Invalid;
         };
         let Ok(issued) = u64::from_str_radix(t, 16) else {
@@ -67,24 +63,33 @@ impl Challenger {
         }
     }
 
-    /// The challenge header values: SHA-256 first, then MD5 for older clients (RFC 8760 §2.4).
+    /// One challenge value per algorithm, in `algorithms` order (the order of
+    /// preference, RFC 8760 §2.4), all with the same nonce.
     pub fn challenges(
         &self,
         realm: &str,
         now_secs: u64,
         stale: bool,
+        algorithms: &[Algorithm],
         ids: &mut IdGen,
-    ) -> [String; 2] {
+    ) -> Vec<String> {
         let nonce = self.nonce(now_secs, ids);
         let opaque = ids.hex(4);
-        ["SHA-256", "MD5"].map(|alg| {
-            let mut s = String::with_capacity(128);
-            let _ = write!(s, "Digest realm=\"{realm}\", nonce=\"{nonce}\", opaque=\"{opaque}\", algorithm={alg}, qop=\"auth\"");
-            if stale {
-                s.push_str(", stale=true");
-            }
-            s
-        })
+        algorithms
+            .iter()
+            .map(|alg| {
+                let mut s = String::with_capacity(128);
+                let _ = write!(
+                    s,
+                    "Digest realm=\"{realm}\", nonce=\"{nonce}\", opaque=\"{opaque}\", algorithm={}, qop=\"auth\"",
+                    alg.name()
+                );
+                if stale {
+                    s.push_str(", stale=true");
+                }
+                s
+            })
+            .collect()
     }
 }
 
@@ -109,32 +114,17 @@ mod tests {
     }
 
     #[test]
-    fn challenges_offer_sha256_then_md5_rfc7616_3_3() {
+    fn challenges_follow_the_configured_order_rfc8760_2_4() {
         let mut ids = IdGen::from_seed(2);
         let c = Challenger::new(&mut ids);
-        let [a, b] = c.challenges("example.com", 5, true, &mut ids);
-        assert!(
-            a.starts_with("Digest realm=\"example.com\", nonce=\""),
-            "{a}"
-        );
-        assert!(
-            a.ends_with("algorithm=SHA-256, qop=\"auth\", stale=true"),
-            "{a}"
-        );
-        assert!(
-            b.ends_with("algorithm=MD5, qop=\"auth\", stale=true"),
-            "{b}"
-        );
-        let nonce = |s: &str| {
-            s.split("nonce=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(nonce(&a), nonce(&b));
-        assert_eq!(c.check(&nonce(&a), 5), NonceCheck::Fresh);
+        let v = c.challenges("example.com", 5, true, &[Algorithm::Sha256, Algorithm::Md5], &mut ids);
+        let (a, b) = (&v[0], &v[1]);
+        assert!(a.starts_with("Digest realm=\"example.com\", nonce=\""), "{a}");
+        assert!(a.ends_with("algorithm=SHA-256, qop=\"auth\", stale=true"), "{a}");
+        assert!(b.ends_with("algorithm=MD5, qop=\"auth\", stale=true"), "{b}");
+        let nonce = |s: &str| s.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        assert_eq!(nonce(a), nonce(b));
+        assert_eq!(c.check(&nonce(a), 5), NonceCheck::Fresh);
+        assert_eq!(c.challenges("r", 5, false, &[Algorithm::Md5], &mut ids).len(), 1);
     }
 }

@@ -66,8 +66,7 @@ pub fn parse(v: &[u8]) -> Result<Credentials<'_>, CredentialsError> {
     if !c.lws() {
         return Err(CredentialsError::Syntax);
     }
-    let (mut username, mut realm, mut nonce, mut uri, mut response) =
-        (None, None, None, None, None);
+    let (mut username, mut realm, mut nonce, mut uri, mut response) = (None, None, None, None, None);
     let (mut algorithm, mut qop, mut nc, mut cnonce, mut opaque) = (None, None, None, None, None);
     loop {
         let name = c.take(&TOKEN);
@@ -124,12 +123,7 @@ pub fn parse(v: &[u8]) -> Result<Credentials<'_>, CredentialsError> {
                 .filter(|n| n.len() == 8)
                 .and_then(|n| u32::from_str_radix(n, 16).ok())
                 .ok_or(CredentialsError::Qop)?;
-            Some((
-                nc,
-                cnonce
-                    .filter(|c| !c.is_empty())
-                    .ok_or(CredentialsError::Qop)?,
-            ))
+            Some((nc, cnonce.filter(|c| !c.is_empty()).ok_or(CredentialsError::Qop)?))
         }
         Some(_) => return Err(CredentialsError::Qop),
     };
@@ -170,28 +164,20 @@ mod tests {
 
     #[test]
     fn defaults_and_refusals() {
-        let c =
-            parse(b"digest username=\"a\",realm=\"r\",nonce=\"n\",uri=\"sip:r\",response=\"x\"")
-                .unwrap();
+        let c = parse(b"digest username=\"a\",realm=\"r\",nonce=\"n\",uri=\"sip:r\",response=\"x\"").unwrap();
         assert_eq!((c.algorithm, c.qop_auth), (Algorithm::Md5, None));
+        assert_eq!(parse(b"NoOneKnowsThisScheme opaque-data=here"), Err(CredentialsError::NotDigest));
+        assert_eq!(parse(b"Digest username=\"a\""), Err(CredentialsError::Missing("realm")));
+        assert_eq!(parse(b"Digest username=\"a\",,realm=\"r\""), Err(CredentialsError::Syntax));
         assert_eq!(
-            parse(b"NoOneKnowsThisScheme opaque-data=here"),
-            Err(CredentialsError::NotDigest)
+            parse(b"Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", algorithm=MD5-sess"),
+            Err(CredentialsError::Algorithm)
         );
-        assert_eq!(
-            parse(b"Digest username=\"a\""),
-            Err(CredentialsError::Missing("realm"))
-        );
-        assert_eq!(
-            parse(b"Digest username=\"a\",,realm=\"r\""),
-            Err(CredentialsError::Syntax)
-        );
-        assert_eq!(parse(b"Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", algorithm=MD5-sess"), Err(CredentialsError::Algorithm));
         assert_eq!(parse(b"Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth, nc=1, cnonce=\"c\""), Err(CredentialsError::Qop));
-        assert_eq!(parse(b"Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth, nc=00000001"), Err(CredentialsError::Qop));
         assert_eq!(
-            parse(b"Digest username=\"a\\\"b\", realm=\"r\""),
-            Err(CredentialsError::Syntax)
+            parse(b"Digest username=\"a\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth, nc=00000001"),
+            Err(CredentialsError::Qop)
         );
+        assert_eq!(parse(b"Digest username=\"a\\\"b\", realm=\"r\""), Err(CredentialsError::Syntax));
     }
 }

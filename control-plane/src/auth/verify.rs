@@ -17,10 +17,7 @@ pub enum Secret {
     Password(String),
     /// Precomputed H(username:realm:password), lower-case hex, per algorithm; a request
     /// using an algorithm without an entry does not verify.
-    Ha1 {
-        md5: Option<String>,
-        sha256: Option<String>,
-    },
+    Ha1 { md5: Option<String>, sha256: Option<String> },
 }
 
 /// The verdict on a request's credentials.
@@ -36,6 +33,8 @@ pub enum AuthOutcome {
 /// Verifies credentials and remembers the nonce-counts already used.
 pub struct Authenticator {
     challenger: Challenger,
+    /// The algorithms offered, in order of preference; credentials using another are ignored.
+    algorithms: Vec<Algorithm>,
     /// nonce → (highest nc accepted, issue time).
     seen: HashMap<String, (u32, u64)>,
     last_purge: u64,
@@ -60,20 +59,17 @@ fn h(alg: Algorithm, parts: &[&str]) -> String {
 
 /// Compares without an early exit, so timing does not leak how much matched.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Authenticator {
-    pub fn new(challenger: Challenger) -> Self {
-        Authenticator {
-            challenger,
-            seen: HashMap::new(),
-            last_purge: 0,
-        }
+    pub fn new(challenger: Challenger, algorithms: Vec<Algorithm>) -> Self {
+        Authenticator { challenger, algorithms, seen: HashMap::new(), last_purge: 0 }
+    }
+
+    /// The algorithms offered, most preferred first.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
     }
 
     pub fn challenger(&self) -> &Challenger {
@@ -91,20 +87,12 @@ impl Authenticator {
         let ha1 = match (secret, c.algorithm) {
             (Secret::Password(p), alg) => h(alg, &[c.username, c.realm, p]),
             (Secret::Ha1 { md5: Some(x), .. }, Algorithm::Md5) => x.to_ascii_lowercase(),
-            (
-                Secret::Ha1 {
-                    sha256: Some(x), ..
-                },
-                Algorithm::Sha256,
-            ) => x.to_ascii_lowercase(),
+            (Secret::Ha1 { sha256: Some(x), .. }, Algorithm::Sha256) => x.to_ascii_lowercase(),
             (Secret::Ha1 { .. }, _) => return None,
         };
         let ha2 = h(c.algorithm, &[method, c.uri]);
         Some(match c.qop_auth {
-            Some((nc, cnonce)) => h(
-                c.algorithm,
-                &[&ha1, c.nonce, &format!("{nc:08x}"), cnonce, "auth", &ha2],
-            ),
+            Some((nc, cnonce)) => h(c.algorithm, &[&ha1, c.nonce, &format!("{nc:08x}"), cnonce, "auth", &ha2]),
             None => h(c.algorithm, &[&ha1, c.nonce, &ha2]),
         })
     }
@@ -125,7 +113,7 @@ impl Authenticator {
         let Some(c) = values
             .into_iter()
             .filter_map(|v| credentials::parse(v).ok())
-            .find(|c| c.realm == realm)
+            .find(|c| c.realm == realm && self.algorithms.contains(&c.algorithm))
         else {
             return AuthOutcome::Challenge { stale: false };
         };
@@ -146,12 +134,7 @@ impl Authenticator {
             return AuthOutcome::Challenge { stale: true };
         }
         if let Some((nc, _)) = c.qop_auth {
-            let issued = c
-                .nonce
-                .split('.')
-                .next()
-                .and_then(|t| u64::from_str_radix(t, 16).ok())
-                .unwrap_or(now_secs);
+            let issued = c.nonce.split('.').next().and_then(|t| u64::from_str_radix(t, 16).ok()).unwrap_or(now_secs);
             let entry = self.seen.entry(c.nonce.to_string()).or_insert((0, issued));
             if nc <= entry.0 {
                 // A replayed (or reordered) nonce-count.
@@ -159,9 +142,7 @@ impl Authenticator {
             }
             entry.0 = nc;
         }
-        AuthOutcome::Authenticated {
-            user: c.username.to_string(),
-        }
+        AuthOutcome::Authenticated { user: c.username.to_string() }
     }
 
     fn purge(&mut self, now_secs: u64) {
@@ -170,8 +151,7 @@ impl Authenticator {
         }
         self.last_purge = now_secs;
         let lifetime = self.challenger.lifetime_secs;
-        self.seen
-            .retain(|_, (_, issued)| *issued + lifetime >= now_secs);
+        self.seen.retain(|_, (_, issued)| *issued + lifetime >= now_secs);
     }
 }
 
@@ -182,18 +162,11 @@ mod tests {
 
     fn setup() -> (Authenticator, IdGen) {
         let mut ids = IdGen::from_seed(9);
-        let a = Authenticator::new(Challenger::new(&mut ids));
+        let a = Authenticator::new(Challenger::new(&mut ids), vec![Algorithm::Md5, Algorithm::Sha256]);
         (a, ids)
     }
 
-    fn credentials(
-        user: &str,
-        realm: &str,
-        nonce: &str,
-        alg: Algorithm,
-        nc: u32,
-        password: &str,
-    ) -> String {
+    fn credentials(user: &str, realm: &str, nonce: &str, alg: Algorithm, nc: u32, password: &str) -> String {
         let c = Credentials {
             username: user,
             realm,
@@ -204,9 +177,7 @@ mod tests {
             qop_auth: Some((nc, "0a4f113b")),
             opaque: None,
         };
-        let response =
-            Authenticator::expected_response(&c, "REGISTER", &Secret::Password(password.into()))
-                .unwrap();
+        let response = Authenticator::expected_response(&c, "REGISTER", &Secret::Password(password.into())).unwrap();
         format!(
             "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"sip:example.com\", response=\"{response}\", algorithm={}, qop=auth, nc={nc:08x}, cnonce=\"0a4f113b\"",
             alg.name()
@@ -231,10 +202,7 @@ mod tests {
             opaque: None,
         };
         let secret = Secret::Password("Circle of Life".into());
-        assert_eq!(
-            Authenticator::expected_response(&c, "GET", &secret).unwrap(),
-            "8ca523f5e9506fed4657c9700eebdbec"
-        );
+        assert_eq!(Authenticator::expected_response(&c, "GET", &secret).unwrap(), "8ca523f5e9506fed4657c9700eebdbec");
         c.algorithm = Algorithm::Sha256;
         assert_eq!(
             Authenticator::expected_response(&c, "GET", &secret).unwrap(),
@@ -250,9 +218,7 @@ mod tests {
             let v = credentials("1000", "example.com", &nonce, alg, 1, "1234");
             assert_eq!(
                 a.check(100, "REGISTER", "example.com", [v.as_bytes()], lookup),
-                AuthOutcome::Authenticated {
-                    user: "1000".into()
-                }
+                AuthOutcome::Authenticated { user: "1000".into() }
             );
         }
     }
@@ -289,13 +255,7 @@ mod tests {
         ));
         assert_eq!(a.tracked_nonces(), 1);
         // Once the nonce's lifetime has passed it is forgotten (and would be stale anyway).
-        let _ = a.check(
-            100 + 301,
-            "REGISTER",
-            "example.com",
-            std::iter::empty::<&[u8]>(),
-            lookup,
-        );
+        let _ = a.check(100 + 301, "REGISTER", "example.com", std::iter::empty::<&[u8]>(), lookup);
         assert_eq!(a.tracked_nonces(), 0);
     }
 
@@ -333,20 +293,28 @@ mod tests {
         let nonce = a.challenger().nonce(100, &mut ids);
         let other_realm = credentials("1000", "elsewhere.net", &nonce, Algorithm::Md5, 1, "1234");
         assert_eq!(
-            a.check(
-                100,
-                "REGISTER",
-                "example.com",
-                [other_realm.as_bytes()],
-                lookup
-            ),
+            a.check(100, "REGISTER", "example.com", [other_realm.as_bytes()], lookup),
             AuthOutcome::Challenge { stale: false }
         );
         let odd: &[u8] = b"NoOneKnowsThisScheme opaque-data=here";
+        assert_eq!(a.check(100, "REGISTER", "example.com", [odd], lookup), AuthOutcome::Challenge { stale: false });
+    }
+
+    #[test]
+    fn algorithms_not_offered_are_not_accepted() {
+        let mut ids = IdGen::from_seed(3);
+        let mut a = Authenticator::new(Challenger::new(&mut ids), vec![Algorithm::Sha256]);
+        let nonce = a.challenger().nonce(100, &mut ids);
+        let md5 = credentials("1000", "example.com", &nonce, Algorithm::Md5, 1, "1234");
         assert_eq!(
-            a.check(100, "REGISTER", "example.com", [odd], lookup),
+            a.check(100, "REGISTER", "example.com", [md5.as_bytes()], lookup),
             AuthOutcome::Challenge { stale: false }
         );
+        let sha = credentials("1000", "example.com", &nonce, Algorithm::Sha256, 2, "1234");
+        assert!(matches!(
+            a.check(100, "REGISTER", "example.com", [sha.as_bytes()], lookup),
+            AuthOutcome::Authenticated { .. }
+        ));
     }
 
     #[test]
@@ -355,12 +323,7 @@ mod tests {
         let nonce = a.challenger().nonce(100, &mut ids);
         let v = credentials("1000", "example.com", &nonce, Algorithm::Md5, 1, "1234");
         let ha1 = h(Algorithm::Md5, &["1000", "example.com", "1234"]);
-        let by_ha1 = |u: &str| {
-            (u == "1000").then(|| Secret::Ha1 {
-                md5: Some(ha1.to_uppercase()),
-                sha256: None,
-            })
-        };
+        let by_ha1 = |u: &str| (u == "1000").then(|| Secret::Ha1 { md5: Some(ha1.to_uppercase()), sha256: None });
         assert!(matches!(
             a.check(100, "REGISTER", "example.com", [v.as_bytes()], by_ha1),
             AuthOutcome::Authenticated { .. }

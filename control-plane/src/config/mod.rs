@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use crate::auth::Secret;
+pub use crate::auth::{Algorithm, Secret};
 use toml::Spanned;
 
 /// The documented default configuration, compiled in.
@@ -65,6 +65,8 @@ pub struct AuthConfig {
     /// Sources whose INVITEs are not challenged.
     pub trusted: Vec<Cidr>,
     pub nonce_lifetime_secs: u64,
+    /// Digest algorithms offered, in order of preference.
+    pub algorithms: Vec<Algorithm>,
 }
 
 /// An IPv4 or IPv6 network, `addr/prefix`.
@@ -240,6 +242,7 @@ struct RawRegistrar {
 struct RawAuth {
     trusted: Option<Vec<Spanned<String>>>,
     nonce_lifetime_secs: Option<Spanned<u64>>,
+    algorithms: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,11 +324,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.text.as_bytes()[..offset.min(self.text.len())]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..offset.min(self.text.len())].iter().filter(|&&c| c == b'\n').count() + 1
     }
     fn err(&self, key: &str, offset: usize, message: impl Into<String>) -> ConfigError {
         ConfigError {
@@ -340,16 +339,10 @@ impl Ctx<'_> {
     fn key_at(&self, offset: usize) -> String {
         let upto = &self.text[..offset.min(self.text.len())];
         let line_start = upto.rfind('\n').map_or(0, |p| p + 1);
-        let line_end = self.text[line_start..]
-            .find('\n')
-            .map_or(self.text.len(), |p| line_start + p);
+        let line_end = self.text[line_start..].find('\n').map_or(self.text.len(), |p| line_start + p);
         let line = &self.text[line_start..line_end];
         if line.trim_start().starts_with('[') {
-            return line
-                .trim()
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string();
+            return line.trim().trim_matches(|c| c == '[' || c == ']').trim().to_string();
         }
         let table = upto[..line_start]
             .lines()
@@ -357,10 +350,7 @@ impl Ctx<'_> {
             .map(str::trim)
             .find(|l| l.starts_with('['))
             .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-        let name = line
-            .split_once('=')
-            .map(|(k, _)| k.trim().to_string())
-            .filter(|k| !k.starts_with('['));
+        let name = line.split_once('=').map(|(k, _)| k.trim().to_string()).filter(|k| !k.starts_with('['));
         match (table, name) {
             (Some(t), Some(n)) => format!("{t}.{n}"),
             (None, Some(n)) => n,
@@ -393,10 +383,7 @@ impl Config {
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             let message = e.message().trim().to_string();
-            let key = match message
-                .strip_prefix("unknown field `")
-                .and_then(|m| m.split('`').next())
-            {
+            let key = match message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
                 Some(field) => {
                     let k = cx.key_at(offset);
                     // For an unknown key, key_at names the key itself; for an unknown table, the table.
@@ -415,35 +402,29 @@ impl Config {
 
     /// True if every SIP and NG listener is on a loopback address.
     pub fn loopback_only(&self) -> bool {
-        self.sip
-            .udp
-            .iter()
-            .chain(&self.sip.tcp)
-            .chain(std::iter::once(&self.ng.listen))
-            .all(|a| a.ip().is_loopback())
+        self.sip.udp.iter().chain(&self.sip.tcp).chain(std::iter::once(&self.ng.listen)).all(|a| a.ip().is_loopback())
     }
 }
 
 fn addr(cx: &Ctx, key: &str, s: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
     s.get_ref().parse::<SocketAddr>().map_err(|_| {
-        cx.err(key, s.span().start, format!("\"{}\" is not an address: expected \"ip:port\", e.g. \"127.0.0.1:5060\" or \"[::1]:5060\"", s.get_ref()))
+        cx.err(
+            key,
+            s.span().start,
+            format!(
+                "\"{}\" is not an address: expected \"ip:port\", e.g. \"127.0.0.1:5060\" or \"[::1]:5060\"",
+                s.get_ref()
+            ),
+        )
     })
 }
 
-fn addrs(
-    cx: &Ctx,
-    key: &str,
-    list: &Spanned<Vec<Spanned<String>>>,
-) -> Result<Vec<SocketAddr>, ConfigError> {
+fn addrs(cx: &Ctx, key: &str, list: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<SocketAddr>, ConfigError> {
     let mut out: Vec<SocketAddr> = Vec::new();
     for s in list.get_ref() {
         let a = addr(cx, key, s)?;
         if out.iter().any(|b| overlaps(*b, a)) {
-            return Err(cx.err(
-                key,
-                s.span().start,
-                format!("{a} is listed twice (port clash)"),
-            ));
+            return Err(cx.err(key, s.span().start, format!("{a} is listed twice (port clash)")));
         }
         out.push(a);
     }
@@ -453,70 +434,43 @@ fn addrs(
 /// Two bindings clash if the ports are equal (and not 0, "any free port") and the
 /// addresses are equal or either is a wildcard.
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() != 0
-        && a.port() == b.port()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-fn ranged(
-    cx: &Ctx,
-    key: &str,
-    v: &Option<Spanned<u64>>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
+fn ranged(cx: &Ctx, key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
     match v {
         None => Ok(default),
         Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err(cx.err(
-            key,
-            s.span().start,
-            format!("{} is out of range: expected {min} to {max}", s.get_ref()),
-        )),
+        Some(s) => {
+            Err(cx.err(key, s.span().start, format!("{} is out of range: expected {min} to {max}", s.get_ref())))
+        }
     }
 }
 
 /// A `[[directory.user]]`'s secret: exactly one of a password or HA1 values.
 fn user_secret(cx: &Ctx, u: &RawUser) -> Result<Secret, ConfigError> {
     let id_off = u.id.span().start;
-    let hex_of = |v: &Option<Spanned<String>>,
-                  key: &str,
-                  len: usize|
-     -> Result<Option<String>, ConfigError> {
+    let hex_of = |v: &Option<Spanned<String>>, key: &str, len: usize| -> Result<Option<String>, ConfigError> {
         match v {
             None => Ok(None),
-            Some(h)
-                if h.get_ref().len() == len
-                    && h.get_ref().bytes().all(|c| c.is_ascii_hexdigit()) =>
-            {
+            Some(h) if h.get_ref().len() == len && h.get_ref().bytes().all(|c| c.is_ascii_hexdigit()) => {
                 Ok(Some(h.get_ref().to_ascii_lowercase()))
             }
-            Some(h) => Err(cx.err(
-                key,
-                h.span().start,
-                format!("expected {len} hex digits: H(user:realm:password)"),
-            )),
+            Some(h) => Err(cx.err(key, h.span().start, format!("expected {len} hex digits: H(user:realm:password)"))),
         }
     };
     let md5 = hex_of(&u.ha1, "directory.user.ha1", 32)?;
     let sha256 = hex_of(&u.ha1_sha256, "directory.user.ha1_sha256", 64)?;
     match (&u.password, md5.is_some() || sha256.is_some()) {
         (Some(p), false) if !p.get_ref().is_empty() => Ok(Secret::Password(p.get_ref().clone())),
-        (Some(p), false) => {
-            Err(cx.err("directory.user.password", p.span().start, "empty password"))
-        }
+        (Some(p), false) => Err(cx.err("directory.user.password", p.span().start, "empty password")),
         (None, true) => Ok(Secret::Ha1 { md5, sha256 }),
-        (Some(p), true) => Err(cx.err(
-            "directory.user.password",
-            p.span().start,
-            "give either password or ha1/ha1_sha256, not both",
-        )),
-        (None, false) => Err(cx.err(
-            "directory.user",
-            id_off,
-            format!("user {}: needs password, ha1 or ha1_sha256", u.id.get_ref()),
-        )),
+        (Some(p), true) => {
+            Err(cx.err("directory.user.password", p.span().start, "give either password or ha1/ha1_sha256, not both"))
+        }
+        (None, false) => {
+            Err(cx.err("directory.user", id_off, format!("user {}: needs password, ha1 or ha1_sha256", u.id.get_ref())))
+        }
     }
 }
 
@@ -533,35 +487,21 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
     };
     if udp.is_empty() && tcp.is_empty() {
         let off = s.udp.as_ref().map_or(0, |l| l.span().start);
-        return Err(cx.err(
-            "sip.udp",
-            off,
-            "no SIP listener: list at least one address in sip.udp or sip.tcp",
-        ));
+        return Err(cx.err("sip.udp", off, "no SIP listener: list at least one address in sip.udp or sip.tcp"));
     }
     let t1 = ranged(cx, "sip.t1_ms", &s.t1_ms, 500, 1, 60_000)?;
     let t2 = ranged(cx, "sip.t2_ms", &s.t2_ms, 4000, 1, 600_000)?;
     let t4 = ranged(cx, "sip.t4_ms", &s.t4_ms, 5000, 1, 600_000)?;
     if t2 < t1 {
         let off = s.t2_ms.as_ref().map_or(0, |v| v.span().start);
-        return Err(cx.err(
-            "sip.t2_ms",
-            off,
-            format!("T2 ({t2} ms) must not be smaller than T1 ({t1} ms)"),
-        ));
+        return Err(cx.err("sip.t2_ms", off, format!("T2 ({t2} ms) must not be smaller than T1 ({t1} ms)")));
     }
     let sip = SipConfig {
         udp,
         tcp,
         realm: s.realm.clone().unwrap_or_default(),
-        max_message_size: ranged(
-            cx,
-            "sip.max_message_size",
-            &s.max_message_size,
-            65535,
-            1024,
-            16 * 1024 * 1024,
-        )? as usize,
+        max_message_size: ranged(cx, "sip.max_message_size", &s.max_message_size, 65535, 1024, 16 * 1024 * 1024)?
+            as usize,
         symmetric_response: s.symmetric_response.unwrap_or(true),
         tcp_idle_timeout: Duration::from_secs(ranged(
             cx,
@@ -571,14 +511,8 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             1,
             86_400,
         )?),
-        tcp_max_connections: ranged(
-            cx,
-            "sip.tcp_max_connections",
-            &s.tcp_max_connections,
-            4096,
-            1,
-            1_000_000,
-        )? as usize,
+        tcp_max_connections: ranged(cx, "sip.tcp_max_connections", &s.tcp_max_connections, 4096, 1, 1_000_000)?
+            as usize,
         tcp_max_connections_per_source: ranged(
             cx,
             "sip.tcp_max_connections_per_source",
@@ -604,11 +538,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         Some(l) => {
             let a = addr(cx, "ng.listen", l)?;
             if let Some(c) = sip.udp.iter().find(|u| overlaps(**u, a)) {
-                return Err(cx.err(
-                    "ng.listen",
-                    l.span().start,
-                    format!("{a} clashes with the SIP UDP listener {c}"),
-                ));
+                return Err(cx.err("ng.listen", l.span().start, format!("{a} clashes with the SIP UDP listener {c}")));
             }
             a
         }
@@ -635,20 +565,12 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             format!("{max} must be greater than media.rtp_port_min ({min})"),
         ));
     }
-    for (key, a) in sip
-        .udp
-        .iter()
-        .map(|a| ("sip.udp", a))
-        .chain(std::iter::once(("ng.listen", &ng.listen)))
-    {
+    for (key, a) in sip.udp.iter().map(|a| ("sip.udp", a)).chain(std::iter::once(("ng.listen", &ng.listen))) {
         if (min..=max).contains(&a.port()) {
             return Err(cx.err(
                 "media.rtp_port_min",
                 min_off,
-                format!(
-                    "the RTP port range {min}-{max} includes {key} port {} (port clash)",
-                    a.port()
-                ),
+                format!("the RTP port range {min}-{max} includes {key} port {} (port clash)", a.port()),
             ));
         }
     }
@@ -676,39 +598,24 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
                     return Err(cx.err(
                         "media.cores",
                         c.span().start,
-                        format!(
-                            "core {bad} is not present: this machine has cores 0 to {}",
-                            n - 1
-                        ),
+                        format!("core {bad} is not present: this machine has cores 0 to {}", n - 1),
                     ));
                 }
                 Cores::List(ids.clone())
             }
         },
     };
-    let media = MediaConfig {
-        rtp_port_min: min,
-        rtp_port_max: max,
-        cores,
-    };
+    let media = MediaConfig { rtp_port_min: min, rtp_port_max: max, cores };
 
-    let storage = StorageConfig {
-        dir: PathBuf::from(raw.storage.dir.clone().unwrap_or_else(|| "./var".into())),
-    };
+    let storage = StorageConfig { dir: PathBuf::from(raw.storage.dir.clone().unwrap_or_else(|| "./var".into())) };
 
     let level = match &raw.log.level {
         Some(l) => {
-            if tracing_subscriber::EnvFilter::builder()
-                .parse(l.get_ref())
-                .is_err()
-            {
+            if tracing_subscriber::EnvFilter::builder().parse(l.get_ref()).is_err() {
                 return Err(cx.err(
                     "log.level",
                     l.span().start,
-                    format!(
-                        "\"{}\" is not a log filter: expected error, warn, info, debug or trace",
-                        l.get_ref()
-                    ),
+                    format!("\"{}\" is not a log filter: expected error, warn, info, debug or trace", l.get_ref()),
                 ));
             }
             l.get_ref().clone()
@@ -718,22 +625,8 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
 
     let r = &raw.registrar;
     let min_expires = ranged(cx, "registrar.min_expires", &r.min_expires, 60, 1, 86_400)? as u32;
-    let max_expires = ranged(
-        cx,
-        "registrar.max_expires",
-        &r.max_expires,
-        7200,
-        1,
-        7 * 86_400,
-    )? as u32;
-    let default_expires = ranged(
-        cx,
-        "registrar.default_expires",
-        &r.default_expires,
-        3600,
-        1,
-        7 * 86_400,
-    )? as u32;
+    let max_expires = ranged(cx, "registrar.max_expires", &r.max_expires, 7200, 1, 7 * 86_400)? as u32;
+    let default_expires = ranged(cx, "registrar.default_expires", &r.default_expires, 3600, 1, 7 * 86_400)? as u32;
     if !(min_expires <= default_expires && default_expires <= max_expires) {
         let off = r
             .default_expires
@@ -747,34 +640,56 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             format!("need min_expires ({min_expires}) <= default_expires ({default_expires}) <= max_expires ({max_expires})"),
         ));
     }
-    let registrar = RegistrarConfig {
-        min_expires,
-        max_expires,
-        default_expires,
-    };
+    let registrar = RegistrarConfig { min_expires, max_expires, default_expires };
     let mut trusted = Vec::new();
     for t in raw.auth.trusted.iter().flatten() {
         trusted.push(Cidr::parse(t.get_ref()).ok_or_else(|| {
-            cx.err("auth.trusted", t.span().start, format!("\"{}\" is not a network: expected \"192.0.2.0/24\", \"2001:db8::/32\" or an address", t.get_ref()))
+            cx.err(
+                "auth.trusted",
+                t.span().start,
+                format!(
+                    "\"{}\" is not a network: expected \"192.0.2.0/24\", \"2001:db8::/32\" or an address",
+                    t.get_ref()
+                ),
+            )
         })?);
     }
+    let algorithms = match &raw.auth.algorithms {
+        None => vec![Algorithm::Md5, Algorithm::Sha256],
+        Some(list) => {
+            let mut v = Vec::new();
+            for name in list.get_ref() {
+                let alg = match name.as_str() {
+                    "MD5" => Algorithm::Md5,
+                    "SHA-256" => Algorithm::Sha256,
+                    other => {
+                        return Err(cx.err(
+                            "auth.algorithms",
+                            list.span().start,
+                            format!("\"{other}\": expected \"MD5\" or \"SHA-256\""),
+                        ))
+                    }
+                };
+                if v.contains(&alg) {
+                    return Err(cx.err("auth.algorithms", list.span().start, format!("\"{name}\" is listed twice")));
+                }
+                v.push(alg);
+            }
+            if v.is_empty() {
+                return Err(cx.err("auth.algorithms", list.span().start, "name at least one algorithm"));
+            }
+            v
+        }
+    };
     let auth = AuthConfig {
+        algorithms,
         trusted,
-        nonce_lifetime_secs: ranged(
-            cx,
-            "auth.nonce_lifetime_secs",
-            &raw.auth.nonce_lifetime_secs,
-            60,
-            5,
-            86_400,
-        )?,
+        nonce_lifetime_secs: ranged(cx, "auth.nonce_lifetime_secs", &raw.auth.nonce_lifetime_secs, 60, 5, 86_400)?,
     };
 
     let dir = &raw.directory;
-    let default_password = dir
-        .default_password
-        .as_ref()
-        .map_or_else(|| VANILLA_PASSWORD.to_string(), |p| p.get_ref().clone());
+    let default_password =
+        dir.default_password.as_ref().map_or_else(|| VANILLA_PASSWORD.to_string(), |p| p.get_ref().clone());
     let mut users: Vec<User> = Vec::new();
     let ids: Vec<Spanned<String>> = match &dir.users {
         Some(u) => u.clone(),
@@ -786,19 +701,23 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             Some((a, b)) => match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
                 (Ok(a), Ok(b)) if a <= b && b - a < 100_000 => (a..=b).map(|n| n.to_string()).collect(),
                 _ => {
-                    return Err(cx.err("directory.users", id.span().start, format!("\"{text}\": expected an id or a numeric range \"first-last\" of at most 100000 ids")))
+                    return Err(cx.err(
+                        "directory.users",
+                        id.span().start,
+                        format!("\"{text}\": expected an id or a numeric range \"first-last\" of at most 100000 ids"),
+                    ))
                 }
             },
-            None if !text.is_empty() && text.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-+".contains(&c)) => vec![text.to_string()],
-            None => return Err(cx.err("directory.users", id.span().start, format!("\"{text}\" is not a valid user id"))),
+            None if !text.is_empty() && text.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-+".contains(&c)) => {
+                vec![text.to_string()]
+            }
+            None => {
+                return Err(cx.err("directory.users", id.span().start, format!("\"{text}\" is not a valid user id")))
+            }
         };
         for e in expanded {
             if users.iter().any(|u| u.id == e) {
-                return Err(cx.err(
-                    "directory.users",
-                    id.span().start,
-                    format!("user {e} is listed twice"),
-                ));
+                return Err(cx.err("directory.users", id.span().start, format!("user {e} is listed twice")));
             }
             users.push(User::new(e, Secret::Password(default_password.clone())));
         }
@@ -836,12 +755,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
     };
 
     if !config.loopback_only() {
-        if let Some(u) = config
-            .directory
-            .users
-            .iter()
-            .find(|u| u.has_vanilla_password())
-        {
+        if let Some(u) = config.directory.users.iter().find(|u| u.has_vanilla_password()) {
             let off = dir.default_password.as_ref().map_or(0, |p| p.span().start);
             let public = config
                 .sip

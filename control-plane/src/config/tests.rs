@@ -7,36 +7,20 @@ fn err(text: &str) -> ConfigError {
 #[test]
 fn embedded_default_is_loopback_with_twenty_users() {
     let c = Config::embedded().unwrap();
-    assert_eq!(
-        c.sip.udp,
-        vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
-    );
-    assert_eq!(
-        c.sip.tcp,
-        vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
-    );
+    assert_eq!(c.sip.udp, vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(c.sip.tcp, vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]);
     assert_eq!(c.ng.listen, "127.0.0.1:2223".parse::<SocketAddr>().unwrap());
     assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (16384, 32767));
     assert_eq!(c.storage.dir, PathBuf::from("./var"));
     assert_eq!(c.directory.users.len(), 20);
     let u = &c.directory.users[0];
-    assert_eq!(
-        (u.id.as_str(), &u.secret),
-        ("1000", &Secret::Password("1234".into()))
-    );
-    assert_eq!(
-        (u.caller_id_name.as_str(), u.caller_id_number.as_str()),
-        ("Extension 1000", "1000")
-    );
+    assert_eq!((u.id.as_str(), &u.secret), ("1000", &Secret::Password("1234".into())));
+    assert_eq!((u.caller_id_name.as_str(), u.caller_id_number.as_str()), ("Extension 1000", "1000"));
     assert_eq!(c.directory.users[19].id, "1019");
     assert!(c.loopback_only());
     assert_eq!(
         (c.sip.t1, c.sip.t2, c.sip.t4),
-        (
-            Duration::from_millis(500),
-            Duration::from_secs(4),
-            Duration::from_secs(5)
-        )
+        (Duration::from_millis(500), Duration::from_secs(4), Duration::from_secs(5))
     );
 }
 
@@ -50,20 +34,9 @@ fn omitted_keys_take_the_documented_defaults() {
 #[test]
 fn unknown_key_names_key_file_and_line() {
     let e = err("[sip]\nudp = [\"127.0.0.1:5070\"]\nudp_port = 5\n");
-    assert_eq!(
-        (e.file.as_str(), e.line, e.key.as_str()),
-        ("test.toml", 3, "sip.udp_port")
-    );
-    assert!(
-        e.message.contains("unknown field `udp_port`"),
-        "{}",
-        e.message
-    );
-    assert!(
-        e.to_string()
-            .starts_with("test.toml:3: sip.udp_port: unknown field"),
-        "{e}"
-    );
+    assert_eq!((e.file.as_str(), e.line, e.key.as_str()), ("test.toml", 3, "sip.udp_port"));
+    assert!(e.message.contains("unknown field `udp_port`"), "{}", e.message);
+    assert!(e.to_string().starts_with("test.toml:3: sip.udp_port: unknown field"), "{e}");
 }
 
 #[test]
@@ -84,11 +57,7 @@ fn wrong_type_names_key_and_line() {
 fn bad_address_names_key_and_line() {
     let e = err("[sip]\nudp = [\n  \"127.0.0.1:5070\",\n  \"localhost\",\n]\n");
     assert_eq!((e.line, e.key.as_str()), (4, "sip.udp"));
-    assert!(
-        e.message.contains("\"localhost\" is not an address"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("\"localhost\" is not an address"), "{}", e.message);
 }
 
 #[test]
@@ -100,17 +69,9 @@ fn port_clashes_are_refused() {
     assert_eq!((e.line, e.key.as_str()), (4, "ng.listen"));
     let e = err("[sip]\nudp = [\"127.0.0.1:20000\"]\n[media]\nrtp_port_min = 16384\n");
     assert_eq!((e.line, e.key.as_str()), (4, "media.rtp_port_min"));
-    assert!(
-        e.message.contains("includes sip.udp port 20000"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("includes sip.udp port 20000"), "{}", e.message);
     // Different loopback addresses may share a port.
-    assert!(Config::parse(
-        "[sip]\nudp = [\"127.0.0.1:5070\", \"127.0.0.2:5070\"]\n",
-        "t"
-    )
-    .is_ok());
+    assert!(Config::parse("[sip]\nudp = [\"127.0.0.1:5070\", \"127.0.0.2:5070\"]\n", "t").is_ok());
 }
 
 #[test]
@@ -123,11 +84,7 @@ fn ranges_are_checked() {
     assert_eq!((e.line, e.key.as_str()), (3, "media.rtp_port_max"));
     let e = err("[media]\ncores = [4096]\n");
     assert_eq!((e.line, e.key.as_str()), (2, "media.cores"));
-    assert!(
-        e.message.contains("core 4096 is not present"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("core 4096 is not present"), "{}", e.message);
     let e = err("[log]\nlevel = \"loud=[\"\n");
     assert_eq!((e.line, e.key.as_str()), (2, "log.level"));
 }
@@ -136,27 +93,16 @@ fn ranges_are_checked() {
 fn public_bind_with_default_password_refuses_to_start() {
     let e = err("[sip]\nudp = [\"0.0.0.0:5060\"]\ntcp = []\n");
     assert_eq!(e.key, "directory.default_password");
-    assert!(
-        e.message
-            .contains("refusing to start: 0.0.0.0:5060 is not a loopback address"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("refusing to start: 0.0.0.0:5060 is not a loopback address"), "{}", e.message);
     let e = err("[sip]\nudp = [\"192.0.2.10:5060\"]\n[directory]\ndefault_password = \"1234\"\n");
     assert_eq!((e.line, e.key.as_str()), (4, "directory.default_password"));
-    let ok = Config::parse(
-        "[sip]\nudp = [\"0.0.0.0:5060\"]\n[directory]\ndefault_password = \"long-random-secret\"\n",
-        "t",
-    )
-    .unwrap();
+    let ok =
+        Config::parse("[sip]\nudp = [\"0.0.0.0:5060\"]\n[directory]\ndefault_password = \"long-random-secret\"\n", "t")
+            .unwrap();
     assert!(!ok.loopback_only());
     // One user left on the vanilla password is enough to refuse.
     let e = err("[sip]\nudp = [\"0.0.0.0:5060\"]\n[directory]\ndefault_password = \"s3cret-pw\"\nusers = []\n[[directory.user]]\nid = \"7\"\npassword = \"1234\"\n");
-    assert!(
-        e.message.contains("user 7 still has the default password"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("user 7 still has the default password"), "{}", e.message);
 }
 
 #[test]
@@ -166,22 +112,9 @@ fn users_and_ranges() {
         "t",
     )
     .unwrap();
-    let got: Vec<_> = c
-        .directory
-        .users
-        .iter()
-        .map(|u| (u.id.as_str(), u.secret.clone()))
-        .collect();
+    let got: Vec<_> = c.directory.users.iter().map(|u| (u.id.as_str(), u.secret.clone())).collect();
     let pw = |p: &str| Secret::Password(p.into());
-    assert_eq!(
-        got,
-        [
-            ("100", pw("pw")),
-            ("101", pw("own")),
-            ("102", pw("pw")),
-            ("alice", pw("pw"))
-        ]
-    );
+    assert_eq!(got, [("100", pw("pw")), ("101", pw("own")), ("102", pw("pw")), ("alice", pw("pw"))]);
     let e = err("[directory]\nusers = [\"9-1\"]\n");
     assert_eq!((e.line, e.key.as_str()), (2, "directory.users"));
 }
@@ -189,10 +122,7 @@ fn users_and_ranges() {
 #[test]
 fn unreadable_file_is_reported() {
     let e = Config::load(Path::new("/nonexistent/ferroswitch.toml")).unwrap_err();
-    assert_eq!(
-        (e.file.as_str(), e.line, e.key.as_str()),
-        ("/nonexistent/ferroswitch.toml", 0, "(file)")
-    );
+    assert_eq!((e.file.as_str(), e.line, e.key.as_str()), ("/nonexistent/ferroswitch.toml", 0, "(file)"));
 }
 
 #[test]
@@ -203,30 +133,14 @@ fn users_with_ha1_caller_id_and_variables() {
     )
     .unwrap();
     let u = &c.directory.users[0];
-    assert_eq!(
-        u.secret,
-        Secret::Ha1 {
-            md5: Some("0123456789abcdef0123456789abcdef".into()),
-            sha256: None
-        }
-    );
-    assert_eq!(
-        (u.caller_id_name.as_str(), u.caller_id_number.as_str()),
-        ("Front Desk", "2000")
-    );
-    assert_eq!(
-        u.variables.get("toll_allow").map(String::as_str),
-        Some("local")
-    );
+    assert_eq!(u.secret, Secret::Ha1 { md5: Some("0123456789abcdef0123456789abcdef".into()), sha256: None });
+    assert_eq!((u.caller_id_name.as_str(), u.caller_id_number.as_str()), ("Front Desk", "2000"));
+    assert_eq!(u.variables.get("toll_allow").map(String::as_str), Some("local"));
     let e = err("[directory]\nusers = []\n[[directory.user]]\nid = \"2000\"\nha1 = \"xyz\"\n");
     assert_eq!((e.line, e.key.as_str()), (5, "directory.user.ha1"));
     let e = err("[directory]\nusers = []\n[[directory.user]]\nid = \"2000\"\n");
     assert_eq!((e.line, e.key.as_str()), (4, "directory.user"));
-    assert!(
-        e.message.contains("needs password, ha1 or ha1_sha256"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("needs password, ha1 or ha1_sha256"), "{}", e.message);
     let e = err("[directory]\nusers = []\n[[directory.user]]\nid = \"2000\"\npassword = \"x\"\nha1 = \"0123456789abcdef0123456789abcdef\"\n");
     assert_eq!((e.line, e.key.as_str()), (5, "directory.user.password"));
 }
@@ -234,38 +148,24 @@ fn users_with_ha1_caller_id_and_variables() {
 #[test]
 fn registrar_and_auth_sections() {
     let c = Config::embedded().unwrap();
-    assert_eq!(
-        c.registrar,
-        RegistrarConfig {
-            min_expires: 60,
-            max_expires: 7200,
-            default_expires: 3600
-        }
-    );
+    assert_eq!(c.registrar, RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 });
     assert_eq!(
         c.auth,
-        AuthConfig {
-            trusted: vec![],
-            nonce_lifetime_secs: 60
-        }
+        AuthConfig { trusted: vec![], nonce_lifetime_secs: 60, algorithms: vec![Algorithm::Md5, Algorithm::Sha256] }
     );
-    let c = Config::parse(
-        "[auth]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \"127.0.0.5\"]\n",
-        "t",
-    )
-    .unwrap();
+    let c = Config::parse("[auth]\nalgorithms = [\"SHA-256\"]\n", "t").unwrap();
+    assert_eq!(c.auth.algorithms, [Algorithm::Sha256]);
+    let e = err("[auth]\nalgorithms = [\"SHA-512\"]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "auth.algorithms"));
+    let c = Config::parse("[auth]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \"127.0.0.5\"]\n", "t").unwrap();
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     assert!(c.auth.trusted[0].contains(ip("192.0.2.200")));
     assert!(!c.auth.trusted[0].contains(ip("192.0.3.1")));
     assert!(c.auth.trusted[0].contains(ip("::ffff:192.0.2.9")));
     assert!(c.auth.trusted[1].contains(ip("2001:db8:1::7")));
     assert!(!c.auth.trusted[1].contains(ip("2001:db9::1")));
-    assert!(
-        c.auth.trusted[2].contains(ip("127.0.0.5")) && !c.auth.trusted[2].contains(ip("127.0.0.6"))
-    );
-    assert!(Cidr::parse("0.0.0.0/0")
-        .unwrap()
-        .contains(ip("203.0.113.1")));
+    assert!(c.auth.trusted[2].contains(ip("127.0.0.5")) && !c.auth.trusted[2].contains(ip("127.0.0.6")));
+    assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.1")));
     let e = err("[auth]\ntrusted = [\"10.0.0.0/33\"]\n");
     assert_eq!((e.line, e.key.as_str()), (2, "auth.trusted"));
     let e = err("[registrar]\nmin_expires = 600\ndefault_expires = 300\n");

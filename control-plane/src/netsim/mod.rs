@@ -192,13 +192,7 @@ impl Network {
             self.next_seq += 1;
             self.in_flight.push(Reverse(InFlight {
                 seq: self.next_seq,
-                packet: Packet {
-                    from,
-                    to,
-                    bytes: bytes.clone(),
-                    sent_at: now,
-                    deliver_at,
-                },
+                packet: Packet { from, to, bytes: bytes.clone(), sent_at: now, deliver_at },
             }));
         }
     }
@@ -249,17 +243,10 @@ mod tests {
     fn run(seed: u64, loss: f64, dup: f64) -> (Vec<(u128, u16)>, Counters) {
         let t0 = Instant::now();
         let mut net = Network::new(seed);
-        net.set_loss(loss)
-            .set_duplication(dup)
-            .set_delay(Duration::from_millis(5), Duration::from_millis(50));
+        net.set_loss(loss).set_duplication(dup).set_delay(Duration::from_millis(5), Duration::from_millis(50));
         for i in 0..1000u16 {
             let now = t0 + Duration::from_millis(u64::from(i));
-            net.send(
-                now,
-                addr(1),
-                addr(2),
-                Bytes::copy_from_slice(&i.to_be_bytes()),
-            );
+            net.send(now, addr(1), addr(2), Bytes::copy_from_slice(&i.to_be_bytes()));
         }
         let mut got = Vec::new();
         while let Some(at) = net.next_delivery() {
@@ -296,11 +283,7 @@ mod tests {
         assert_eq!(c.sent + c.duplicated, c.dropped + c.delivered);
         // 30 % loss and 10 % duplication, within a wide margin for 1000 draws.
         assert!((230..=370).contains(&c.dropped), "dropped {}", c.dropped);
-        assert!(
-            (60..=140).contains(&c.duplicated),
-            "duplicated {}",
-            c.duplicated
-        );
+        assert!((60..=140).contains(&c.duplicated), "duplicated {}", c.duplicated);
     }
 
     #[test]

@@ -70,27 +70,12 @@ pub struct SipSim {
 impl SipSim {
     /// A simulation starting at `start`, over `net`, with every peer seen as UDP.
     pub fn new(net: Network, start: Instant) -> Self {
-        SipSim {
-            net,
-            now: start,
-            endpoints: Vec::new(),
-            transport: TransportKind::Udp,
-        }
+        SipSim { net, now: start, endpoints: Vec::new(), transport: TransportKind::Udp }
     }
 
     /// Adds an endpoint at `addr` and returns its index.
-    pub fn add_endpoint(
-        &mut self,
-        addr: SocketAddr,
-        config: TimerConfig,
-        tu: impl Tu + 'static,
-    ) -> usize {
-        self.endpoints.push(Endpoint {
-            addr,
-            layer: TransactionLayer::new(config),
-            log: Vec::new(),
-            tu: Box::new(tu),
-        });
+    pub fn add_endpoint(&mut self, addr: SocketAddr, config: TimerConfig, tu: impl Tu + 'static) -> usize {
+        self.endpoints.push(Endpoint { addr, layer: TransactionLayer::new(config), log: Vec::new(), tu: Box::new(tu) });
         self.endpoints.len() - 1
     }
 
@@ -107,11 +92,7 @@ impl SipSim {
     /// The peer endpoint `from` sees when talking to endpoint `to`. Panics on an index
     /// not returned by [`SipSim::add_endpoint`].
     pub fn peer(&self, from: usize, to: usize) -> Peer {
-        Peer {
-            transport: self.transport,
-            remote: self.endpoints[to].addr,
-            local: self.endpoints[from].addr,
-        }
+        Peer { transport: self.transport, remote: self.endpoints[to].addr, local: self.endpoints[from].addr }
     }
 
     /// Runs `f` as endpoint `i`'s TU at the current time (to start a request), then
@@ -119,11 +100,7 @@ impl SipSim {
     pub fn with_endpoint<R>(&mut self, i: usize, f: impl FnOnce(&mut TuContext<'_>) -> R) -> R {
         let now = self.now;
         let ep = &mut self.endpoints[i];
-        let r = f(&mut TuContext {
-            now,
-            local: ep.addr,
-            layer: &mut ep.layer,
-        });
+        let r = f(&mut TuContext { now, local: ep.addr, layer: &mut ep.layer });
         drain(now, ep, &mut self.net);
         r
     }
@@ -140,11 +117,7 @@ impl SipSim {
                 let Ok(msg) = Message::parse(p.bytes, Framing::Datagram) else {
                     continue;
                 };
-                let peer = Peer {
-                    transport: self.transport,
-                    remote: p.from,
-                    local: p.to,
-                };
+                let peer = Peer { transport: self.transport, remote: p.from, local: p.to };
                 ep.layer.handle_message(now, msg, peer);
                 drain(now, ep, &mut self.net);
             }
@@ -152,12 +125,8 @@ impl SipSim {
                 ep.layer.handle_timeout(now);
                 drain(now, ep, &mut self.net);
             }
-            let next = self
-                .endpoints
-                .iter()
-                .filter_map(|e| e.layer.poll_timeout())
-                .chain(self.net.next_delivery())
-                .min();
+            let next =
+                self.endpoints.iter().filter_map(|e| e.layer.poll_timeout()).chain(self.net.next_delivery()).min();
             match next {
                 None => return RunEnd::Idle(now),
                 Some(t) if t > bound => {
@@ -176,14 +145,7 @@ fn drain(now: Instant, ep: &mut Endpoint, net: &mut Network) {
         match out {
             Output::Transmit { peer, bytes } => net.send(now, peer.local, peer.remote, bytes),
             Output::Event(event) => {
-                ep.tu.on_event(
-                    &mut TuContext {
-                        now,
-                        local: ep.addr,
-                        layer: &mut ep.layer,
-                    },
-                    &event,
-                );
+                ep.tu.on_event(&mut TuContext { now, local: ep.addr, layer: &mut ep.layer }, &event);
                 ep.log.push((now, event));
             }
         }

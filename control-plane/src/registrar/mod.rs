@@ -96,11 +96,7 @@ pub struct Registrar {
 pub fn same_contact(a: &str, b: &str) -> bool {
     match (Uri::parse(a.as_bytes()), Uri::parse(b.as_bytes())) {
         (Ok(x), Ok(y)) => {
-            let transport = |u: &Uri<'_>| {
-                u.param("transport")
-                    .flatten()
-                    .map(|t| t.to_ascii_lowercase())
-            };
+            let transport = |u: &Uri<'_>| u.param("transport").flatten().map(|t| t.to_ascii_lowercase());
             x.scheme == y.scheme
                 && x.user.map(unescape) == y.user.map(unescape)
                 && x.host.eq_ignore_ascii_case(y.host)
@@ -113,10 +109,7 @@ pub fn same_contact(a: &str, b: &str) -> bool {
 
 impl Registrar {
     pub fn new(config: RegistrarConfig) -> Self {
-        Registrar {
-            config,
-            aors: HashMap::new(),
-        }
+        Registrar { config, aors: HashMap::new() }
     }
 
     /// Puts back a binding loaded from storage.
@@ -128,16 +121,9 @@ impl Registrar {
 
     /// Unexpired bindings of `aor`, highest q first (then most recent registration).
     pub fn lookup(&self, aor: &str, now_secs: u64) -> Vec<&Binding> {
-        let mut v: Vec<&Binding> = self
-            .aors
-            .get(aor)
-            .map(|l| l.iter().filter(|b| b.expires_at > now_secs).collect())
-            .unwrap_or_default();
-        let q = |b: &Binding| {
-            b.q.as_deref()
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0)
-        };
+        let mut v: Vec<&Binding> =
+            self.aors.get(aor).map(|l| l.iter().filter(|b| b.expires_at > now_secs).collect()).unwrap_or_default();
+        let q = |b: &Binding| b.q.as_deref().and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
         v.sort_by(|a, b| q(b).total_cmp(&q(a)).then(b.expires_at.cmp(&a.expires_at)));
         v
     }
@@ -154,10 +140,7 @@ impl Registrar {
             list.retain(|b| {
                 let keep = b.expires_at > now_secs;
                 if !keep {
-                    changes.push(Change::Remove {
-                        aor: aor.clone(),
-                        contact: b.contact.clone(),
-                    });
+                    changes.push(Change::Remove { aor: aor.clone(), contact: b.contact.clone() });
                 }
                 keep
             });
@@ -182,10 +165,7 @@ impl Registrar {
     ) -> Result<Registered, RegisterError> {
         let header_expires = req
             .header(HeaderName::Expires)
-            .map(|v| {
-                parse_digits(trim_lws(v), u64::MAX)
-                    .ok_or(RegisterError::BadContact("Expires is not a number"))
-            })
+            .map(|v| parse_digits(trim_lws(v), u64::MAX).ok_or(RegisterError::BadContact("Expires is not a number")))
             .transpose()?;
         let contact_values: Vec<&[u8]> = req.values(HeaderName::Contact).collect();
         let call_id = String::from_utf8_lossy(req.call_id()).into_owned();
@@ -197,28 +177,17 @@ impl Registrar {
             if contact_values.len() != 1 || header_expires != Some(0) {
                 return Err(RegisterError::BadWildcard);
             }
-            if existing
-                .iter()
-                .any(|b| b.call_id == call_id && b.cseq >= cseq)
-            {
+            if existing.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
                 return Err(RegisterError::OutOfOrder);
             }
             for b in self.aors.remove(aor).unwrap_or_default() {
-                changes.push(Change::Remove {
-                    aor: aor.to_string(),
-                    contact: b.contact,
-                });
+                changes.push(Change::Remove { aor: aor.to_string(), contact: b.contact });
             }
-            return Ok(Registered {
-                bindings: Vec::new(),
-                changes,
-            });
+            return Ok(Registered { bindings: Vec::new(), changes });
         }
 
         // Check every contact before changing anything.
-        let user_agent = req
-            .header(HeaderName::UserAgent)
-            .map(|v| String::from_utf8_lossy(v).into_owned());
+        let user_agent = req.header(HeaderName::UserAgent).map(|v| String::from_utf8_lossy(v).into_owned());
         let mut updates: Vec<(String, u64, Option<String>, Option<String>)> = Vec::new();
         for a in req.contacts() {
             let (contact, expires, q, instance) = self.read_contact(&a, header_expires)?;
@@ -229,10 +198,8 @@ impl Registrar {
             }
             updates.push((contact, expires, q, instance));
         }
-        let added = updates
-            .iter()
-            .filter(|(c, e, ..)| *e > 0 && !existing.iter().any(|b| same_contact(&b.contact, c)))
-            .count();
+        let added =
+            updates.iter().filter(|(c, e, ..)| *e > 0 && !existing.iter().any(|b| same_contact(&b.contact, c))).count();
         if existing.len() + added > MAX_BINDINGS_PER_AOR {
             return Err(RegisterError::TooManyContacts);
         }
@@ -242,10 +209,7 @@ impl Registrar {
             if expires == 0 {
                 if let Some(p) = pos {
                     let b = list.remove(p);
-                    changes.push(Change::Remove {
-                        aor: aor.to_string(),
-                        contact: b.contact,
-                    });
+                    changes.push(Change::Remove { aor: aor.to_string(), contact: b.contact });
                 }
                 continue;
             }
@@ -263,16 +227,9 @@ impl Registrar {
                 Some(p) => list[p] = binding.clone(),
                 None => list.push(binding.clone()),
             }
-            changes.push(Change::Upsert {
-                aor: aor.to_string(),
-                binding,
-            });
+            changes.push(Change::Upsert { aor: aor.to_string(), binding });
         }
-        let bindings: Vec<Binding> = list
-            .iter()
-            .filter(|b| b.expires_at > now_secs)
-            .cloned()
-            .collect();
+        let bindings: Vec<Binding> = list.iter().filter(|b| b.expires_at > now_secs).cloned().collect();
         if list.is_empty() {
             self.aors.remove(aor);
         }
@@ -297,20 +254,15 @@ impl Registrar {
                     .ok_or(RegisterError::BadContact("expires is not a number"))?,
             ),
         };
-        let asked = param_expires
-            .or(header_expires)
-            .unwrap_or(u64::from(self.config.default_expires));
+        let asked = param_expires.or(header_expires).unwrap_or(u64::from(self.config.default_expires));
         let expires = if asked == 0 {
             0
         } else if asked < u64::from(self.config.min_expires) {
-            return Err(RegisterError::IntervalTooBrief {
-                min_expires: self.config.min_expires,
-            });
+            return Err(RegisterError::IntervalTooBrief { min_expires: self.config.min_expires });
         } else {
             asked.min(u64::from(self.config.max_expires))
         };
-        let text =
-            |v: Option<Option<&[u8]>>| v.flatten().map(|x| String::from_utf8_lossy(x).into_owned());
+        let text = |v: Option<Option<&[u8]>>| v.flatten().map(|x| String::from_utf8_lossy(x).into_owned());
         Ok((
             String::from_utf8_lossy(a.uri.raw).into_owned(),
             expires,

@@ -3,27 +3,28 @@
 //!
 //! Parsed messages go in through [`Switch::handle_message`] (parse failures through
 //! [`Switch::handle_parse_error`]), time through [`Switch::handle_timeout`]; datagrams
-//! and stream writes come out of [`Switch::poll_transmit`], and [`Switch::poll_timeout`]
-//! says when to call back. Every request passes [`policy::check`] first; then OPTIONS
-//! is answered, REGISTER is challenged with 401 and INVITE with 407 (digest, RFC 7616),
-//! CANCEL is matched to its INVITE, and BYE outside a dialog gets 481. The registrar,
-//! the dialplan and the B2BUA slot in here (issue 3).
+//! and stream writes come out of [`Switch::poll_transmit`], registrar changes to persist
+//! out of [`Switch::poll_change`], and [`Switch::poll_timeout`] says when to call back.
+//! Every request passes [`policy::check`] first. OPTIONS is answered; REGISTER is
+//! digest-authenticated (401) and handed to the [`Registrar`]; INVITE is authenticated
+//! (407) unless its source is trusted, then routed; CANCEL is matched to its INVITE;
+//! BYE outside a dialog gets 481.
 
 pub mod policy;
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::auth::Challenger;
-use crate::config::Config;
+use crate::auth::{AuthOutcome, Authenticator, Challenger};
+use crate::config::{Cidr, Config, User};
 use crate::ids::IdGen;
-use crate::sip::message::write::{
-    default_reason, error_response_raw, raw_call_id, response_to, Writer,
-};
-use crate::sip::message::{Message, Method, ParseError, Scheme};
+use crate::registrar::{Change, RegisterError, Registrar};
+use crate::sip::message::uri::unescape;
+use crate::sip::message::write::{default_reason, error_response_raw, raw_call_id, response_to, Writer};
+use crate::sip::message::{HeaderName, Message, Method, ParseError, Scheme};
 use crate::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use crate::sip::transport::Peer;
 use policy::Refusal;
@@ -36,35 +37,46 @@ pub struct Stats {
     pub parse_errors: u64,
     pub refused: u64,
     pub challenged: u64,
+    pub registered: u64,
 }
 
 /// The switch's transaction user.
 pub struct Switch {
     tx: TransactionLayer,
     ids: IdGen,
-    challenger: Challenger,
+    auth: Authenticator,
+    registrar: Registrar,
+    users: HashMap<String, User>,
     realm: String,
-    /// Nonce timestamps count seconds from here.
+    trusted: Vec<Cidr>,
+    min_expires: u32,
+    /// The clock the switch was started on, and the wall-clock second it corresponds to.
     epoch: Instant,
+    epoch_unix: u64,
     out: VecDeque<(Peer, Bytes)>,
+    changes: VecDeque<Change>,
     stats: Stats,
 }
 
 impl Switch {
-    pub fn new(config: &Config, mut ids: IdGen, now: Instant) -> Self {
-        let timers = TimerConfig {
-            t1: config.sip.t1,
-            t2: config.sip.t2,
-            t4: config.sip.t4,
-        };
-        let challenger = Challenger::new(&mut ids);
+    /// `now` and `unix_now` are the same instant on the monotonic and the wall clock.
+    pub fn new(config: &Config, mut ids: IdGen, now: Instant, unix_now: u64) -> Self {
+        let timers = TimerConfig { t1: config.sip.t1, t2: config.sip.t2, t4: config.sip.t4 };
+        let mut challenger = Challenger::new(&mut ids);
+        challenger.lifetime_secs = config.auth.nonce_lifetime_secs;
         Switch {
             tx: TransactionLayer::new(timers),
             ids,
-            challenger,
+            auth: Authenticator::new(challenger, config.auth.algorithms.clone()),
+            registrar: Registrar::new(config.registrar),
+            users: config.directory.users.iter().map(|u| (u.id.clone(), u.clone())).collect(),
             realm: config.sip.realm.clone(),
+            trusted: config.auth.trusted.clone(),
+            min_expires: config.registrar.min_expires,
             epoch: now,
+            epoch_unix: unix_now,
             out: VecDeque::new(),
+            changes: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -76,6 +88,28 @@ impl Switch {
     /// Live transactions.
     pub fn transactions(&self) -> usize {
         self.tx.len()
+    }
+
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// Puts back a binding loaded from storage at start.
+    pub fn restore_binding(&mut self, aor: &str, binding: crate::registrar::Binding) {
+        self.registrar.restore(aor, binding);
+    }
+
+    /// The next registrar change to persist.
+    pub fn poll_change(&mut self) -> Option<Change> {
+        self.changes.pop_front()
+    }
+
+    fn unix(&self, now: Instant) -> u64 {
+        self.epoch_unix + now.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    fn instant_of(&self, unix: u64) -> Instant {
+        self.epoch + Duration::from_secs(unix.saturating_sub(self.epoch_unix))
     }
 
     /// A message parsed from `peer`.
@@ -95,26 +129,17 @@ impl Switch {
         self.stats.parse_errors += 1;
         let code = err.status();
         let reason = match err {
-            ParseError::Version
-            | ParseError::CSeqMismatch { extension: true }
-            | ParseError::TooLarge(_) => default_reason(code).to_string(),
+            ParseError::Version | ParseError::CSeqMismatch { extension: true } | ParseError::TooLarge(_) => {
+                default_reason(code).to_string()
+            }
             other => format!("Bad Request ({other})"),
         };
-        let call_id = raw_call_id(raw)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .unwrap_or_default();
+        let call_id = raw_call_id(raw).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default();
         let span = tracing::info_span!("sip", call_id = %call_id);
         let _enter = span.enter();
         let mut buf = Vec::with_capacity(512);
         let tag = self.ids.hex(5);
-        if error_response_raw(
-            raw,
-            code,
-            &reason,
-            tag.as_bytes(),
-            Some(peer.remote),
-            &mut buf,
-        ) {
+        if error_response_raw(raw, code, &reason, tag.as_bytes(), Some(peer.remote), &mut buf) {
             warn!(peer = %peer.remote, code, error = %err, "refused unparseable request");
             if code == 501 {
                 // error_response_raw ends with the blank line; Allow must precede it.
@@ -129,11 +154,22 @@ impl Switch {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
+        let unix = self.unix(now);
+        if self.registrar.next_expiry().is_some_and(|t| t <= unix) {
+            for c in self.registrar.purge(unix) {
+                if let Change::Remove { aor, contact } = &c {
+                    info!(%aor, %contact, "registration expired");
+                }
+                self.changes.push_back(c);
+            }
+        }
         self.drain(now);
     }
 
+    /// When to call [`Switch::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tx.poll_timeout()
+        let expiry = self.registrar.next_expiry().map(|t| self.instant_of(t));
+        [self.tx.poll_timeout(), expiry].into_iter().flatten().min()
     }
 
     /// The next `(peer, bytes)` to send.
@@ -160,12 +196,7 @@ impl Switch {
 
     fn on_event(&mut self, now: Instant, e: Event) {
         match e {
-            Event::Request {
-                tx,
-                msg,
-                peer,
-                cancels,
-            } => {
+            Event::Request { tx, msg, peer, cancels } => {
                 let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
                 let span = tracing::info_span!("sip", call_id = %call_id);
                 let _enter = span.enter();
@@ -183,14 +214,7 @@ impl Switch {
         }
     }
 
-    fn on_request(
-        &mut self,
-        now: Instant,
-        tx: TxId,
-        req: &Message,
-        peer: Peer,
-        cancels: Option<TxId>,
-    ) {
+    fn on_request(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer, cancels: Option<TxId>) {
         let method = req.method();
         debug!(method = %String::from_utf8_lossy(req.method_bytes()), peer = %peer.remote, "request");
         if let Err(refusal) = policy::check(req) {
@@ -223,24 +247,8 @@ impl Switch {
                 w.header("Accept-Language", "en");
                 w.header("Supported", policy::SUPPORTED.join(", "));
             }),
-            Method::Register => {
-                let aor_is_sip = matches!(req.to().uri.scheme, Scheme::Sip | Scheme::Sips);
-                if !aor_is_sip {
-                    self.stats.refused += 1;
-                    info!("REGISTER for a non-SIP address of record");
-                    return self.respond_reason(
-                        now,
-                        tx,
-                        req,
-                        peer,
-                        400,
-                        "Bad Request (address of record must be a sip or sips URI)",
-                        |_| {},
-                    );
-                }
-                self.challenge(now, tx, req, peer, 401, "WWW-Authenticate");
-            }
-            Method::Invite => self.challenge(now, tx, req, peer, 407, "Proxy-Authenticate"),
+            Method::Register => self.on_register(now, tx, req, peer),
+            Method::Invite => self.on_invite(now, tx, req, peer),
             Method::Cancel => {
                 // RFC 3261 §9.2: 200 to a CANCEL that matches; the INVITE itself is
                 // answered 487 by whoever holds it (it has already been answered here).
@@ -255,31 +263,127 @@ impl Switch {
         }
     }
 
-    fn challenge(
-        &mut self,
-        now: Instant,
-        tx: TxId,
-        req: &Message,
-        peer: Peer,
-        code: u16,
-        header: &str,
-    ) {
-        self.stats.challenged += 1;
-        let realm = if self.realm.is_empty() {
-            String::from_utf8_lossy(req.to().uri.host_unbracketed()).into_owned()
+    /// The realm of a challenge: the configured one, or the domain of the address
+    /// (To for REGISTER, From for other requests).
+    fn realm_for(&self, req: &Message) -> String {
+        if !self.realm.is_empty() {
+            return self.realm.clone();
+        }
+        let uri = if req.method() == Method::Register { req.to().uri } else { req.from().uri };
+        String::from_utf8_lossy(uri.host_unbracketed()).into_owned()
+    }
+
+    /// Digest-checks `req`; on failure answers it with a challenge and returns `None`.
+    fn authenticate(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) -> Option<String> {
+        let (code, credentials, challenge) = if req.method() == Method::Register {
+            (401, HeaderName::Authorization, "WWW-Authenticate")
         } else {
-            self.realm.clone()
+            (407, HeaderName::ProxyAuthorization, "Proxy-Authenticate")
         };
-        let secs = now.saturating_duration_since(self.epoch).as_secs();
-        let challenges = self
-            .challenger
-            .challenges(&realm, secs, false, &mut self.ids);
-        info!(status = code, %realm, "challenged");
-        self.respond(now, tx, req, peer, code, |w| {
-            for c in &challenges {
-                w.header(header, c);
+        let realm = self.realm_for(req);
+        let unix = self.unix(now);
+        let method = String::from_utf8_lossy(req.method_bytes()).into_owned();
+        let users = &self.users;
+        let outcome =
+            self.auth.check(unix, &method, &realm, req.values(credentials), |u| users.get(u).map(|u| u.secret.clone()));
+        match outcome {
+            AuthOutcome::Authenticated { user } => Some(user),
+            AuthOutcome::Challenge { stale } => {
+                self.stats.challenged += 1;
+                let values =
+                    self.auth.challenger().challenges(&realm, unix, stale, self.auth.algorithms(), &mut self.ids);
+                info!(status = code, %realm, stale, "challenged");
+                self.respond(now, tx, req, peer, code, |w| {
+                    for v in &values {
+                        w.header(challenge, v);
+                    }
+                });
+                None
             }
-        });
+        }
+    }
+
+    fn on_register(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) {
+        let to = req.to();
+        if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
+            self.stats.refused += 1;
+            info!("REGISTER for a non-SIP address of record");
+            return self.respond_reason(
+                now,
+                tx,
+                req,
+                peer,
+                400,
+                "Bad Request (address of record must be a sip or sips URI)",
+                |_| {},
+            );
+        }
+        let Some(aor) = to.uri.user.map(|u| String::from_utf8_lossy(&unescape(u)).into_owned()) else {
+            return self.respond_reason(
+                now,
+                tx,
+                req,
+                peer,
+                400,
+                "Bad Request (address of record has no user part)",
+                |_| {},
+            );
+        };
+        let Some(user) = self.authenticate(now, tx, req, peer) else { return };
+        if user != aor {
+            info!(%user, %aor, "credentials of one user for another's address of record");
+            return self.respond(now, tx, req, peer, 403, |_| {});
+        }
+        let unix = self.unix(now);
+        match self.registrar.register(unix, &aor, req, peer) {
+            Ok(done) => {
+                self.stats.registered += 1;
+                info!(%aor, contacts = done.bindings.len(), "registered");
+                self.changes.extend(done.changes);
+                let date = http_date(unix);
+                self.respond(now, tx, req, peer, 200, |w| {
+                    for b in &done.bindings {
+                        w.header_fmt("Contact", format_args!("<{}>;expires={}", b.contact, b.expires_at - unix));
+                    }
+                    w.header("Date", &date);
+                });
+            }
+            Err(e) => {
+                info!(%aor, error = %e, "registration refused");
+                let min = self.min_expires;
+                let reason = match &e {
+                    RegisterError::IntervalTooBrief { .. } => default_reason(423).to_string(),
+                    other => format!("{} ({other})", default_reason(other.status())),
+                };
+                self.respond_reason(now, tx, req, peer, e.status(), &reason, |w| {
+                    if matches!(e, RegisterError::IntervalTooBrief { .. }) {
+                        w.header("Min-Expires", min.to_string());
+                    }
+                });
+            }
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) {
+        let trusted = self.trusted.iter().any(|n| n.contains(peer.remote.ip()));
+        if !trusted && self.authenticate(now, tx, req, peer).is_none() {
+            return;
+        }
+        // Routing: the callee must exist and be registered. Bridging the call (the
+        // B2BUA with its channel states and the dialplan) is the next step of issue 3.
+        let dest = req
+            .request_uri()
+            .and_then(|u| u.user.map(|u| String::from_utf8_lossy(&unescape(u)).into_owned()))
+            .unwrap_or_default();
+        let code = if !self.users.contains_key(&dest) {
+            404
+        } else if self.registrar.lookup(&dest, self.unix(now)).is_empty() {
+            480
+        } else {
+            503
+        };
+        info!(%dest, status = code, "INVITE routed");
+        self.respond(now, tx, req, peer, code, |_| {});
     }
 
     fn respond(
@@ -307,14 +411,7 @@ impl Switch {
     ) {
         let mut buf = Vec::with_capacity(640);
         let tag = self.ids.hex(5);
-        let mut w = response_to(
-            req,
-            code,
-            reason,
-            Some(tag.as_bytes()),
-            Some(peer.remote),
-            &mut buf,
-        );
+        let mut w = response_to(req, code, reason, Some(tag.as_bytes()), Some(peer.remote), &mut buf);
         extra(&mut w);
         w.header("Server", crate::SERVER_NAME);
         w.finish(b"");
@@ -324,9 +421,50 @@ impl Switch {
     }
 }
 
+/// RFC 1123 date (RFC 3261 §20.17), e.g. `Sat, 13 Nov 2010 23:29:00 GMT`.
+pub fn http_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 fn insert_before_blank_line(buf: &mut Vec<u8>, line: &str) {
     if let Some(p) = memchr::memmem::find(buf, b"\r\n\r\n") {
         let at = p + 2;
         buf.splice(at..at, line.bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_date;
+
+    #[test]
+    fn dates_are_rfc1123_rfc3261_20_17() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_289_690_940), "Sat, 13 Nov 2010 23:29:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(1_795_270_996), "Sat, 21 Nov 2026 14:23:16 GMT");
     }
 }

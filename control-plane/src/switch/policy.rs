@@ -6,14 +6,8 @@ use crate::sip::message::grammar::trim_lws;
 use crate::sip::message::{HeaderName, Message, Method, Scheme};
 
 /// Methods the switch handles (the Allow header).
-pub const ALLOWED: &[Method] = &[
-    Method::Invite,
-    Method::Ack,
-    Method::Bye,
-    Method::Cancel,
-    Method::Options,
-    Method::Register,
-];
+pub const ALLOWED: &[Method] =
+    &[Method::Invite, Method::Ack, Method::Bye, Method::Cancel, Method::Options, Method::Register];
 /// The Allow header value.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER";
 /// Body types the switch understands (the Accept header).
@@ -64,10 +58,7 @@ pub fn check(req: &Message) -> Result<(), Refusal> {
     if !ALLOWED.contains(&method) {
         return Err(Refusal::NotAllowed);
     }
-    if !matches!(
-        req.request_uri().map(|u| u.scheme),
-        Some(Scheme::Sip | Scheme::Sips)
-    ) {
+    if !matches!(req.request_uri().map(|u| u.scheme), Some(Scheme::Sip | Scheme::Sips)) {
         return Err(Refusal::UnsupportedScheme);
     }
     if matches!(method, Method::Ack | Method::Cancel) {
@@ -77,11 +68,7 @@ pub fn check(req: &Message) -> Result<(), Refusal> {
         .values(HeaderName::Require)
         .chain(req.values(HeaderName::ProxyRequire))
         .map(trim_lws)
-        .filter(|tag| {
-            !SUPPORTED
-                .iter()
-                .any(|s| s.as_bytes().eq_ignore_ascii_case(tag))
-        })
+        .filter(|tag| !SUPPORTED.iter().any(|s| s.as_bytes().eq_ignore_ascii_case(tag)))
         .map(|t| String::from_utf8_lossy(t).into_owned())
         .collect();
     if !unsupported.is_empty() {
@@ -89,11 +76,7 @@ pub fn check(req: &Message) -> Result<(), Refusal> {
     }
     if !req.body().is_empty() {
         let sdp = req.header(HeaderName::ContentType).is_some_and(|ct| {
-            let media = ct
-                .split(|&c| c == b';')
-                .next()
-                .map(trim_lws)
-                .unwrap_or_default();
+            let media = ct.split(|&c| c == b';').next().map(trim_lws).unwrap_or_default();
             media.eq_ignore_ascii_case(b"application/sdp")
         });
         if !sdp {
@@ -114,8 +97,6 @@ pub fn check(req: &Message) -> Result<(), Refusal> {
 fn accepts_sdp(req: &Message) -> bool {
     req.values(HeaderName::Accept).any(|v| {
         let media = trim_lws(v.split(|&c| c == b';').next().unwrap_or_default());
-        [&b"application/sdp"[..], b"application/*", b"*/*"]
-            .iter()
-            .any(|m| media.eq_ignore_ascii_case(m))
+        [&b"application/sdp"[..], b"application/*", b"*/*"].iter().any(|m| media.eq_ignore_ascii_case(m))
     })
 }

@@ -19,10 +19,7 @@ pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let p = std::env::temp_dir().join(format!("ferroswitch-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -60,10 +57,7 @@ impl SwitchProcess {
         let mut lines = BufReader::new(stdout).lines();
         let (mut udp, mut tcp) = (None, None);
         while udp.is_none() || tcp.is_none() {
-            let line = lines
-                .next()
-                .expect("ferroswitch exited before listening")
-                .unwrap();
+            let line = lines.next().expect("ferroswitch exited before listening").unwrap();
             if let Some(a) = line.strip_prefix("ferroswitch: listening sip/udp ") {
                 udp = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("ferroswitch: listening sip/tcp ") {
@@ -72,12 +66,7 @@ impl SwitchProcess {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        SwitchProcess {
-            child,
-            udp: udp.unwrap(),
-            tcp: tcp.unwrap(),
-            _dir: dir,
-        }
+        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), _dir: dir }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -117,10 +106,7 @@ pub fn collect_responses(s: &UdpSocket, wait: Duration) -> Vec<String> {
 
 /// The status code of a response text (0 if none).
 pub fn status(text: &str) -> u16 {
-    text.strip_prefix("SIP/2.0 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    text.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
 /// The values of a header in a response text (long name, case-insensitive).
@@ -133,12 +119,7 @@ pub fn header_values(text: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn options_request(
-    transport: &str,
-    local: SocketAddr,
-    target: SocketAddr,
-    call_id: &str,
-) -> String {
+pub fn options_request(transport: &str, local: SocketAddr, target: SocketAddr, call_id: &str) -> String {
     format!(
         "OPTIONS sip:1000@{target} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{call_id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:test@{local}>;tag=t{call_id}\r\nTo: <sip:1000@{target}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n"
     )
@@ -146,8 +127,7 @@ pub fn options_request(
 
 /// Reads from a TCP stream until `count` complete responses (by Content-Length) arrive.
 pub fn tcp_read_responses(s: &mut TcpStream, count: usize, wait: Duration) -> Vec<String> {
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let deadline = Instant::now() + wait;
     let mut data = Vec::new();
     let mut out = Vec::new();
@@ -161,10 +141,7 @@ pub fn tcp_read_responses(s: &mut TcpStream, count: usize, wait: Duration) -> Ve
         }
         while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&data[..end + 4]).into_owned();
-            let cl: usize = header_values(&head, "Content-Length")
-                .first()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let cl: usize = header_values(&head, "Content-Length").first().and_then(|v| v.parse().ok()).unwrap_or(0);
             if data.len() < end + 4 + cl {
                 break;
             }
@@ -183,22 +160,14 @@ pub fn write_all(s: &mut TcpStream, data: &[u8]) {
 pub fn ensure_tool(binary: &str) {
     let found = Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {binary}"))
+        .arg(format!("command -v {binary} >/dev/null"))
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !found {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ci/install-deps.sh");
-        let ok = Command::new("bash")
-            .arg(script)
-            .arg("test")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "ci/install-deps.sh test failed: cannot install {binary}"
-        );
+        let ok = Command::new("bash").arg(script).arg("test").status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "ci/install-deps.sh test failed: cannot install {binary}");
     }
 }
 

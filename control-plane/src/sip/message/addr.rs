@@ -96,10 +96,7 @@ impl<'a> NameAddr<'a> {
             c.i += gt + 1;
         } else {
             let rest = c.rest();
-            let end = rest
-                .iter()
-                .position(|&b| b == b';' || b == b',' || is_lws(b))
-                .unwrap_or(rest.len());
+            let end = rest.iter().position(|&b| b == b';' || b == b',' || is_lws(b)).unwrap_or(rest.len());
             let raw = &rest[..end];
             if raw.contains(&b'?') {
                 return Err(AddrError::NeedsAngle);
@@ -119,13 +116,7 @@ impl<'a> NameAddr<'a> {
         if !c.at_end() {
             return Err(AddrError::Trailing);
         }
-        Ok(NameAddr {
-            display,
-            uri,
-            angle,
-            params,
-            tag,
-        })
+        Ok(NameAddr { display, uri, angle, params, tag })
     }
 
     pub fn params(&self) -> Params<'a> {
@@ -168,10 +159,8 @@ mod tests {
 
     #[test]
     fn quoted_display_name_with_escapes_rfc4475_3_1_1_1() {
-        let a = NameAddr::parse(
-            b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
-        )
-        .unwrap();
+        let a = NameAddr::parse(b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8")
+            .unwrap();
         assert_eq!(a.display, Some(&b"\"J Rosenberg \\\\\\\"\""[..]));
         assert_eq!(a.uri.host, b"example.com");
         assert_eq!(a.tag(), Some(&b"98asjd8"[..]));
@@ -197,34 +186,16 @@ mod tests {
 
     #[test]
     fn malformed_addresses_rfc4475_3_1_2() {
-        assert_eq!(
-            NameAddr::parse(b"\"Mr. J. User <sip:j.user@example.com>").unwrap_err(),
-            AddrError::Quote
-        );
-        assert_eq!(
-            NameAddr::parse(b"\"Watson, Thomas\" < sip:t.watson@example.org >").unwrap_err(),
-            AddrError::Angle
-        );
-        assert_eq!(
-            NameAddr::parse(b"Watson, Thomas <sip:t.watson@example.org>").unwrap_err(),
-            AddrError::DisplayName
-        );
+        assert_eq!(NameAddr::parse(b"\"Mr. J. User <sip:j.user@example.com>").unwrap_err(), AddrError::Quote);
+        assert_eq!(NameAddr::parse(b"\"Watson, Thomas\" < sip:t.watson@example.org >").unwrap_err(), AddrError::Angle);
+        assert_eq!(NameAddr::parse(b"Watson, Thomas <sip:t.watson@example.org>").unwrap_err(), AddrError::DisplayName);
         assert_eq!(
             NameAddr::parse(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E").unwrap_err(),
             AddrError::NeedsAngle
         );
-        assert_eq!(
-            NameAddr::parse(b"\"Joe\" <sip:joe@example.org>;;;;").unwrap_err(),
-            AddrError::Param
-        );
-        assert!(matches!(
-            NameAddr::parse(b"alan@jasomi.com").unwrap_err(),
-            AddrError::Uri(_)
-        ));
-        assert_eq!(
-            NameAddr::parse(b"<sip:a@b> junk").unwrap_err(),
-            AddrError::Trailing
-        );
+        assert_eq!(NameAddr::parse(b"\"Joe\" <sip:joe@example.org>;;;;").unwrap_err(), AddrError::Param);
+        assert!(matches!(NameAddr::parse(b"alan@jasomi.com").unwrap_err(), AddrError::Uri(_)));
+        assert_eq!(NameAddr::parse(b"<sip:a@b> junk").unwrap_err(), AddrError::Trailing);
     }
 
     #[test]

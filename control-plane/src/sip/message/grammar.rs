@@ -210,9 +210,7 @@ impl<'a> Cursor<'a> {
                     }
                 }
                 // qdtext = LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII
-                Some(c) if c == b'\t' || c == b'\r' || c == b'\n' || (c >= 0x20 && c != 0x7f) => {
-                    self.i += 1
-                }
+                Some(c) if c == b'\t' || c == b'\r' || c == b'\n' || (c >= 0x20 && c != 0x7f) => self.i += 1,
                 Some(_) => {
                     self.i = start;
                     return None;

@@ -139,11 +139,7 @@ impl HeaderName {
         if line.get(i) != Some(&b':') {
             return None;
         }
-        let name = if len > LONGEST {
-            HeaderName::Other
-        } else {
-            HeaderName::from_lowercase(&buf[..len])
-        };
+        let name = if len > LONGEST { HeaderName::Other } else { HeaderName::from_lowercase(&buf[..len]) };
         Some((name, len, i + 1))
     }
 
@@ -297,18 +293,7 @@ impl HeaderName {
     /// Headers that may appear at most once (RFC 3261 §20, "single-valued").
     pub fn is_single(self) -> bool {
         use HeaderName::*;
-        matches!(
-            self,
-            CallId
-                | CSeq
-                | From
-                | To
-                | MaxForwards
-                | ContentLength
-                | ContentType
-                | Expires
-                | MinExpires
-        )
+        matches!(self, CallId | CSeq | From | To | MaxForwards | ContentLength | ContentType | Expires | MinExpires)
     }
 }
 
@@ -337,12 +322,7 @@ mod tests {
             (b"C%6Fntact", Other),
             (b"NewFangledHeader", Other),
         ] {
-            assert_eq!(
-                HeaderName::from_bytes(name),
-                want,
-                "{}",
-                String::from_utf8_lossy(name)
-            );
+            assert_eq!(HeaderName::from_bytes(name), want, "{}", String::from_utf8_lossy(name));
         }
     }
 

@@ -117,15 +117,8 @@ pub struct Header {
 
 #[derive(Clone, Copy, Debug)]
 enum StartLine {
-    Request {
-        method: Method,
-        method_span: Span,
-        uri: Span,
-    },
-    Response {
-        code: u16,
-        reason: Span,
-    },
+    Request { method: Method, method_span: Span, uri: Span },
+    Response { code: u16, reason: Span },
 }
 
 /// The facts the transaction layer matches on, extracted during validation.
@@ -156,9 +149,7 @@ pub struct Message {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let end = self.body.start as usize;
-        f.debug_struct("Message")
-            .field("head", &String::from_utf8_lossy(&self.buf[..end]))
-            .finish()
+        f.debug_struct("Message").field("head", &String::from_utf8_lossy(&self.buf[..end])).finish()
     }
 }
 
@@ -169,11 +160,7 @@ impl Message {
     }
 
     /// Parses and validates one message, refusing any larger than `max_size` bytes.
-    pub fn parse_with_limit(
-        buf: Bytes,
-        framing: Framing,
-        max_size: usize,
-    ) -> Result<Message, ParseError> {
+    pub fn parse_with_limit(buf: Bytes, framing: Framing, max_size: usize) -> Result<Message, ParseError> {
         parse::parse(buf, framing, max_size)
     }
 
@@ -218,10 +205,9 @@ impl Message {
     /// The Request-URI; `None` for responses.
     pub fn request_uri(&self) -> Option<Uri<'_>> {
         match self.start {
-            StartLine::Request { uri, .. } => Some(
-                Uri::parse(uri.get(&self.buf))
-                    .expect("the Request-URI was validated when the message was parsed"),
-            ),
+            StartLine::Request { uri, .. } => {
+                Some(Uri::parse(uri.get(&self.buf)).expect("the Request-URI was validated when the message was parsed"))
+            }
             StartLine::Response { .. } => None,
         }
     }
@@ -257,21 +243,14 @@ impl Message {
 
     /// The first value of a known header.
     pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| self.header_value(h))
+        self.headers.iter().find(|h| h.name == name).map(|h| self.header_value(h))
     }
 
     /// The first value of any header, by name (case-insensitive, long form).
     pub fn header_named(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
-            .find(|h| {
-                h.name_span
-                    .get(&self.buf)
-                    .eq_ignore_ascii_case(name.as_bytes())
-            })
+            .find(|h| h.name_span.get(&self.buf).eq_ignore_ascii_case(name.as_bytes()))
             .map(|h| self.header_value(h))
     }
 
@@ -280,14 +259,11 @@ impl Message {
     /// WWW-Authenticate, whose parameters hold commas) yields one value per line.
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
         let list = name.is_list();
-        self.headers
-            .iter()
-            .filter(move |h| h.name == name)
-            .flat_map(move |h| {
-                let v = h.value.get(&self.buf);
-                let whole = (!list).then(|| grammar::trim_lws(v));
-                split_list(if list { v } else { &[] }).chain(whole)
-            })
+        self.headers.iter().filter(move |h| h.name == name).flat_map(move |h| {
+            let v = h.value.get(&self.buf);
+            let whole = (!list).then(|| grammar::trim_lws(v));
+            split_list(if list { v } else { &[] }).chain(whole)
+        })
     }
 
     pub fn call_id(&self) -> &[u8] {
@@ -311,24 +287,17 @@ impl Message {
     }
 
     pub fn from(&self) -> NameAddr<'_> {
-        let v = self
-            .header_raw(HeaderName::From)
-            .expect("From was required when the message was parsed");
+        let v = self.header_raw(HeaderName::From).expect("From was required when the message was parsed");
         NameAddr::parse(v).expect("From was validated when the message was parsed")
     }
 
     pub fn to(&self) -> NameAddr<'_> {
-        let v = self
-            .header_raw(HeaderName::To)
-            .expect("To was required when the message was parsed");
+        let v = self.header_raw(HeaderName::To).expect("To was required when the message was parsed");
         NameAddr::parse(v).expect("To was validated when the message was parsed")
     }
 
     fn header_raw(&self, name: HeaderName) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| h.value.get(&self.buf))
+        self.headers.iter().find(|h| h.name == name).map(|h| h.value.get(&self.buf))
     }
 
     /// The topmost Via value as written.
@@ -342,8 +311,7 @@ impl Message {
 
     /// Every Via, top first.
     pub fn vias(&self) -> impl Iterator<Item = Via<'_>> + '_ {
-        self.values(HeaderName::Via)
-            .map(|v| Via::parse(v).expect("Via was validated when the message was parsed"))
+        self.values(HeaderName::Via).map(|v| Via::parse(v).expect("Via was validated when the message was parsed"))
     }
 
     /// The top Via's branch parameter.
@@ -377,11 +345,7 @@ pub fn split_list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     // Most values hold no comma at all: then the value is the one element.
     let single = grammar::find(b',', v).is_none();
     let mut rest = if single { &[][..] } else { v };
-    let mut whole = if single {
-        Some(grammar::trim_lws(v)).filter(|t| !t.is_empty())
-    } else {
-        None
-    };
+    let mut whole = if single { Some(grammar::trim_lws(v)).filter(|t| !t.is_empty()) } else { None };
     std::iter::from_fn(move || loop {
         if let Some(w) = whole.take() {
             return Some(w);

@@ -29,11 +29,7 @@ pub fn read_params_with<'a>(
         let name = c.token()?;
         let mut value = None;
         if c.sep(b'=') {
-            let v = if c.peek() == Some(b'"') {
-                c.quoted_string()?
-            } else {
-                c.take(&GEN_VALUE)
-            };
+            let v = if c.peek() == Some(b'"') { c.quoted_string()? } else { c.take(&GEN_VALUE) };
             if v.is_empty() {
                 return None;
             }
@@ -68,9 +64,7 @@ impl<'a> Params<'a> {
 
     /// `None` if absent, `Some(None)` for a flag parameter, `Some(Some(v))` otherwise.
     pub fn get(&self, name: &str) -> Option<Option<&'a [u8]>> {
-        self.clone()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        self.clone().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 }
 
@@ -99,15 +93,9 @@ impl<'a> Iterator for Params<'a> {
             i
         };
         let item = &s[..i.min(s.len())];
-        self.rest = if i < s.len() {
-            &s[i + 1..]
-        } else {
-            &s[s.len()..]
-        };
+        self.rest = if i < s.len() { &s[i + 1..] } else { &s[s.len()..] };
         let (n, v) = match super::grammar::find(b'=', item) {
-            Some(e) if !item[..e].contains(&b'"') => {
-                (&item[..e], Some(super::grammar::trim_lws(&item[e + 1..])))
-            }
+            Some(e) if !item[..e].contains(&b'"') => (&item[..e], Some(super::grammar::trim_lws(&item[e + 1..]))),
             _ => (item, None),
         };
         Some((super::grammar::trim_lws(n), v))
@@ -120,8 +108,7 @@ mod tests {
 
     #[test]
     fn reads_generic_params_with_lws_rfc4475_3_1_1_1() {
-        let raw =
-            b" ;\r\n  tag = 98asjd8 ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33";
+        let raw = b" ;\r\n  tag = 98asjd8 ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33";
         let mut c = Cursor::new(raw);
         let p = read_params(&mut c).unwrap();
         assert!(c.at_end());
@@ -138,10 +125,7 @@ mod tests {
         let mut c = Cursor::new(b";a=\"x;y\";b");
         let p = read_params(&mut c).unwrap();
         let v: Vec<_> = Params::new(p).collect();
-        assert_eq!(
-            v,
-            vec![(&b"a"[..], Some(&b"\"x;y\""[..])), (&b"b"[..], None)]
-        );
+        assert_eq!(v, vec![(&b"a"[..], Some(&b"\"x;y\""[..])), (&b"b"[..], None)]);
     }
 
     #[test]

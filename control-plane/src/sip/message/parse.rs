@@ -80,19 +80,13 @@ impl ParseError {
 }
 
 fn header_err(header: HeaderName, what: impl ToString) -> ParseError {
-    ParseError::Header {
-        header: header.as_str(),
-        what: what.to_string(),
-    }
+    ParseError::Header { header: header.as_str(), what: what.to_string() }
 }
 
 fn span(buf: &[u8], sub: &[u8]) -> Span {
     let start = sub.as_ptr() as usize - buf.as_ptr() as usize;
     debug_assert!(start + sub.len() <= buf.len());
-    Span {
-        start: start as u32,
-        end: (start + sub.len()) as u32,
-    }
+    Span { start: start as u32, end: (start + sub.len()) as u32 }
 }
 
 pub(super) fn parse(buf: Bytes, framing: Framing, max_size: usize) -> Result<Message, ParseError> {
@@ -126,62 +120,39 @@ pub(super) fn parse(buf: Bytes, framing: Framing, max_size: usize) -> Result<Mes
         }
         if matches!(line[0], b' ' | b'\t') {
             // Folded continuation of the previous header (RFC 3261 §7.3.1).
-            let last = headers.last_mut().ok_or(ParseError::HeaderLine {
-                line: line_no,
-                what: "continuation line before any header",
-            })?;
+            let last = headers
+                .last_mut()
+                .ok_or(ParseError::HeaderLine { line: line_no, what: "continuation line before any header" })?;
             last.value.end = span(b, line).end;
             continue;
         }
-        let (name, name_len, after_colon) =
-            HeaderName::read_line_name(line).ok_or(ParseError::HeaderLine {
-                line: line_no,
-                what: "expected a token header name and a colon",
-            })?;
+        let (name, name_len, after_colon) = HeaderName::read_line_name(line)
+            .ok_or(ParseError::HeaderLine { line: line_no, what: "expected a token header name and a colon" })?;
         let mut value = &line[after_colon..];
         while let [b' ' | b'\t', rest @ ..] = value {
             value = rest;
         }
-        headers.push(Header {
-            name,
-            name_span: span(b, &line[..name_len]),
-            value: span(b, value),
-        });
+        headers.push(Header { name, name_span: span(b, &line[..name_len]), value: span(b, value) });
     }
     let body_start = pos;
 
-    let mut msg = Message {
-        buf: Bytes::new(),
-        start,
-        headers,
-        body: Span::default(),
-        core: Core::default(),
-    };
+    let mut msg = Message { buf: Bytes::new(), start, headers, body: Span::default(), core: Core::default() };
     let cl = content_length(b, &msg.headers)?;
     let body_end = match (cl, framing) {
         (Some(n), _) => {
-            let end = body_start
-                .checked_add(n as usize)
-                .ok_or(ParseError::ContentLength("too large"))?;
+            let end = body_start.checked_add(n as usize).ok_or(ParseError::ContentLength("too large"))?;
             if end > b.len() {
                 return Err(ParseError::ContentLength("larger than the message body"));
             }
             if framing == Framing::Stream && end != b.len() {
-                return Err(ParseError::ContentLength(
-                    "does not match the framed message",
-                ));
+                return Err(ParseError::ContentLength("does not match the framed message"));
             }
             end
         }
         (None, Framing::Datagram) => b.len(),
-        (None, Framing::Stream) => {
-            return Err(ParseError::ContentLength("required on stream transports"))
-        }
+        (None, Framing::Stream) => return Err(ParseError::ContentLength("required on stream transports")),
     };
-    msg.body = Span {
-        start: body_start as u32,
-        end: body_end as u32,
-    };
+    msg.body = Span { start: body_start as u32, end: body_end as u32 };
     msg.core.content_length = cl;
     validate(b, &mut msg)?;
     msg.buf = buf;
@@ -207,9 +178,7 @@ fn parse_start_line(b: &[u8], line: &[u8]) -> Result<StartLine, ParseError> {
         check_version(&line[..sp])?;
         let rest = &line[sp + 1..];
         if rest.len() < 4 || rest[3] != b' ' || !rest[..3].iter().all(u8::is_ascii_digit) {
-            return Err(ParseError::StartLine(
-                "status code must be three digits followed by SP",
-            ));
+            return Err(ParseError::StartLine("status code must be three digits followed by SP"));
         }
         let code = parse_digits(&rest[..3], 999).unwrap_or(0) as u16;
         if !(100..=699).contains(&code) {
@@ -219,10 +188,7 @@ fn parse_start_line(b: &[u8], line: &[u8]) -> Result<StartLine, ParseError> {
         if reason.iter().any(|&c| c < 0x20 && c != b'\t' || c == 0x7f) {
             return Err(ParseError::StartLine("control character in reason phrase"));
         }
-        return Ok(StartLine::Response {
-            code,
-            reason: span(b, reason),
-        });
+        return Ok(StartLine::Response { code, reason: span(b, reason) });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version, single spaces only.
     let sp1 = memchr::memchr(b' ', line).ok_or(ParseError::StartLine("no Request-URI"))?;
@@ -239,27 +205,17 @@ fn parse_start_line(b: &[u8], line: &[u8]) -> Result<StartLine, ParseError> {
     }
     if memchr::memchr(b' ', version).is_some() || version.is_empty() {
         // A space inside the URI, or trailing/extra spaces (RFC 4475 §3.1.2.8-10).
-        if version.len() > 1
-            && check_version(version.split(|&c| c == b' ').next_back().unwrap_or(b"")).is_ok()
-        {
+        if version.len() > 1 && check_version(version.split(|&c| c == b' ').next_back().unwrap_or(b"")).is_ok() {
             return Err(ParseError::RequestUri("white space inside the Request-URI"));
         }
-        return Err(ParseError::StartLine(
-            "extra white space in the request line",
-        ));
+        return Err(ParseError::StartLine("extra white space in the request line"));
     }
     check_version(version)?;
     let u = Uri::parse(uri).map_err(|e| ParseError::RequestUri(uri_reason(e)))?;
     if !u.headers.is_empty() {
-        return Err(ParseError::RequestUri(
-            "headers are not allowed in a Request-URI",
-        ));
+        return Err(ParseError::RequestUri("headers are not allowed in a Request-URI"));
     }
-    Ok(StartLine::Request {
-        method: Method::from_bytes(method),
-        method_span: span(b, method),
-        uri: span(b, uri),
-    })
+    Ok(StartLine::Request { method: Method::from_bytes(method), method_span: span(b, method), uri: span(b, uri) })
 }
 
 fn uri_reason(e: UriError) -> &'static str {
@@ -293,18 +249,12 @@ fn check_version(v: &[u8]) -> Result<(), ParseError> {
 
 fn content_length(b: &[u8], headers: &[Header]) -> Result<Option<u32>, ParseError> {
     let mut found = None;
-    for h in headers
-        .iter()
-        .filter(|h| h.name == HeaderName::ContentLength)
-    {
+    for h in headers.iter().filter(|h| h.name == HeaderName::ContentLength) {
         if found.is_some() {
             return Err(ParseError::ContentLength("appears more than once"));
         }
         let v = trim_lws(h.value.get(b));
-        found = Some(
-            parse_digits(v, u32::MAX as u64).ok_or(ParseError::ContentLength("not a number"))?
-                as u32,
-        );
+        found = Some(parse_digits(v, u32::MAX as u64).ok_or(ParseError::ContentLength("not a number"))? as u32);
     }
     Ok(found)
 }
@@ -340,9 +290,7 @@ fn validate(b: &[u8], msg: &mut Message) -> Result<(), ParseError> {
             H::From | H::To => {
                 let a = NameAddr::parse(v).map_err(|e: AddrError| header_err(h.name, e))?;
                 let tag = match a.tag_param() {
-                    Some(Some(t)) if t.iter().all(|&c| TOKEN[c as usize]) && !t.is_empty() => {
-                        Some(span(b, t))
-                    }
+                    Some(Some(t)) if t.iter().all(|&c| TOKEN[c as usize]) && !t.is_empty() => Some(span(b, t)),
                     Some(_) => return Err(header_err(h.name, "tag must be a token")),
                     None => None,
                 };
@@ -376,15 +324,10 @@ fn validate(b: &[u8], msg: &mut Message) -> Result<(), ParseError> {
                 if !c.lws() {
                     return Err(header_err(H::CSeq, "expected a method after the number"));
                 }
-                let m = c
-                    .token()
-                    .ok_or_else(|| header_err(H::CSeq, "method is not a token"))?;
+                let m = c.token().ok_or_else(|| header_err(H::CSeq, "method is not a token"))?;
                 c.lws();
                 if !c.at_end() {
-                    return Err(header_err(
-                        H::CSeq,
-                        "unexpected characters after the method",
-                    ));
+                    return Err(header_err(H::CSeq, "unexpected characters after the method"));
                 }
                 have.4 = true;
                 msg.core.cseq = n as u32;
@@ -392,8 +335,7 @@ fn validate(b: &[u8], msg: &mut Message) -> Result<(), ParseError> {
                 msg.core.cseq_method_span = span(b, m);
             }
             H::MaxForwards => {
-                let n = parse_digits(trim_lws(v), 255)
-                    .ok_or_else(|| header_err(H::MaxForwards, "must be 0 to 255"))?;
+                let n = parse_digits(trim_lws(v), 255).ok_or_else(|| header_err(H::MaxForwards, "must be 0 to 255"))?;
                 msg.core.max_forwards = Some(n as u8);
             }
             H::Contact => {
@@ -407,8 +349,7 @@ fn validate(b: &[u8], msg: &mut Message) -> Result<(), ParseError> {
                             return Err(header_err(H::Contact, "bad q value"));
                         }
                         if name.eq_ignore_ascii_case(b"expires")
-                            && !value
-                                .is_some_and(|x| !x.is_empty() && x.iter().all(u8::is_ascii_digit))
+                            && !value.is_some_and(|x| !x.is_empty() && x.iter().all(u8::is_ascii_digit))
                         {
                             return Err(header_err(H::Contact, "bad expires value"));
                         }
@@ -460,20 +401,12 @@ fn validate(b: &[u8], msg: &mut Message) -> Result<(), ParseError> {
     if !have.4 {
         return Err(ParseError::Missing("CSeq"));
     }
-    if let StartLine::Request {
-        method,
-        method_span,
-        ..
-    } = msg.start
-    {
+    if let StartLine::Request { method, method_span, .. } = msg.start {
         let cm = msg.core.cseq_method_span.get(b);
-        let same = Some(method) == msg.core.cseq_method
-            && (method != Method::Extension || cm == method_span.get(b));
+        let same = Some(method) == msg.core.cseq_method && (method != Method::Extension || cm == method_span.get(b));
         // ACK and CANCEL carry their own method in CSeq too (RFC 3261 §17.1.1.3, §9.1).
         if !same {
-            return Err(ParseError::CSeqMismatch {
-                extension: method == Method::Extension,
-            });
+            return Err(ParseError::CSeqMismatch { extension: method == Method::Extension });
         }
     }
     Ok(())

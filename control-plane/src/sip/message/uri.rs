@@ -2,8 +2,7 @@
 //! original bytes; any other scheme is checked as an RFC 2396 absoluteURI and kept opaque.
 
 use super::grammar::{
-    all_in, escaped_run, find, parse_digits, HNVCHAR, HOSTCHAR, PARAMCHAR, PASSWORD, SCHEME, URIC,
-    USER,
+    all_in, escaped_run, find, parse_digits, HNVCHAR, HOSTCHAR, PARAMCHAR, PASSWORD, SCHEME, URIC, USER,
 };
 
 /// The URI scheme.
@@ -116,10 +115,7 @@ impl<'a> Uri<'a> {
         let mut i = 0;
         let mut port = None;
         if after_host.first() == Some(&b':') {
-            let end = after_host[1..]
-                .iter()
-                .position(|c| !c.is_ascii_digit())
-                .map_or(after_host.len(), |p| p + 1);
+            let end = after_host[1..].iter().position(|c| !c.is_ascii_digit()).map_or(after_host.len(), |p| p + 1);
             port = Some(parse_digits(&after_host[1..end], 65535).ok_or(UriError::Port)? as u16);
             i = end;
         }
@@ -139,9 +135,7 @@ impl<'a> Uri<'a> {
                     Some(e) => (&p[..e], Some(&p[e + 1..])),
                     None => (p, None),
                 };
-                if !escaped_run(name, &PARAMCHAR)
-                    || value.is_some_and(|v| !escaped_run(v, &PARAMCHAR))
-                {
+                if !escaped_run(name, &PARAMCHAR) || value.is_some_and(|v| !escaped_run(v, &PARAMCHAR)) {
                     return Err(UriError::Param);
                 }
             }
@@ -153,23 +147,12 @@ impl<'a> Uri<'a> {
             for h in headers.split(|&c| c == b'&') {
                 let e = find(b'=', h).ok_or(UriError::Header)?;
                 let (name, value) = (&h[..e], &h[e + 1..]);
-                if !escaped_run(name, &HNVCHAR)
-                    || (!value.is_empty() && !escaped_run(value, &HNVCHAR))
-                {
+                if !escaped_run(name, &HNVCHAR) || (!value.is_empty() && !escaped_run(value, &HNVCHAR)) {
                     return Err(UriError::Header);
                 }
             }
         }
-        Ok(Uri {
-            raw,
-            scheme,
-            user,
-            password,
-            host,
-            port,
-            params,
-            headers: headers.unwrap_or_default(),
-        })
+        Ok(Uri { raw, scheme, user, password, host, port, params, headers: headers.unwrap_or_default() })
     }
 
     pub fn is_sip(&self) -> bool {
@@ -222,9 +205,7 @@ pub(crate) fn split_host(s: &[u8]) -> Result<(&[u8], &[u8]), UriError> {
     if s.first() == Some(&b'[') {
         let close = find(b']', s).ok_or(UriError::Host)?;
         let inner = std::str::from_utf8(&s[1..close]).map_err(|_| UriError::Host)?;
-        inner
-            .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| UriError::Host)?;
+        inner.parse::<std::net::Ipv6Addr>().map_err(|_| UriError::Host)?;
         return Ok((&s[..=close], &s[close + 1..]));
     }
     // One pass: the host ends at the first non-host character; every label is
@@ -278,10 +259,8 @@ mod tests {
 
     #[test]
     fn sip_uri_parts_rfc3261_19_1_1() {
-        let u = Uri::parse(
-            b"sip:alice:secret@[2001:db8::1]:5070;transport=tcp;lr?subject=project&priority=urgent",
-        )
-        .unwrap();
+        let u = Uri::parse(b"sip:alice:secret@[2001:db8::1]:5070;transport=tcp;lr?subject=project&priority=urgent")
+            .unwrap();
         assert_eq!(u.scheme, Scheme::Sip);
         assert_eq!(u.user, Some(&b"alice"[..]));
         assert_eq!(u.password, Some(&b"secret"[..]));
@@ -308,24 +287,16 @@ mod tests {
             b"sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .unwrap();
-        assert_eq!(
-            u.user,
-            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
-        );
-        assert_eq!(
-            u.password,
-            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
-        );
+        assert_eq!(u.user, Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
+        assert_eq!(u.password, Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..]));
         assert_eq!(u.host, b"example.com");
     }
 
     #[test]
     fn other_schemes_are_opaque_rfc4475_3_3_2() {
-        for raw in [
-            &b"nobodyKnowsThisScheme:totallyopaquecontent"[..],
-            b"soap.beep://192.0.2.103:3002",
-            b"isbn:2983792873",
-        ] {
+        for raw in
+            [&b"nobodyKnowsThisScheme:totallyopaquecontent"[..], b"soap.beep://192.0.2.103:3002", b"isbn:2983792873"]
+        {
             let u = Uri::parse(raw).unwrap();
             assert_eq!(u.scheme, Scheme::Other);
             assert!(!u.is_sip());
@@ -335,19 +306,10 @@ mod tests {
     #[test]
     fn malformed_uris_are_refused() {
         assert_eq!(Uri::parse(b"<sip:user@example.com>"), Err(UriError::Scheme));
-        assert_eq!(
-            Uri::parse(b"sip:user@example.com; lr"),
-            Err(UriError::Param)
-        );
+        assert_eq!(Uri::parse(b"sip:user@example.com; lr"), Err(UriError::Param));
         assert_eq!(Uri::parse(b"sip:user@exa mple.com"), Err(UriError::Char));
-        assert_eq!(
-            Uri::parse(b"sip:user@example.com:99999"),
-            Err(UriError::Port)
-        );
-        assert_eq!(
-            Uri::parse(b"sip:us er@example.com"),
-            Err(UriError::UserInfo)
-        );
+        assert_eq!(Uri::parse(b"sip:user@example.com:99999"), Err(UriError::Port));
+        assert_eq!(Uri::parse(b"sip:us er@example.com"), Err(UriError::UserInfo));
         assert_eq!(Uri::parse(b"sip:@example.com"), Err(UriError::UserInfo));
         assert_eq!(Uri::parse(b"sip:user@"), Err(UriError::Host));
         assert_eq!(Uri::parse(b"sip:user@[::zz]"), Err(UriError::Host));

@@ -98,16 +98,7 @@ impl<'a> Via<'a> {
         if !c.at_end() {
             return Err(ViaError::Trailing);
         }
-        Ok(Via {
-            transport,
-            host,
-            port,
-            params,
-            branch,
-            received,
-            maddr,
-            rport,
-        })
+        Ok(Via { transport, host, port, params, branch, received, maddr, rport })
     }
 
     pub fn params(&self) -> Params<'a> {
@@ -133,8 +124,7 @@ impl<'a> Via<'a> {
 
     /// True if the branch carries RFC 3261's magic cookie and something after it.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch()
-            .is_some_and(|b| b.len() > 7 && b.starts_with(b"z9hG4bK"))
+        self.branch().is_some_and(|b| b.len() > 7 && b.starts_with(b"z9hG4bK"))
     }
 
     pub fn is_reliable(&self) -> bool {
@@ -179,10 +169,7 @@ mod tests {
         assert_eq!(v.host, b"192.0.2.2");
         assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
         assert!(!v.has_rfc3261_branch());
-        let v = Via::parse(
-            b"  SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ",
-        )
-        .unwrap();
+        let v = Via::parse(b"  SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ").unwrap();
         assert_eq!(v.transport, b"TCP");
         assert_eq!(v.host, b"spindle.example.com");
         assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
@@ -191,72 +178,34 @@ mod tests {
 
     #[test]
     fn rport_received_and_port_rfc3581() {
-        let v =
-            Via::parse(b"SIP/2.0/UDP [2001:db8::9]:5070;rport;branch=z9hG4bKx;received=192.0.2.1")
-                .unwrap();
+        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9]:5070;rport;branch=z9hG4bKx;received=192.0.2.1").unwrap();
         assert_eq!(v.host, b"[2001:db8::9]");
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.rport(), Some(None));
         assert_eq!(v.received(), Some(&b"192.0.2.1"[..]));
         let v = Via::parse(b"SIP/2.0/UDP h;rport=1234").unwrap();
         assert_eq!(v.rport(), Some(Some(1234)));
-        assert!(!Via::parse(b"SIP/2.0/UDP h;branch=z9hG4bK")
-            .unwrap()
-            .has_rfc3261_branch());
+        assert!(!Via::parse(b"SIP/2.0/UDP h;branch=z9hG4bK").unwrap().has_rfc3261_branch());
     }
 
     #[test]
     fn received_must_be_an_ip_address_rfc3261_25_1() {
-        for ok in [
-            "192.0.2.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "2001:db8::1",
-            "[2001:db8::1]",
-            "::1",
-        ] {
+        for ok in ["192.0.2.1", "0.0.0.0", "255.255.255.255", "2001:db8::1", "[2001:db8::1]", "::1"] {
             assert!(is_ip_address(ok.as_bytes()), "{ok}");
         }
-        for bad in [
-            "192.0.2",
-            "192.0.2.256",
-            "1.2.3.4.5",
-            "1..2.3",
-            "",
-            "host",
-            "1234.1.1.1",
-            "::zz",
-        ] {
+        for bad in ["192.0.2", "192.0.2.256", "1.2.3.4.5", "1..2.3", "", "host", "1234.1.1.1", "::zz"] {
             assert!(!is_ip_address(bad.as_bytes()), "{bad}");
         }
     }
 
     #[test]
     fn malformed_vias() {
-        assert_eq!(
-            Via::parse(b"SIP/2.0/UDP 192.0.2.15;;,;,,").unwrap_err(),
-            ViaError::Param
-        );
-        assert_eq!(
-            Via::parse(b"SIP/7.0/UDP c.example.com").unwrap_err(),
-            ViaError::Protocol
-        );
+        assert_eq!(Via::parse(b"SIP/2.0/UDP 192.0.2.15;;,;,,").unwrap_err(), ViaError::Param);
+        assert_eq!(Via::parse(b"SIP/7.0/UDP c.example.com").unwrap_err(), ViaError::Protocol);
         assert_eq!(Via::parse(b"SIP/2.0/UDP").unwrap_err(), ViaError::SentBy);
-        assert_eq!(
-            Via::parse(b"SIP/2.0/UDP h:70000").unwrap_err(),
-            ViaError::SentBy
-        );
-        assert_eq!(
-            Via::parse(b"SIP/2.0/UDP h;received=nowhere").unwrap_err(),
-            ViaError::Param
-        );
-        assert_eq!(
-            Via::parse(b"SIP/2.0/UDP h;ttl=256").unwrap_err(),
-            ViaError::Param
-        );
-        assert_eq!(
-            Via::parse(b"SIP/2.0/UDP h x").unwrap_err(),
-            ViaError::Trailing
-        );
+        assert_eq!(Via::parse(b"SIP/2.0/UDP h:70000").unwrap_err(), ViaError::SentBy);
+        assert_eq!(Via::parse(b"SIP/2.0/UDP h;received=nowhere").unwrap_err(), ViaError::Param);
+        assert_eq!(Via::parse(b"SIP/2.0/UDP h;ttl=256").unwrap_err(), ViaError::Param);
+        assert_eq!(Via::parse(b"SIP/2.0/UDP h x").unwrap_err(), ViaError::Trailing);
     }
 }

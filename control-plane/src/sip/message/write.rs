@@ -63,10 +63,7 @@ pub fn default_reason(code: u16) -> &'static str {
 /// value as received, the body), ending at the body: trailing datagram octets are not kept.
 pub fn write_message(msg: &Message, out: &mut Vec<u8>) {
     let buf = msg.buffer();
-    let first_header = msg
-        .headers()
-        .first()
-        .map_or(msg.body.start as usize, |h| h.name_span.start as usize);
+    let first_header = msg.headers().first().map_or(msg.body.start as usize, |h| h.name_span.start as usize);
     // The start line and its CRLF, without any leading keep-alive CRLFs.
     let head = &buf[..first_header];
     let mut s = 0;
@@ -258,11 +255,7 @@ pub fn raw_header_lines(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
             line = l;
         }
         let off = line.as_ptr() as usize - base;
-        rest = if end < rest.len() {
-            &rest[end + 1..]
-        } else {
-            &[]
-        };
+        rest = if end < rest.len() { &rest[end + 1..] } else { &[] };
         if line.is_empty() {
             break;
         }
@@ -287,10 +280,7 @@ pub fn raw_header_lines(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
 
 /// The Call-ID of bytes that may not parse, for log lines.
 pub fn raw_call_id(raw: &[u8]) -> Option<&[u8]> {
-    raw_header_lines(raw)
-        .into_iter()
-        .find(|(n, _)| HeaderName::from_bytes(n) == HeaderName::CallId)
-        .map(|(_, v)| v)
+    raw_header_lines(raw).into_iter().find(|(n, _)| HeaderName::from_bytes(n) == HeaderName::CallId).map(|(_, v)| v)
 }
 
 /// Builds a stateless error response to bytes that failed to parse as a request, copying

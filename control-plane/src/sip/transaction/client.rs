@@ -39,11 +39,7 @@ impl ClientTx {
         let invite = request.method() == Method::Invite;
         let bytes = request.buffer().slice(..request.as_bytes().len());
         let mut tx = ClientTx {
-            state: if invite {
-                State::Calling
-            } else {
-                State::Trying
-            },
+            state: if invite { State::Calling } else { State::Trying },
             timers: Deadlines::default(),
             invite,
             reliable,
@@ -56,19 +52,12 @@ impl ClientTx {
         if !reliable {
             tx.timers.set(Slot::Retransmit, after(now, tx.interval));
         }
-        tx.timers
-            .set(Slot::Timeout, after(now, cfg.transaction_timeout()));
+        tx.timers.set(Slot::Timeout, after(now, cfg.transaction_timeout()));
         tx
     }
 
     /// A response matched this transaction.
-    pub(super) fn on_response(
-        &mut self,
-        now: Instant,
-        msg: Message,
-        cfg: &TimerConfig,
-        out: &mut Vec<Action>,
-    ) {
+    pub(super) fn on_response(&mut self, now: Instant, msg: Message, cfg: &TimerConfig, out: &mut Vec<Action>) {
         let Some(code) = msg.status() else { return };
         if self.invite {
             self.on_invite_response(now, code, msg, cfg, out);
@@ -77,14 +66,7 @@ impl ClientTx {
         }
     }
 
-    fn on_invite_response(
-        &mut self,
-        now: Instant,
-        code: u16,
-        msg: Message,
-        cfg: &TimerConfig,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_invite_response(&mut self, now: Instant, code: u16, msg: Message, cfg: &TimerConfig, out: &mut Vec<Action>) {
         let open = matches!(self.state, State::Calling | State::Proceeding);
         match code {
             100..=199 if open => {
@@ -100,8 +82,7 @@ impl ClientTx {
                     self.state = State::Accepted;
                     self.timers.clear(Slot::Retransmit);
                     self.timers.clear(Slot::Timeout);
-                    self.timers
-                        .set(Slot::Terminate, after(now, cfg.transaction_timeout()));
+                    self.timers.set(Slot::Terminate, after(now, cfg.transaction_timeout()));
                 }
                 out.push(Action::Response(msg));
             }
@@ -113,11 +94,7 @@ impl ClientTx {
                 out.push(Action::Transmit(ack.clone()));
                 self.ack = Some(ack);
                 out.push(Action::Response(msg));
-                let d = if self.reliable {
-                    Duration::ZERO
-                } else {
-                    TIMER_D_UNRELIABLE
-                };
+                let d = if self.reliable { Duration::ZERO } else { TIMER_D_UNRELIABLE };
                 linger(now, d, &mut self.timers, out);
             }
             300..=699 if self.state == State::Completed => {
@@ -154,11 +131,7 @@ impl ClientTx {
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
                 out.push(Action::Response(msg));
-                let k = if self.reliable {
-                    Duration::ZERO
-                } else {
-                    cfg.t4
-                };
+                let k = if self.reliable { Duration::ZERO } else { cfg.t4 };
                 linger(now, k, &mut self.timers, out);
             }
             _ => {}
@@ -166,13 +139,7 @@ impl ClientTx {
     }
 
     /// The timer in `slot` fired (the layer has already cleared it).
-    pub(super) fn on_timer(
-        &mut self,
-        now: Instant,
-        slot: Slot,
-        cfg: &TimerConfig,
-        out: &mut Vec<Action>,
-    ) {
+    pub(super) fn on_timer(&mut self, now: Instant, slot: Slot, cfg: &TimerConfig, out: &mut Vec<Action>) {
         match slot {
             Slot::Retransmit => {
                 let next = match self.state {
@@ -190,10 +157,7 @@ impl ClientTx {
             }
             Slot::Timeout => {
                 // Timer B (Calling) or F (Trying, Proceeding).
-                if matches!(
-                    self.state,
-                    State::Calling | State::Trying | State::Proceeding
-                ) {
+                if matches!(self.state, State::Calling | State::Trying | State::Proceeding) {
                     out.push(Action::Timeout);
                     out.push(Action::Terminate);
                 }

@@ -54,12 +54,7 @@ impl ClientKey {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum ServerKey {
     /// RFC 3261: branch, sent-by of the top Via, and method (ACK filed as INVITE).
-    Branch {
-        branch: Vec<u8>,
-        host: Vec<u8>,
-        port: u16,
-        method: Vec<u8>,
-    },
+    Branch { branch: Vec<u8>, host: Vec<u8>, port: u16, method: Vec<u8> },
     /// RFC 2543 (no magic cookie): Request-URI, To tag, From tag, Call-ID, CSeq number
     /// and method, and the whole top Via.
     Legacy {
@@ -84,11 +79,7 @@ impl ServerKey {
     pub(super) fn with(msg: &Message, method: &[u8], to_tag: Option<&[u8]>) -> ServerKey {
         if is_rfc3261_branch(msg.branch()) {
             let via = msg.top_via();
-            let default_port = if via.transport.eq_ignore_ascii_case(b"TLS") {
-                5061
-            } else {
-                5060
-            };
+            let default_port = if via.transport.eq_ignore_ascii_case(b"TLS") { 5061 } else { 5060 };
             ServerKey::Branch {
                 branch: msg.branch().unwrap_or_default().to_vec(),
                 host: via.host.to_ascii_lowercase(),
@@ -146,10 +137,6 @@ pub(super) struct AckKey {
 impl AckKey {
     /// The key of an ACK, or of the 2xx it acknowledges (both carry the same three values).
     pub(super) fn new(msg: &Message) -> AckKey {
-        AckKey {
-            call_id: msg.call_id().to_vec(),
-            cseq: msg.cseq(),
-            to_tag: msg.to_tag().map(<[u8]>::to_vec),
-        }
+        AckKey { call_id: msg.call_id().to_vec(), cseq: msg.cseq(), to_tag: msg.to_tag().map(<[u8]>::to_vec) }
     }
 }

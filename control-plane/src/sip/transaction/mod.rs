@@ -270,13 +270,7 @@ impl TransactionLayer {
 
     /// The TU answers server transaction `tx`. `bytes` is the complete serialized
     /// response, `code` its status.
-    pub fn respond(
-        &mut self,
-        now: Instant,
-        tx: TxId,
-        code: u16,
-        bytes: Bytes,
-    ) -> Result<(), TransactionError> {
+    pub fn respond(&mut self, now: Instant, tx: TxId, code: u16, bytes: Bytes) -> Result<(), TransactionError> {
         if !(100..=699).contains(&code) {
             return Err(TransactionError::InvalidStatus(code));
         }
@@ -286,10 +280,7 @@ impl TransactionLayer {
         };
         // The To tag of a final response to an INVITE: the ACK must carry it.
         let parsed = if invite && code >= 200 {
-            Some(
-                Message::parse(bytes.clone(), Framing::Datagram)
-                    .map_err(TransactionError::MalformedResponse)?,
-            )
+            Some(Message::parse(bytes.clone(), Framing::Datagram).map_err(TransactionError::MalformedResponse)?)
         } else {
             None
         };
@@ -310,12 +301,7 @@ impl TransactionLayer {
 
     /// Starts a client transaction for `msg` (a request the TU serialized with its own
     /// top Via and branch), sent to `peer`.
-    pub fn request(
-        &mut self,
-        now: Instant,
-        msg: Message,
-        peer: Peer,
-    ) -> Result<TxId, TransactionError> {
+    pub fn request(&mut self, now: Instant, msg: Message, peer: Peer) -> Result<TxId, TransactionError> {
         if !msg.is_request() {
             return Err(TransactionError::NotARequest);
         }
@@ -328,13 +314,7 @@ impl TransactionLayer {
         }
         let id = self.allocate_id();
         let mut out = std::mem::take(&mut self.scratch);
-        let client = ClientTx::start(
-            now,
-            msg,
-            peer.transport.is_reliable(),
-            &self.config,
-            &mut out,
-        );
+        let client = ClientTx::start(now, msg, peer.transport.is_reliable(), &self.config, &mut out);
         self.client_keys.insert(key.clone(), id);
         self.txs.insert(
             id,
@@ -477,15 +457,7 @@ impl TransactionLayer {
             // §17.2.1: answer at once so the client stops retransmitting. No To tag on a
             // 100; received and rport are filled from the source address.
             let mut buf = Vec::with_capacity(msg.as_bytes().len().min(1024));
-            response_to(
-                &msg,
-                100,
-                default_reason(100),
-                None,
-                Some(peer.remote),
-                &mut buf,
-            )
-            .finish(b"");
+            response_to(&msg, 100, default_reason(100), None, Some(peer.remote), &mut buf).finish(b"");
             let trying = Bytes::from(buf);
             // A fresh transaction in Proceeding always accepts a 100.
             let _ = self.step(id, |role, cfg, out| match role {
@@ -493,12 +465,7 @@ impl TransactionLayer {
                 Role::Client(_) => Ok(()),
             });
         }
-        self.outputs.push_back(Output::Event(Event::Request {
-            tx: Some(id),
-            msg,
-            peer,
-            cancels,
-        }));
+        self.outputs.push_back(Output::Event(Event::Request { tx: Some(id), msg, peer, cancels }));
     }
 
     /// §9.2: the INVITE server transaction a CANCEL matches, by the §17.2.3 rules with
@@ -529,12 +496,7 @@ impl TransactionLayer {
                 }
             });
         }
-        self.outputs.push_back(Output::Event(Event::Request {
-            tx: None,
-            msg,
-            peer,
-            cancels: None,
-        }));
+        self.outputs.push_back(Output::Event(Event::Request { tx: None, msg, peer, cancels: None }));
     }
 
     /// The INVITE server transaction an ACK matches by §17.2.3: the branch rules, or for
@@ -549,14 +511,10 @@ impl TransactionLayer {
             _ => false,
         };
         // The INVITE had the ACK's To tag (a re-INVITE) or none (an initial INVITE).
-        self.server_keys
-            .get(&key)
-            .copied()
-            .filter(tag_matches)
-            .or_else(|| {
-                let initial = ServerKey::with(ack, b"INVITE", None);
-                self.server_keys.get(&initial).copied().filter(tag_matches)
-            })
+        self.server_keys.get(&key).copied().filter(tag_matches).or_else(|| {
+            let initial = ServerKey::with(ack, b"INVITE", None);
+            self.server_keys.get(&initial).copied().filter(tag_matches)
+        })
     }
 
     /// §8.2.2.2: a merged request is answered 482 from a transaction of its own (so its
@@ -565,15 +523,7 @@ impl TransactionLayer {
         let id = self.allocate_id();
         let tag = merged_tag(&msg, id);
         let mut buf = Vec::with_capacity(msg.as_bytes().len().min(1024));
-        response_to(
-            &msg,
-            482,
-            default_reason(482),
-            Some(tag.as_bytes()),
-            Some(peer.remote),
-            &mut buf,
-        )
-        .finish(b"");
+        response_to(&msg, 482, default_reason(482), Some(tag.as_bytes()), Some(peer.remote), &mut buf).finish(b"");
         let invite = msg.method() == Method::Invite;
         let mut server = ServerTx::new(invite, peer.transport.is_reliable(), &self.config);
         server.response_to_tag = Some(tag.into_bytes());
@@ -618,11 +568,7 @@ impl TransactionLayer {
 
     /// Runs one state machine step on transaction `id` and carries out its actions.
     /// `None` if the transaction does not exist.
-    fn step<R>(
-        &mut self,
-        id: TxId,
-        f: impl FnOnce(&mut Role, &TimerConfig, &mut Vec<Action>) -> R,
-    ) -> Option<R> {
+    fn step<R>(&mut self, id: TxId, f: impl FnOnce(&mut Role, &TimerConfig, &mut Vec<Action>) -> R) -> Option<R> {
         let t = self.txs.get_mut(&id)?;
         let before = t.deadlines();
         let mut out = std::mem::take(&mut self.scratch);
@@ -649,12 +595,10 @@ impl TransactionLayer {
                     self.outputs.push_back(Output::Transmit { peer, bytes });
                 }
                 Action::Response(msg) => {
-                    self.outputs
-                        .push_back(Output::Event(Event::Response { tx: id, msg }));
+                    self.outputs.push_back(Output::Event(Event::Response { tx: id, msg }));
                 }
                 Action::Timeout if visible => {
-                    self.outputs
-                        .push_back(Output::Event(Event::Timeout { tx: id }));
+                    self.outputs.push_back(Output::Event(Event::Timeout { tx: id }));
                 }
                 Action::Timeout => {}
                 Action::Terminate => terminate = true,
@@ -685,8 +629,7 @@ impl TransactionLayer {
         unlink(&mut self.merge_keys, t.merge_key.take(), id);
         unlink(&mut self.ack_keys, t.ack_key.take(), id);
         if t.visible {
-            self.outputs
-                .push_back(Output::Event(Event::Terminated { tx: id }));
+            self.outputs.push_back(Output::Event(Event::Terminated { tx: id }));
         }
     }
 
@@ -705,8 +648,7 @@ impl TransactionLayer {
 
 /// True if the transaction still exists and still has this deadline in this slot.
 fn is_live(txs: &HashMap<TxId, Transaction>, e: &Entry) -> bool {
-    txs.get(&e.tx)
-        .is_some_and(|t| t.deadlines().get(e.slot) == Some(e.at))
+    txs.get(&e.tx).is_some_and(|t| t.deadlines().get(e.slot) == Some(e.at))
 }
 
 /// A To tag for the layer's own 482: FNV-1a over Call-ID, From tag and CSeq, mixed with

@@ -40,11 +40,7 @@ impl ServerTx {
     /// 100 through [`ServerTx::respond`]), non-INVITE in Trying.
     pub(super) fn new(invite: bool, reliable: bool, cfg: &TimerConfig) -> ServerTx {
         ServerTx {
-            state: if invite {
-                State::Proceeding
-            } else {
-                State::Trying
-            },
+            state: if invite { State::Proceeding } else { State::Trying },
             timers: Deadlines::default(),
             invite,
             reliable,
@@ -66,23 +62,14 @@ impl ServerTx {
     }
 
     /// An ACK matched this INVITE transaction.
-    pub(super) fn on_ack(
-        &mut self,
-        now: Instant,
-        cfg: &TimerConfig,
-        out: &mut Vec<Action>,
-    ) -> AckOutcome {
+    pub(super) fn on_ack(&mut self, now: Instant, cfg: &TimerConfig, out: &mut Vec<Action>) -> AckOutcome {
         match self.state {
             State::Completed => {
                 // §17.2.1: stop G and H; Timer I absorbs further ACKs.
                 self.state = State::Confirmed;
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
-                let i = if self.reliable {
-                    Duration::ZERO
-                } else {
-                    cfg.t4
-                };
+                let i = if self.reliable { Duration::ZERO } else { cfg.t4 };
                 linger(now, i, &mut self.timers, out);
                 AckOutcome::Absorbed
             }
@@ -118,8 +105,7 @@ impl ServerTx {
                     self.state = State::Accepted;
                     self.interval = cfg.first_retransmit();
                     self.timers.set(Slot::Retransmit, after(now, self.interval));
-                    self.timers
-                        .set(Slot::Timeout, after(now, cfg.transaction_timeout()));
+                    self.timers.set(Slot::Timeout, after(now, cfg.transaction_timeout()));
                 }
                 // In Accepted a further 2xx replaces the one being retransmitted.
             }
@@ -130,28 +116,18 @@ impl ServerTx {
                 if !self.reliable {
                     self.timers.set(Slot::Retransmit, after(now, self.interval));
                 }
-                self.timers
-                    .set(Slot::Timeout, after(now, cfg.transaction_timeout()));
+                self.timers.set(Slot::Timeout, after(now, cfg.transaction_timeout()));
             }
             200..=699 if open => {
                 // §17.2.2: Completed; Timer J.
                 self.state = State::Completed;
                 out.push(Action::Transmit(bytes.clone()));
                 self.last = Some(bytes);
-                let j = if self.reliable {
-                    Duration::ZERO
-                } else {
-                    cfg.transaction_timeout()
-                };
+                let j = if self.reliable { Duration::ZERO } else { cfg.transaction_timeout() };
                 linger(now, j, &mut self.timers, out);
                 return Ok(());
             }
-            _ => {
-                return Err(TransactionError::FinalAlreadySent {
-                    tx,
-                    state: self.state,
-                })
-            }
+            _ => return Err(TransactionError::FinalAlreadySent { tx, state: self.state }),
         }
         out.push(Action::Transmit(bytes.clone()));
         self.last = Some(bytes);
@@ -159,18 +135,11 @@ impl ServerTx {
     }
 
     /// The timer in `slot` fired (the layer has already cleared it).
-    pub(super) fn on_timer(
-        &mut self,
-        now: Instant,
-        slot: Slot,
-        cfg: &TimerConfig,
-        out: &mut Vec<Action>,
-    ) {
+    pub(super) fn on_timer(&mut self, now: Instant, slot: Slot, cfg: &TimerConfig, out: &mut Vec<Action>) {
         match slot {
             Slot::Retransmit => {
                 // Timer G in Completed, the 2xx retransmission in Accepted until the ACK.
-                let due = self.state == State::Completed
-                    || (self.state == State::Accepted && !self.acked);
+                let due = self.state == State::Completed || (self.state == State::Accepted && !self.acked);
                 if !due {
                     return;
                 }

@@ -34,11 +34,7 @@ pub struct TimerConfig {
 impl Default for TimerConfig {
     /// RFC 3261 Table 4: T1 = 500 ms, T2 = 4 s, T4 = 5 s.
     fn default() -> Self {
-        TimerConfig {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        TimerConfig { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
     }
 }
 
@@ -109,12 +105,10 @@ impl Deadlines {
 
     /// Slots whose deadline differs from `before` and is set: those need a heap entry.
     pub(super) fn armed_since(self, before: Deadlines) -> impl Iterator<Item = (Slot, Instant)> {
-        [Slot::Retransmit, Slot::Timeout, Slot::Terminate]
-            .into_iter()
-            .filter_map(move |s| match self.get(s) {
-                Some(at) if before.get(s) != Some(at) => Some((s, at)),
-                _ => None,
-            })
+        [Slot::Retransmit, Slot::Timeout, Slot::Terminate].into_iter().filter_map(move |s| match self.get(s) {
+            Some(at) if before.get(s) != Some(at) => Some((s, at)),
+            _ => None,
+        })
     }
 }
 

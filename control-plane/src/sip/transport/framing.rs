@@ -48,12 +48,7 @@ pub struct StreamFramer {
 
 impl StreamFramer {
     pub fn new(max_message: usize) -> Self {
-        StreamFramer {
-            buf: BytesMut::with_capacity(4096),
-            max_message,
-            scanned: 0,
-            pending: None,
-        }
+        StreamFramer { buf: BytesMut::with_capacity(4096), max_message, scanned: 0, pending: None }
     }
 
     /// Bytes held but not yet returned as a message.
@@ -87,9 +82,7 @@ impl StreamFramer {
                 return Ok(None);
             }
             let from = self.scanned.saturating_sub(3);
-            let Some(end) =
-                memchr::memmem::find(&self.buf[from..], b"\r\n\r\n").map(|p| from + p + 4)
-            else {
+            let Some(end) = memchr::memmem::find(&self.buf[from..], b"\r\n\r\n").map(|p| from + p + 4) else {
                 self.scanned = self.buf.len();
                 if self.buf.len() > self.max_message {
                     return Err(FramingError::HeadersTooLarge(self.max_message));
@@ -108,9 +101,7 @@ impl StreamFramer {
         }
         self.pending = None;
         self.scanned = 0;
-        Ok(Some(Frame::Message(
-            self.buf.split_to(head + body).freeze(),
-        )))
+        Ok(Some(Frame::Message(self.buf.split_to(head + body).freeze())))
     }
 }
 
@@ -127,11 +118,8 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
                     return Err(FramingError::ContentLength("appears more than once"));
                 }
                 let v = trim_lws(&line[colon + 1..]);
-                found = Some(
-                    parse_digits(v, u32::MAX as u64)
-                        .ok_or(FramingError::ContentLength("not a number"))?
-                        as usize,
-                );
+                found =
+                    Some(parse_digits(v, u32::MAX as u64).ok_or(FramingError::ContentLength("not a number"))? as usize);
             }
         }
         Ok(())
@@ -160,8 +148,7 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
 mod tests {
     use super::*;
 
-    const OPTIONS: &[u8] =
-        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
+    const OPTIONS: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
 
     fn frames(f: &mut StreamFramer) -> Vec<Frame> {
         std::iter::from_fn(|| f.next_frame().unwrap()).collect()
@@ -175,10 +162,7 @@ mod tests {
         f.push(&data);
         assert_eq!(
             frames(&mut f),
-            vec![
-                Frame::Message(Bytes::from_static(OPTIONS)),
-                Frame::Message(Bytes::from_static(OPTIONS))
-            ]
+            vec![Frame::Message(Bytes::from_static(OPTIONS)), Frame::Message(Bytes::from_static(OPTIONS))]
         );
         assert_eq!(f.buffered(), 0);
     }
@@ -190,11 +174,7 @@ mod tests {
             f.push(&OPTIONS[..cut]);
             assert_eq!(f.next_frame().unwrap(), None, "cut at {cut}");
             f.push(&OPTIONS[cut..]);
-            assert_eq!(
-                f.next_frame().unwrap(),
-                Some(Frame::Message(Bytes::from_static(OPTIONS))),
-                "cut at {cut}"
-            );
+            assert_eq!(f.next_frame().unwrap(), Some(Frame::Message(Bytes::from_static(OPTIONS))), "cut at {cut}");
         }
     }
 
@@ -205,10 +185,7 @@ mod tests {
         assert_eq!(f.next_frame().unwrap(), Some(Frame::Ping));
         f.push(b"\r\n");
         f.push(OPTIONS);
-        assert_eq!(
-            frames(&mut f),
-            vec![Frame::Message(Bytes::from_static(OPTIONS))]
-        );
+        assert_eq!(frames(&mut f), vec![Frame::Message(Bytes::from_static(OPTIONS))]);
     }
 
     #[test]
@@ -221,22 +198,13 @@ mod tests {
         assert_eq!(f.next_frame(), Err(FramingError::MessageTooLarge(200)));
         let mut f = StreamFramer::new(200);
         f.push(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -999\r\n\r\n");
-        assert_eq!(
-            f.next_frame(),
-            Err(FramingError::ContentLength("not a number"))
-        );
+        assert_eq!(f.next_frame(), Err(FramingError::ContentLength("not a number")));
         let mut f = StreamFramer::new(200);
         f.push(b"INVITE sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\n");
-        assert_eq!(
-            f.next_frame(),
-            Err(FramingError::ContentLength("appears more than once"))
-        );
+        assert_eq!(f.next_frame(), Err(FramingError::ContentLength("appears more than once")));
         let mut f = StreamFramer::new(200);
         f.push(b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n\r\n");
-        assert_eq!(
-            f.next_frame(),
-            Err(FramingError::ContentLength("required on stream transports"))
-        );
+        assert_eq!(f.next_frame(), Err(FramingError::ContentLength("required on stream transports")));
     }
 
     #[test]

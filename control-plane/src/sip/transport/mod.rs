@@ -47,16 +47,9 @@ pub mod udp;
 #[derive(Debug)]
 pub enum Inbound {
     /// A parsed message.
-    Message {
-        peer: Peer,
-        msg: crate::sip::message::Message,
-    },
+    Message { peer: Peer, msg: crate::sip::message::Message },
     /// Bytes that did not parse, with the reason.
-    Malformed {
-        peer: Peer,
-        bytes: bytes::Bytes,
-        error: crate::sip::message::ParseError,
-    },
+    Malformed { peer: Peer, bytes: bytes::Bytes, error: crate::sip::message::ParseError },
     /// A TCP connection opened; responses and requests for `peer` go to `writer`.
     Opened { peer: Peer, writer: tcp::ConnWriter },
     /// A TCP connection closed.

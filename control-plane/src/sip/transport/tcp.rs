@@ -54,11 +54,7 @@ struct Counts {
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
@@ -81,9 +77,7 @@ pub async fn accept_loop(listener: TcpListener, limits: TcpLimits, to_core: mpsc
             }
         };
         {
-            let mut c = counts
-                .lock()
-                .expect("connection counts lock is never poisoned: no panics while held");
+            let mut c = counts.lock().expect("connection counts lock is never poisoned: no panics while held");
             let from_source = c.per_source.get(&remote.ip()).copied().unwrap_or(0);
             if c.total >= limits.max_connections || from_source >= limits.max_per_source {
                 warn!(%remote, total = c.total, from_source, "TCP connection refused: limit reached");
@@ -95,18 +89,12 @@ pub async fn accept_loop(listener: TcpListener, limits: TcpLimits, to_core: mpsc
         if to_core.is_closed() {
             return;
         }
-        let peer = Peer {
-            transport: TransportKind::Tcp,
-            remote,
-            local,
-        };
+        let peer = Peer { transport: TransportKind::Tcp, remote, local };
         let counts = counts.clone();
         let to_core = to_core.clone();
         tokio::spawn(async move {
             serve(stream, peer, limits, to_core).await;
-            let mut c = counts
-                .lock()
-                .expect("connection counts lock is never poisoned: no panics while held");
+            let mut c = counts.lock().expect("connection counts lock is never poisoned: no panics while held");
             c.total -= 1;
             if let Some(n) = c.per_source.get_mut(&peer.remote.ip()) {
                 *n -= 1;
@@ -123,19 +111,8 @@ async fn serve(stream: TcpStream, peer: Peer, limits: TcpLimits, to_core: mpsc::
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     let pending = Arc::new(AtomicUsize::new(0));
-    let conn = ConnWriter {
-        tx,
-        pending: pending.clone(),
-        max_pending: limits.max_pending_bytes,
-    };
-    if to_core
-        .send(Inbound::Opened {
-            peer,
-            writer: conn.clone(),
-        })
-        .await
-        .is_err()
-    {
+    let conn = ConnWriter { tx, pending: pending.clone(), max_pending: limits.max_pending_bytes };
+    if to_core.send(Inbound::Opened { peer, writer: conn.clone() }).await.is_err() {
         return;
     }
     debug!(remote = %peer.remote, "TCP connection open");
@@ -168,11 +145,7 @@ async fn serve(stream: TcpStream, peer: Peer, limits: TcpLimits, to_core: mpsc::
                     let _ = conn.send(Bytes::from_static(b"\r\n"));
                 }
                 Ok(Some(Frame::Message(bytes))) => {
-                    let item = match Message::parse_with_limit(
-                        bytes.clone(),
-                        Framing::Stream,
-                        limits.max_message,
-                    ) {
+                    let item = match Message::parse_with_limit(bytes.clone(), Framing::Stream, limits.max_message) {
                         Ok(msg) => Inbound::Message { peer, msg },
                         Err(error) => Inbound::Malformed { peer, bytes, error },
                     };

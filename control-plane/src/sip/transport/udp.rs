@@ -13,11 +13,8 @@ use crate::sip::message::{Framing, Message, Via};
 
 /// Binds a UDP listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -30,11 +27,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
 }
 
 /// Receives datagrams until the channel closes, parsing each one.
-pub async fn receive_loop(
-    socket: Arc<UdpSocket>,
-    max_message: usize,
-    to_core: mpsc::Sender<Inbound>,
-) {
+pub async fn receive_loop(socket: Arc<UdpSocket>, max_message: usize, to_core: mpsc::Sender<Inbound>) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -58,11 +51,7 @@ pub async fn receive_loop(
             continue;
         }
         let bytes = Bytes::copy_from_slice(data);
-        let peer = Peer {
-            transport: TransportKind::Udp,
-            remote,
-            local,
-        };
+        let peer = Peer { transport: TransportKind::Udp, remote, local };
         let parsed = Message::parse_with_limit(bytes.clone(), Framing::Datagram, max_message);
         let item = match parsed {
             Ok(msg) => Inbound::Message { peer, msg },
@@ -77,11 +66,7 @@ pub async fn receive_loop(
 /// Where a UDP response goes (RFC 3261 §18.2.2 with RFC 3581): with `symmetric`, back
 /// to the source of the request; otherwise maddr, then received (+rport or the sent-by
 /// port), then sent-by.
-pub fn response_destination(
-    bytes: &[u8],
-    source: SocketAddr,
-    symmetric: bool,
-) -> Option<SocketAddr> {
+pub fn response_destination(bytes: &[u8], source: SocketAddr, symmetric: bool) -> Option<SocketAddr> {
     if symmetric {
         return Some(source);
     }
@@ -93,10 +78,7 @@ pub fn response_destination(
         return Some(SocketAddr::new(ip, port));
     }
     if let Some(rport) = via.rport() {
-        let ip = via
-            .received()
-            .and_then(|r| std::str::from_utf8(r).ok()?.parse().ok())
-            .unwrap_or(source.ip());
+        let ip = via.received().and_then(|r| std::str::from_utf8(r).ok()?.parse().ok()).unwrap_or(source.ip());
         return Some(SocketAddr::new(ip, rport.unwrap_or(source.port())));
     }
     if let Some(received) = via.received() {
@@ -122,34 +104,12 @@ mod tests {
     #[test]
     fn responses_route_by_via_rfc3261_18_2_2_and_rfc3581() {
         let src: SocketAddr = "192.0.2.1:40000".parse().unwrap();
-        let d = |via: &str| {
-            response_destination(&resp(via), src, false)
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(
-            d("SIP/2.0/UDP h.example.com;branch=z9hG4bK1;received=192.0.2.1"),
-            "192.0.2.1:5060"
-        );
-        assert_eq!(
-            d("SIP/2.0/UDP h.example.com:5070;branch=z9hG4bK1;received=192.0.2.1"),
-            "192.0.2.1:5070"
-        );
-        assert_eq!(
-            d("SIP/2.0/UDP h.example.com;branch=z9hG4bK1;rport=40000;received=192.0.2.1"),
-            "192.0.2.1:40000"
-        );
-        assert_eq!(
-            d("SIP/2.0/UDP 198.51.100.7:5080;branch=z9hG4bK1"),
-            "198.51.100.7:5080"
-        );
-        assert_eq!(
-            d("SIP/2.0/UDP h;branch=z9hG4bK1;maddr=203.0.113.5"),
-            "203.0.113.5:5060"
-        );
-        assert_eq!(
-            response_destination(&resp("SIP/2.0/UDP h;branch=z9hG4bK1"), src, true),
-            Some(src)
-        );
+        let d = |via: &str| response_destination(&resp(via), src, false).unwrap().to_string();
+        assert_eq!(d("SIP/2.0/UDP h.example.com;branch=z9hG4bK1;received=192.0.2.1"), "192.0.2.1:5060");
+        assert_eq!(d("SIP/2.0/UDP h.example.com:5070;branch=z9hG4bK1;received=192.0.2.1"), "192.0.2.1:5070");
+        assert_eq!(d("SIP/2.0/UDP h.example.com;branch=z9hG4bK1;rport=40000;received=192.0.2.1"), "192.0.2.1:40000");
+        assert_eq!(d("SIP/2.0/UDP 198.51.100.7:5080;branch=z9hG4bK1"), "198.51.100.7:5080");
+        assert_eq!(d("SIP/2.0/UDP h;branch=z9hG4bK1;maddr=203.0.113.5"), "203.0.113.5:5060");
+        assert_eq!(response_destination(&resp("SIP/2.0/UDP h;branch=z9hG4bK1"), src, true), Some(src));
     }
 }
