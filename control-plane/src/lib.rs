@@ -9,9 +9,11 @@
 //! simulated network that tests drive those cores over, with loss and reordering.
 
 pub mod config;
+pub mod management;
 pub mod netsim;
 pub mod server;
 pub mod sip;
+pub mod storage;
 pub mod switch;
 
 /// The Server / User-Agent header value.

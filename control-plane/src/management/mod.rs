@@ -1,0 +1,1 @@
+//! Read-only HTTP JSON endpoint.
