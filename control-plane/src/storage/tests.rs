@@ -543,3 +543,20 @@ fn a_reader_reads_while_the_writer_commits_batches() {
     assert_eq!(h.dropped(), 0);
     h.close();
 }
+
+#[test]
+fn a_reader_opens_a_database_whose_writer_has_closed() {
+    let tmp = TempDir::new("reader-after-close");
+    let (h, _) = Storage::open(tmp.path()).expect("open");
+    let db = h.db_path().to_path_buf();
+    let call = CallRow {
+        uuid: "call-1".into(),
+        a_leg_uuid: "chan-a".into(),
+        b_leg_uuid: "chan-b".into(),
+        created_at: 5,
+    };
+    h.write(Write::UpsertCall(call.clone()));
+    h.close();
+    let r = Reader::open(&db).expect("reader");
+    assert_eq!(r.list_calls().expect("calls"), vec![call]);
+}
