@@ -11,10 +11,12 @@
 pub mod auth;
 pub mod config;
 pub mod ids;
+pub mod management;
 pub mod netsim;
 pub mod registrar;
 pub mod server;
 pub mod sip;
+pub mod storage;
 pub mod switch;
 
 /// The Server / User-Agent header value.

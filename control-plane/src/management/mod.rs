@@ -1,0 +1,147 @@
+//! The read-only management endpoint: a small, strict HTTP/1.1 server answering JSON
+//! arrays of the switch's tables to operators and tests.
+//!
+//! A connection carries one request. [`serve`] accepts it, reads the head (at most
+//! [`http::MAX_HEAD`] bytes, within [`HEAD_TIMEOUT`]), hands it to the sans-IO
+//! [`http::parse_request_head`] and [`http::route`], runs the query through a
+//! [`Reader`] on the blocking pool, and writes the [`http::Response`] before closing.
+//! It never touches the SIP path: the database is read through its own connection.
+
+pub mod http;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, warn};
+
+use crate::storage::{Reader, StorageError};
+use http::{route, Resource, Response, MAX_HEAD};
+
+pub use http::{parse_request_head, HttpError, RequestHead};
+
+/// How long a client has to send the whole request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long writing a response may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many connections are served at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Serves `GET /registrations`, `/dialogs`, `/channels`, `/calls` and `/cdr?limit=N` from
+/// the database at `db_path` until `shutdown` turns true (or its sender is dropped).
+/// Connections already accepted finish on their own, bounded by the timeouts.
+pub async fn serve(listener: TcpListener, db_path: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let db_path: Arc<Path> = db_path.into();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    while !*shutdown.borrow_and_update() {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        debug!(%peer, "management: too many connections, closing this one");
+                        continue;
+                    };
+                    let db_path = db_path.clone();
+                    tokio::spawn(async move {
+                        handle(stream, &db_path).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors, typically: give the open ones time to close.
+                    warn!(error = %e, "management: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Answers the one request of a connection, then closes it.
+async fn handle(mut stream: TcpStream, db_path: &Path) {
+    let response = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Err(_) => Response::error(408, "the request head did not arrive in time"),
+        // The peer went away before a whole head: there is no one to answer.
+        Ok(None) => return,
+        Ok(Some(Err(e))) => Response::error(e.status(), &e.to_string()),
+        Ok(Some(Ok(head))) => match route(&head) {
+            Ok(resource) => answer(resource, db_path).await,
+            Err(refusal) => refusal,
+        },
+    };
+    let bytes = response.to_bytes();
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        debug!(error = %e, "management: response not delivered");
+    }
+}
+
+/// Reads until the buffer holds a complete head or a refusal; `None` when the peer
+/// closed or failed first.
+async fn read_head(stream: &mut TcpStream) -> Option<Result<RequestHead, HttpError>> {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut n = 0;
+    loop {
+        match stream.read(&mut buf[n..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => n += k,
+        }
+        // At n == MAX_HEAD the parser answers TooLarge rather than Incomplete.
+        match parse_request_head(&buf[..n]) {
+            Err(HttpError::Incomplete) => continue,
+            parsed => return Some(parsed),
+        }
+    }
+}
+
+/// Runs the query for `resource` on the blocking pool and encodes the rows.
+async fn answer(resource: Resource, db_path: &Path) -> Response {
+    let db_path = db_path.to_path_buf();
+    let now_secs =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StorageError> {
+        let r = Reader::open(&db_path)?;
+        Ok(match resource {
+            Resource::Registrations => json(&r.list_registrations(now_secs)?),
+            Resource::Dialogs => json(&r.list_dialogs()?),
+            Resource::Channels => json(&r.list_channels()?),
+            Resource::Calls => json(&r.list_calls()?),
+            Resource::Cdr { limit } => json(&r.list_cdr(limit)?),
+        })
+    })
+    .await;
+    match read {
+        Ok(Ok(body)) => Response::ok(body),
+        Ok(Err(e)) => {
+            warn!(error = %e, "management: query failed");
+            Response::error(500, &e.to_string())
+        }
+        Err(e) => {
+            warn!(error = %e, "management: query task failed");
+            Response::error(500, "the query task failed")
+        }
+    }
+}
+
+/// Rows are plain structs of strings and numbers, which JSON always encodes.
+fn json<T: Serialize>(rows: &[T]) -> Vec<u8> {
+    serde_json::to_vec(rows).expect("rows of strings and numbers encode as JSON")
+}

@@ -1,0 +1,117 @@
+//! The versioned schema: migration N is `MIGRATIONS[N - 1]`, applied once, in its own
+//! transaction together with the `schema_version` row that records it.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::StorageError;
+
+/// The migrations, oldest first. Never edit one that has shipped: append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the switch's tables, in the spirit of FreeSWITCH's core and sofia tables.
+    "
+CREATE TABLE registrations (
+    aor         TEXT    NOT NULL,
+    contact     TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    call_id     TEXT    NOT NULL,
+    cseq        INTEGER NOT NULL,
+    user_agent  TEXT,
+    received    TEXT    NOT NULL,
+    transport   TEXT    NOT NULL,
+    q           REAL    NOT NULL DEFAULT 1.0,
+    instance_id TEXT,
+    PRIMARY KEY (aor, contact)
+);
+CREATE INDEX registrations_expires_at ON registrations (expires_at);
+
+CREATE TABLE sip_dialogs (
+    call_id       TEXT    NOT NULL,
+    local_tag     TEXT    NOT NULL,
+    remote_tag    TEXT    NOT NULL,
+    channel_uuid  TEXT    NOT NULL,
+    direction     TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    state         TEXT    NOT NULL,
+    remote_target TEXT    NOT NULL,
+    route_set     TEXT    NOT NULL,
+    local_cseq    INTEGER NOT NULL,
+    remote_cseq   INTEGER NOT NULL,
+    PRIMARY KEY (call_id, local_tag, remote_tag)
+);
+CREATE INDEX sip_dialogs_channel_uuid ON sip_dialogs (channel_uuid);
+
+CREATE TABLE channels (
+    uuid               TEXT    NOT NULL PRIMARY KEY,
+    direction          TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    state              TEXT    NOT NULL,
+    caller_id_name     TEXT    NOT NULL,
+    caller_id_number   TEXT    NOT NULL,
+    destination_number TEXT    NOT NULL,
+    context            TEXT    NOT NULL,
+    created_at         INTEGER NOT NULL,
+    answered_at        INTEGER,
+    call_uuid          TEXT
+);
+CREATE INDEX channels_call_uuid ON channels (call_uuid);
+
+CREATE TABLE calls (
+    uuid       TEXT    NOT NULL PRIMARY KEY,
+    a_leg_uuid TEXT    NOT NULL,
+    b_leg_uuid TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE cdr (
+    uuid               TEXT    NOT NULL PRIMARY KEY,
+    call_uuid          TEXT,
+    direction          TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    caller_id_name     TEXT    NOT NULL,
+    caller_id_number   TEXT    NOT NULL,
+    destination_number TEXT    NOT NULL,
+    context            TEXT    NOT NULL,
+    start_at           INTEGER NOT NULL,
+    answer_at          INTEGER,
+    end_at             INTEGER NOT NULL,
+    duration           INTEGER NOT NULL,
+    billsec            INTEGER NOT NULL,
+    hangup_cause       TEXT    NOT NULL,
+    q850_cause         INTEGER NOT NULL,
+    sip_status         INTEGER
+);
+CREATE INDEX cdr_end_at ON cdr (end_at);
+CREATE INDEX cdr_call_uuid ON cdr (call_uuid);
+",
+];
+
+/// Brings the database at `path` up to `migrations.len()`, running each missing migration
+/// once, and returns the version it is at.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<u32, StorageError> {
+    let known = u32::try_from(migrations.len()).expect("fewer than 2^32 migrations");
+    let at_step = |version: u32| {
+        move |source: rusqlite::Error| StorageError::Migrate { path: path.to_path_buf(), version, source }
+    };
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version    INTEGER NOT NULL PRIMARY KEY,
+            applied_at INTEGER NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS INTEGER))
+        )",
+    )
+    .map_err(at_step(0))?;
+    let current: u32 = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get::<_, Option<u32>>(0))
+        .optional()
+        .map_err(at_step(0))?
+        .flatten()
+        .unwrap_or(0);
+    if current > known {
+        return Err(StorageError::SchemaTooNew { path: path.to_path_buf(), found: current, known });
+    }
+    for (version, sql) in (current + 1..).zip(&migrations[current as usize..]) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(at_step(version))?;
+        tx.execute_batch(sql).map_err(at_step(version))?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version]).map_err(at_step(version))?;
+        tx.commit().map_err(at_step(version))?;
+    }
+    Ok(known)
+}

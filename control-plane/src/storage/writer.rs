@@ -1,0 +1,227 @@
+//! The writer thread: the only owner of the read-write connection. It takes the first
+//! queued message, opens a transaction, drains whatever else is queued into it, applies
+//! it all and commits once, then answers the [`Msg::Sync`]s of that batch.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use tracing::warn;
+
+use super::rows::{BINDING_COLUMNS, CALL_COLUMNS, CDR_COLUMNS, CHANNEL_COLUMNS, DIALOG_COLUMNS};
+use super::Write;
+
+/// What the handles send the writer.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "writes are nearly every message; boxing them would allocate on the SIP path \
+              to shrink the rare Sync and Close"
+)]
+pub(crate) enum Msg {
+    /// A change to apply.
+    Write(Write),
+    /// Answer once every message before this one is committed: `Err` carries why the
+    /// commit failed.
+    Sync(SyncSender<Result<(), String>>),
+    /// Commit what is queued and stop.
+    Close,
+}
+
+/// Counters shared between the handles and the writer (never the sender: the writer
+/// must see the channel close when the last handle goes).
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Messages sent and not yet taken by the writer.
+    pub(crate) queued: AtomicUsize,
+    /// Writes dropped because the queue was full or the writer had stopped.
+    pub(crate) dropped: AtomicU64,
+    /// Writes the database rejected or whose batch failed to commit.
+    pub(crate) failed: AtomicU64,
+}
+
+/// Runs until [`Msg::Close`] or until every sender is gone, committing batches of at most
+/// `max_batch` messages.
+pub(crate) fn run(mut conn: Connection, rx: Receiver<Msg>, counters: Arc<Counters>, max_batch: usize) {
+    let mut batch: Vec<Msg> = Vec::with_capacity(max_batch);
+    while let Ok(first) = rx.recv() {
+        counters.queued.fetch_sub(1, Ordering::Relaxed);
+        batch.push(first);
+        // The transaction is opened before draining, so that while it waits for a lock
+        // held by another process the rest stays queued (and the queue bound holds).
+        let mut rejected = 0u64;
+        let outcome = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
+            while batch.len() < max_batch {
+                let Ok(msg) = rx.try_recv() else { break };
+                counters.queued.fetch_sub(1, Ordering::Relaxed);
+                batch.push(msg);
+            }
+            rejected = apply_writes(&tx, &batch);
+            tx.commit()
+        });
+        let mut close = false;
+        let mut writes = 0u64;
+        let mut waiters = Vec::new();
+        for msg in batch.drain(..) {
+            match msg {
+                Msg::Write(_) => writes += 1,
+                Msg::Sync(w) => waiters.push(w),
+                Msg::Close => close = true,
+            }
+        }
+        let reply = match outcome {
+            Ok(()) => {
+                counters.failed.fetch_add(rejected, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                counters.failed.fetch_add(writes, Ordering::Relaxed);
+                warn!(error = %e, lost = writes, "storage: batch not committed, its writes are lost");
+                Err(e.to_string())
+            }
+        };
+        for w in waiters {
+            // A waiter that gave up has nothing to be told.
+            let _ = w.send(reply.clone());
+        }
+        if close {
+            break;
+        }
+    }
+}
+
+/// Applies every write of `batch` in `tx`, and returns how many the database rejected.
+/// A rejected statement (a constraint, say) undoes only itself: the rest still commits.
+fn apply_writes(tx: &Transaction<'_>, batch: &[Msg]) -> u64 {
+    let mut rejected = 0;
+    for msg in batch {
+        if let Msg::Write(w) = msg {
+            if let Err(e) = apply(tx, w) {
+                rejected += 1;
+                warn!(error = %e, write = w.kind(), "storage: write rejected by the database");
+            }
+        }
+    }
+    rejected
+}
+
+fn apply(tx: &Transaction<'_>, w: &Write) -> rusqlite::Result<usize> {
+    match w {
+        Write::UpsertBinding(b) => tx
+            .prepare_cached(&format!(
+                "INSERT INTO registrations ({BINDING_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (aor, contact) DO UPDATE SET \
+                 expires_at = excluded.expires_at, call_id = excluded.call_id, \
+                 cseq = excluded.cseq, user_agent = excluded.user_agent, \
+                 received = excluded.received, transport = excluded.transport, \
+                 q = excluded.q, instance_id = excluded.instance_id"
+            ))?
+            .execute(params![
+                b.aor,
+                b.contact,
+                b.expires_at,
+                b.call_id,
+                b.cseq,
+                b.user_agent,
+                b.received,
+                b.transport,
+                b.q,
+                b.instance_id
+            ]),
+        Write::DeleteBinding { aor, contact } => tx
+            .prepare_cached("DELETE FROM registrations WHERE aor = ?1 AND contact = ?2")?
+            .execute(params![aor, contact]),
+        Write::DeleteBindingsOf { aor } => {
+            tx.prepare_cached("DELETE FROM registrations WHERE aor = ?1")?.execute(params![aor])
+        }
+        Write::PurgeExpiredBindings { now_secs } => {
+            tx.prepare_cached("DELETE FROM registrations WHERE expires_at <= ?1")?.execute(params![now_secs])
+        }
+        Write::UpsertDialog(d) => tx
+            .prepare_cached(&format!(
+                "INSERT INTO sip_dialogs ({DIALOG_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (call_id, local_tag, remote_tag) DO UPDATE SET \
+                 channel_uuid = excluded.channel_uuid, direction = excluded.direction, \
+                 state = excluded.state, remote_target = excluded.remote_target, \
+                 route_set = excluded.route_set, local_cseq = excluded.local_cseq, \
+                 remote_cseq = excluded.remote_cseq"
+            ))?
+            .execute(params![
+                d.call_id,
+                d.local_tag,
+                d.remote_tag,
+                d.channel_uuid,
+                d.direction,
+                d.state,
+                d.remote_target,
+                d.route_set,
+                d.local_cseq,
+                d.remote_cseq
+            ]),
+        Write::DeleteDialog { call_id, local_tag, remote_tag } => tx
+            .prepare_cached("DELETE FROM sip_dialogs WHERE call_id = ?1 AND local_tag = ?2 AND remote_tag = ?3")?
+            .execute(params![call_id, local_tag, remote_tag]),
+        Write::UpsertChannel(c) => tx
+            .prepare_cached(&format!(
+                "INSERT INTO channels ({CHANNEL_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (uuid) DO UPDATE SET \
+                 direction = excluded.direction, state = excluded.state, \
+                 caller_id_name = excluded.caller_id_name, \
+                 caller_id_number = excluded.caller_id_number, \
+                 destination_number = excluded.destination_number, \
+                 context = excluded.context, created_at = excluded.created_at, \
+                 answered_at = excluded.answered_at, call_uuid = excluded.call_uuid"
+            ))?
+            .execute(params![
+                c.uuid,
+                c.direction,
+                c.state,
+                c.caller_id_name,
+                c.caller_id_number,
+                c.destination_number,
+                c.context,
+                c.created_at,
+                c.answered_at,
+                c.call_uuid
+            ]),
+        Write::SetChannelState { uuid, state } => {
+            tx.prepare_cached("UPDATE channels SET state = ?2 WHERE uuid = ?1")?.execute(params![uuid, state])
+        }
+        Write::DeleteChannel { uuid } => {
+            tx.prepare_cached("DELETE FROM channels WHERE uuid = ?1")?.execute(params![uuid])
+        }
+        Write::UpsertCall(c) => tx
+            .prepare_cached(&format!(
+                "INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (uuid) DO UPDATE SET a_leg_uuid = excluded.a_leg_uuid, \
+                 b_leg_uuid = excluded.b_leg_uuid, created_at = excluded.created_at"
+            ))?
+            .execute(params![c.uuid, c.a_leg_uuid, c.b_leg_uuid, c.created_at]),
+        Write::DeleteCall { uuid } => tx.prepare_cached("DELETE FROM calls WHERE uuid = ?1")?.execute(params![uuid]),
+        Write::InsertCdr(c) => tx
+            .prepare_cached(&format!(
+                "INSERT INTO cdr ({CDR_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ))?
+            .execute(params![
+                c.uuid,
+                c.call_uuid,
+                c.direction,
+                c.caller_id_name,
+                c.caller_id_number,
+                c.destination_number,
+                c.context,
+                c.start_at,
+                c.answer_at,
+                c.end_at,
+                c.duration,
+                c.billsec,
+                c.hangup_cause,
+                c.q850_cause,
+                c.sip_status
+            ]),
+    }
+}
