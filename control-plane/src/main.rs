@@ -85,6 +85,9 @@ fn main() -> ExitCode {
         for a in &server.tcp {
             println!("ferroswitch: listening sip/tcp {a}");
         }
+        if let Some(a) = server.http {
+            println!("ferroswitch: listening http {a}");
+        }
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(e) => {

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::ids::IdGen;
 use crate::sip::transport::tcp::{self, ConnWriter, TcpLimits};
 use crate::sip::transport::{udp, Inbound, Peer, TransportKind};
+use crate::storage::{Storage, StorageHandle};
 use crate::switch::{Stats, Switch};
 
 /// Why the server could not start.
@@ -28,6 +29,9 @@ pub enum StartError {
     /// The operating system's random source could not be read.
     #[error("cannot read /dev/urandom: {0}")]
     Random(std::io::Error),
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 /// A running switch.
@@ -36,6 +40,8 @@ pub struct Server {
     pub udp: Vec<SocketAddr>,
     /// The bound TCP addresses.
     pub tcp: Vec<SocketAddr>,
+    /// Where the HTTP JSON endpoint listens, if it is on.
+    pub http: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     stats: watch::Receiver<Stats>,
     task: tokio::task::JoinHandle<()>,
@@ -76,14 +82,42 @@ impl Server {
         drop(to_core);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (stats_tx, stats) = watch::channel(Stats::default());
+        let (storage, loaded) = Storage::open(&config.storage.dir)?;
         let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let switch = Switch::new(&config, ids, Instant::now(), unix_now);
+        let mut switch = Switch::new(&config, ids, Instant::now(), unix_now);
+        let mut restored = 0;
+        for row in loaded.bindings.iter().filter(|r| r.expires_at > unix_now as i64) {
+            if let Some((aor, binding)) = persist::binding_from_row(row, &udp_addrs, &tcp_addrs) {
+                switch.restore_binding(&aor, binding);
+                restored += 1;
+            }
+        }
+        info!(db = %storage.db_path().display(), restored, "storage open");
+        let http = match config.management.http_listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+                    key: "management.http_listen",
+                    addr,
+                    source,
+                })?;
+                let local = l.local_addr().map_err(|source| StartError::Bind {
+                    key: "management.http_listen",
+                    addr,
+                    source,
+                })?;
+                tokio::spawn(crate::management::serve(l, storage.db_path().to_path_buf(), shutdown_rx.clone()));
+                info!(addr = %local, "HTTP JSON endpoint listening");
+                Some(local)
+            }
+            None => None,
+        };
         let driver = Driver {
             switch,
             udp: udp_sockets,
             tcp: HashMap::new(),
             symmetric: config.sip.symmetric_response,
             stats: stats_tx,
+            storage,
         };
         let task = tokio::spawn(driver.run(from_transports, shutdown_rx));
         for a in &udp_addrs {
@@ -92,7 +126,7 @@ impl Server {
         for a in &tcp_addrs {
             info!(addr = %a, "SIP listening on TCP");
         }
-        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, shutdown, stats, task })
+        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, http, shutdown, stats, task })
     }
 
     /// The switch's counters as of its last loop turn.
@@ -113,6 +147,7 @@ struct Driver {
     tcp: HashMap<(SocketAddr, SocketAddr), ConnWriter>,
     symmetric: bool,
     stats: watch::Sender<Stats>,
+    storage: StorageHandle,
 }
 
 impl Driver {
@@ -147,10 +182,13 @@ impl Driver {
             }
             self.flush().await;
             while let Some(change) = self.switch.poll_change() {
-                debug!(?change, "registrar change");
+                self.storage.write(persist::write_of(change));
             }
             self.stats.send_replace(self.switch.stats());
         }
+        // Everything queued for the database is committed before the process exits.
+        let storage = self.storage;
+        let _ = tokio::task::spawn_blocking(move || storage.close()).await;
         debug!("SIP driver stopped");
     }
 
@@ -207,4 +245,78 @@ impl Driver {
 /// The Call-ID of an outgoing message, for log lines.
 fn call_id_of(bytes: &[u8]) -> String {
     crate::sip::message::write::raw_call_id(bytes).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
+}
+
+/// Between the registrar's bindings and the database's rows.
+mod persist {
+    use std::net::SocketAddr;
+
+    use crate::registrar::{Binding, Change};
+    use crate::sip::transport::{Peer, TransportKind};
+    use crate::storage::{BindingRow, Write};
+
+    pub fn write_of(change: Change) -> Write {
+        match change {
+            Change::Upsert { aor, binding } => Write::UpsertBinding(BindingRow {
+                aor,
+                contact: binding.contact,
+                expires_at: binding.expires_at as i64,
+                call_id: binding.call_id,
+                cseq: binding.cseq,
+                user_agent: binding.user_agent,
+                received: binding.source.remote.to_string(),
+                transport: binding.source.transport.via_name().to_ascii_lowercase(),
+                q: binding.q.as_deref().and_then(|q| q.parse().ok()).unwrap_or(1.0),
+                instance_id: binding.instance,
+            }),
+            Change::Remove { aor, contact } => Write::DeleteBinding { aor, contact },
+        }
+    }
+
+    /// A stored binding, reached again through the first listener of its transport.
+    pub fn binding_from_row(row: &BindingRow, udp: &[SocketAddr], tcp: &[SocketAddr]) -> Option<(String, Binding)> {
+        let (transport, locals) = match row.transport.as_str() {
+            "udp" => (TransportKind::Udp, udp),
+            "tcp" => (TransportKind::Tcp, tcp),
+            _ => return None,
+        };
+        let remote: SocketAddr = row.received.parse().ok()?;
+        let local = *locals.iter().find(|l| l.is_ipv4() == remote.is_ipv4())?;
+        let binding = Binding {
+            contact: row.contact.clone(),
+            expires_at: u64::try_from(row.expires_at).ok()?,
+            q: (row.q != 1.0).then(|| row.q.to_string()),
+            call_id: row.call_id.clone(),
+            cseq: row.cseq,
+            source: Peer { transport, remote, local },
+            user_agent: row.user_agent.clone(),
+            instance: row.instance_id.clone(),
+        };
+        Some((row.aor.clone(), binding))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_binding_survives_the_round_trip_through_a_row() {
+            let udp: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+            let b = Binding {
+                contact: "sip:1000@192.0.2.7:5062".into(),
+                expires_at: 1_800_000_000,
+                q: Some("0.5".into()),
+                call_id: "c1".into(),
+                cseq: 7,
+                source: Peer { transport: TransportKind::Udp, remote: "192.0.2.7:5062".parse().unwrap(), local: udp },
+                user_agent: Some("phone".into()),
+                instance: None,
+            };
+            let Write::UpsertBinding(row) = write_of(Change::Upsert { aor: "1000".into(), binding: b.clone() }) else {
+                panic!("an upsert becomes an UpsertBinding")
+            };
+            assert_eq!(binding_from_row(&row, &[udp], &[]), Some(("1000".to_string(), b)));
+            assert_eq!(binding_from_row(&row, &[], &[]), None, "no listener of that transport");
+        }
+    }
 }

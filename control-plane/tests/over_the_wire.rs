@@ -313,7 +313,11 @@ fn oversized_udp_request_gets_513() {
 fn ipv6_loopback_udp_and_tcp() {
     let dir = TempDir::new("v6");
     let path = dir.0.join("v6.toml");
-    std::fs::write(&path, "[sip]\nudp = [\"[::1]:0\"]\ntcp = [\"[::1]:0\"]\n[log]\nlevel = \"warn\"\n").unwrap();
+    let config = format!(
+        "[sip]\nudp = [\"[::1]:0\"]\ntcp = [\"[::1]:0\"]\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"\"\n[log]\nlevel = \"warn\"\n",
+        dir.0.join("var").display()
+    );
+    std::fs::write(&path, config).unwrap();
     let mut child =
         Command::new(binary()).arg("--config").arg(&path).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));

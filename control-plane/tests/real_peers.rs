@@ -87,3 +87,19 @@ fn sipp_with_a_wrong_password_is_not_registered() {
     let out = sipp_register("u1", sw.udp, "1003", "not-the-password");
     assert_ne!(out.status.code(), Some(0), "a wrong password must not register");
 }
+
+#[test]
+fn registrations_are_listed_over_http_and_survive_a_restart() {
+    let sw = SwitchProcess::start("");
+    assert_all_passed(sipp_register("u1", sw.udp, "1005", "1234"));
+    let (code, body) = sw.http_get("/registrations");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"aor\":\"1005\""), "{body}");
+    assert!(body.contains("\"transport\":\"udp\""), "{body}");
+    // SIGTERM flushes the database; a new switch on the same directory has the binding back.
+    let dir = sw.stop();
+    let again = SwitchProcess::start_in(dir, "");
+    let (code, body) = again.http_get("/registrations");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"aor\":\"1005\""), "{body}");
+}

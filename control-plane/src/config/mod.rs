@@ -49,6 +49,14 @@ pub struct Config {
     pub directory: Directory,
     pub registrar: RegistrarConfig,
     pub auth: AuthConfig,
+    pub management: ManagementConfig,
+}
+
+/// `[management]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagementConfig {
+    /// Where the read-only HTTP JSON endpoint listens; `None` when turned off.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// `[registrar]`
@@ -227,6 +235,14 @@ struct Raw {
     registrar: RawRegistrar,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    management: RawManagement,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawManagement {
+    http_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -687,6 +703,24 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         nonce_lifetime_secs: ranged(cx, "auth.nonce_lifetime_secs", &raw.auth.nonce_lifetime_secs, 60, 5, 86_400)?,
     };
 
+    let management = ManagementConfig {
+        http_listen: match &raw.management.http_listen {
+            None => Some(d("127.0.0.1:8080")),
+            Some(s) if s.get_ref().is_empty() => None,
+            Some(s) => {
+                let a = addr(cx, "management.http_listen", s)?;
+                if let Some(c) = sip.tcp.iter().find(|t| overlaps(**t, a)) {
+                    return Err(cx.err(
+                        "management.http_listen",
+                        s.span().start,
+                        format!("{a} clashes with the SIP TCP listener {c}"),
+                    ));
+                }
+                Some(a)
+            }
+        },
+    };
+
     let dir = &raw.directory;
     let default_password =
         dir.default_password.as_ref().map_or_else(|| VANILLA_PASSWORD.to_string(), |p| p.get_ref().clone());
@@ -752,6 +786,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         directory: Directory { users },
         registrar,
         auth,
+        management,
     };
 
     if !config.loopback_only() {

@@ -171,3 +171,11 @@ fn registrar_and_auth_sections() {
     let e = err("[registrar]\nmin_expires = 600\ndefault_expires = 300\n");
     assert_eq!((e.line, e.key.as_str()), (3, "registrar.default_expires"));
 }
+
+#[test]
+fn management_endpoint_defaults_to_loopback_and_can_be_turned_off() {
+    assert_eq!(Config::embedded().unwrap().management.http_listen, Some("127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(Config::parse("[management]\nhttp_listen = \"\"\n", "t").unwrap().management.http_listen, None);
+    let e = err("[sip]\ntcp = [\"127.0.0.1:8080\"]\n[management]\nhttp_listen = \"127.0.0.1:8080\"\n");
+    assert_eq!((e.line, e.key.as_str()), (4, "management.http_listen"));
+}

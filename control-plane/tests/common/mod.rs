@@ -12,7 +12,8 @@ pub struct SwitchProcess {
     pub child: Child,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
-    _dir: TempDir,
+    pub http: SocketAddr,
+    pub dir: TempDir,
 }
 
 pub struct TempDir(pub std::path::PathBuf);
@@ -28,7 +29,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -39,9 +42,13 @@ pub fn binary() -> &'static str {
 impl SwitchProcess {
     /// Starts the switch on ephemeral loopback ports, with `extra` TOML appended to [sip].
     pub fn start(extra_sip: &str) -> SwitchProcess {
-        let dir = TempDir::new("switch");
+        Self::start_in(TempDir::new("switch"), extra_sip)
+    }
+
+    /// Starts the switch with its database under `dir` (kept across restarts by reusing it).
+    pub fn start_in(dir: TempDir, extra_sip: &str) -> SwitchProcess {
         let config = format!(
-            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[log]\nlevel = \"warn\"\n",
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n",
             dir.0.join("var").display()
         );
         let path = dir.0.join("ferroswitch.toml");
@@ -55,18 +62,40 @@ impl SwitchProcess {
             .expect("start ferroswitch");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut udp, mut tcp) = (None, None);
-        while udp.is_none() || tcp.is_none() {
+        let (mut udp, mut tcp, mut http) = (None, None, None);
+        while udp.is_none() || tcp.is_none() || http.is_none() {
             let line = lines.next().expect("ferroswitch exited before listening").unwrap();
             if let Some(a) = line.strip_prefix("ferroswitch: listening sip/udp ") {
                 udp = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("ferroswitch: listening sip/tcp ") {
                 tcp = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("ferroswitch: listening http ") {
+                http = Some(a.parse().unwrap());
             }
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), _dir: dir }
+        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), http: http.unwrap(), dir }
+    }
+
+    /// Stops the process (SIGTERM, so it flushes its database) and hands back its directory.
+    pub fn stop(mut self) -> TempDir {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, TempDir(std::path::PathBuf::new()));
+        dir
+    }
+
+    /// GET `path` from the HTTP JSON endpoint; returns the status code and the body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (code, body)
     }
 
     pub fn is_running(&mut self) -> bool {
