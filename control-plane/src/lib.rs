@@ -9,6 +9,7 @@
 //! simulated network that tests drive those cores over, with loss and reordering.
 
 pub mod config;
+pub mod dialplan;
 pub mod netsim;
 pub mod server;
 pub mod sip;
