@@ -59,7 +59,10 @@ pub(crate) enum Test {
     /// `field` =~ `expression`.
     Field { field: Field, pattern: Pattern },
     /// `regex="all|any|xor"` over `<regex>` children.
-    Regexes { mode: RegexMode, items: Vec<RegexItem> },
+    Regexes {
+        mode: RegexMode,
+        items: Vec<RegexItem>,
+    },
 }
 
 /// `<regex field expression/>` inside a `regex=` condition.
@@ -115,7 +118,11 @@ pub(crate) struct Action {
 }
 
 fn unknown_attr(el: &Element, allowed: &[&str]) -> Result<(), DialplanError> {
-    match el.attrs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+    match el
+        .attrs
+        .iter()
+        .find(|(k, _)| !allowed.contains(&k.as_str()))
+    {
         Some((k, _)) => Err(el.err(format!(
             "unknown attribute \"{k}\" on <{}>: expected {}",
             el.name,
@@ -349,7 +356,11 @@ fn condition(el: &Element) -> Result<Condition, DialplanError> {
     } else {
         &["field", "expression", "break", "require-nested"]
     };
-    if let Some((k, _)) = el.attrs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+    if let Some((k, _)) = el
+        .attrs
+        .iter()
+        .find(|(k, _)| !allowed.contains(&k.as_str()))
+    {
         let hint = match k.as_str() {
             "field" | "expression" => {
                 " (a regex= condition takes its fields from <regex> children)".to_string()
@@ -409,9 +420,7 @@ fn condition(el: &Element) -> Result<Condition, DialplanError> {
                 "all" => RegexMode::All,
                 "any" => RegexMode::Any,
                 "xor" => RegexMode::Xor,
-                other => {
-                    return Err(el.err(format!("regex=\"{other}\": expected all, any or xor")))
-                }
+                other => return Err(el.err(format!("regex=\"{other}\": expected all, any or xor"))),
             };
             if regexes.is_empty() {
                 return Err(el.err(format!(
@@ -466,7 +475,11 @@ fn regex_item(el: &Element) -> Result<RegexItem, DialplanError> {
 fn action(el: &Element) -> Result<Action, DialplanError> {
     unknown_attr(el, &["application", "data", "inline", "loop"])?;
     if let Some(c) = el.children.first() {
-        return Err(unknown_child(c, el, "no elements (data goes in data=\"...\")"));
+        return Err(unknown_child(
+            c,
+            el,
+            "no elements (data goes in data=\"...\")",
+        ));
     }
     let app = el
         .attr("application")
@@ -493,9 +506,12 @@ fn action(el: &Element) -> Result<Action, DialplanError> {
     }
     let repeat = match el.attr("loop") {
         None => 1,
-        Some(n) => n.trim().parse::<u32>().ok().filter(|&n| n <= 1000).ok_or_else(|| {
-            el.err(format!("loop=\"{n}\": expected a count from 0 to 1000"))
-        })?,
+        Some(n) => n
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n <= 1000)
+            .ok_or_else(|| el.err(format!("loop=\"{n}\": expected a count from 0 to 1000")))?,
     };
     Ok(Action {
         app,

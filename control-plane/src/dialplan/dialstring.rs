@@ -229,7 +229,9 @@ fn parse_leg(s: &str, at: usize, part: &str) -> Result<Leg, DialStringError> {
         (Variables::new(), part)
     };
     if endpoint.is_empty() {
-        return Err(DialStringError::EmptyEndpoint { at: at + part.len() });
+        return Err(DialStringError::EmptyEndpoint {
+            at: at + part.len(),
+        });
     }
     Ok(Leg {
         vars,
@@ -267,12 +269,16 @@ fn parse_endpoint(e: &str) -> Result<Endpoint, DialStringError> {
         expected,
     };
     if e.contains(|c: char| c.is_whitespace() || "[]{}'".contains(c)) {
-        return Err(malformed("no spaces, brackets, braces or quotes inside an endpoint"));
+        return Err(malformed(
+            "no spaces, brackets, braces or quotes inside an endpoint",
+        ));
     }
     let nonempty = |s: &str| !s.is_empty();
-    let (kind, rest) = e.split_once('/').ok_or_else(|| DialStringError::UnknownEndpoint {
-        endpoint: e.to_string(),
-    })?;
+    let (kind, rest) = e
+        .split_once('/')
+        .ok_or_else(|| DialStringError::UnknownEndpoint {
+            endpoint: e.to_string(),
+        })?;
     match kind {
         "user" => {
             const FORM: &str = "user/<id>[@domain]";
@@ -280,7 +286,10 @@ fn parse_endpoint(e: &str) -> Result<Endpoint, DialStringError> {
                 Some((id, d)) => (id, Some(d)),
                 None => (rest, None),
             };
-            if !nonempty(id) || id.contains('/') || domain.is_some_and(|d| d.is_empty() || d.contains(['/', '@'])) {
+            if !nonempty(id)
+                || id.contains('/')
+                || domain.is_some_and(|d| d.is_empty() || d.contains(['/', '@']))
+            {
                 return Err(malformed(FORM));
             }
             Ok(Endpoint::User {

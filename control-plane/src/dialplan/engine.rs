@@ -98,11 +98,7 @@ pub(crate) fn hunt(
 
 impl Hunt<'_> {
     /// Evaluates one level of conditions; returns whether it lets the extension proceed.
-    fn conditions(
-        &mut self,
-        conds: &[Condition],
-        require_nested: bool,
-    ) -> Result<bool, HuntError> {
+    fn conditions(&mut self, conds: &[Condition], require_nested: bool) -> Result<bool, HuntError> {
         let proceed = self.conditions_inner(conds)?;
         Ok(proceed || !require_nested)
     }
@@ -194,7 +190,12 @@ impl Hunt<'_> {
     }
 
     /// `field` =~ `pattern`, with the captures if the expression has a group.
-    fn matches(&self, c: &Condition, field: &Field, pattern: &Pattern) -> Result<Outcome, HuntError> {
+    fn matches(
+        &self,
+        c: &Condition,
+        field: &Field,
+        pattern: &Pattern,
+    ) -> Result<Outcome, HuntError> {
         let data = match field {
             Field::Variable(name) => self.vars.get(name).unwrap_or("").to_string(),
             Field::Template(t) => expand_with(t, &*self.vars, &[]),

@@ -28,10 +28,8 @@ impl Variables {
 
     /// Sets `name` to `value`, replacing any earlier value.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        self.map.insert(
-            name.to_ascii_lowercase(),
-            (name.to_string(), value.into()),
-        );
+        self.map
+            .insert(name.to_ascii_lowercase(), (name.to_string(), value.into()));
     }
 
     /// Removes `name`; nothing happens if it is not set.

@@ -61,8 +61,14 @@ pub(crate) struct Source<'a> {
 
 /// 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: u64) -> usize {
-    let end = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&c| c == b'\n').count() + 1
+    let end = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+        + 1
 }
 
 /// Parses `src` into its root element, pre-processing as it goes. `globals` receives
@@ -265,9 +271,9 @@ fn preprocess(
     if let Some(child) = el.children.first() {
         return Err(child.err("<X-PRE-PROCESS> must be empty"));
     }
-    let cmd = el
-        .attr("cmd")
-        .ok_or_else(|| el.err("<X-PRE-PROCESS> without cmd: expected cmd=\"set\" or cmd=\"include\""))?;
+    let cmd = el.attr("cmd").ok_or_else(|| {
+        el.err("<X-PRE-PROCESS> without cmd: expected cmd=\"set\" or cmd=\"include\"")
+    })?;
     let data = el.attr("data").unwrap_or("");
     match cmd {
         "set" => {
@@ -296,11 +302,15 @@ fn preprocess(
                     "includes nest more than {MAX_INCLUDE_DEPTH} deep (does a file include itself?)"
                 )));
             }
-            let paths = glob(dir, data).map_err(|m| el.err(format!("X-PRE-PROCESS include \"{data}\": {m}")))?;
+            let paths = glob(dir, data)
+                .map_err(|m| el.err(format!("X-PRE-PROCESS include \"{data}\": {m}")))?;
             let mut out = Vec::new();
             for path in paths {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    el.err(format!("X-PRE-PROCESS include: cannot read {}: {e}", path.display()))
+                    el.err(format!(
+                        "X-PRE-PROCESS include: cannot read {}: {e}",
+                        path.display()
+                    ))
                 })?;
                 let sub = Source {
                     text: &text,
@@ -369,8 +379,8 @@ fn glob(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         }
         return Ok(vec![full]);
     }
-    let entries = std::fs::read_dir(&parent)
-        .map_err(|e| format!("cannot list {}: {e}", parent.display()))?;
+    let entries =
+        std::fs::read_dir(&parent).map_err(|e| format!("cannot list {}: {e}", parent.display()))?;
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| {
