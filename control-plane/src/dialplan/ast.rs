@@ -12,6 +12,9 @@ use super::vars::{is_false, is_true};
 use super::xml::Element;
 use super::DialplanError;
 
+/// How deep conditions may nest (FreeSWITCH's recursion limit).
+const MAX_NESTING: usize = 100;
+
 /// Applications that may run inline, during the hunt.
 pub(crate) const INLINE_APPS: [&str; 4] = ["set", "unset", "export", "log"];
 
@@ -251,7 +254,7 @@ fn extension(el: &Element) -> Result<Extension, DialplanError> {
         .iter()
         .map(|c| {
             if c.name == "condition" {
-                condition(c)
+                condition(c, 0)
             } else {
                 Err(unknown_child(c, el, "<condition>"))
             }
@@ -348,7 +351,10 @@ pub(crate) fn compile(source: &str) -> Result<Regex, String> {
         })
 }
 
-fn condition(el: &Element) -> Result<Condition, DialplanError> {
+fn condition(el: &Element, depth: usize) -> Result<Condition, DialplanError> {
+    if depth >= MAX_NESTING {
+        return Err(el.err(format!("conditions nest more than {MAX_NESTING} deep")));
+    }
     no_text(el)?;
     let regex_mode = el.attr("regex");
     let allowed: &[&str] = if regex_mode.is_some() {
@@ -396,7 +402,7 @@ fn condition(el: &Element) -> Result<Condition, DialplanError> {
         match child.name.as_str() {
             "action" => actions.push(action(child)?),
             "anti-action" => anti_actions.push(action(child)?),
-            "condition" => nested.push(condition(child)?),
+            "condition" => nested.push(condition(child, depth + 1)?),
             "regex" if regex_mode.is_some() => regexes.push(regex_item(child)?),
             "expression" if regex_mode.is_none() => {
                 if expression_el.is_some() {

@@ -264,49 +264,29 @@ impl Hunt<'_> {
     }
 }
 
-/// The variable changes `set`, `unset` and `export` make with `data` (FreeSWITCH's
-/// rules: `set name=` and `set name` unset; `export nolocal:name=value` only exports).
+/// The variable changes `set`, `unset` and `export` make with `data`, by FreeSWITCH's
+/// rules: `name=value` sets, `name=` and `name` unset; `export` also appends the name
+/// as written (a `nolocal:` prefix included, which the bridge strips when it copies
+/// the variable to the other leg) to `export_vars` when it has a value.
 fn effects(app: &str, data: &str, vars: &dyn Lookup) -> Vec<(String, Option<String>)> {
-    let assignment = |d: &str| -> Option<(String, Option<String>)> {
-        let (name, value) = match d.split_once('=') {
-            Some((n, v)) => (n.trim(), (!v.is_empty()).then(|| v.to_string())),
-            None => (d.trim(), None),
-        };
-        (!name.is_empty()).then(|| (name.to_string(), value))
+    let (name, value) = match data.split_once('=') {
+        Some((n, v)) => (n.trim(), (!v.is_empty()).then(|| v.to_string())),
+        None => (data.trim(), None),
     };
+    if name.is_empty() {
+        return Vec::new();
+    }
     match app {
-        "set" => assignment(data).into_iter().collect(),
-        "unset" => {
-            let name = data.trim();
-            if name.is_empty() {
-                Vec::new()
-            } else {
-                vec![(name.to_string(), None)]
-            }
-        }
+        "set" => vec![(name.to_string(), value)],
+        "unset" => vec![(data.trim().to_string(), None)],
         "export" => {
-            let (local, d) = match data.get(..8) {
-                Some(p) if p.eq_ignore_ascii_case("nolocal:") => (false, &data[8..]),
-                _ => (true, data),
+            let exports = match (&value, vars.lookup(EXPORT_VARS)) {
+                (None, _) => None,
+                (Some(_), Some(list)) if !list.is_empty() => Some(format!("{list},{name}")),
+                (Some(_), _) => Some(name.to_string()),
             };
-            let Some((name, value)) = assignment(d) else {
-                return Vec::new();
-            };
-            let exports = match vars.lookup(EXPORT_VARS) {
-                Some(list) if !list.is_empty() => {
-                    if list.split(',').any(|n| n == name) {
-                        list.to_string()
-                    } else {
-                        format!("{list},{name}")
-                    }
-                }
-                _ => name.clone(),
-            };
-            let mut out = Vec::new();
-            if local {
-                out.push((name, value));
-            }
-            out.push((EXPORT_VARS.to_string(), Some(exports)));
+            let mut out = vec![(name.to_string(), value)];
+            out.extend(exports.map(|e| (EXPORT_VARS.to_string(), Some(e))));
             out
         }
         _ => Vec::new(),

@@ -618,7 +618,8 @@ fn inline_unset_export_and_log_change_the_variables_during_the_hunt() {
         vars(&[
             ("destination_number", "1"),
             ("a", "1"),
-            ("export_vars", "a,b")
+            ("nolocal:b", "2"),
+            ("export_vars", "a,nolocal:b")
         ])
     );
 }
@@ -1129,6 +1130,36 @@ fn duplicate_context_and_wrong_root_are_rejected() {
     );
     let e = err("<!-- only a comment -->\n");
     assert_eq!(e.line, 2);
+}
+
+#[test]
+fn conditions_nested_past_freeswitchs_recursion_limit_are_rejected() {
+    let deep = |n: usize| {
+        format!(
+            "<include>\n<context name=\"default\">\n<extension>\n{}{}\n</extension>\n</context>\n</include>",
+            "<condition>\n".repeat(n),
+            "</condition>".repeat(n)
+        )
+    };
+    assert!(Dialplan::parse(&deep(100), "deep.xml", &Variables::new()).is_ok());
+    let e = err(&deep(101));
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (104, "conditions nest more than 100 deep")
+    );
+}
+
+#[test]
+fn regex_item_without_field_passes_and_expression_may_be_an_element() {
+    let plan = dp(r#"<extension name="x">
+  <condition regex="all">
+    <regex/>
+    <regex field="destination_number"><expression>^(\d)$</expression></regex>
+    <action application="log" data="one digit $1"/>
+  </condition>
+</extension>"#);
+    assert_eq!(hunt(&plan, "7"), apps(&[("log", "one digit 7")]));
+    assert_eq!(hunt(&plan, "77"), vec![]);
 }
 
 #[test]

@@ -71,6 +71,27 @@ fn line_of(text: &str, offset: u64) -> usize {
         + 1
 }
 
+/// Line numbers for offsets that only move forward, counted incrementally.
+struct Lines<'a> {
+    text: &'a str,
+    pos: usize,
+    line: usize,
+}
+
+impl Lines<'_> {
+    fn at(&mut self, offset: u64) -> usize {
+        let end = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
+        if end < self.pos {
+            return line_of(self.text, offset);
+        }
+        self.line += memchr::memchr_iter(b'\n', &self.text.as_bytes()[self.pos..end]).count();
+        self.pos = end;
+        self.line
+    }
+}
+
 /// Parses `src` into its root element, pre-processing as it goes. `globals` receives
 /// the `set` commands; `depth` is the include depth.
 pub(crate) fn read_document(
@@ -88,6 +109,11 @@ pub(crate) fn read_document(
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut lines = Lines {
+        text: src.text,
+        pos: 0,
+        line: 1,
+    };
     loop {
         let pos = reader.buffer_position();
         let event = reader.read_event().map_err(|e| {
@@ -96,7 +122,7 @@ pub(crate) fn read_document(
                 format!("malformed XML: {e}"),
             )
         })?;
-        let line = line_of(src.text, pos);
+        let line = lines.at(pos);
         match event {
             Event::Start(e) | Event::Empty(e) if stack.len() >= MAX_ELEMENT_DEPTH => {
                 return Err(err(
