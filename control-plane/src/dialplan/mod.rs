@@ -14,6 +14,26 @@
 //!    application's data is a [`DialString`].
 //!
 //! Nothing here does IO except [`Dialplan::load`] reading the files it is given.
+//!
+//! # Where this differs from FreeSWITCH
+//!
+//! - Action data is expanded at hunt time, not when the application runs. Variables
+//!   set by queued `set`/`unset`/`export` are seen by the data of later queued
+//!   applications (as they would be in CS_EXECUTE), but variables that other
+//!   applications set while running (e.g. `originate_disposition` after `bridge`)
+//!   expand to empty.
+//! - `$N` and `${var}` are expanded in one pass: captured text and variable values are
+//!   inserted literally, never expanded again. `${api args}` API calls and
+//!   `${var:offset:length}` are not supported (they expand as unknown variables).
+//! - Regular expressions use the `regex` crate in ASCII, byte-wise mode: no
+//!   backreferences or look-around (rejected at load with file:line).
+//! - In `regex="all|any|xor"` conditions, `$N` come from the last `<regex>` that
+//!   matched, and the condition's truth decides whether the extension matched.
+//!   `DP_MATCH` and `DP_REGEX_MATCH_N` are not set.
+//! - Strict loading: unknown elements and attributes, time-of-day conditions, inline
+//!   applications other than set/unset/export/log, undefined `$${global}`s and
+//!   X-PRE-PROCESS commands other than `set`/`include` are errors, not log lines.
+//! - `include` paths are relative to the including file, not to the conf directory.
 
 mod ast;
 mod dialstring;

@@ -1163,6 +1163,29 @@ fn regex_item_without_field_passes_and_expression_may_be_an_element() {
 }
 
 #[test]
+fn byte_order_mark_and_xml_declaration_are_accepted() {
+    let plan = Dialplan::parse(
+        "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<include><context name=\"default\"/></include>",
+        "bom.xml",
+        &Variables::new(),
+    )
+    .unwrap();
+    assert_eq!(plan.contexts().collect::<Vec<_>>(), vec!["default"]);
+}
+
+#[test]
+fn empty_text_has_no_root_element() {
+    let e = err("");
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (
+            1,
+            "no root element: expected <include> or <document type=\"freeswitch/xml\">"
+        )
+    );
+}
+
+#[test]
 fn comments_are_allowed_anywhere() {
     let plan = dp(r#"<!-- before -->
 <extension name="x"><!-- inside -->

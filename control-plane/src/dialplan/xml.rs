@@ -104,13 +104,16 @@ pub(crate) fn read_document(
         line,
         message,
     };
-    let mut reader = Reader::from_str(src.text);
+    // A UTF-8 byte order mark is not text outside the root; it holds no newline, so
+    // line numbers are unchanged by skipping it.
+    let text = src.text.strip_prefix('\u{feff}').unwrap_or(src.text);
+    let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut lines = Lines {
-        text: src.text,
+        text,
         pos: 0,
         line: 1,
     };
@@ -118,7 +121,7 @@ pub(crate) fn read_document(
         let pos = reader.buffer_position();
         let event = reader.read_event().map_err(|e| {
             err(
-                line_of(src.text, reader.error_position()),
+                line_of(text, reader.error_position()),
                 format!("malformed XML: {e}"),
             )
         })?;
@@ -152,7 +155,7 @@ pub(crate) fn read_document(
                 let s = t
                     .xml_content(XmlVersion::Implicit1_0)
                     .map_err(|e| err(line, format!("malformed XML: {e}")))?;
-                push_text(&mut stack, &s).map_err(|m| err(line_of_text(src.text, pos, &s), m))?;
+                push_text(&mut stack, &s).map_err(|m| err(line_of_text(text, pos, &s), m))?;
             }
             Event::CData(t) => {
                 let s = t
@@ -179,7 +182,7 @@ pub(crate) fn read_document(
     }
     root.ok_or_else(|| {
         err(
-            line_of(src.text, src.text.len() as u64),
+            line_of(text, text.len() as u64),
             "no root element: expected <include> or <document type=\"freeswitch/xml\">".into(),
         )
     })
@@ -347,6 +350,13 @@ fn preprocess(
                 if included.name == "include" {
                     if let Some((k, _)) = included.attrs.first() {
                         return Err(included.err(format!("unknown attribute \"{k}\" on <include>")));
+                    }
+                    let stray = included.text.trim();
+                    if !stray.is_empty() {
+                        return Err(included.err(format!(
+                            "unexpected text \"{}\" inside <include>",
+                            stray.chars().take(40).collect::<String>()
+                        )));
                     }
                     out.extend(included.children);
                 } else {
