@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dialplan;
 pub mod ids;
 pub mod management;
 pub mod netsim;

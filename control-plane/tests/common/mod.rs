@@ -82,8 +82,7 @@ impl SwitchProcess {
     pub fn stop(mut self) -> TempDir {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
-        let dir = std::mem::replace(&mut self.dir, TempDir(std::path::PathBuf::new()));
-        dir
+        std::mem::replace(&mut self.dir, TempDir(std::path::PathBuf::new()))
     }
 
     /// GET `path` from the HTTP JSON endpoint; returns the status code and the body.
