@@ -9,6 +9,7 @@
 //! simulated network that tests drive those cores over, with loss and reordering.
 
 pub mod auth;
+pub mod b2bua;
 pub mod config;
 pub mod dialplan;
 pub mod ids;

@@ -29,6 +29,9 @@ pub enum StartError {
     /// The operating system's random source could not be read.
     #[error("cannot read /dev/urandom: {0}")]
     Random(std::io::Error),
+    /// The dialplan file is broken (the error names file and line).
+    #[error("dialplan: {0}")]
+    Dialplan(crate::dialplan::DialplanError),
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
@@ -85,6 +88,18 @@ impl Server {
         let (storage, loaded) = Storage::open(&config.storage.dir)?;
         let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut switch = Switch::new(&config, ids, Instant::now(), unix_now);
+        if let Some(path) = &config.dialplan.file {
+            let plan = crate::dialplan::Dialplan::load(path, &crate::dialplan::Variables::new())
+                .map_err(StartError::Dialplan)?;
+            info!(file = %path.display(), contexts = plan.contexts().count(), "dialplan loaded");
+            switch.set_dialplan(plan);
+        }
+        let locals = udp_addrs
+            .iter()
+            .map(|&l| Peer { transport: TransportKind::Udp, remote: l, local: l })
+            .chain(tcp_addrs.iter().map(|&l| Peer { transport: TransportKind::Tcp, remote: l, local: l }))
+            .collect();
+        switch.set_locals(locals);
         let mut restored = 0;
         for row in loaded.bindings.iter().filter(|r| r.expires_at > unix_now as i64) {
             if let Some((aor, binding)) = persist::binding_from_row(row, &udp_addrs, &tcp_addrs) {
@@ -183,6 +198,9 @@ impl Driver {
             self.flush().await;
             while let Some(change) = self.switch.poll_change() {
                 self.storage.write(persist::write_of(change));
+            }
+            while let Some(write) = self.switch.poll_write() {
+                self.storage.write(write);
             }
             self.stats.send_replace(self.switch.stats());
         }

@@ -50,6 +50,14 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     pub auth: AuthConfig,
     pub management: ManagementConfig,
+    pub dialplan: DialplanConfig,
+}
+
+/// `[dialplan]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialplanConfig {
+    /// A FreeSWITCH XML dialplan file; `None` runs the embedded default.
+    pub file: Option<PathBuf>,
 }
 
 /// `[management]`
@@ -237,6 +245,14 @@ struct Raw {
     auth: RawAuth,
     #[serde(default)]
     management: RawManagement,
+    #[serde(default)]
+    dialplan: RawDialplan,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDialplan {
+    file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -787,6 +803,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         registrar,
         auth,
         management,
+        dialplan: DialplanConfig { file: raw.dialplan.file.as_deref().filter(|f| !f.is_empty()).map(PathBuf::from) },
     };
 
     if !config.loopback_only() {

@@ -19,7 +19,10 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use crate::auth::{AuthOutcome, Authenticator, Challenger};
+use crate::b2bua::channel::ChannelState;
+use crate::b2bua::{B2bua, Io};
 use crate::config::{Cidr, Config, User};
+use crate::dialplan::Dialplan;
 use crate::ids::IdGen;
 use crate::registrar::{Change, RegisterError, Registrar};
 use crate::sip::message::uri::unescape;
@@ -27,6 +30,7 @@ use crate::sip::message::write::{default_reason, error_response_raw, raw_call_id
 use crate::sip::message::{HeaderName, Message, Method, ParseError, Scheme};
 use crate::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use crate::sip::transport::Peer;
+use crate::storage::Write;
 use policy::Refusal;
 
 /// Counters a test or the management API can read.
@@ -55,7 +59,29 @@ pub struct Switch {
     epoch_unix: u64,
     out: VecDeque<(Peer, Bytes)>,
     changes: VecDeque<Change>,
+    writes: VecDeque<Write>,
+    b2bua: B2bua,
+    dialplan: Dialplan,
+    locals: Vec<Peer>,
     stats: Stats,
+}
+
+/// Builds the B2BUA's view of the switch from disjoint fields, so `self.b2bua` can be
+/// borrowed alongside.
+macro_rules! io {
+    ($s:ident, $now:expr, $unix:expr) => {
+        Io {
+            now: $now,
+            unix: $unix,
+            tx: &mut $s.tx,
+            ids: &mut $s.ids,
+            registrar: &$s.registrar,
+            users: &$s.users,
+            dialplan: &$s.dialplan,
+            writes: &mut $s.writes,
+            locals: &$s.locals,
+        }
+    };
 }
 
 impl Switch {
@@ -77,8 +103,37 @@ impl Switch {
             epoch_unix: unix_now,
             out: VecDeque::new(),
             changes: VecDeque::new(),
+            writes: VecDeque::new(),
+            b2bua: B2bua::new(),
+            dialplan: Dialplan::embedded_default(),
+            locals: Vec::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Replaces the dialplan (the embedded default until then).
+    pub fn set_dialplan(&mut self, dialplan: Dialplan) {
+        self.dialplan = dialplan;
+    }
+
+    /// The switch's own listeners: B-legs are sent from them and name them in Contact.
+    pub fn set_locals(&mut self, locals: Vec<Peer>) {
+        self.locals = locals;
+    }
+
+    /// Calls in progress.
+    pub fn calls(&self) -> usize {
+        self.b2bua.len()
+    }
+
+    /// The channel states every leg of every live call went through, A-leg first.
+    pub fn call_histories(&self) -> Vec<(Vec<ChannelState>, Vec<Vec<ChannelState>>)> {
+        self.b2bua.histories()
+    }
+
+    /// The next row to write to storage (channels, calls, CDRs).
+    pub fn poll_write(&mut self) -> Option<Write> {
+        self.writes.pop_front()
     }
 
     pub fn stats(&self) -> Stats {
@@ -155,6 +210,9 @@ impl Switch {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tx.handle_timeout(now);
         let unix = self.unix(now);
+        if self.b2bua.poll_timeout().is_some_and(|t| t <= now) {
+            self.b2bua.handle_timeout(&mut io!(self, now, unix));
+        }
         if self.registrar.next_expiry().is_some_and(|t| t <= unix) {
             for c in self.registrar.purge(unix) {
                 if let Change::Remove { aor, contact } = &c {
@@ -169,7 +227,7 @@ impl Switch {
     /// When to call [`Switch::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.registrar.next_expiry().map(|t| self.instant_of(t));
-        [self.tx.poll_timeout(), expiry].into_iter().flatten().min()
+        [self.tx.poll_timeout(), expiry, self.b2bua.poll_timeout()].into_iter().flatten().min()
     }
 
     /// The next `(peer, bytes)` to send.
@@ -207,9 +265,19 @@ impl Switch {
             }
             Event::Response { tx, msg } => {
                 let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
-                debug!(call_id = %call_id, ?tx, status = msg.status(), "response on a client transaction");
+                let span = tracing::info_span!("sip", call_id = %call_id);
+                let _enter = span.enter();
+                let unix = self.unix(now);
+                if !self.b2bua.on_response(&mut io!(self, now, unix), tx, &msg) {
+                    debug!(?tx, status = msg.status(), "response on a client transaction");
+                }
             }
-            Event::Timeout { tx } => debug!(?tx, "transaction timed out"),
+            Event::Timeout { tx } => {
+                let unix = self.unix(now);
+                if !self.b2bua.on_timeout(&mut io!(self, now, unix), tx) {
+                    debug!(?tx, "transaction timed out");
+                }
+            }
             Event::Terminated { .. } => {}
         }
     }
@@ -235,6 +303,10 @@ impl Switch {
             return;
         }
         if req.to_tag().is_some() && !matches!(method, Method::Ack | Method::Cancel) {
+            let unix = self.unix(now);
+            if self.b2bua.on_in_dialog(&mut io!(self, now, unix), tx, req, peer) {
+                return;
+            }
             // RFC 3261 §12.2.2: a mid-dialog request whose dialog does not exist.
             info!("in-dialog request for an unknown dialog");
             return self.respond(now, tx, req, peer, 481, |_| {});
@@ -250,10 +322,14 @@ impl Switch {
             Method::Register => self.on_register(now, tx, req, peer),
             Method::Invite => self.on_invite(now, tx, req, peer),
             Method::Cancel => {
-                // RFC 3261 §9.2: 200 to a CANCEL that matches; the INVITE itself is
-                // answered 487 by whoever holds it (it has already been answered here).
+                // RFC 3261 §9.2: 200 to a CANCEL that matches, then 487 to the INVITE if
+                // it is still ringing (the B2BUA also cancels its B-legs).
                 let code = if cancels.is_some() { 200 } else { 481 };
                 self.respond(now, tx, req, peer, code, |_| {});
+                if let Some(invite) = cancels {
+                    let unix = self.unix(now);
+                    self.b2bua.on_cancel(&mut io!(self, now, unix), invite);
+                }
             }
             Method::Bye => self.respond(now, tx, req, peer, 481, |_| {}),
             Method::Ack => {}
@@ -366,24 +442,17 @@ impl Switch {
 
     fn on_invite(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) {
         let trusted = self.trusted.iter().any(|n| n.contains(peer.remote.ip()));
-        if !trusted && self.authenticate(now, tx, req, peer).is_none() {
-            return;
-        }
-        // Routing: the callee must exist and be registered. Bridging the call (the
-        // B2BUA with its channel states and the dialplan) is the next step of issue 3.
-        let dest = req
-            .request_uri()
-            .and_then(|u| u.user.map(|u| String::from_utf8_lossy(&unescape(u)).into_owned()))
-            .unwrap_or_default();
-        let code = if !self.users.contains_key(&dest) {
-            404
-        } else if self.registrar.lookup(&dest, self.unix(now)).is_empty() {
-            480
+        let caller = if trusted {
+            None
         } else {
-            503
+            match self.authenticate(now, tx, req, peer) {
+                Some(user) => Some(user),
+                None => return,
+            }
         };
-        info!(%dest, status = code, "INVITE routed");
-        self.respond(now, tx, req, peer, code, |_| {});
+        let unix = self.unix(now);
+        let caller = caller.and_then(|u| self.users.get(&u).cloned());
+        self.b2bua.on_invite(&mut io!(self, now, unix), tx, req, peer, caller.as_ref());
     }
 
     fn respond(

@@ -1,0 +1,327 @@
+//! FreeSWITCH's channel states and hangup causes (REFERENCE.md, "The channel state
+//! machine"): every leg runs CS_NEW … CS_DESTROY through one transition function that
+//! checks the move is one FreeSWITCH makes and logs it with the channel's UUID.
+
+use std::fmt;
+
+use tracing::info;
+
+/// The channel states, named as FreeSWITCH names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum ChannelState {
+    CS_NEW,
+    CS_INIT,
+    CS_ROUTING,
+    CS_SOFT_EXECUTE,
+    CS_EXECUTE,
+    CS_EXCHANGE_MEDIA,
+    CS_PARK,
+    CS_CONSUME_MEDIA,
+    CS_HIBERNATE,
+    CS_RESET,
+    CS_HANGUP,
+    CS_REPORTING,
+    CS_DESTROY,
+}
+
+impl fmt::Display for ChannelState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl ChannelState {
+    /// Whether FreeSWITCH's core moves a channel from `self` to `to`: forward through
+    /// the call, to CS_HANGUP from any live state, then CS_REPORTING and CS_DESTROY.
+    pub fn can_move_to(self, to: ChannelState) -> bool {
+        use ChannelState::*;
+        match (self, to) {
+            (CS_NEW, CS_INIT) | (CS_INIT, CS_ROUTING) => true,
+            (CS_ROUTING, CS_EXECUTE | CS_CONSUME_MEDIA | CS_SOFT_EXECUTE | CS_PARK) => true,
+            (CS_EXECUTE, CS_ROUTING) => true, // transfer: hunt again
+            (CS_CONSUME_MEDIA, CS_EXCHANGE_MEDIA) => true,
+            (CS_HANGUP, CS_REPORTING) | (CS_REPORTING, CS_DESTROY) => true,
+            (from, CS_HANGUP) => !matches!(from, CS_HANGUP | CS_REPORTING | CS_DESTROY),
+            _ => false,
+        }
+    }
+}
+
+/// Which side of the switch a channel faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The caller's leg (the A-leg), created by an incoming INVITE.
+    Inbound,
+    /// A leg the switch originates (the B-leg), created by `bridge`.
+    Outbound,
+}
+
+/// A channel: the state, and the transitions it went through (for tests and the CDR).
+#[derive(Clone, Debug)]
+pub struct Channel {
+    pub uuid: String,
+    pub direction: Direction,
+    state: ChannelState,
+    history: Vec<ChannelState>,
+    pub cause: Option<HangupCause>,
+}
+
+impl Channel {
+    pub fn new(uuid: String, direction: Direction) -> Channel {
+        info!(%uuid, ?direction, state = %ChannelState::CS_NEW, "channel created");
+        Channel { uuid, direction, state: ChannelState::CS_NEW, history: vec![ChannelState::CS_NEW], cause: None }
+    }
+
+    pub fn state(&self) -> ChannelState {
+        self.state
+    }
+
+    /// Every state the channel has been in, in order.
+    pub fn history(&self) -> &[ChannelState] {
+        &self.history
+    }
+
+    /// Moves to `to`, logging the transition with the channel's UUID. A move FreeSWITCH
+    /// never makes is refused (and logged): it would be a bug in the caller.
+    pub fn set_state(&mut self, to: ChannelState) -> bool {
+        if !self.state.can_move_to(to) {
+            tracing::warn!(uuid = %self.uuid, from = %self.state, to = %to, "refused channel state change");
+            return false;
+        }
+        info!(uuid = %self.uuid, from = %self.state, to = %to, "channel state");
+        self.state = to;
+        self.history.push(to);
+        true
+    }
+
+    /// CS_HANGUP with `cause` (the first cause sticks, as in FreeSWITCH).
+    pub fn hangup(&mut self, cause: HangupCause) -> bool {
+        if self.cause.is_none() {
+            self.cause = Some(cause);
+        }
+        self.set_state(ChannelState::CS_HANGUP)
+    }
+
+    /// CS_HANGUP → CS_REPORTING → CS_DESTROY.
+    pub fn finish(&mut self) {
+        self.set_state(ChannelState::CS_REPORTING);
+        self.set_state(ChannelState::CS_DESTROY);
+    }
+
+    pub fn is_up(&self) -> bool {
+        !matches!(self.state, ChannelState::CS_HANGUP | ChannelState::CS_REPORTING | ChannelState::CS_DESTROY)
+    }
+}
+
+/// Hangup causes as FreeSWITCH names them, with their Q.850 codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[non_exhaustive]
+pub enum HangupCause {
+    UNALLOCATED_NUMBER,
+    NO_ROUTE_DESTINATION,
+    NORMAL_CLEARING,
+    USER_BUSY,
+    NO_USER_RESPONSE,
+    NO_ANSWER,
+    SUBSCRIBER_ABSENT,
+    CALL_REJECTED,
+    NUMBER_CHANGED,
+    DESTINATION_OUT_OF_ORDER,
+    INVALID_NUMBER_FORMAT,
+    NORMAL_UNSPECIFIED,
+    NETWORK_OUT_OF_ORDER,
+    NORMAL_TEMPORARY_FAILURE,
+    SERVICE_UNAVAILABLE,
+    SERVICE_NOT_IMPLEMENTED,
+    INCOMPATIBLE_DESTINATION,
+    RECOVERY_ON_TIMER_EXPIRE,
+    INTERWORKING,
+    EXCHANGE_ROUTING_ERROR,
+    ORIGINATOR_CANCEL,
+    USER_NOT_REGISTERED,
+    LOSE_RACE,
+    MEDIA_TIMEOUT,
+}
+
+impl fmt::Display for HangupCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl HangupCause {
+    /// The Q.850 cause code FreeSWITCH gives it (its own causes take 500+).
+    pub fn q850(self) -> u16 {
+        use HangupCause::*;
+        match self {
+            UNALLOCATED_NUMBER => 1,
+            NO_ROUTE_DESTINATION => 3,
+            NORMAL_CLEARING => 16,
+            USER_BUSY => 17,
+            NO_USER_RESPONSE => 18,
+            NO_ANSWER => 19,
+            SUBSCRIBER_ABSENT => 20,
+            CALL_REJECTED => 21,
+            NUMBER_CHANGED => 22,
+            DESTINATION_OUT_OF_ORDER => 27,
+            INVALID_NUMBER_FORMAT => 28,
+            NORMAL_UNSPECIFIED => 31,
+            NETWORK_OUT_OF_ORDER => 38,
+            NORMAL_TEMPORARY_FAILURE => 41,
+            SERVICE_UNAVAILABLE => 63,
+            SERVICE_NOT_IMPLEMENTED => 79,
+            INCOMPATIBLE_DESTINATION => 88,
+            RECOVERY_ON_TIMER_EXPIRE => 102,
+            INTERWORKING => 127,
+            EXCHANGE_ROUTING_ERROR => 25,
+            ORIGINATOR_CANCEL => 487,
+            USER_NOT_REGISTERED => 606,
+            LOSE_RACE => 502,
+            MEDIA_TIMEOUT => 604,
+        }
+    }
+
+    /// The SIP status a caller gets for this cause (mod_sofia's mapping).
+    pub fn to_sip(self) -> u16 {
+        use HangupCause::*;
+        match self {
+            UNALLOCATED_NUMBER | NO_ROUTE_DESTINATION => 404,
+            USER_BUSY => 486,
+            NO_USER_RESPONSE => 408,
+            NO_ANSWER | SUBSCRIBER_ABSENT | USER_NOT_REGISTERED => 480,
+            CALL_REJECTED => 603,
+            NUMBER_CHANGED => 410,
+            DESTINATION_OUT_OF_ORDER | NETWORK_OUT_OF_ORDER | NORMAL_UNSPECIFIED => 502,
+            INVALID_NUMBER_FORMAT => 484,
+            NORMAL_TEMPORARY_FAILURE | SERVICE_UNAVAILABLE => 503,
+            SERVICE_NOT_IMPLEMENTED => 501,
+            INCOMPATIBLE_DESTINATION => 488,
+            RECOVERY_ON_TIMER_EXPIRE => 504,
+            EXCHANGE_ROUTING_ERROR => 483,
+            ORIGINATOR_CANCEL => 487,
+            NORMAL_CLEARING | LOSE_RACE | MEDIA_TIMEOUT | INTERWORKING => 480,
+        }
+    }
+
+    /// The cause a SIP final status means (mod_sofia's mapping).
+    pub fn from_sip(status: u16) -> HangupCause {
+        use HangupCause::*;
+        match status {
+            200..=299 => NORMAL_CLEARING,
+            401 | 402 | 403 | 407 | 603 => CALL_REJECTED,
+            404 => UNALLOCATED_NUMBER,
+            485 | 604 => NO_ROUTE_DESTINATION,
+            408 | 504 => RECOVERY_ON_TIMER_EXPIRE,
+            410 => NUMBER_CHANGED,
+            413 | 414 | 416 | 420 | 421 | 423 | 505 | 513 => INTERWORKING,
+            480 => NO_USER_RESPONSE,
+            400 | 481 | 500 | 503 => NORMAL_TEMPORARY_FAILURE,
+            486 | 600 => USER_BUSY,
+            484 => INVALID_NUMBER_FORMAT,
+            488 | 606 => INCOMPATIBLE_DESTINATION,
+            502 => NETWORK_OUT_OF_ORDER,
+            405 => SERVICE_UNAVAILABLE,
+            406 | 415 | 501 => SERVICE_NOT_IMPLEMENTED,
+            482 | 483 => EXCHANGE_ROUTING_ERROR,
+            487 => ORIGINATOR_CANCEL,
+            _ => NORMAL_UNSPECIFIED,
+        }
+    }
+
+    /// Parses a cause name as the `hangup` application takes it.
+    pub fn from_name(name: &str) -> Option<HangupCause> {
+        use HangupCause::*;
+        Some(match name.trim().to_ascii_uppercase().as_str() {
+            "UNALLOCATED_NUMBER" => UNALLOCATED_NUMBER,
+            "NO_ROUTE_DESTINATION" => NO_ROUTE_DESTINATION,
+            "NORMAL_CLEARING" | "" => NORMAL_CLEARING,
+            "USER_BUSY" => USER_BUSY,
+            "NO_USER_RESPONSE" => NO_USER_RESPONSE,
+            "NO_ANSWER" => NO_ANSWER,
+            "SUBSCRIBER_ABSENT" => SUBSCRIBER_ABSENT,
+            "CALL_REJECTED" => CALL_REJECTED,
+            "NUMBER_CHANGED" => NUMBER_CHANGED,
+            "DESTINATION_OUT_OF_ORDER" => DESTINATION_OUT_OF_ORDER,
+            "INVALID_NUMBER_FORMAT" => INVALID_NUMBER_FORMAT,
+            "NORMAL_UNSPECIFIED" => NORMAL_UNSPECIFIED,
+            "NETWORK_OUT_OF_ORDER" => NETWORK_OUT_OF_ORDER,
+            "NORMAL_TEMPORARY_FAILURE" => NORMAL_TEMPORARY_FAILURE,
+            "SERVICE_UNAVAILABLE" => SERVICE_UNAVAILABLE,
+            "SERVICE_NOT_IMPLEMENTED" => SERVICE_NOT_IMPLEMENTED,
+            "INCOMPATIBLE_DESTINATION" => INCOMPATIBLE_DESTINATION,
+            "RECOVERY_ON_TIMER_EXPIRE" => RECOVERY_ON_TIMER_EXPIRE,
+            "INTERWORKING" => INTERWORKING,
+            "EXCHANGE_ROUTING_ERROR" => EXCHANGE_ROUTING_ERROR,
+            "ORIGINATOR_CANCEL" => ORIGINATOR_CANCEL,
+            "USER_NOT_REGISTERED" => USER_NOT_REGISTERED,
+            "LOSE_RACE" => LOSE_RACE,
+            "MEDIA_TIMEOUT" => MEDIA_TIMEOUT,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChannelState::*;
+    use super::*;
+
+    #[test]
+    fn a_leg_and_b_leg_paths_are_allowed_reference_md() {
+        let a = [CS_NEW, CS_INIT, CS_ROUTING, CS_EXECUTE, CS_HANGUP, CS_REPORTING, CS_DESTROY];
+        let b = [CS_NEW, CS_INIT, CS_ROUTING, CS_CONSUME_MEDIA, CS_EXCHANGE_MEDIA, CS_HANGUP, CS_REPORTING, CS_DESTROY];
+        for path in [&a[..], &b[..]] {
+            let mut c = Channel::new("u".into(), Direction::Inbound);
+            for &s in &path[1..] {
+                assert!(c.set_state(s), "{:?} → {s}", c.state());
+            }
+            assert_eq!(c.history(), path);
+        }
+    }
+
+    #[test]
+    fn impossible_moves_are_refused() {
+        let mut c = Channel::new("u".into(), Direction::Outbound);
+        assert!(!c.set_state(CS_EXECUTE));
+        assert!(!c.set_state(CS_DESTROY));
+        assert!(c.hangup(HangupCause::NO_ANSWER));
+        assert!(!c.hangup(HangupCause::USER_BUSY), "a channel hangs up once");
+        assert_eq!(c.cause, Some(HangupCause::NO_ANSWER));
+        c.finish();
+        assert_eq!(c.history(), [CS_NEW, CS_HANGUP, CS_REPORTING, CS_DESTROY]);
+        assert!(!c.is_up());
+    }
+
+    #[test]
+    fn causes_map_to_sip_as_mod_sofia_does() {
+        use HangupCause::*;
+        for (cause, sip, q850) in [
+            (USER_BUSY, 486, 17),
+            (USER_NOT_REGISTERED, 480, 606),
+            (UNALLOCATED_NUMBER, 404, 1),
+            (NO_ROUTE_DESTINATION, 404, 3),
+            (CALL_REJECTED, 603, 21),
+            (NO_USER_RESPONSE, 408, 18),
+            (NO_ANSWER, 480, 19),
+            (ORIGINATOR_CANCEL, 487, 487),
+            (NORMAL_CLEARING, 480, 16),
+        ] {
+            assert_eq!((cause.to_sip(), cause.q850()), (sip, q850), "{cause}");
+        }
+        for (sip, cause) in [
+            (486, USER_BUSY),
+            (600, USER_BUSY),
+            (603, CALL_REJECTED),
+            (404, UNALLOCATED_NUMBER),
+            (480, NO_USER_RESPONSE),
+            (487, ORIGINATOR_CANCEL),
+            (499, NORMAL_UNSPECIFIED),
+        ] {
+            assert_eq!(HangupCause::from_sip(sip), cause, "{sip}");
+        }
+        assert_eq!(HangupCause::from_name("user_busy"), Some(USER_BUSY));
+        assert_eq!(HangupCause::from_name("nonsense"), None);
+    }
+}

@@ -1,0 +1,980 @@
+//! The B2BUA: each call is an A-leg (the caller's INVITE) and B-legs the switch
+//! originates, each leg a FreeSWITCH channel running its states ([`channel`]) over its
+//! own dialog ([`dialog`]). Sans-IO: it acts through the transaction layer handed to it
+//! in [`Io`], and time comes in as `now`.
+//!
+//! The A-leg goes CS_NEW → CS_INIT → CS_ROUTING (the dialplan is hunted) → CS_EXECUTE,
+//! where the applications run in order; `bridge` originates B-legs (CS_NEW → CS_INIT →
+//! CS_ROUTING → CS_CONSUME_MEDIA), relays their 180/183 to the caller, and on the first
+//! 200 moves that B-leg to CS_EXCHANGE_MEDIA, cancels the others and answers the caller
+//! with the callee's SDP. A BYE from either side ends both; each leg then goes CS_HANGUP
+//! → CS_REPORTING (its CDR is written) → CS_DESTROY. SDP passes between the legs
+//! unchanged: the media session manager (issue 6) will sit between the legs there.
+
+pub mod channel;
+pub mod dialog;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use crate::config::User;
+use crate::dialplan::{AppCall, DialString, Dialplan, Endpoint, Variables};
+use crate::ids::IdGen;
+use crate::registrar::Registrar;
+use crate::sip::message::uri::unescape;
+use crate::sip::message::write::{default_reason, response_to, Writer};
+use crate::sip::message::{Framing, HeaderName, Message, Method};
+use crate::sip::transaction::{TransactionLayer, TxId};
+use crate::sip::transport::{Peer, TransportKind};
+use crate::storage::{CallRow, CdrRow, ChannelRow, Direction as RowDirection, Write};
+use channel::{Channel, ChannelState, Direction, HangupCause};
+use dialog::Dialog;
+
+/// How long `bridge` waits for an answer when the channel sets no `call_timeout`.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the B2BUA works with for one input: the clock and the switch's parts.
+pub struct Io<'a> {
+    pub now: Instant,
+    /// Wall-clock seconds (CDRs and registrations).
+    pub unix: u64,
+    pub tx: &'a mut TransactionLayer,
+    pub ids: &'a mut IdGen,
+    pub registrar: &'a Registrar,
+    pub users: &'a HashMap<String, User>,
+    pub dialplan: &'a Dialplan,
+    /// Rows for storage.
+    pub writes: &'a mut VecDeque<Write>,
+    /// The switch's own listeners, to send from and to name in Contact.
+    pub locals: &'a [Peer],
+}
+
+impl Io<'_> {
+    fn uuid(&mut self) -> String {
+        let h = self.ids.hex(16);
+        format!("{}-{}-4{}-a{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    }
+
+    fn local_for(&self, transport: TransportKind, v4: bool) -> Option<Peer> {
+        self.locals.iter().find(|p| p.transport == transport && p.local.is_ipv4() == v4).copied()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct CallId(u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    A,
+    B(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fork {
+    Trying,
+    Ringing,
+    Answered,
+    Failed,
+    Cancelled,
+}
+
+struct ALeg {
+    channel: Channel,
+    invite: Message,
+    tx: TxId,
+    peer: Peer,
+    to_tag: String,
+    dialog: Option<Dialog>,
+    answered: bool,
+    final_sent: bool,
+    ringing_sent: bool,
+}
+
+struct BLeg {
+    channel: Channel,
+    invite: Message,
+    tx: TxId,
+    /// Where the INVITE went: the callee's registration source, so NAT works.
+    peer: Peer,
+    dialog: Option<Dialog>,
+    state: Fork,
+    status: Option<u16>,
+    started_unix: u64,
+    answered_unix: Option<u64>,
+    destination: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Running applications.
+    Executing,
+    /// `bridge` is ringing B-legs.
+    Bridging,
+    /// A B-leg answered; media flows between the legs.
+    Bridged,
+    /// `sleep` until the timer.
+    Sleeping,
+    /// Answered and parked in an application (echo) until someone hangs up.
+    Parked,
+    /// Tearing down.
+    Ending,
+}
+
+struct Call {
+    uuid: String,
+    a: ALeg,
+    forks: Vec<BLeg>,
+    answered: Option<usize>,
+    apps: VecDeque<AppCall>,
+    vars: Variables,
+    phase: Phase,
+    timer: Option<Instant>,
+    groups: VecDeque<Vec<Endpoint>>,
+    last_failure: Option<(HangupCause, Option<u16>)>,
+    created_unix: u64,
+    answered_unix: Option<u64>,
+}
+
+/// Every call in progress.
+#[derive(Default)]
+pub struct B2bua {
+    calls: HashMap<CallId, Call>,
+    next: u64,
+    a_invites: HashMap<TxId, CallId>,
+    b_invites: HashMap<TxId, (CallId, usize)>,
+    dialogs: HashMap<(String, String), (CallId, Side)>,
+    timers: BTreeSet<(Instant, CallId)>,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl B2bua {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls in progress.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The states each leg of every live call went through (A first), for tests.
+    pub fn histories(&self) -> Vec<(Vec<ChannelState>, Vec<Vec<ChannelState>>)> {
+        self.calls
+            .values()
+            .map(|c| (c.a.channel.history().to_vec(), c.forks.iter().map(|f| f.channel.history().to_vec()).collect()))
+            .collect()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().next().map(|(t, _)| *t)
+    }
+
+    pub fn handle_timeout(&mut self, io: &mut Io<'_>) {
+        while let Some(&(at, id)) = self.timers.iter().next() {
+            if at > io.now {
+                break;
+            }
+            self.timers.remove(&(at, id));
+            let Some(call) = self.calls.get_mut(&id) else { continue };
+            if call.timer != Some(at) {
+                continue;
+            }
+            call.timer = None;
+            match call.phase {
+                Phase::Bridging => {
+                    // call_timeout: nobody answered. FreeSWITCH's NO_ANSWER; the caller
+                    // gets 408 as a request that timed out.
+                    info!(call = %call.uuid, "no answer before call_timeout");
+                    call.last_failure = Some((HangupCause::NO_USER_RESPONSE, None));
+                    self.cancel_forks(io, id, HangupCause::NO_USER_RESPONSE);
+                    self.next_group_or_continue(io, id);
+                }
+                Phase::Sleeping => {
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.phase = Phase::Executing;
+                    }
+                    self.run(io, id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn arm(&mut self, id: CallId, at: Instant) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            if let Some(old) = c.timer.replace(at) {
+                self.timers.remove(&(old, id));
+            }
+            self.timers.insert((at, id));
+        }
+    }
+
+    fn disarm(&mut self, id: CallId) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            if let Some(old) = c.timer.take() {
+                self.timers.remove(&(old, id));
+            }
+        }
+    }
+
+    /// A new INVITE (already authenticated or trusted): the A-leg starts and the dialplan
+    /// is hunted. `caller` is the authenticated user, if any.
+    pub fn on_invite(&mut self, io: &mut Io<'_>, tx: TxId, invite: &Message, peer: Peer, caller: Option<&User>) {
+        let id = CallId(self.next);
+        self.next += 1;
+        let uuid = io.uuid();
+        let mut channel = Channel::new(uuid.clone(), Direction::Inbound);
+        channel.set_state(ChannelState::CS_INIT);
+        let mut vars = Variables::new();
+        let dest = invite.request_uri().and_then(|u| u.user.map(|u| text(&unescape(u)))).unwrap_or_default();
+        let from = invite.from();
+        let from_user = from.uri.user.map(|u| text(&unescape(u))).unwrap_or_default();
+        vars.set("uuid", uuid.clone());
+        vars.set("destination_number", dest);
+        vars.set("network_addr", peer.remote.ip().to_string());
+        vars.set("sip_call_id", text(invite.call_id()));
+        vars.set("sip_from_user", from_user.clone());
+        match caller {
+            Some(u) => {
+                vars.set("caller_id_name", u.caller_id_name.clone());
+                vars.set("caller_id_number", u.caller_id_number.clone());
+                vars.set("user_name", u.id.clone());
+                for (k, v) in &u.variables {
+                    vars.set(k, v.clone());
+                }
+            }
+            None => {
+                let name =
+                    from.display.map(|d| text(d).trim_matches('"').to_string()).unwrap_or_else(|| from_user.clone());
+                vars.set("caller_id_name", name);
+                vars.set("caller_id_number", from_user);
+            }
+        }
+        let context = vars.get("user_context").unwrap_or("default").to_string();
+        vars.set("context", context);
+        let to_tag = io.ids.hex(5);
+        let a = ALeg {
+            channel,
+            invite: invite.clone(),
+            tx,
+            peer,
+            to_tag,
+            dialog: None,
+            answered: false,
+            final_sent: false,
+            ringing_sent: false,
+        };
+        io.writes.push_back(Write::UpsertChannel(channel_row(&a.channel, &vars, io.unix, None)));
+        let call = Call {
+            uuid,
+            a,
+            forks: Vec::new(),
+            answered: None,
+            apps: VecDeque::new(),
+            vars,
+            phase: Phase::Executing,
+            timer: None,
+            groups: VecDeque::new(),
+            last_failure: None,
+            created_unix: io.unix,
+            answered_unix: None,
+        };
+        self.calls.insert(id, call);
+        self.a_invites.insert(tx, id);
+        self.route(io, id);
+    }
+
+    /// CS_ROUTING: hunt the dialplan, then CS_EXECUTE.
+    fn route(&mut self, io: &mut Io<'_>, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        call.a.channel.set_state(ChannelState::CS_ROUTING);
+        io.writes.push_back(Write::SetChannelState { uuid: call.uuid.clone(), state: "CS_ROUTING".into() });
+        let context = call.vars.get("context").unwrap_or("default").to_string();
+        match io.dialplan.hunt(&context, &mut call.vars) {
+            Ok(apps) if !apps.is_empty() => {
+                info!(call = %call.uuid, %context, apps = apps.len(), "dialplan matched");
+                call.apps = apps.into();
+                call.a.channel.set_state(ChannelState::CS_EXECUTE);
+                io.writes.push_back(Write::SetChannelState { uuid: call.uuid.clone(), state: "CS_EXECUTE".into() });
+                self.run(io, id);
+            }
+            Ok(_) => {
+                info!(call = %call.uuid, %context, "no dialplan extension matched");
+                self.hangup_a(io, id, HangupCause::NO_ROUTE_DESTINATION, None);
+            }
+            Err(e) => {
+                warn!(call = %call.uuid, error = %e, "dialplan hunt failed");
+                self.hangup_a(io, id, HangupCause::NO_ROUTE_DESTINATION, None);
+            }
+        }
+    }
+
+    /// CS_EXECUTE: runs applications until one waits (bridge, sleep, echo) or they run out.
+    fn run(&mut self, io: &mut Io<'_>, id: CallId) {
+        loop {
+            let Some(call) = self.calls.get_mut(&id) else { return };
+            if call.phase != Phase::Executing || !call.a.channel.is_up() {
+                return;
+            }
+            let Some(app) = call.apps.pop_front() else {
+                // The applications ran out: hang up, with the bridge's failure if one failed.
+                let (cause, status) = call.last_failure.unwrap_or((HangupCause::NORMAL_CLEARING, None));
+                self.hangup_a(io, id, cause, status);
+                return;
+            };
+            let data = app.data.trim().to_string();
+            info!(call = %call.uuid, app = %app.app, %data, "execute");
+            match app.app.as_str() {
+                "set" | "export" => {
+                    if let Some((k, v)) = data.split_once('=') {
+                        call.vars.set(k.trim().trim_start_matches("nolocal:"), v.to_string());
+                    }
+                }
+                "unset" => call.vars.unset(&data),
+                "log" => info!(call = %call.uuid, "{data}"),
+                "ring_ready" => self.provisional_a(io, id, 180, None),
+                "pre_answer" => self.provisional_a(io, id, 183, None),
+                "answer" => self.answer_a(io, id, None),
+                "echo" => {
+                    // Until the media plane loops RTP, the caller's own SDP is the answer,
+                    // so its media comes straight back to it.
+                    self.answer_a(io, id, None);
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.phase = Phase::Parked;
+                    }
+                    return;
+                }
+                "sleep" => {
+                    let ms: u64 = data.parse().unwrap_or(0);
+                    call.phase = Phase::Sleeping;
+                    let at = io.now + Duration::from_millis(ms);
+                    self.arm(id, at);
+                    return;
+                }
+                "hangup" => {
+                    let cause = HangupCause::from_name(&data).unwrap_or(HangupCause::NORMAL_CLEARING);
+                    self.hangup_a(io, id, cause, None);
+                    return;
+                }
+                "transfer" => {
+                    let dest = data.split_whitespace().next().unwrap_or_default().to_string();
+                    if let Some(ctx) = data.split_whitespace().nth(2) {
+                        call.vars.set("context", ctx.to_string());
+                    }
+                    call.vars.set("destination_number", dest);
+                    call.apps.clear();
+                    self.route(io, id);
+                    return;
+                }
+                "bridge" => {
+                    match DialString::parse(&data) {
+                        Ok(ds) => {
+                            for (k, v) in ds.vars().iter() {
+                                call.vars.set(k, v.to_string());
+                            }
+                            call.groups =
+                                ds.groups().iter().map(|g| g.iter().map(|l| l.endpoint().clone()).collect()).collect();
+                            call.phase = Phase::Bridging;
+                            let secs: u64 = call
+                                .vars
+                                .get("call_timeout")
+                                .and_then(|t| t.parse().ok())
+                                .unwrap_or(DEFAULT_CALL_TIMEOUT.as_secs());
+                            let at = io.now + Duration::from_secs(secs);
+                            self.arm(id, at);
+                            self.start_group(io, id);
+                        }
+                        Err(e) => {
+                            warn!(call = %call.uuid, error = %e, "bad dial string");
+                            call.last_failure = Some((HangupCause::INVALID_NUMBER_FORMAT, None));
+                        }
+                    }
+                    return;
+                }
+                other => warn!(call = %call.uuid, app = other, "unknown application"),
+            }
+        }
+    }
+
+    /// Originates the next group of `bridge` (legs ring together; groups in turn).
+    fn start_group(&mut self, io: &mut Io<'_>, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(group) = call.groups.pop_front() else {
+            self.bridge_failed(io, id);
+            return;
+        };
+        let mut targets: Vec<(String, String, Peer)> = Vec::new(); // (destination user, request URI, peer)
+        let mut failure = None;
+        for endpoint in group {
+            match endpoint {
+                Endpoint::User { id: user, .. } => {
+                    if !io.users.contains_key(&user) {
+                        failure = Some((HangupCause::UNALLOCATED_NUMBER, None));
+                        continue;
+                    }
+                    let bindings = io.registrar.lookup(&user, io.unix);
+                    if bindings.is_empty() {
+                        failure = Some((HangupCause::USER_NOT_REGISTERED, None));
+                    }
+                    for b in bindings {
+                        targets.push((user.clone(), b.contact.clone(), b.source));
+                    }
+                }
+                Endpoint::Sofia { uri, .. } => {
+                    let parsed = crate::sip::message::Uri::parse(uri.as_bytes()).ok();
+                    let addr = parsed.as_ref().and_then(|u| {
+                        let host = text(u.host_unbracketed());
+                        let ip: std::net::IpAddr = host.parse().ok()?;
+                        Some(std::net::SocketAddr::new(ip, u.port.unwrap_or(5060)))
+                    });
+                    let user = parsed.as_ref().and_then(|u| u.user.map(|x| text(&unescape(x)))).unwrap_or_default();
+                    match addr
+                        .and_then(|a| io.local_for(TransportKind::Udp, a.is_ipv4()).map(|l| Peer { remote: a, ..l }))
+                    {
+                        Some(peer) => targets.push((user, uri.clone(), peer)),
+                        // Host names would need DNS (RFC 3263), which the switch does not do yet.
+                        None => failure = Some((HangupCause::NETWORK_OUT_OF_ORDER, None)),
+                    }
+                }
+                Endpoint::Error { cause } => {
+                    failure = Some((HangupCause::from_name(&cause).unwrap_or(HangupCause::NORMAL_UNSPECIFIED), None));
+                }
+                other => {
+                    warn!(call = %call.uuid, endpoint = %other, "endpoint not available");
+                    failure = Some((HangupCause::NETWORK_OUT_OF_ORDER, None));
+                }
+            }
+        }
+        if let Some(f) = failure {
+            call.last_failure = Some(f);
+        }
+        if targets.is_empty() {
+            self.next_group_or_continue(io, id);
+            return;
+        }
+        for (dest, ruri, peer) in targets {
+            self.originate(io, id, &dest, &ruri, peer);
+        }
+    }
+
+    /// Sends one B-leg INVITE.
+    fn originate(&mut self, io: &mut Io<'_>, id: CallId, dest: &str, ruri: &str, peer: Peer) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let uuid = io.uuid();
+        let mut channel = Channel::new(uuid.clone(), Direction::Outbound);
+        channel.set_state(ChannelState::CS_INIT);
+        channel.set_state(ChannelState::CS_ROUTING);
+        channel.set_state(ChannelState::CS_CONSUME_MEDIA);
+        let a = &call.a.invite;
+        let body = a.body();
+        let mf = a.max_forwards().map_or(70, |m| m.saturating_sub(1));
+        let host = peer.local;
+        let name = call.vars.get("caller_id_name").unwrap_or_default().replace('"', "");
+        let number = call.vars.get("caller_id_number").unwrap_or_default().to_string();
+        let mut buf = Vec::with_capacity(1024 + body.len());
+        let mut w = Writer::request(&mut buf, b"INVITE", ruri.as_bytes());
+        w.header_fmt(
+            "Via",
+            format_args!("SIP/2.0/{} {};branch=z9hG4bK{};rport", peer.transport.via_name(), host, io.ids.hex(8)),
+        );
+        w.header("Max-Forwards", mf.to_string());
+        w.header_fmt("From", format_args!("\"{name}\" <sip:{number}@{host}>;tag={}", io.ids.hex(5)));
+        w.header_fmt("To", format_args!("<sip:{dest}@{host}>"));
+        w.header_fmt("Call-ID", format_args!("{}", io.ids.hex(12)));
+        w.header("CSeq", "1 INVITE");
+        w.header_fmt(
+            "Contact",
+            format_args!("<sip:ferroswitch@{host};transport={}>", peer.transport.via_name().to_ascii_lowercase()),
+        );
+        w.header("Allow", crate::switch::policy::ALLOW);
+        w.header("User-Agent", crate::SERVER_NAME);
+        if !body.is_empty() {
+            w.header("Content-Type", a.header(HeaderName::ContentType).unwrap_or(b"application/sdp"));
+        }
+        w.finish(body);
+        let invite = match Message::parse(Bytes::from(buf), Framing::Datagram) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(call = %call.uuid, error = %e, "could not build the B-leg INVITE");
+                return;
+            }
+        };
+        let tx = match io.tx.request(io.now, invite.clone(), peer) {
+            Ok(tx) => tx,
+            Err(e) => {
+                warn!(call = %call.uuid, error = %e, "could not send the B-leg INVITE");
+                return;
+            }
+        };
+        info!(call = %call.uuid, b_uuid = %uuid, %dest, %ruri, to = %peer.remote, "originate");
+        let mut vars = Variables::new();
+        vars.set("destination_number", dest.to_string());
+        vars.set("caller_id_name", name);
+        vars.set("caller_id_number", number);
+        vars.set("context", call.vars.get("context").unwrap_or("default").to_string());
+        io.writes.push_back(Write::UpsertChannel(channel_row(&channel, &vars, io.unix, Some(call.uuid.clone()))));
+        call.forks.push(BLeg {
+            channel,
+            invite,
+            tx,
+            peer,
+            dialog: None,
+            state: Fork::Trying,
+            status: None,
+            started_unix: io.unix,
+            answered_unix: None,
+            destination: dest.to_string(),
+        });
+        self.b_invites.insert(tx, (id, call.forks.len() - 1));
+    }
+
+    /// A response on a client transaction the B2BUA started. Returns false if it is
+    /// not one of ours.
+    pub fn on_response(&mut self, io: &mut Io<'_>, tx: TxId, msg: &Message) -> bool {
+        let Some(&(id, i)) = self.b_invites.get(&tx) else { return false };
+        let Some(status) = msg.status() else { return true };
+        let Some(call) = self.calls.get_mut(&id) else { return true };
+        match status {
+            100 => {}
+            101..=199 => {
+                if call.forks[i].state == Fork::Trying {
+                    call.forks[i].state = Fork::Ringing;
+                }
+                if call.answered.is_none() && call.a.channel.is_up() {
+                    let sdp = (!msg.body().is_empty()).then(|| msg.body().to_vec());
+                    let code = if sdp.is_some() { 183 } else { 180 };
+                    self.provisional_a(io, id, code, sdp);
+                }
+            }
+            200..=299 => self.fork_answered(io, id, i, msg),
+            _ => {
+                self.b_invites.remove(&tx);
+                let fork = &mut call.forks[i];
+                if fork.state == Fork::Cancelled {
+                    self.end_fork(io, id, i, HangupCause::ORIGINATOR_CANCEL);
+                    return true;
+                }
+                fork.state = Fork::Failed;
+                fork.status = Some(status);
+                let cause = HangupCause::from_sip(status);
+                info!(call = %call.uuid, b_uuid = %fork.channel.uuid, status, %cause, "B-leg failed");
+                call.last_failure = Some((cause, Some(status)));
+                self.end_fork(io, id, i, cause);
+                self.check_group(io, id);
+            }
+        }
+        true
+    }
+
+    /// Timer B on a B-leg INVITE: the callee never answered at all.
+    pub fn on_timeout(&mut self, io: &mut Io<'_>, tx: TxId) -> bool {
+        let Some((id, i)) = self.b_invites.remove(&tx) else { return false };
+        if let Some(call) = self.calls.get_mut(&id) {
+            if matches!(call.forks[i].state, Fork::Trying | Fork::Ringing) {
+                call.forks[i].state = Fork::Failed;
+                call.last_failure = Some((HangupCause::RECOVERY_ON_TIMER_EXPIRE, Some(408)));
+                self.end_fork(io, id, i, HangupCause::RECOVERY_ON_TIMER_EXPIRE);
+                self.check_group(io, id);
+            }
+        }
+        true
+    }
+
+    fn fork_answered(&mut self, io: &mut Io<'_>, id: CallId, i: usize, ok: &Message) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let peer = call.forks[i].peer;
+        let Some(mut dialog) = Dialog::uac(&call.forks[i].invite, ok, peer) else {
+            warn!(call = %call.uuid, "2xx without To tag or Contact: no dialog");
+            return;
+        };
+        // ACK every 2xx (retransmissions and late forks included) — RFC 3261 §13.2.2.4.
+        let mut buf = Vec::with_capacity(512);
+        dialog.ack(ok.cseq(), &format!("z9hG4bK{}", io.ids.hex(8)), &mut buf).finish(b"");
+        io.tx.send_stateless(peer, Bytes::from(buf));
+        let fork = &mut call.forks[i];
+        if fork.state == Fork::Answered {
+            return; // a retransmitted 2xx
+        }
+        if call.answered.is_some() || !call.a.channel.is_up() || fork.state == Fork::Cancelled {
+            // Lost the race (or the caller is gone): end this leg.
+            fork.state = Fork::Failed;
+            let mut buf = Vec::with_capacity(512);
+            dialog.request("BYE", &format!("z9hG4bK{}", io.ids.hex(8)), &mut buf).finish(b"");
+            if let Ok(bye) = Message::parse(Bytes::from(buf), Framing::Datagram) {
+                let _ = io.tx.request(io.now, bye, peer);
+            }
+            self.end_fork(io, id, i, HangupCause::LOSE_RACE);
+            return;
+        }
+        fork.state = Fork::Answered;
+        fork.answered_unix = Some(io.unix);
+        fork.channel.set_state(ChannelState::CS_EXCHANGE_MEDIA);
+        io.writes
+            .push_back(Write::SetChannelState { uuid: fork.channel.uuid.clone(), state: "CS_EXCHANGE_MEDIA".into() });
+        info!(call = %call.uuid, b_uuid = %fork.channel.uuid, "B-leg answered: bridged");
+        self.dialogs.insert(dialog.key(), (id, Side::B(i)));
+        fork.dialog = Some(dialog);
+        call.answered = Some(i);
+        call.phase = Phase::Bridged;
+        io.writes.push_back(Write::UpsertCall(CallRow {
+            uuid: call.uuid.clone(),
+            a_leg_uuid: call.a.channel.uuid.clone(),
+            b_leg_uuid: fork.channel.uuid.clone(),
+            created_at: call.created_unix as i64,
+        }));
+        let sdp = ok.body().to_vec();
+        self.disarm(id);
+        self.cancel_forks(io, id, HangupCause::LOSE_RACE);
+        self.answer_a(io, id, Some(sdp));
+    }
+
+    /// Sends CANCEL to every fork still ringing.
+    fn cancel_forks(&mut self, io: &mut Io<'_>, id: CallId, _cause: HangupCause) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        for fork in call.forks.iter_mut().filter(|f| matches!(f.state, Fork::Trying | Fork::Ringing)) {
+            fork.state = Fork::Cancelled;
+            let inv = &fork.invite;
+            let mut buf = Vec::with_capacity(512);
+            let mut w = Writer::request(&mut buf, b"CANCEL", inv.request_uri_bytes());
+            w.header("Via", inv.top_via_bytes());
+            w.header("Max-Forwards", "70");
+            w.header("From", inv.header(HeaderName::From).unwrap_or_default());
+            w.header("To", inv.header(HeaderName::To).unwrap_or_default());
+            w.header("Call-ID", inv.call_id());
+            w.header_fmt("CSeq", format_args!("{} CANCEL", inv.cseq()));
+            w.finish(b"");
+            if let Ok(cancel) = Message::parse(Bytes::from(buf), Framing::Datagram) {
+                if let Err(e) = io.tx.request(io.now, cancel, fork.peer) {
+                    warn!(call = %call.uuid, error = %e, "could not send CANCEL");
+                }
+            }
+        }
+    }
+
+    /// When every fork of the current group has failed, tries the next group.
+    fn check_group(&mut self, io: &mut Io<'_>, id: CallId) {
+        let Some(call) = self.calls.get(&id) else { return };
+        if call.phase != Phase::Bridging || call.answered.is_some() {
+            return;
+        }
+        if call.forks.iter().all(|f| matches!(f.state, Fork::Failed | Fork::Cancelled)) {
+            self.next_group_or_continue(io, id);
+        }
+    }
+
+    fn next_group_or_continue(&mut self, io: &mut Io<'_>, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.phase != Phase::Bridging || !call.a.channel.is_up() {
+            return;
+        }
+        if !call.groups.is_empty() && call.timer.is_some() {
+            self.start_group(io, id);
+        } else {
+            self.bridge_failed(io, id);
+        }
+    }
+
+    /// `bridge` failed: continue with the next application if `continue_on_fail`,
+    /// else hang up with the failure's cause.
+    fn bridge_failed(&mut self, io: &mut Io<'_>, id: CallId) {
+        self.disarm(id);
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let (cause, status) = call.last_failure.unwrap_or((HangupCause::NORMAL_UNSPECIFIED, None));
+        call.vars.set("originate_disposition", cause.to_string());
+        info!(call = %call.uuid, %cause, "bridge failed");
+        let go_on = call
+            .vars
+            .get("continue_on_fail")
+            .is_some_and(|v| v == "true" || v.split(',').any(|c| c.trim() == cause.to_string()));
+        call.phase = Phase::Executing;
+        if go_on {
+            self.run(io, id);
+        } else {
+            self.hangup_a(io, id, cause, status);
+        }
+    }
+
+    /// A provisional response to the caller (once per code).
+    fn provisional_a(&mut self, io: &mut Io<'_>, id: CallId, code: u16, sdp: Option<Vec<u8>>) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let a = &mut call.a;
+        if a.final_sent || (code == 180 && a.ringing_sent && sdp.is_none()) {
+            return;
+        }
+        a.ringing_sent = true;
+        let bytes = build_to_a(&a.invite, code, &a.to_tag, a.peer, sdp.as_deref());
+        if let Err(e) = io.tx.respond(io.now, a.tx, code, bytes) {
+            warn!(call = %call.uuid, error = %e, "could not send provisional response");
+        }
+    }
+
+    /// Answers the caller: 200 with `sdp`, or the caller's own offer when none is given.
+    fn answer_a(&mut self, io: &mut Io<'_>, id: CallId, sdp: Option<Vec<u8>>) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let a = &mut call.a;
+        if a.answered || a.final_sent {
+            return;
+        }
+        let sdp = sdp.unwrap_or_else(|| a.invite.body().to_vec());
+        let bytes = build_to_a(&a.invite, 200, &a.to_tag, a.peer, Some(&sdp));
+        if let Err(e) = io.tx.respond(io.now, a.tx, 200, bytes) {
+            warn!(call = %call.uuid, error = %e, "could not answer");
+            return;
+        }
+        a.answered = true;
+        a.final_sent = true;
+        call.answered_unix = Some(io.unix);
+        let dialog = Dialog::uas(&a.invite, &a.to_tag, a.peer);
+        self.dialogs.insert(dialog.key(), (id, Side::A));
+        a.dialog = Some(dialog);
+        info!(call = %call.uuid, "answered");
+    }
+
+    /// Ends the A-leg with `cause`: a final response if unanswered, else a BYE; then the
+    /// bridged B-leg too, and the call.
+    fn hangup_a(&mut self, io: &mut Io<'_>, id: CallId, cause: HangupCause, status: Option<u16>) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if !call.a.channel.is_up() {
+            return;
+        }
+        call.phase = Phase::Ending;
+        if !call.a.final_sent {
+            let code = status.filter(|s| *s >= 300).unwrap_or_else(|| cause.to_sip());
+            let bytes = build_to_a(&call.a.invite, code, &call.a.to_tag, call.a.peer, None);
+            if let Err(e) = io.tx.respond(io.now, call.a.tx, code, bytes) {
+                warn!(call = %call.uuid, error = %e, "could not send the final response");
+            }
+            call.a.final_sent = true;
+        } else if let Some(d) = call.a.dialog.as_mut() {
+            send_bye(io, d);
+        }
+        call.a.channel.hangup(cause);
+        let cancel_cause = cause;
+        self.cancel_forks(io, id, cancel_cause);
+        if let Some(call) = self.calls.get_mut(&id) {
+            if let Some(i) = call.answered {
+                if call.forks[i].channel.is_up() {
+                    if let Some(d) = call.forks[i].dialog.as_mut() {
+                        send_bye(io, d);
+                    }
+                    self.end_fork(io, id, i, cause);
+                }
+            }
+        }
+        self.maybe_finish(io, id);
+    }
+
+    /// A B-leg reaches CS_HANGUP → CS_REPORTING (CDR) → CS_DESTROY.
+    fn end_fork(&mut self, io: &mut Io<'_>, id: CallId, i: usize, cause: HangupCause) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let fork = &mut call.forks[i];
+        if !fork.channel.is_up() {
+            return;
+        }
+        fork.channel.hangup(cause);
+        fork.channel.finish();
+        if let Some(d) = &fork.dialog {
+            self.dialogs.remove(&d.key());
+        }
+        let cdr = CdrRow {
+            uuid: fork.channel.uuid.clone(),
+            call_uuid: Some(call.uuid.clone()),
+            direction: RowDirection::Outbound,
+            caller_id_name: call.vars.get("caller_id_name").unwrap_or_default().to_string(),
+            caller_id_number: call.vars.get("caller_id_number").unwrap_or_default().to_string(),
+            destination_number: fork.destination.clone(),
+            context: call.vars.get("context").unwrap_or_default().to_string(),
+            start_at: fork.started_unix as i64,
+            answer_at: fork.answered_unix.map(|t| t as i64),
+            end_at: io.unix as i64,
+            duration: (io.unix - fork.started_unix) as i64,
+            billsec: fork.answered_unix.map_or(0, |t| (io.unix - t) as i64),
+            hangup_cause: fork.channel.cause.unwrap_or(cause).to_string(),
+            q850_cause: fork.channel.cause.unwrap_or(cause).q850(),
+            sip_status: fork.status,
+        };
+        io.writes.push_back(Write::InsertCdr(cdr));
+        io.writes.push_back(Write::DeleteChannel { uuid: fork.channel.uuid.clone() });
+    }
+
+    /// When the A-leg and every B-leg are down, the A-leg reports and is destroyed.
+    fn maybe_finish(&mut self, io: &mut Io<'_>, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.a.channel.is_up() || call.forks.iter().any(|f| f.channel.is_up() && f.state != Fork::Cancelled) {
+            return;
+        }
+        call.a.channel.finish();
+        let cause = call.a.channel.cause.unwrap_or(HangupCause::NORMAL_CLEARING);
+        let cdr = CdrRow {
+            uuid: call.a.channel.uuid.clone(),
+            call_uuid: Some(call.uuid.clone()),
+            direction: RowDirection::Inbound,
+            caller_id_name: call.vars.get("caller_id_name").unwrap_or_default().to_string(),
+            caller_id_number: call.vars.get("caller_id_number").unwrap_or_default().to_string(),
+            destination_number: call.vars.get("destination_number").unwrap_or_default().to_string(),
+            context: call.vars.get("context").unwrap_or_default().to_string(),
+            start_at: call.created_unix as i64,
+            answer_at: call.answered_unix.map(|t| t as i64),
+            end_at: io.unix as i64,
+            duration: (io.unix - call.created_unix) as i64,
+            billsec: call.answered_unix.map_or(0, |t| (io.unix - t) as i64),
+            hangup_cause: cause.to_string(),
+            q850_cause: cause.q850(),
+            sip_status: None,
+        };
+        io.writes.push_back(Write::InsertCdr(cdr));
+        io.writes.push_back(Write::DeleteChannel { uuid: call.a.channel.uuid.clone() });
+        io.writes.push_back(Write::DeleteCall { uuid: call.uuid.clone() });
+        info!(call = %call.uuid, %cause, "call ended");
+        // Forks still cancelling keep their transactions; nothing more is expected of them.
+        let call = self.calls.remove(&id).expect("looked up above");
+        self.disarm_removed(id, &call);
+        self.a_invites.remove(&call.a.tx);
+        if let Some(d) = &call.a.dialog {
+            self.dialogs.remove(&d.key());
+        }
+        for f in &call.forks {
+            self.b_invites.remove(&f.tx);
+            if let Some(d) = &f.dialog {
+                self.dialogs.remove(&d.key());
+            }
+        }
+    }
+
+    fn disarm_removed(&mut self, id: CallId, call: &Call) {
+        if let Some(t) = call.timer {
+            self.timers.remove(&(t, id));
+        }
+    }
+
+    /// A CANCEL matched to the caller's INVITE (RFC 3261 §9.2): 487 to the INVITE, CANCEL
+    /// to every ringing B-leg. Returns false if the INVITE is not one of ours.
+    pub fn on_cancel(&mut self, io: &mut Io<'_>, invite_tx: TxId) -> bool {
+        let Some(&id) = self.a_invites.get(&invite_tx) else { return false };
+        let answered = self.calls.get(&id).is_some_and(|c| c.a.final_sent);
+        if !answered {
+            info!("caller cancelled");
+            self.hangup_a(io, id, HangupCause::ORIGINATOR_CANCEL, Some(487));
+        }
+        true
+    }
+
+    /// An in-dialog request (To tag present). Returns false if no dialog matches (the
+    /// switch then answers 481).
+    pub fn on_in_dialog(&mut self, io: &mut Io<'_>, tx: TxId, req: &Message, peer: Peer) -> bool {
+        let key = (text(req.call_id()), req.to_tag().map(text).unwrap_or_default());
+        let Some(&(id, side)) = self.dialogs.get(&key) else { return false };
+        match req.method() {
+            Method::Bye => {
+                respond_simple(io, tx, req, peer, 200);
+                let Some(call) = self.calls.get_mut(&id) else { return true };
+                match side {
+                    Side::A => {
+                        info!(call = %call.uuid, "caller hung up");
+                        call.a.final_sent = true;
+                        call.a.dialog = None;
+                        self.dialogs.remove(&key);
+                        self.hangup_a_quietly(io, id, HangupCause::NORMAL_CLEARING);
+                    }
+                    Side::B(i) => {
+                        info!(call = %call.uuid, "callee hung up");
+                        if let Some(d) = call.forks[i].dialog.take() {
+                            self.dialogs.remove(&d.key());
+                        }
+                        self.end_fork(io, id, i, HangupCause::NORMAL_CLEARING);
+                        self.hangup_a(io, id, HangupCause::NORMAL_CLEARING, None);
+                    }
+                }
+            }
+            Method::Options | Method::Info => respond_simple(io, tx, req, peer, 200),
+            Method::Ack => {}
+            // Relaying re-INVITE and UPDATE to the other leg comes with the media sessions.
+            _ => respond_simple(io, tx, req, peer, 488),
+        }
+        true
+    }
+
+    /// The caller is gone (its BYE was answered): end the other leg and the call.
+    fn hangup_a_quietly(&mut self, io: &mut Io<'_>, id: CallId, cause: HangupCause) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.a.final_sent = true;
+            call.a.dialog = None;
+        }
+        self.hangup_a(io, id, cause, None);
+    }
+}
+
+fn send_bye(io: &mut Io<'_>, d: &mut Dialog) {
+    let mut buf = Vec::with_capacity(512);
+    d.request("BYE", &format!("z9hG4bK{}", io.ids.hex(8)), &mut buf).finish(b"");
+    match Message::parse(Bytes::from(buf), Framing::Datagram) {
+        Ok(bye) => {
+            if let Err(e) = io.tx.request(io.now, bye, d.peer) {
+                warn!(error = %e, "could not send BYE");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not build BYE"),
+    }
+}
+
+fn respond_simple(io: &mut Io<'_>, tx: TxId, req: &Message, peer: Peer, code: u16) {
+    let mut buf = Vec::with_capacity(512);
+    let tag = io.ids.hex(5);
+    let mut w = response_to(req, code, default_reason(code), Some(tag.as_bytes()), Some(peer.remote), &mut buf);
+    w.header("Server", crate::SERVER_NAME);
+    w.finish(b"");
+    if let Err(e) = io.tx.respond(io.now, tx, code, Bytes::from(buf)) {
+        warn!(error = %e, "could not respond in dialog");
+    }
+}
+
+/// A response to the caller's INVITE, with our To tag, Contact and an optional SDP body.
+fn build_to_a(invite: &Message, code: u16, to_tag: &str, peer: Peer, sdp: Option<&[u8]>) -> Bytes {
+    let mut buf = Vec::with_capacity(768 + sdp.map_or(0, <[u8]>::len));
+    let mut w = response_to(invite, code, default_reason(code), Some(to_tag.as_bytes()), Some(peer.remote), &mut buf);
+    if code < 300 {
+        w.header_fmt(
+            "Contact",
+            format_args!(
+                "<sip:ferroswitch@{};transport={}>",
+                peer.local,
+                peer.transport.via_name().to_ascii_lowercase()
+            ),
+        );
+        w.header("Allow", crate::switch::policy::ALLOW);
+    }
+    w.header("Server", crate::SERVER_NAME);
+    match sdp {
+        Some(body) if !body.is_empty() => {
+            w.header("Content-Type", "application/sdp");
+            w.finish(body);
+        }
+        _ => w.finish(b""),
+    }
+    Bytes::from(buf)
+}
+
+fn channel_row(c: &Channel, vars: &Variables, unix: u64, call_uuid: Option<String>) -> ChannelRow {
+    ChannelRow {
+        uuid: c.uuid.clone(),
+        direction: if c.direction == Direction::Inbound { RowDirection::Inbound } else { RowDirection::Outbound },
+        state: c.state().to_string(),
+        caller_id_name: vars.get("caller_id_name").unwrap_or_default().to_string(),
+        caller_id_number: vars.get("caller_id_number").unwrap_or_default().to_string(),
+        destination_number: vars.get("destination_number").unwrap_or_default().to_string(),
+        context: vars.get("context").unwrap_or("default").to_string(),
+        created_at: unix as i64,
+        answered_at: None,
+        call_uuid,
+    }
+}

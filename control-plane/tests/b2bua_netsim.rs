@@ -1,0 +1,544 @@
+//! The reference call (REFERENCE.md) on the deterministic simulated network: a caller
+//! (1000) and a callee that registers as 1001, each a real transaction layer, against
+//! the sans-IO switch, on a virtual clock with optional loss. Every step of the call
+//! is asserted: statuses, the channel states of both legs, and the teardown.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use control_plane::auth::{Algorithm, Authenticator, Credentials, Secret};
+use control_plane::b2bua::channel::ChannelState::{self, *};
+use control_plane::config::Config;
+use control_plane::ids::IdGen;
+use control_plane::netsim::Network;
+use control_plane::sip::message::write::{response_to, Writer};
+use control_plane::sip::message::{Framing, HeaderName, Message, Method};
+use control_plane::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
+use control_plane::sip::transport::{Peer, TransportKind};
+use control_plane::storage::Write;
+use control_plane::switch::Switch;
+
+const SW: &str = "127.0.0.1:5060";
+const UAC: &str = "127.0.0.1:5070";
+const UAS: &str = "127.0.0.1:5080";
+const SDP_A: &[u8] =
+    b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+const SDP_B: &[u8] =
+    b"v=0\r\no=b 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\n";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn parse(buf: Vec<u8>) -> Message {
+    Message::parse(Bytes::from(buf), Framing::Datagram).unwrap()
+}
+
+/// A scripted user agent: a transaction layer plus what it saw.
+struct Ua {
+    addr: SocketAddr,
+    layer: TransactionLayer,
+    ids: IdGen,
+    user: String,
+    /// Final and provisional statuses received, by method.
+    statuses: Vec<(Method, u16)>,
+    /// Requests received (method), in order.
+    requests: Vec<Method>,
+    invite: Option<(TxId, Message)>,
+    /// The caller's dialog after a 2xx: (remote target, To value, From value, Call-ID).
+    dialog: Option<(String, String, String, String)>,
+    cseq: u32,
+    auth_tries: u32,
+    last_request: Option<Message>,
+}
+
+impl Ua {
+    fn new(addr: SocketAddr, user: &str, seed: u64) -> Ua {
+        Ua {
+            addr,
+            layer: TransactionLayer::new(TimerConfig::default()),
+            ids: IdGen::from_seed(seed),
+            user: user.into(),
+            statuses: vec![],
+            requests: vec![],
+            invite: None,
+            dialog: None,
+            cseq: 0,
+            auth_tries: 0,
+            last_request: None,
+        }
+    }
+
+    fn peer(&self) -> Peer {
+        Peer { transport: TransportKind::Udp, remote: addr(SW), local: self.addr }
+    }
+
+    fn got(&self, m: Method, status: u16) -> bool {
+        self.statuses.contains(&(m, status))
+    }
+
+    fn final_status(&self, m: Method) -> Option<u16> {
+        self.statuses.iter().rev().find(|(mm, s)| *mm == m && *s >= 200).map(|x| x.1)
+    }
+
+    /// Sends a request to the switch.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        now: Instant,
+        method: &str,
+        ruri: &str,
+        to: &str,
+        call_id: &str,
+        extra: &[(&str, String)],
+        body: &[u8],
+    ) {
+        self.cseq += 1;
+        let mut buf = Vec::new();
+        let mut w = Writer::request(&mut buf, method.as_bytes(), ruri.as_bytes());
+        w.header_fmt("Via", format_args!("SIP/2.0/UDP {};branch=z9hG4bK{};rport", self.addr, self.ids.hex(6)));
+        w.header("Max-Forwards", "70");
+        w.header_fmt("From", format_args!("<sip:{}@127.0.0.1>;tag=t{}", self.user, self.user));
+        w.header("To", to);
+        w.header("Call-ID", call_id);
+        w.header_fmt("CSeq", format_args!("{} {method}", self.cseq));
+        w.header_fmt("Contact", format_args!("<sip:{}@{}>", self.user, self.addr));
+        for (n, v) in extra {
+            w.header(n, v);
+        }
+        if !body.is_empty() {
+            w.header("Content-Type", "application/sdp");
+        }
+        w.finish(body);
+        let msg = parse(buf);
+        self.last_request = Some(msg.clone());
+        self.layer.request(now, msg, self.peer()).unwrap();
+    }
+
+    /// Answers a digest challenge in `resp` by re-sending the last request with credentials.
+    fn answer_challenge(&mut self, now: Instant, resp: &Message) {
+        let (hdr, cred) = if resp.status() == Some(401) {
+            (HeaderName::WwwAuthenticate, "Authorization")
+        } else {
+            (HeaderName::ProxyAuthenticate, "Proxy-Authorization")
+        };
+        let challenge = String::from_utf8_lossy(resp.values(hdr).next().unwrap()).into_owned();
+        assert!(challenge.contains("algorithm=MD5"), "{challenge}");
+        let field =
+            |name: &str| challenge.split(&format!("{name}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string();
+        let (realm, nonce) = (field("realm"), field("nonce"));
+        let last = self.last_request.clone().unwrap();
+        let method = String::from_utf8_lossy(last.method_bytes()).into_owned();
+        let uri = String::from_utf8_lossy(last.request_uri_bytes()).into_owned();
+        let c = Credentials {
+            username: &self.user,
+            realm: &realm,
+            nonce: &nonce,
+            uri: &uri,
+            response: "",
+            algorithm: Algorithm::Md5,
+            qop_auth: Some((1, "cafe")),
+            opaque: None,
+        };
+        let response = Authenticator::expected_response(&c, &method, &Secret::Password("1234".into())).unwrap();
+        let value = format!("Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"cafe\"", self.user);
+        let to = String::from_utf8_lossy(last.header(HeaderName::To).unwrap()).into_owned();
+        let call_id = String::from_utf8_lossy(last.call_id()).into_owned();
+        let mut extra = vec![(cred, value)];
+        if let Some(e) = last.header(HeaderName::Expires) {
+            extra.push(("Expires", String::from_utf8_lossy(e).into_owned()));
+        }
+        self.auth_tries += 1;
+        let body = last.body().to_vec();
+        self.send(now, &method, &uri, &to, &call_id, &extra, &body);
+    }
+
+    /// Builds and sends an in-dialog request (ACK or BYE) on the caller's dialog.
+    fn in_dialog(&mut self, now: Instant, method: &str, cseq: u32) {
+        let (target, to, from, call_id) = self.dialog.clone().unwrap();
+        let mut buf = Vec::new();
+        let mut w = Writer::request(&mut buf, method.as_bytes(), target.as_bytes());
+        w.header_fmt("Via", format_args!("SIP/2.0/UDP {};branch=z9hG4bK{};rport", self.addr, self.ids.hex(6)));
+        w.header("Max-Forwards", "70");
+        w.header("From", from);
+        w.header("To", to);
+        w.header("Call-ID", call_id);
+        w.header_fmt("CSeq", format_args!("{cseq} {method}"));
+        w.finish(b"");
+        let msg = parse(buf);
+        if method == "ACK" {
+            self.layer.send_stateless(self.peer(), Bytes::copy_from_slice(msg.as_bytes()));
+        } else {
+            self.layer.request(now, msg, self.peer()).unwrap();
+        }
+    }
+
+    fn respond(&mut self, now: Instant, tx: TxId, req: &Message, code: u16, body: &[u8]) {
+        let mut buf = Vec::new();
+        let mut w = response_to(req, code, "X", Some(b"uas"), None, &mut buf);
+        w.header_fmt("Contact", format_args!("<sip:{}@{}>", self.user, self.addr));
+        if !body.is_empty() {
+            w.header("Content-Type", "application/sdp");
+        }
+        w.finish(body);
+        self.layer.respond(now, tx, code, Bytes::from(buf)).unwrap();
+    }
+
+    /// Reacts to what its layer reports: challenges, ACK for 2xx, BYE and CANCEL answers.
+    fn on_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Response { msg, .. } => {
+                let (m, s) = (msg.cseq_method(), msg.status().unwrap());
+                if !self.statuses.contains(&(m, s)) || s >= 200 {
+                    self.statuses.push((m, s));
+                }
+                if (s == 401 || s == 407) && self.auth_tries == 0 {
+                    self.answer_challenge(now, &msg);
+                } else if m == Method::Invite && (200..300).contains(&s) {
+                    let target = String::from_utf8_lossy(msg.contacts().next().unwrap().uri.raw).into_owned();
+                    let to = String::from_utf8_lossy(msg.header(HeaderName::To).unwrap()).into_owned();
+                    let from = String::from_utf8_lossy(msg.header(HeaderName::From).unwrap()).into_owned();
+                    let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
+                    self.dialog = Some((target, to, from, call_id));
+                    self.in_dialog(now, "ACK", msg.cseq());
+                }
+            }
+            Event::Request { tx, msg, cancels, .. } => {
+                self.requests.push(msg.method());
+                match (msg.method(), tx) {
+                    (Method::Invite, Some(tx)) => self.invite = Some((tx, msg)),
+                    (Method::Bye, Some(tx)) => self.respond(now, tx, &msg, 200, b""),
+                    (Method::Cancel, Some(tx)) => {
+                        self.respond(now, tx, &msg, 200, b"");
+                        if let (Some(inv), Some((itx, imsg))) = (cancels, self.invite.clone()) {
+                            assert_eq!(inv, itx);
+                            self.respond(now, itx, &imsg, 487, b"");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct World {
+    start: Instant,
+    now: Instant,
+    net: Network,
+    switch: Switch,
+    uac: Ua,
+    uas: Ua,
+    writes: Vec<Write>,
+}
+
+impl World {
+    fn new(seed: u64, loss: f64) -> World {
+        let start = Instant::now();
+        let mut net = Network::new(seed);
+        net.set_loss(loss).set_delay(Duration::from_millis(2), Duration::from_millis(30));
+        let mut switch = Switch::new(&Config::embedded().unwrap(), IdGen::from_seed(seed), start, 1_800_000_000);
+        let sw = addr(SW);
+        switch.set_locals(vec![Peer { transport: TransportKind::Udp, remote: sw, local: sw }]);
+        World {
+            start,
+            now: start,
+            net,
+            switch,
+            uac: Ua::new(addr(UAC), "1000", seed + 1),
+            uas: Ua::new(addr(UAS), "1001", seed + 2),
+            writes: vec![],
+        }
+    }
+
+    /// Runs until `done` holds or `limit` of virtual time passes; returns whether it held.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
+        let bound = self.now + limit;
+        loop {
+            self.pump();
+            if done(self) {
+                return true;
+            }
+            let next = [
+                self.net.next_delivery(),
+                self.uac.layer.poll_timeout(),
+                self.uas.layer.poll_timeout(),
+                self.switch.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(t) if t <= bound => self.now = self.now.max(t),
+                _ => {
+                    self.now = bound;
+                    self.pump();
+                    return done(self);
+                }
+            }
+            while let Some(p) = self.net.deliver_due(self.now) {
+                let msg = Message::parse(p.bytes.clone(), Framing::Datagram).expect("everyone sends valid SIP");
+                let peer = |local: SocketAddr| Peer { transport: TransportKind::Udp, remote: p.from, local };
+                if p.to == addr(SW) {
+                    self.switch.handle_message(self.now, msg, peer(addr(SW)));
+                } else if p.to == self.uac.addr {
+                    self.uac.layer.handle_message(self.now, msg, peer(self.uac.addr));
+                } else if p.to == self.uas.addr {
+                    self.uas.layer.handle_message(self.now, msg, peer(self.uas.addr));
+                }
+            }
+            let now = self.now;
+            for ua in [&mut self.uac, &mut self.uas] {
+                if ua.layer.poll_timeout().is_some_and(|t| t <= now) {
+                    ua.layer.handle_timeout(now);
+                }
+            }
+            if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+                self.switch.handle_timeout(now);
+            }
+        }
+    }
+
+    fn pump(&mut self) {
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            while let Some((peer, bytes)) = self.switch.poll_transmit() {
+                self.net.send(now, addr(SW), peer.remote, bytes);
+                moved = true;
+            }
+            while let Some(w) = self.switch.poll_write() {
+                self.writes.push(w);
+            }
+            for ua in [&mut self.uac, &mut self.uas] {
+                while let Some(o) = ua.layer.poll_output() {
+                    moved = true;
+                    match o {
+                        Output::Transmit { peer, bytes } => self.net.send(now, ua.addr, peer.remote, bytes),
+                        Output::Event(e) => ua.on_event(now, e),
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn register_callee(&mut self) {
+        let now = self.now;
+        self.uas.send(
+            now,
+            "REGISTER",
+            "sip:127.0.0.1",
+            "<sip:1001@127.0.0.1>",
+            "reg-1001",
+            &[("Expires", "3600".into())],
+            b"",
+        );
+        assert!(
+            self.run_until(Duration::from_secs(20), |w| w.uas.got(Method::Register, 200)),
+            "callee registered: {:?}",
+            self.uas.statuses
+        );
+        assert_eq!(self.uas.statuses.iter().map(|x| x.1).collect::<Vec<_>>(), [401, 200]);
+        self.uas.auth_tries = 0;
+        self.uas.cseq = 0;
+    }
+
+    fn call(&mut self, dest: &str) {
+        let now = self.now;
+        let to = format!("<sip:{dest}@127.0.0.1>");
+        self.uac.send(now, "INVITE", &format!("sip:{dest}@127.0.0.1"), &to, "call-a", &[], SDP_A);
+    }
+
+    fn callee_invite(&self) -> Option<&Message> {
+        self.uas.invite.as_ref().map(|x| &x.1)
+    }
+
+    fn callee_answers(&mut self, code: u16, body: &[u8]) {
+        let (tx, msg) = self.uas.invite.clone().expect("the callee got the INVITE");
+        let now = self.now;
+        self.uas.respond(now, tx, &msg, code, body);
+    }
+
+    fn histories(&self) -> Vec<(Vec<ChannelState>, Vec<Vec<ChannelState>>)> {
+        self.switch.call_histories()
+    }
+
+    fn cdr_causes(&self) -> Vec<String> {
+        self.writes
+            .iter()
+            .filter_map(|w| if let Write::InsertCdr(c) = w { Some(c.hangup_cause.clone()) } else { None })
+            .collect()
+    }
+}
+
+const A_PATH: [ChannelState; 4] = [CS_NEW, CS_INIT, CS_ROUTING, CS_EXECUTE];
+const B_PATH: [ChannelState; 5] = [CS_NEW, CS_INIT, CS_ROUTING, CS_CONSUME_MEDIA, CS_EXCHANGE_MEDIA];
+
+#[test]
+fn reference_call_407_ring_answer_bye_from_caller_reference_md() {
+    let mut w = World::new(1, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()), "{:?}", w.uac.statuses);
+    // Steps 1-8: 100 and 407 (the network may reorder them), the re-INVITE with
+    // credentials, 100, then the B-leg INVITE.
+    let mut seen: Vec<u16> = w.uac.statuses.iter().map(|x| x.1).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, [100, 407]);
+    assert_eq!(w.uac.auth_tries, 1);
+    let b_invite = w.callee_invite().unwrap().clone();
+    assert_eq!(b_invite.body(), SDP_A, "the offer passes unchanged");
+    assert_ne!(b_invite.call_id(), b"call-a", "the B-leg is its own dialog");
+    assert_eq!(b_invite.request_uri_bytes(), format!("sip:1001@{UAS}").as_bytes());
+    // Steps 9-10: 180 relayed.
+    w.callee_answers(180, b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 180)));
+    // Steps 11-14: 200 from B, ACK to B, 200 to A with B's SDP, ACK from A.
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)
+        && w.uas.requests.contains(&Method::Ack)));
+    let h = w.histories();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].0, A_PATH);
+    assert_eq!(h[0].1, [B_PATH.to_vec()]);
+    // Step 16-17: BYE from the caller ends both legs.
+    w.run_until(Duration::from_secs(1), |_| false);
+    let now = w.now;
+    w.uac.in_dialog(now, "BYE", 10);
+    assert!(
+        w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Bye, 200) && w.uas.requests.contains(&Method::Bye))
+    );
+    assert_eq!(w.switch.calls(), 0);
+    assert_eq!(w.cdr_causes(), ["NORMAL_CLEARING", "NORMAL_CLEARING"]);
+    // Everything settles: no transaction left after the timers run out.
+    w.run_until(Duration::from_secs(40), |_| false);
+    assert_eq!(w.switch.transactions(), 0);
+}
+
+#[test]
+fn bye_from_callee_ends_both_legs() {
+    let mut w = World::new(2, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)));
+    // The callee hangs up: its BYE goes to the switch on the B-leg dialog.
+    let inv = w.callee_invite().unwrap().clone();
+    let target = format!("sip:ferroswitch@{SW}");
+    let to = String::from_utf8_lossy(inv.header(HeaderName::From).unwrap()).into_owned();
+    let from = format!("{};tag=uas", String::from_utf8_lossy(inv.header(HeaderName::To).unwrap()));
+    w.uas.dialog = Some((target, to, from, String::from_utf8_lossy(inv.call_id()).into_owned()));
+    let now = w.now;
+    w.uas.in_dialog(now, "BYE", 1);
+    assert!(
+        w.run_until(Duration::from_secs(5), |w| w.uas.got(Method::Bye, 200) && w.uac.requests.contains(&Method::Bye))
+    );
+    assert_eq!(w.switch.calls(), 0);
+}
+
+#[test]
+fn busy_callee_reaches_the_caller_as_486() {
+    let mut w = World::new(3, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(486, b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite).is_some_and(|s| s != 407)));
+    assert_eq!(w.uac.statuses.last(), Some(&(Method::Invite, 486)));
+    assert_eq!(w.switch.calls(), 0);
+    assert_eq!(w.cdr_causes(), ["USER_BUSY", "USER_BUSY"]);
+}
+
+#[test]
+fn unregistered_callee_gets_480_and_unknown_number_404() {
+    for (dest, code, cause) in [("1002", 480, "USER_NOT_REGISTERED"), ("5555", 404, "NO_ROUTE_DESTINATION")] {
+        let mut w = World::new(4, 0.0);
+        w.call(dest);
+        assert!(w.run_until(Duration::from_secs(5), |w| w
+            .uac
+            .statuses
+            .iter()
+            .any(|&(m, s)| m == Method::Invite && s >= 400 && s != 407)));
+        assert_eq!(w.uac.statuses.last(), Some(&(Method::Invite, code)), "{dest}");
+        assert_eq!(w.cdr_causes(), [cause], "{dest}");
+        assert_eq!(w.switch.calls(), 0);
+    }
+}
+
+#[test]
+fn caller_cancel_before_answer_gets_487_and_cancels_the_callee_rfc3261_9() {
+    let mut w = World::new(5, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(180, b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 180)));
+    // CANCEL: same branch and CSeq number as the authenticated INVITE.
+    let inv = w.uac.last_request.clone().unwrap();
+    let mut buf = Vec::new();
+    let mut c = Writer::request(&mut buf, b"CANCEL", inv.request_uri_bytes());
+    c.header("Via", inv.top_via_bytes());
+    c.header("Max-Forwards", "70");
+    c.header("From", inv.header(HeaderName::From).unwrap());
+    c.header("To", inv.header(HeaderName::To).unwrap());
+    c.header("Call-ID", inv.call_id());
+    c.header_fmt("CSeq", format_args!("{} CANCEL", inv.cseq()));
+    c.finish(b"");
+    let now = w.now;
+    let peer = w.uac.peer();
+    w.uac.layer.request(now, parse(buf), peer).unwrap();
+    assert!(w.run_until(Duration::from_secs(10), |w| w.uac.got(Method::Cancel, 200)
+        && w.uac.got(Method::Invite, 487)
+        && w.uas.requests.contains(&Method::Cancel)));
+    assert!(w.run_until(Duration::from_secs(10), |w| w.switch.calls() == 0));
+    assert!(w.cdr_causes().contains(&"ORIGINATOR_CANCEL".to_string()), "{:?}", w.cdr_causes());
+}
+
+#[test]
+fn no_answer_within_call_timeout_gets_408_and_cancels_the_callee() {
+    let mut w = World::new(6, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    let t0 = w.now;
+    w.callee_answers(180, b"");
+    // The default dialplan sets call_timeout=30.
+    assert!(w.run_until(Duration::from_secs(40), |w| w.uac.final_status(Method::Invite).is_some_and(|s| s != 407)));
+    assert_eq!(w.uac.statuses.last(), Some(&(Method::Invite, 408)));
+    let waited = w.now - t0;
+    // call_timeout runs from the start of `bridge`; the callee saw the INVITE and the
+    // caller the 408 each one network delay (2-30 ms) after the switch sent them.
+    assert!(waited > Duration::from_millis(29_950) && waited < Duration::from_millis(30_050), "{waited:?}");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Cancel) && w.switch.calls() == 0));
+}
+
+#[test]
+fn reference_call_completes_under_20_percent_loss() {
+    for seed in 10..16 {
+        let mut w = World::new(seed, 0.2);
+        w.register_callee();
+        w.call("1001");
+        assert!(w.run_until(Duration::from_secs(30), |w| w.callee_invite().is_some()), "seed {seed}");
+        w.callee_answers(180, b"");
+        w.callee_answers(200, SDP_B);
+        assert!(
+            w.run_until(Duration::from_secs(30), |w| w.uac.got(Method::Invite, 200)),
+            "seed {seed}: {:?}",
+            w.uac.statuses
+        );
+        let now = w.now;
+        w.uac.in_dialog(now, "BYE", 10);
+        assert!(
+            w.run_until(Duration::from_secs(40), |w| w.uac.got(Method::Bye, 200) && w.switch.calls() == 0),
+            "seed {seed}"
+        );
+        let _ = w.start;
+    }
+}
