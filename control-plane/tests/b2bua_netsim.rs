@@ -156,6 +156,11 @@ impl Ua {
 
     /// Builds and sends an in-dialog request (ACK or BYE) on the caller's dialog.
     fn in_dialog(&mut self, now: Instant, method: &str, cseq: u32) {
+        self.in_dialog_with(now, method, cseq, b"");
+    }
+
+    /// An in-dialog request with a body (re-INVITE with SDP, INFO).
+    fn in_dialog_with(&mut self, now: Instant, method: &str, cseq: u32, body: &[u8]) {
         let (target, to, from, call_id) = self.dialog.clone().unwrap();
         let mut buf = Vec::new();
         let mut w = Writer::request(&mut buf, method.as_bytes(), target.as_bytes());
@@ -165,7 +170,11 @@ impl Ua {
         w.header("To", to);
         w.header("Call-ID", call_id);
         w.header_fmt("CSeq", format_args!("{cseq} {method}"));
-        w.finish(b"");
+        w.header_fmt("Contact", format_args!("<sip:{}@{}>", self.user, self.addr));
+        if !body.is_empty() {
+            w.header("Content-Type", if method == "INFO" { "application/dtmf-relay" } else { "application/sdp" });
+        }
+        w.finish(body);
         let msg = parse(buf);
         if method == "ACK" {
             self.layer.send_stateless(self.peer(), Bytes::copy_from_slice(msg.as_bytes()));
@@ -208,7 +217,7 @@ impl Ua {
                 self.requests.push(msg.method());
                 match (msg.method(), tx) {
                     (Method::Invite, Some(tx)) => self.invite = Some((tx, msg)),
-                    (Method::Bye, Some(tx)) => self.respond(now, tx, &msg, 200, b""),
+                    (Method::Bye | Method::Info, Some(tx)) => self.respond(now, tx, &msg, 200, b""),
                     (Method::Cancel, Some(tx)) => {
                         self.respond(now, tx, &msg, 200, b"");
                         if let (Some(inv), Some((itx, imsg))) = (cancels, self.invite.clone()) {
@@ -541,4 +550,46 @@ fn reference_call_completes_under_20_percent_loss() {
         );
         let _ = w.start;
     }
+}
+
+#[test]
+fn re_invite_and_info_are_relayed_to_the_other_leg_rfc3261_14() {
+    let mut w = World::new(7, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)));
+    let acks = w.uas.requests.iter().filter(|m| **m == Method::Ack).count();
+    // Hold: a re-INVITE with a new offer from the caller reaches the callee.
+    let hold = b"v=0\r\no=a 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=sendonly\r\n";
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 5, hold);
+    assert!(
+        w.run_until(Duration::from_secs(5), |w| w.uas.requests.iter().filter(|m| **m == Method::Invite).count() == 2)
+    );
+    let reinvite = w.callee_invite().unwrap().clone();
+    assert!(reinvite.to_tag().is_some(), "in the B-leg dialog");
+    assert_eq!(reinvite.body(), hold, "the offer passes unchanged");
+    // The callee answers; its 200 comes back to the caller and each side gets its ACK.
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w
+        .uac
+        .statuses
+        .iter()
+        .filter(|s| **s == (Method::Invite, 200))
+        .count()
+        == 2));
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.iter().filter(|m| **m == Method::Ack).count()
+        == acks + 1));
+    // INFO (DTMF) goes across too, and the callee's 200 comes back.
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INFO", 6, b"Signal=5\r\nDuration=160\r\n");
+    assert!(
+        w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Info, 200) && w.uas.requests.contains(&Method::Info)),
+        "caller saw {:?}, callee got {:?}",
+        w.uac.statuses,
+        w.uas.requests
+    );
+    assert_eq!(w.switch.calls(), 1);
 }

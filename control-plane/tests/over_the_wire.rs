@@ -23,7 +23,7 @@ fn options_over_udp_gets_200_with_allow_accept_supported_rfc3261_11_2() {
     let r = collect_responses(&s, WAIT);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(status(&r[0]), 200);
-    assert_eq!(header_values(&r[0], "Allow"), ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"]);
+    assert_eq!(header_values(&r[0], "Allow"), ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE"]);
     assert_eq!(header_values(&r[0], "Accept"), ["application/sdp"]);
     assert_eq!(header_values(&r[0], "Supported").len(), 1);
     assert_eq!(header_values(&r[0], "Call-ID"), ["opt-udp-1"]);
@@ -174,7 +174,7 @@ fn every_rfc4475_message_gets_its_answer_over_udp_and_the_switch_stays_up() {
             Some(501) | Some(405) => {
                 assert_eq!(
                     header_values(final_text, "Allow"),
-                    ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"],
+                    ["INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE"],
                     "{name}"
                 )
             }

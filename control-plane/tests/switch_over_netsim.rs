@@ -111,7 +111,10 @@ fn options_completes_with_200_under_30_percent_loss_rfc3261_17_1_2() {
         assert_eq!(r.timeouts, 0, "seed {seed}");
         assert!(r.finals[0].1 < Duration::from_secs(32), "seed {seed}: before Timer F");
         let ok = &r.finals[0].2;
-        assert_eq!(ok.header(HeaderName::Allow), Some(&b"INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"[..]));
+        assert_eq!(
+            ok.header(HeaderName::Allow),
+            Some(&b"INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE"[..])
+        );
         assert_eq!(r.switch_transactions_at_end, 0, "seed {seed}: Timer J ended the server transaction");
         total_dropped += r.dropped;
     }
@@ -155,7 +158,10 @@ fn register_is_challenged_with_401_under_loss_rfc3261_10_3() {
 fn unknown_method_gets_501_with_allow_rfc3261_8_2_1() {
     let r = run(1, 0.0, request("FROBNICATE", "frob", ""));
     assert_eq!(r.finals.iter().map(|f| f.0).collect::<Vec<_>>(), [501]);
-    assert_eq!(r.finals[0].2.header(HeaderName::Allow), Some(&b"INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER"[..]));
+    assert_eq!(
+        r.finals[0].2.header(HeaderName::Allow),
+        Some(&b"INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE"[..])
+    );
 }
 
 #[test]

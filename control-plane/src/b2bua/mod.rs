@@ -139,9 +139,20 @@ struct Call {
 }
 
 /// Every call in progress.
+/// An in-dialog request relayed to the other leg, waiting for its answer.
+struct Relay {
+    call: CallId,
+    /// The leg the request came from, its server transaction and the request.
+    from: Side,
+    server_tx: TxId,
+    request: Message,
+    peer: Peer,
+}
+
 #[derive(Default)]
 pub struct B2bua {
     calls: HashMap<CallId, Call>,
+    relays: HashMap<TxId, Relay>,
     next: u64,
     a_invites: HashMap<TxId, CallId>,
     b_invites: HashMap<TxId, (CallId, usize)>,
@@ -541,6 +552,10 @@ impl B2bua {
     /// A response on a client transaction the B2BUA started. Returns false if it is
     /// not one of ours.
     pub fn on_response(&mut self, io: &mut Io<'_>, tx: TxId, msg: &Message) -> bool {
+        if self.relays.contains_key(&tx) {
+            self.relay_response(io, tx, msg);
+            return true;
+        }
         let Some(&(id, i)) = self.b_invites.get(&tx) else { return false };
         let Some(status) = msg.status() else { return true };
         let Some(call) = self.calls.get_mut(&id) else { return true };
@@ -840,6 +855,7 @@ impl B2bua {
         let call = self.calls.remove(&id).expect("looked up above");
         self.disarm_removed(id, &call);
         self.a_invites.remove(&call.a.tx);
+        self.relays.retain(|_, r| r.call != id);
         if let Some(d) = &call.a.dialog {
             self.dialogs.remove(&d.key());
         }
@@ -896,12 +912,118 @@ impl B2bua {
                     }
                 }
             }
-            Method::Options | Method::Info => respond_simple(io, tx, req, peer, 200),
             Method::Ack => {}
-            // Relaying re-INVITE and UPDATE to the other leg comes with the media sessions.
-            _ => respond_simple(io, tx, req, peer, 488),
+            _ => self.relay(io, id, side, tx, req, peer),
         }
         true
+    }
+
+    /// Relays an in-dialog request (re-INVITE, UPDATE, INFO, OPTIONS, …) to the other leg
+    /// of a bridged call on that leg's dialog; the answer comes back in `relay_response`.
+    /// Without a bridged other leg the switch answers itself: 200 to OPTIONS and INFO, 488
+    /// to an offer it cannot take. A re-INVITE while one is pending gets 491 (RFC 3261 §14.2).
+    fn relay(&mut self, io: &mut Io<'_>, id: CallId, from: Side, tx: TxId, req: &Message, peer: Peer) {
+        let method = req.method();
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let other = match (from, call.answered) {
+            (Side::A, Some(i)) => call.forks[i].dialog.as_mut(),
+            (Side::B(_), Some(_)) => call.a.dialog.as_mut(),
+            _ => None,
+        };
+        let Some(dialog) = other else {
+            let code = if matches!(method, Method::Options | Method::Info) { 200 } else { 488 };
+            return respond_simple(io, tx, req, peer, code);
+        };
+        if matches!(method, Method::Invite | Method::Update)
+            && self
+                .relays
+                .values()
+                .any(|r| r.call == id && matches!(r.request.method(), Method::Invite | Method::Update))
+        {
+            info!(call = %call.uuid, "glare: an offer is already pending");
+            return respond_simple(io, tx, req, peer, 491);
+        }
+        let mut buf = Vec::with_capacity(1024 + req.body().len());
+        let mut w = dialog.request(
+            &String::from_utf8_lossy(req.method_bytes()),
+            &format!("z9hG4bK{}", io.ids.hex(8)),
+            &mut buf,
+        );
+        w.header_fmt("Contact", format_args!("<sip:ferroswitch@{}>", dialog.peer.local));
+        for name in [HeaderName::ContentType, HeaderName::Event, HeaderName::ContentDisposition] {
+            if let Some(v) = req.header(name) {
+                w.header(name.as_str(), v);
+            }
+        }
+        w.finish(req.body());
+        let out_peer = dialog.peer;
+        match Message::parse(Bytes::from(buf), Framing::Datagram)
+            .map_err(|e| e.to_string())
+            .and_then(|m| io.tx.request(io.now, m, out_peer).map_err(|e| e.to_string()))
+        {
+            Ok(client_tx) => {
+                info!(call = %call.uuid, method = %String::from_utf8_lossy(req.method_bytes()), "relayed in-dialog request");
+                self.relays.insert(client_tx, Relay { call: id, from, server_tx: tx, request: req.clone(), peer });
+            }
+            Err(e) => {
+                warn!(call = %call.uuid, error = %e, "could not relay in-dialog request");
+                respond_simple(io, tx, req, peer, 500);
+            }
+        }
+    }
+
+    /// The other leg answered a relayed request: the same status and body go back.
+    fn relay_response(&mut self, io: &mut Io<'_>, client_tx: TxId, msg: &Message) {
+        let Some(status) = msg.status() else { return };
+        if status == 100 {
+            return;
+        }
+        let relay = if status >= 200 { self.relays.remove(&client_tx) } else { None };
+        let relay_ref = match &relay {
+            Some(r) => r,
+            None => match self.relays.get(&client_tx) {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let (id, from, server_tx, peer) = (relay_ref.call, relay_ref.from, relay_ref.server_tx, relay_ref.peer);
+        let request = relay_ref.request.clone();
+        // ACK the other leg's 2xx to a relayed re-INVITE ourselves (RFC 3261 §13.2.2.4).
+        if request.method() == Method::Invite && (200..300).contains(&status) {
+            if let Some(call) = self.calls.get(&id) {
+                let other = match (from, call.answered) {
+                    (Side::A, Some(i)) => call.forks[i].dialog.as_ref(),
+                    (Side::B(_), Some(_)) => call.a.dialog.as_ref(),
+                    _ => None,
+                };
+                if let Some(d) = other {
+                    let mut buf = Vec::with_capacity(512);
+                    d.ack(msg.cseq(), &format!("z9hG4bK{}", io.ids.hex(8)), &mut buf).finish(b"");
+                    io.tx.send_stateless(d.peer, Bytes::from(buf));
+                }
+            }
+        }
+        let mut buf = Vec::with_capacity(768 + msg.body().len());
+        let to_tag = match self.calls.get(&id) {
+            Some(c) => match from {
+                Side::A => c.a.to_tag.clone(),
+                Side::B(i) => c.forks[i].dialog.as_ref().map(|d| d.local_tag.clone()).unwrap_or_default(),
+            },
+            None => String::new(),
+        };
+        let reason = String::from_utf8_lossy(msg.reason()).into_owned();
+        let mut w = response_to(&request, status, &reason, Some(to_tag.as_bytes()), Some(peer.remote), &mut buf);
+        if (200..300).contains(&status) {
+            w.header_fmt("Contact", format_args!("<sip:ferroswitch@{}>", peer.local));
+        }
+        if let Some(ct) = msg.header(HeaderName::ContentType) {
+            w.header("Content-Type", ct);
+        }
+        w.header("Server", crate::SERVER_NAME);
+        w.finish(msg.body());
+        if let Err(e) = io.tx.respond(io.now, server_tx, status, Bytes::from(buf)) {
+            warn!(error = %e, "could not relay the answer");
+        }
     }
 
     /// The caller is gone (its BYE was answered): end the other leg and the call.

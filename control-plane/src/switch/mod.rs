@@ -331,7 +331,8 @@ impl Switch {
                     self.b2bua.on_cancel(&mut io!(self, now, unix), invite);
                 }
             }
-            Method::Bye => self.respond(now, tx, req, peer, 481, |_| {}),
+            // In-dialog methods outside any dialog (RFC 3261 §15.1.2, RFC 6086 §4.2).
+            Method::Bye | Method::Info | Method::Update => self.respond(now, tx, req, peer, 481, |_| {}),
             Method::Ack => {}
             _ => self.respond(now, tx, req, peer, 405, |w| {
                 w.header("Allow", policy::ALLOW);

@@ -6,10 +6,18 @@ use crate::sip::message::grammar::trim_lws;
 use crate::sip::message::{HeaderName, Message, Method, Scheme};
 
 /// Methods the switch handles (the Allow header).
-pub const ALLOWED: &[Method] =
-    &[Method::Invite, Method::Ack, Method::Bye, Method::Cancel, Method::Options, Method::Register];
+pub const ALLOWED: &[Method] = &[
+    Method::Invite,
+    Method::Ack,
+    Method::Bye,
+    Method::Cancel,
+    Method::Options,
+    Method::Register,
+    Method::Info,
+    Method::Update,
+];
 /// The Allow header value.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
 /// Body types the switch understands (the Accept header).
 pub const ACCEPT: &str = "application/sdp";
 /// Option tags the switch supports (the Supported header): none beyond the base spec yet.
@@ -74,7 +82,9 @@ pub fn check(req: &Message) -> Result<(), Refusal> {
     if !unsupported.is_empty() {
         return Err(Refusal::BadExtension(unsupported));
     }
-    if !req.body().is_empty() {
+    // Only offers (INVITE, UPDATE) carry bodies the switch reads; INFO and others are
+    // relayed to the other leg with whatever body they have.
+    if matches!(method, Method::Invite | Method::Update) && !req.body().is_empty() {
         let sdp = req.header(HeaderName::ContentType).is_some_and(|ct| {
             let media = ct.split(|&c| c == b';').next().map(trim_lws).unwrap_or_default();
             media.eq_ignore_ascii_case(b"application/sdp")
