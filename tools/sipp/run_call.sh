@@ -13,7 +13,8 @@
 #  2. starts the callee scenario on that same port P in the background (-m N: it ends after N
 #     calls);
 #  3. runs the caller as 1000 (-au 1000 -ap 1234) to -s CALLED (default 1001), -m N -r R;
-#  4. gives the callee a few seconds to finish, then stops it (by its pid) if it has not.
+#  4. gives the callee a few seconds to finish, then stops it (by its pid) if it has not, and
+#     removes the 1001 binding again (unregister.xml, Expires: 0 from the same port).
 # Exit status: the caller's SIPp exit code (0 = all N calls passed), or 2 for a usage error,
 # 3 if the registration failed. With -S (strict) a failed callee fails the run too (4).
 # Everything is bounded: each SIPp runs under timeout(1); the whole run takes at most about
@@ -31,11 +32,11 @@ while getopts "m:r:s:p:l:t:Sq" o; do
   case $o in
     m) calls=$OPTARG ;; r) rate=$OPTARG ;; s) called=$OPTARG ;; p) port=$OPTARG ;;
     l) logdir=$OPTARG ;; t) extra_time=$OPTARG ;; S) strict=1 ;; q) quiet=1 ;;
-    *) sed -n '2,26p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,27p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 2 ] || { sed -n '2,26p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,27p' "$0" >&2; exit 2; }
 switch=$1 caller=$2 callee=${3:-none}
 shift 2; [ $# -gt 0 ] && [ "$1" != "--" ] && shift
 [ "${1:-}" = "--" ] && shift
@@ -48,12 +49,24 @@ caller=$(resolve "$caller") || exit 2
 keep=1
 if [ -z "$logdir" ]; then logdir=$(mktemp -d /tmp/run_call.XXXXXX); keep=0; fi
 mkdir -p "$logdir"
-callee_pid=""
-cleanup() {
+callee_pid="" registered=0
+stop_callee() {
   if [ -n "$callee_pid" ] && kill -0 "$callee_pid" 2>/dev/null; then
     kill -TERM "$callee_pid" 2>/dev/null; sleep 0.5; kill -KILL "$callee_pid" 2>/dev/null
   fi
   [ -n "$callee_pid" ] && wait "$callee_pid" 2>/dev/null
+  callee_pid=""
+}
+cleanup() {
+  stop_callee
+  # Remove our binding so later runs (from other ports) do not find a stale contact for 1001.
+  if [ "$registered" = 1 ]; then
+    registered=0
+    (cd "$logdir" 2>/dev/null && timeout 15 sipp -sf "$here/unregister.xml" -s 1001 -au 1001 -ap 1234 -m 1 -p "$port" \
+       "${common[@]}" -timeout 10s -timeout_error "$switch" >unregister.out 2>&1) ||
+      echo "run_call.sh: warning: could not remove the binding 127.0.0.1:$port of 1001" >&2
+  fi
+  [ "$keep" = 0 ] && [ "${rc:-1}" = 0 ] && rm -rf "$logdir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -69,8 +82,10 @@ if [ "$callee" != none ]; then
         "${common[@]}" -timeout 20s -timeout_error "$switch" >register.out 2>&1); then
     echo "run_call.sh: REGISTER of 1001 from 127.0.0.1:$port to $switch failed" >&2
     [ "$quiet" = 1 ] || tail -n 25 "$logdir/register.out" >&2
+    echo "run_call.sh: logs kept in $logdir" >&2
     exit 3
   fi
+  registered=1
   # 2. The callee on the registered port, in the background.
   (cd "$logdir" && exec timeout $((budget + 10)) sipp -sf "$callee" -p "$port" -mp "$(free_media_port)" -m "$calls" \
       "${common[@]}" -timeout "$((budget + 5))s" -timeout_error >callee.out 2>&1) &
@@ -89,11 +104,10 @@ callee_rc=none
 if [ -n "$callee_pid" ]; then
   for _ in $(seq 1 20); do kill -0 "$callee_pid" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$callee_pid" 2>/dev/null; then
-    cleanup; callee_rc=stopped
+    stop_callee; callee_rc=stopped
   else
-    wait "$callee_pid"; callee_rc=$?
+    wait "$callee_pid"; callee_rc=$?; callee_pid=""
   fi
-  callee_pid=""
 fi
 
 stat() { grep -E "^ +$2 " "$1" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}'; }
@@ -105,7 +119,5 @@ if [ "$rc" != 0 ]; then
     for f in "$logdir"/*errors.log; do [ -f "$f" ] && { echo "== $f" >&2; head -n 40 "$f" >&2; }; done
   fi
   echo "run_call.sh: logs kept in $logdir" >&2
-elif [ "$keep" = 0 ]; then
-  rm -rf "$logdir"
 fi
 exit "$rc"
