@@ -4,9 +4,7 @@
 //! (unknown number). Each test starts its own switch on ephemeral loopback ports and drives
 //! tools/sipp/run_call.sh (REGISTER 1001, callee in the background on the registered port,
 //! caller with -m/-r, strict: both SIPp sides must pass every call, everything bounded).
-//!
-//! PENDING: rename to sipp_calls.rs once the B2BUA is merged. The scenario pairs are checked
-//! SIPp-to-SIPp by tools/sipp/selftest.sh.
+//! The scenario pairs themselves are checked SIPp-to-SIPp by tools/sipp/selftest.sh.
 
 mod common;
 
