@@ -377,6 +377,25 @@ impl World {
         self.switch.call_histories()
     }
 
+    /// Every channel row written was deleted again: no leg is left behind in storage.
+    fn assert_channels_cleaned(&self) {
+        let made: Vec<&str> = self
+            .writes
+            .iter()
+            .filter_map(|w| if let Write::UpsertChannel(c) = w { Some(c.uuid.as_str()) } else { None })
+            .collect();
+        let gone: Vec<&str> = self
+            .writes
+            .iter()
+            .filter_map(|w| if let Write::DeleteChannel { uuid } = w { Some(uuid.as_str()) } else { None })
+            .collect();
+        let mut a = made.clone();
+        let mut b = gone.clone();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "every channel row is deleted at CS_DESTROY");
+    }
+
     fn cdr_causes(&self) -> Vec<String> {
         self.writes
             .iter()
@@ -425,6 +444,7 @@ fn reference_call_407_ring_answer_bye_from_caller_reference_md() {
     );
     assert_eq!(w.switch.calls(), 0);
     assert_eq!(w.cdr_causes(), ["NORMAL_CLEARING", "NORMAL_CLEARING"]);
+    w.assert_channels_cleaned();
     // Everything settles: no transaction left after the timers run out.
     w.run_until(Duration::from_secs(40), |_| false);
     assert_eq!(w.switch.transactions(), 0);
@@ -463,6 +483,7 @@ fn busy_callee_reaches_the_caller_as_486() {
     assert_eq!(w.uac.statuses.last(), Some(&(Method::Invite, 486)));
     assert_eq!(w.switch.calls(), 0);
     assert_eq!(w.cdr_causes(), ["USER_BUSY", "USER_BUSY"]);
+    w.assert_channels_cleaned();
 }
 
 #[test]
@@ -507,7 +528,8 @@ fn caller_cancel_before_answer_gets_487_and_cancels_the_callee_rfc3261_9() {
         && w.uac.got(Method::Invite, 487)
         && w.uas.requests.contains(&Method::Cancel)));
     assert!(w.run_until(Duration::from_secs(10), |w| w.switch.calls() == 0));
-    assert!(w.cdr_causes().contains(&"ORIGINATOR_CANCEL".to_string()), "{:?}", w.cdr_causes());
+    assert_eq!(w.cdr_causes(), ["ORIGINATOR_CANCEL", "ORIGINATOR_CANCEL"], "B-leg first, then the caller");
+    w.assert_channels_cleaned();
 }
 
 #[test]
@@ -526,6 +548,8 @@ fn no_answer_within_call_timeout_gets_408_and_cancels_the_callee() {
     // caller the 408 each one network delay (2-30 ms) after the switch sent them.
     assert!(waited > Duration::from_millis(29_950) && waited < Duration::from_millis(30_050), "{waited:?}");
     assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Cancel) && w.switch.calls() == 0));
+    assert_eq!(w.cdr_causes(), ["NO_USER_RESPONSE", "NO_USER_RESPONSE"]);
+    w.assert_channels_cleaned();
 }
 
 #[test]

@@ -71,7 +71,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-common=(-i 127.0.0.1 -nostdin -trace_err)
+# 4 MiB socket buffers, as the switch uses: SIPp's default (the kernel's 208 KiB) overflows
+# in bursts of a few thousand calls per second.
+common=(-i 127.0.0.1 -nostdin -trace_err -buff_size 4194304)
 duration=$(( (calls + rate - 1) / rate ))
 budget=$(( duration + extra_time ))
 

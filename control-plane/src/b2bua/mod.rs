@@ -101,6 +101,8 @@ struct BLeg {
     peer: Peer,
     dialog: Option<Dialog>,
     state: Fork,
+    /// Why the switch cancelled it, if it did.
+    cancel_cause: Option<HangupCause>,
     status: Option<u16>,
     started_unix: u64,
     answered_unix: Option<u64>,
@@ -541,6 +543,7 @@ impl B2bua {
             peer,
             dialog: None,
             state: Fork::Trying,
+            cancel_cause: None,
             status: None,
             started_unix: io.unix,
             answered_unix: None,
@@ -576,7 +579,8 @@ impl B2bua {
                 self.b_invites.remove(&tx);
                 let fork = &mut call.forks[i];
                 if fork.state == Fork::Cancelled {
-                    self.end_fork(io, id, i, HangupCause::ORIGINATOR_CANCEL);
+                    let cause = fork.cancel_cause.unwrap_or(HangupCause::ORIGINATOR_CANCEL);
+                    self.end_fork(io, id, i, cause);
                     return true;
                 }
                 fork.state = Fork::Failed;
@@ -654,10 +658,11 @@ impl B2bua {
     }
 
     /// Sends CANCEL to every fork still ringing.
-    fn cancel_forks(&mut self, io: &mut Io<'_>, id: CallId, _cause: HangupCause) {
+    fn cancel_forks(&mut self, io: &mut Io<'_>, id: CallId, cause: HangupCause) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         for fork in call.forks.iter_mut().filter(|f| matches!(f.state, Fork::Trying | Fork::Ringing)) {
             fork.state = Fork::Cancelled;
+            fork.cancel_cause = Some(cause);
             let inv = &fork.invite;
             let mut buf = Vec::with_capacity(512);
             let mut w = Writer::request(&mut buf, b"CANCEL", inv.request_uri_bytes());
@@ -801,23 +806,15 @@ impl B2bua {
         if let Some(d) = &fork.dialog {
             self.dialogs.remove(&d.key());
         }
-        let cdr = CdrRow {
-            uuid: fork.channel.uuid.clone(),
-            call_uuid: Some(call.uuid.clone()),
-            direction: RowDirection::Outbound,
-            caller_id_name: call.vars.get("caller_id_name").unwrap_or_default().to_string(),
-            caller_id_number: call.vars.get("caller_id_number").unwrap_or_default().to_string(),
-            destination_number: fork.destination.clone(),
-            context: call.vars.get("context").unwrap_or_default().to_string(),
-            start_at: fork.started_unix as i64,
-            answer_at: fork.answered_unix.map(|t| t as i64),
-            end_at: io.unix as i64,
-            duration: (io.unix - fork.started_unix) as i64,
-            billsec: fork.answered_unix.map_or(0, |t| (io.unix - t) as i64),
-            hangup_cause: fork.channel.cause.unwrap_or(cause).to_string(),
-            q850_cause: fork.channel.cause.unwrap_or(cause).q850(),
-            sip_status: fork.status,
-        };
+        let cdr = cdr_row(
+            &fork.channel,
+            &call.uuid,
+            &call.vars,
+            &fork.destination,
+            (fork.started_unix, fork.answered_unix, io.unix),
+            fork.channel.cause.unwrap_or(cause),
+            fork.status,
+        );
         io.writes.push_back(Write::InsertCdr(cdr));
         io.writes.push_back(Write::DeleteChannel { uuid: fork.channel.uuid.clone() });
     }
@@ -828,25 +825,30 @@ impl B2bua {
         if call.a.channel.is_up() || call.forks.iter().any(|f| f.channel.is_up() && f.state != Fork::Cancelled) {
             return;
         }
+        // B-legs still waiting for their 487 end now, with the reason they were cancelled.
+        let cancelled: Vec<(usize, HangupCause)> = call
+            .forks
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.channel.is_up())
+            .map(|(i, f)| (i, f.cancel_cause.unwrap_or(HangupCause::ORIGINATOR_CANCEL)))
+            .collect();
+        for (i, cause) in cancelled {
+            self.end_fork(io, id, i, cause);
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
         call.a.channel.finish();
         let cause = call.a.channel.cause.unwrap_or(HangupCause::NORMAL_CLEARING);
-        let cdr = CdrRow {
-            uuid: call.a.channel.uuid.clone(),
-            call_uuid: Some(call.uuid.clone()),
-            direction: RowDirection::Inbound,
-            caller_id_name: call.vars.get("caller_id_name").unwrap_or_default().to_string(),
-            caller_id_number: call.vars.get("caller_id_number").unwrap_or_default().to_string(),
-            destination_number: call.vars.get("destination_number").unwrap_or_default().to_string(),
-            context: call.vars.get("context").unwrap_or_default().to_string(),
-            start_at: call.created_unix as i64,
-            answer_at: call.answered_unix.map(|t| t as i64),
-            end_at: io.unix as i64,
-            duration: (io.unix - call.created_unix) as i64,
-            billsec: call.answered_unix.map_or(0, |t| (io.unix - t) as i64),
-            hangup_cause: cause.to_string(),
-            q850_cause: cause.q850(),
-            sip_status: None,
-        };
+        let destination = call.vars.get("destination_number").unwrap_or_default().to_string();
+        let cdr = cdr_row(
+            &call.a.channel,
+            &call.uuid,
+            &call.vars,
+            &destination,
+            (call.created_unix, call.answered_unix, io.unix),
+            cause,
+            None,
+        );
         io.writes.push_back(Write::InsertCdr(cdr));
         io.writes.push_back(Write::DeleteChannel { uuid: call.a.channel.uuid.clone() });
         io.writes.push_back(Write::DeleteCall { uuid: call.uuid.clone() });
@@ -1084,6 +1086,36 @@ fn build_to_a(invite: &Message, code: u16, to_tag: &str, peer: Peer, sdp: Option
         _ => w.finish(b""),
     }
     Bytes::from(buf)
+}
+
+/// The CDR of one leg at CS_REPORTING; `times` are start, answer and end (unix seconds).
+fn cdr_row(
+    c: &Channel,
+    call_uuid: &str,
+    vars: &Variables,
+    destination: &str,
+    times: (u64, Option<u64>, u64),
+    cause: HangupCause,
+    sip_status: Option<u16>,
+) -> CdrRow {
+    let (start, answer, end) = times;
+    CdrRow {
+        uuid: c.uuid.clone(),
+        call_uuid: Some(call_uuid.to_string()),
+        direction: if c.direction == Direction::Inbound { RowDirection::Inbound } else { RowDirection::Outbound },
+        caller_id_name: vars.get("caller_id_name").unwrap_or_default().to_string(),
+        caller_id_number: vars.get("caller_id_number").unwrap_or_default().to_string(),
+        destination_number: destination.to_string(),
+        context: vars.get("context").unwrap_or_default().to_string(),
+        start_at: start as i64,
+        answer_at: answer.map(|t| t as i64),
+        end_at: end as i64,
+        duration: end.saturating_sub(start) as i64,
+        billsec: answer.map_or(0, |t| end.saturating_sub(t) as i64),
+        hangup_cause: cause.to_string(),
+        q850_cause: cause.q850(),
+        sip_status,
+    }
 }
 
 fn channel_row(c: &Channel, vars: &Variables, unix: u64, call_uuid: Option<String>) -> ChannelRow {
