@@ -126,7 +126,9 @@ impl Server {
             }
             None => None,
         };
+        let source = (config.source != crate::config::EMBEDDED_NAME).then(|| std::path::PathBuf::from(&config.source));
         let driver = Driver {
+            source,
             switch,
             udp: udp_sockets,
             tcp: HashMap::new(),
@@ -157,6 +159,8 @@ impl Server {
 }
 
 struct Driver {
+    /// The configuration file, re-read on SIGHUP (None: the embedded default).
+    source: Option<std::path::PathBuf>,
     switch: Switch,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     tcp: HashMap<(SocketAddr, SocketAddr), ConnWriter>,
@@ -167,6 +171,9 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, mut shutdown: watch::Receiver<bool>) {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| warn!(error = %e, "SIGHUP reload unavailable"))
+            .ok();
         loop {
             let deadline = self.switch.poll_timeout();
             let sleep = async {
@@ -190,6 +197,12 @@ impl Driver {
                     }
                 }
                 _ = sleep => {}
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.reload(),
             }
             let now = Instant::now();
             if self.switch.poll_timeout().is_some_and(|d| d <= now) {
@@ -208,6 +221,39 @@ impl Driver {
         let storage = self.storage;
         let _ = tokio::task::spawn_blocking(move || storage.close()).await;
         debug!("SIP driver stopped");
+    }
+
+    /// SIGHUP: re-reads the directory (the configuration and its users file) and the
+    /// dialplan. Whatever fails to load is reported and the previous version stays.
+    fn reload(&mut self) {
+        let config = match &self.source {
+            Some(path) => match Config::load(path) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "reload refused: the previous directory and dialplan stay in force");
+                    return;
+                }
+            },
+            None => match Config::embedded() {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "reload refused");
+                    return;
+                }
+            },
+        };
+        self.switch.set_users(&config.directory.users);
+        info!(users = config.directory.users.len(), "directory reloaded");
+        match &config.dialplan.file {
+            Some(path) => match crate::dialplan::Dialplan::load(path, &crate::dialplan::Variables::new()) {
+                Ok(plan) => {
+                    info!(file = %path.display(), "dialplan reloaded");
+                    self.switch.set_dialplan(plan);
+                }
+                Err(e) => warn!(error = %e, "dialplan reload refused: the previous dialplan stays in force"),
+            },
+            None => self.switch.set_dialplan(crate::dialplan::Dialplan::embedded_default()),
+        }
     }
 
     fn handle(&mut self, item: Inbound) {

@@ -103,3 +103,34 @@ fn registrations_are_listed_over_http_and_survive_a_restart() {
     assert_eq!(code, 200);
     assert!(body.contains("\"aor\":\"1005\""), "{body}");
 }
+
+/// Sends SIGHUP to the switch and waits until a REGISTER as `user` with `password`
+/// succeeds (the reload is asynchronous; bounded retries, no fixed sleep).
+fn reload_until_registers(sw: &SwitchProcess, user: &str, password: &str) -> bool {
+    let _ = Command::new("kill").arg("-HUP").arg(sw.child.id().to_string()).status();
+    (0..20).any(|_| {
+        let ok = sipp_register("u1", sw.udp, user, password).status.code() == Some(0);
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ok
+    })
+}
+
+#[test]
+fn users_file_is_reloaded_on_sighup_and_a_broken_one_is_refused() {
+    let dir = TempDir::new("reload");
+    let users = dir.0.join("users.toml");
+    std::fs::write(&users, "[[user]]\nid = \"2000\"\npassword = \"first-pw\"\n").unwrap();
+    let extra = format!("\n[directory]\nusers_file = \"{}\"\n", users.display());
+    let sw = SwitchProcess::start_in(dir, &extra);
+    assert_all_passed(sipp_register("u1", sw.udp, "2000", "first-pw"));
+    std::fs::write(&users, "[[user]]\nid = \"2000\"\npassword = \"second-pw\"\n").unwrap();
+    assert!(reload_until_registers(&sw, "2000", "second-pw"), "the new password works after SIGHUP");
+    assert_ne!(sipp_register("u1", sw.udp, "2000", "first-pw").status.code(), Some(0), "the old one no longer does");
+    // A broken users file is refused: the directory in force stays.
+    std::fs::write(&users, "[[user]]\nid = \"2000\"\npasword = \"typo\"\n").unwrap();
+    let _ = Command::new("kill").arg("-HUP").arg(sw.child.id().to_string()).status();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_all_passed(sipp_register("u1", sw.udp, "2000", "second-pw"));
+}

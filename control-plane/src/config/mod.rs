@@ -183,6 +183,8 @@ pub struct LogConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Directory {
     pub users: Vec<User>,
+    /// The users file the directory was read from, if one is configured.
+    pub users_file: Option<PathBuf>,
 }
 
 /// One user of the directory.
@@ -332,6 +334,15 @@ struct RawLog {
 struct RawDirectory {
     default_password: Option<Spanned<String>>,
     users: Option<Vec<Spanned<String>>>,
+    users_file: Option<Spanned<String>>,
+    #[serde(default)]
+    user: Vec<RawUser>,
+}
+
+/// A users file: `[[user]]` tables with the keys of `[[directory.user]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsersFile {
     #[serde(default)]
     user: Vec<RawUser>,
 }
@@ -477,6 +488,31 @@ fn ranged(cx: &Ctx, key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64,
             Err(cx.err(key, s.span().start, format!("{} is out of range: expected {min} to {max}", s.get_ref())))
         }
     }
+}
+
+/// Applies `[[directory.user]]` (or a users file's `[[user]]`) entries over `users`.
+fn merge_users(cx: &Ctx, users: &mut Vec<User>, entries: &[RawUser]) -> Result<(), ConfigError> {
+    for u in entries {
+        let secret = user_secret(cx, u)?;
+        let user = match users.iter_mut().position(|x| x.id == *u.id.get_ref()) {
+            Some(i) => {
+                users[i].secret = secret;
+                &mut users[i]
+            }
+            None => {
+                users.push(User::new(u.id.get_ref().clone(), secret));
+                users.last_mut().expect("just pushed")
+            }
+        };
+        if let Some(n) = &u.caller_id_name {
+            user.caller_id_name = n.clone();
+        }
+        if let Some(n) = &u.caller_id_number {
+            user.caller_id_number = n.clone();
+        }
+        user.variables = u.variables.clone();
+    }
+    Ok(())
 }
 
 /// A `[[directory.user]]`'s secret: exactly one of a password or HA1 values.
@@ -772,26 +808,26 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             users.push(User::new(e, Secret::Password(default_password.clone())));
         }
     }
-    for u in &dir.user {
-        let secret = user_secret(cx, u)?;
-        let user = match users.iter_mut().find(|x| x.id == *u.id.get_ref()) {
-            Some(x) => {
-                x.secret = secret;
-                x
-            }
-            None => {
-                users.push(User::new(u.id.get_ref().clone(), secret));
-                users.last_mut().expect("just pushed")
-            }
-        };
-        if let Some(n) = &u.caller_id_name {
-            user.caller_id_name = n.clone();
+    merge_users(cx, &mut users, &dir.user)?;
+    let users_file = match &dir.users_file {
+        Some(f) if !f.get_ref().is_empty() => {
+            // Relative to the configuration file's directory.
+            let base = Path::new(cx.file).parent().filter(|p| !p.as_os_str().is_empty() && !cx.file.starts_with('<'));
+            let path = base.map_or_else(|| PathBuf::from(f.get_ref()), |b| b.join(f.get_ref()));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                cx.err("directory.users_file", f.span().start, format!("cannot read {}: {e}", path.display()))
+            })?;
+            let name = path.display().to_string();
+            let fcx = Ctx { file: &name, text: &text };
+            let raw: RawUsersFile = toml::from_str(&text).map_err(|e| {
+                let offset = e.span().map_or(0, |s| s.start);
+                fcx.err(&fcx.key_at(offset), offset, e.message().trim())
+            })?;
+            merge_users(&fcx, &mut users, &raw.user)?;
+            Some(path)
         }
-        if let Some(n) = &u.caller_id_number {
-            user.caller_id_number = n.clone();
-        }
-        user.variables = u.variables.clone();
-    }
+        _ => None,
+    };
     let config = Config {
         source: cx.file.to_string(),
         sip,
@@ -799,7 +835,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         media,
         storage,
         log: LogConfig { level },
-        directory: Directory { users },
+        directory: Directory { users, users_file },
         registrar,
         auth,
         management,

@@ -179,3 +179,23 @@ fn management_endpoint_defaults_to_loopback_and_can_be_turned_off() {
     let e = err("[sip]\ntcp = [\"127.0.0.1:8080\"]\n[management]\nhttp_listen = \"127.0.0.1:8080\"\n");
     assert_eq!((e.line, e.key.as_str()), (4, "management.http_listen"));
 }
+
+#[test]
+fn users_file_adds_and_overrides_users_and_reports_its_own_lines() {
+    let dir = std::env::temp_dir().join(format!("ferroswitch-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("users.toml"), "[[user]]\nid = \"1000\"\npassword = \"new-pw\"\n\n[[user]]\nid = \"3000\"\nha1_sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n").unwrap();
+    let cfg = dir.join("ferroswitch.toml");
+    std::fs::write(&cfg, "[directory]\nusers = [\"1000-1001\"]\nusers_file = \"users.toml\"\n").unwrap();
+    let c = Config::load(&cfg).unwrap();
+    let ids: Vec<_> = c.directory.users.iter().map(|u| (u.id.as_str(), u.secret.clone())).collect();
+    assert_eq!(ids[0], ("1000", Secret::Password("new-pw".into())));
+    assert_eq!(ids[1], ("1001", Secret::Password("1234".into())));
+    assert_eq!(ids[2].0, "3000");
+    assert_eq!(c.directory.users_file, Some(dir.join("users.toml")));
+    std::fs::write(dir.join("users.toml"), "[[user]]\nid = \"1000\"\n\npasword = \"typo\"\n").unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!((e.file, e.line), (dir.join("users.toml").display().to_string(), 4));
+    assert!(e.message.contains("unknown field `pasword`"), "{}", e.message);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -116,6 +116,11 @@ impl Switch {
         self.dialplan = dialplan;
     }
 
+    /// Replaces the directory (on reload); calls in progress keep their variables.
+    pub fn set_users(&mut self, users: &[User]) {
+        self.users = users.iter().map(|u| (u.id.clone(), u.clone())).collect();
+    }
+
     /// The switch's own listeners: B-legs are sent from them and name them in Contact.
     pub fn set_locals(&mut self, locals: Vec<Peer>) {
         self.locals = locals;
