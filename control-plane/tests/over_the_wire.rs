@@ -186,12 +186,12 @@ fn every_rfc4475_message_gets_its_answer_over_udp_and_the_switch_stays_up() {
             Some(415) => assert_eq!(header_values(final_text, "Accept"), ["application/sdp"], "{name}"),
             Some(401) => {
                 let c = header_values(final_text, "WWW-Authenticate");
-                assert_eq!(c.len(), 2, "{name}");
-                assert!(c[0].contains("algorithm=MD5") && c[1].contains("algorithm=SHA-256"), "{name}: {c:?}");
+                assert_eq!(c.len(), 1, "{name}: the default offers MD5 only");
+                assert!(c[0].contains("algorithm=MD5") && c[0].contains("qop=\"auth\""), "{name}: {c:?}");
                 assert!(c[0].starts_with("Digest realm=\""), "{name}");
             }
             Some(407) => {
-                assert_eq!(header_values(final_text, "Proxy-Authenticate").len(), 2, "{name}");
+                assert_eq!(header_values(final_text, "Proxy-Authenticate").len(), 1, "{name}");
                 // INVITE: 100 Trying first, then the challenge.
                 assert_eq!(status(&responses[0]), 100, "{name}");
             }
@@ -342,4 +342,19 @@ fn ipv6_loopback_udp_and_tcp() {
     assert_eq!(tcp_read_responses(&mut t, 1, WAIT).iter().map(|x| status(x)).collect::<Vec<_>>(), [200]);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn configured_algorithms_are_offered_in_order_rfc8760_2_4() {
+    let sw = SwitchProcess::start("\n[auth]\nalgorithms = [\"SHA-256\", \"MD5\"]\n");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = s.local_addr().unwrap();
+    let reg = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKalg1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:1000@127.0.0.1>;tag=a\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: alg-1\r\nCSeq: 1 REGISTER\r\nContact: <sip:1000@{local}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.send_to(reg.as_bytes(), sw.udp).unwrap();
+    let r = collect_responses(&s, WAIT);
+    let c = header_values(&r[0], "WWW-Authenticate");
+    assert_eq!(c.len(), 2);
+    assert!(c[0].contains("algorithm=SHA-256") && c[1].contains("algorithm=MD5"), "{c:?}");
 }

@@ -723,7 +723,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         })?);
     }
     let algorithms = match &raw.auth.algorithms {
-        None => vec![Algorithm::Md5, Algorithm::Sha256],
+        None => vec![Algorithm::Md5],
         Some(list) => {
             let mut v = Vec::new();
             for name in list.get_ref() {
