@@ -394,6 +394,34 @@ impl World {
         a.sort();
         b.sort();
         assert_eq!(a, b, "every channel row is deleted at CS_DESTROY");
+        let dialogs: Vec<(String, String)> = self
+            .writes
+            .iter()
+            .filter_map(|w| {
+                if let Write::UpsertDialog(d) = w {
+                    Some((d.call_id.clone(), d.local_tag.clone()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let ended: Vec<(String, String)> = self
+            .writes
+            .iter()
+            .filter_map(|w| {
+                if let Write::DeleteDialog { call_id, local_tag, .. } = w {
+                    Some((call_id.clone(), local_tag.clone()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(dialogs.len(), ended.len(), "every dialog row is deleted when its leg ends");
+        assert!(dialogs.iter().all(|d| ended.contains(d)));
+    }
+
+    fn dialog_rows(&self) -> usize {
+        self.writes.iter().filter(|w| matches!(w, Write::UpsertDialog(_))).count()
     }
 
     fn cdr_causes(&self) -> Vec<String> {
@@ -444,6 +472,7 @@ fn reference_call_407_ring_answer_bye_from_caller_reference_md() {
     );
     assert_eq!(w.switch.calls(), 0);
     assert_eq!(w.cdr_causes(), ["NORMAL_CLEARING", "NORMAL_CLEARING"]);
+    assert_eq!(w.dialog_rows(), 2, "one dialog per leg");
     w.assert_channels_cleaned();
     // Everything settles: no transaction left after the timers run out.
     w.run_until(Duration::from_secs(40), |_| false);

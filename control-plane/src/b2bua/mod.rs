@@ -29,7 +29,7 @@ use crate::sip::message::write::{default_reason, response_to, Writer};
 use crate::sip::message::{Framing, HeaderName, Message, Method};
 use crate::sip::transaction::{TransactionLayer, TxId};
 use crate::sip::transport::{Peer, TransportKind};
-use crate::storage::{CallRow, CdrRow, ChannelRow, Direction as RowDirection, Write};
+use crate::storage::{CallRow, CdrRow, ChannelRow, DialogRow, Direction as RowDirection, Write};
 use channel::{Channel, ChannelState, Direction, HangupCause};
 use dialog::Dialog;
 
@@ -158,7 +158,8 @@ pub struct B2bua {
     next: u64,
     a_invites: HashMap<TxId, CallId>,
     b_invites: HashMap<TxId, (CallId, usize)>,
-    dialogs: HashMap<(String, String), (CallId, Side)>,
+    /// (Call-ID, our tag) → the call, the leg, and the remote tag (for the storage row).
+    dialogs: HashMap<(String, String), (CallId, Side, String)>,
     timers: BTreeSet<(Instant, CallId)>,
 }
 
@@ -641,7 +642,7 @@ impl B2bua {
         io.writes
             .push_back(Write::SetChannelState { uuid: fork.channel.uuid.clone(), state: "CS_EXCHANGE_MEDIA".into() });
         info!(call = %call.uuid, b_uuid = %fork.channel.uuid, "B-leg answered: bridged");
-        self.dialogs.insert(dialog.key(), (id, Side::B(i)));
+        track_dialog(&mut self.dialogs, io, &dialog, id, Side::B(i), &fork.channel.uuid, RowDirection::Outbound);
         fork.dialog = Some(dialog);
         call.answered = Some(i);
         call.phase = Phase::Bridged;
@@ -755,7 +756,7 @@ impl B2bua {
         a.final_sent = true;
         call.answered_unix = Some(io.unix);
         let dialog = Dialog::uas(&a.invite, &a.to_tag, a.peer);
-        self.dialogs.insert(dialog.key(), (id, Side::A));
+        track_dialog(&mut self.dialogs, io, &dialog, id, Side::A, &a.channel.uuid, RowDirection::Inbound);
         a.dialog = Some(dialog);
         info!(call = %call.uuid, "answered");
     }
@@ -804,7 +805,7 @@ impl B2bua {
         fork.channel.hangup(cause);
         fork.channel.finish();
         if let Some(d) = &fork.dialog {
-            self.dialogs.remove(&d.key());
+            untrack_dialog(&mut self.dialogs, io, &d.key());
         }
         let cdr = cdr_row(
             &fork.channel,
@@ -859,12 +860,12 @@ impl B2bua {
         self.a_invites.remove(&call.a.tx);
         self.relays.retain(|_, r| r.call != id);
         if let Some(d) = &call.a.dialog {
-            self.dialogs.remove(&d.key());
+            untrack_dialog(&mut self.dialogs, io, &d.key());
         }
         for f in &call.forks {
             self.b_invites.remove(&f.tx);
             if let Some(d) = &f.dialog {
-                self.dialogs.remove(&d.key());
+                untrack_dialog(&mut self.dialogs, io, &d.key());
             }
         }
     }
@@ -891,7 +892,7 @@ impl B2bua {
     /// switch then answers 481).
     pub fn on_in_dialog(&mut self, io: &mut Io<'_>, tx: TxId, req: &Message, peer: Peer) -> bool {
         let key = (text(req.call_id()), req.to_tag().map(text).unwrap_or_default());
-        let Some(&(id, side)) = self.dialogs.get(&key) else { return false };
+        let Some(&(id, side, _)) = self.dialogs.get(&key) else { return false };
         match req.method() {
             Method::Bye => {
                 respond_simple(io, tx, req, peer, 200);
@@ -901,13 +902,13 @@ impl B2bua {
                         info!(call = %call.uuid, "caller hung up");
                         call.a.final_sent = true;
                         call.a.dialog = None;
-                        self.dialogs.remove(&key);
+                        untrack_dialog(&mut self.dialogs, io, &key);
                         self.hangup_a_quietly(io, id, HangupCause::NORMAL_CLEARING);
                     }
                     Side::B(i) => {
                         info!(call = %call.uuid, "callee hung up");
                         if let Some(d) = call.forks[i].dialog.take() {
-                            self.dialogs.remove(&d.key());
+                            untrack_dialog(&mut self.dialogs, io, &d.key());
                         }
                         self.end_fork(io, id, i, HangupCause::NORMAL_CLEARING);
                         self.hangup_a(io, id, HangupCause::NORMAL_CLEARING, None);
@@ -1035,6 +1036,40 @@ impl B2bua {
             call.a.dialog = None;
         }
         self.hangup_a(io, id, cause, None);
+    }
+}
+
+type Dialogs = HashMap<(String, String), (CallId, Side, String)>;
+
+/// Indexes an established dialog and writes its `sip_dialogs` row.
+fn track_dialog(
+    dialogs: &mut Dialogs,
+    io: &mut Io<'_>,
+    d: &Dialog,
+    id: CallId,
+    side: Side,
+    uuid: &str,
+    direction: RowDirection,
+) {
+    dialogs.insert(d.key(), (id, side, d.remote_tag.clone()));
+    io.writes.push_back(Write::UpsertDialog(DialogRow {
+        call_id: d.call_id.clone(),
+        local_tag: d.local_tag.clone(),
+        remote_tag: d.remote_tag.clone(),
+        channel_uuid: uuid.to_string(),
+        direction,
+        state: "confirmed".into(),
+        remote_target: d.remote_target.clone(),
+        route_set: d.route_set.join(", "),
+        local_cseq: d.local_cseq,
+        remote_cseq: 0,
+    }));
+}
+
+/// Forgets a dialog and deletes its row.
+fn untrack_dialog(dialogs: &mut Dialogs, io: &mut Io<'_>, key: &(String, String)) {
+    if let Some((_, _, remote_tag)) = dialogs.remove(key) {
+        io.writes.push_back(Write::DeleteDialog { call_id: key.0.clone(), local_tag: key.1.clone(), remote_tag });
     }
 }
 
