@@ -51,6 +51,8 @@ struct Ua {
     cseq: u32,
     auth_tries: u32,
     last_request: Option<Message>,
+    /// Whether it ACKs a 2xx (a test can make it lose its ACK).
+    ack_2xx: bool,
 }
 
 impl Ua {
@@ -67,6 +69,7 @@ impl Ua {
             cseq: 0,
             auth_tries: 0,
             last_request: None,
+            ack_2xx: true,
         }
     }
 
@@ -210,7 +213,9 @@ impl Ua {
                     let from = String::from_utf8_lossy(msg.header(HeaderName::From).unwrap()).into_owned();
                     let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
                     self.dialog = Some((target, to, from, call_id));
-                    self.in_dialog(now, "ACK", msg.cseq());
+                    if self.ack_2xx {
+                        self.in_dialog(now, "ACK", msg.cseq());
+                    }
                 }
             }
             Event::Request { tx, msg, cancels, .. } => {
@@ -645,4 +650,24 @@ fn re_invite_and_info_are_relayed_to_the_other_leg_rfc3261_14() {
         w.uas.requests
     );
     assert_eq!(w.switch.calls(), 1);
+}
+
+#[test]
+fn a_bye_from_the_caller_ends_2xx_retransmissions_when_its_ack_was_lost_rfc3261_13_3_1_4() {
+    let mut w = World::new(8, 0.0);
+    w.register_callee();
+    w.uac.ack_2xx = false;
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    // The caller never ACKs, but hangs up at once: its BYE proves it has the 2xx.
+    let now = w.now;
+    w.uac.in_dialog(now, "BYE", 10);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Bye, 200)));
+    let oks = |w: &World| w.uac.statuses.iter().filter(|s| **s == (Method::Invite, 200)).count();
+    let before = oks(&w);
+    w.run_until(Duration::from_secs(40), |_| false);
+    assert_eq!(oks(&w), before, "no 2xx retransmission after the BYE");
+    assert_eq!(w.switch.calls(), 0);
 }

@@ -893,6 +893,13 @@ impl B2bua {
     pub fn on_in_dialog(&mut self, io: &mut Io<'_>, tx: TxId, req: &Message, peer: Peer) -> bool {
         let key = (text(req.call_id()), req.to_tag().map(text).unwrap_or_default());
         let Some(&(id, side, _)) = self.dialogs.get(&key) else { return false };
+        if side == Side::A {
+            // Any request in the caller's dialog proves it has our 2xx, even if its ACK
+            // was lost: stop retransmitting the 2xx.
+            if let Some(call) = self.calls.get(&id) {
+                io.tx.acknowledged(io.now, call.a.tx);
+            }
+        }
         match req.method() {
             Method::Bye => {
                 respond_simple(io, tx, req, peer, 200);

@@ -479,6 +479,20 @@ impl TransactionLayer {
         }
     }
 
+    /// The TU learned that the 2xx of INVITE server transaction `tx` reached the client
+    /// without seeing its ACK: a request arrived in the dialog that 2xx created (RFC 3261
+    /// §13.3.1.4 retransmits the 2xx only until the client is known to have it). Stops the
+    /// 2xx retransmissions as the ACK would have; anything else is left as it is.
+    pub fn acknowledged(&mut self, now: Instant, tx: TxId) {
+        self.step(tx, |role, cfg, out| {
+            if let Role::Server(s) = role {
+                if s.is_accepted() {
+                    s.on_ack(now, cfg, out);
+                }
+            }
+        });
+    }
+
     fn on_ack(&mut self, now: Instant, msg: Message, peer: Peer) {
         if let Some(id) = self.invite_for_ack(&msg) {
             let outcome = self.step(id, |role, cfg, out| match role {

@@ -61,6 +61,11 @@ impl ServerTx {
         }
     }
 
+    /// In RFC 6026's Accepted state (a 2xx sent).
+    pub(super) fn is_accepted(&self) -> bool {
+        self.state == State::Accepted
+    }
+
     /// An ACK matched this INVITE transaction.
     pub(super) fn on_ack(&mut self, now: Instant, cfg: &TimerConfig, out: &mut Vec<Action>) -> AckOutcome {
         match self.state {
