@@ -388,28 +388,10 @@ impl Switch {
     fn on_register(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) {
         let to = req.to();
         if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
-            self.stats.refused += 1;
-            info!("REGISTER for a non-SIP address of record");
-            return self.respond_reason(
-                now,
-                tx,
-                req,
-                peer,
-                400,
-                "Bad Request (address of record must be a sip or sips URI)",
-                |_| {},
-            );
+            return self.bad_request(now, tx, req, peer, "address of record must be a sip or sips URI");
         }
         let Some(aor) = to.uri.user.map(|u| String::from_utf8_lossy(&unescape(u)).into_owned()) else {
-            return self.respond_reason(
-                now,
-                tx,
-                req,
-                peer,
-                400,
-                "Bad Request (address of record has no user part)",
-                |_| {},
-            );
+            return self.bad_request(now, tx, req, peer, "address of record has no user part");
         };
         let Some(user) = self.authenticate(now, tx, req, peer) else { return };
         if user != aor {
@@ -459,6 +441,13 @@ impl Switch {
         let unix = self.unix(now);
         let caller = caller.and_then(|u| self.users.get(&u).cloned());
         self.b2bua.on_invite(&mut io!(self, now, unix), tx, req, peer, caller.as_ref());
+    }
+
+    /// 400 with the reason in the phrase, counted as refused.
+    fn bad_request(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer, why: &str) {
+        self.stats.refused += 1;
+        info!(why, "bad request");
+        self.respond_reason(now, tx, req, peer, 400, &format!("Bad Request ({why})"), |_| {});
     }
 
     fn respond(
