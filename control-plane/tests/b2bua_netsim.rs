@@ -53,6 +53,8 @@ struct Ua {
     last_request: Option<Message>,
     /// Whether it ACKs a 2xx (a test can make it lose its ACK).
     ack_2xx: bool,
+    /// The body of the last 183 received (early media SDP).
+    early_sdp: Option<Vec<u8>>,
 }
 
 impl Ua {
@@ -70,6 +72,7 @@ impl Ua {
             auth_tries: 0,
             last_request: None,
             ack_2xx: true,
+            early_sdp: None,
         }
     }
 
@@ -202,6 +205,9 @@ impl Ua {
         match e {
             Event::Response { msg, .. } => {
                 let (m, s) = (msg.cseq_method(), msg.status().unwrap());
+                if s == 183 {
+                    self.early_sdp = Some(msg.body().to_vec());
+                }
                 if !self.statuses.contains(&(m, s)) || s >= 200 {
                     self.statuses.push((m, s));
                 }
@@ -670,4 +676,31 @@ fn a_bye_from_the_caller_ends_2xx_retransmissions_when_its_ack_was_lost_rfc3261_
     w.run_until(Duration::from_secs(40), |_| false);
     assert_eq!(oks(&w), before, "no 2xx retransmission after the BYE");
     assert_eq!(w.switch.calls(), 0);
+}
+
+#[test]
+fn early_media_183_with_sdp_is_relayed_to_the_caller() {
+    let mut w = World::new(9, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(183, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 183)), "{:?}", w.uac.statuses);
+    // The early SDP reaches the caller unchanged; the answer comes later as usual.
+    assert_eq!(w.uac.early_sdp.as_deref(), Some(SDP_B));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+}
+
+#[test]
+fn decline_603_from_the_callee_reaches_the_caller() {
+    let mut w = World::new(10, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(603, b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite).is_some_and(|s| s != 407)));
+    assert_eq!(w.uac.statuses.last(), Some(&(Method::Invite, 603)));
+    assert_eq!(w.cdr_causes(), ["CALL_REJECTED", "CALL_REJECTED"]);
+    w.assert_channels_cleaned();
 }
