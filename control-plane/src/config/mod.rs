@@ -817,13 +817,24 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 cx.err("directory.users_file", f.span().start, format!("cannot read {}: {e}", path.display()))
             })?;
-            let name = path.display().to_string();
-            let fcx = Ctx { file: &name, text: &text };
-            let raw: RawUsersFile = toml::from_str(&text).map_err(|e| {
-                let offset = e.span().map_or(0, |s| s.start);
-                fcx.err(&fcx.key_at(offset), offset, e.message().trim())
-            })?;
-            merge_users(&fcx, &mut users, &raw.user)?;
+            if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")) {
+                // A FreeSWITCH directory: its users replace or join the configured ones.
+                let domain = if sip.realm.is_empty() { "127.0.0.1" } else { sip.realm.as_str() };
+                for u in directory_xml::read(&path, &default_password, domain)? {
+                    match users.iter_mut().find(|x| x.id == u.id) {
+                        Some(x) => *x = u,
+                        None => users.push(u),
+                    }
+                }
+            } else {
+                let name = path.display().to_string();
+                let fcx = Ctx { file: &name, text: &text };
+                let raw: RawUsersFile = toml::from_str(&text).map_err(|e| {
+                    let offset = e.span().map_or(0, |s| s.start);
+                    fcx.err(&fcx.key_at(offset), offset, e.message().trim())
+                })?;
+                merge_users(&fcx, &mut users, &raw.user)?;
+            }
             Some(path)
         }
         _ => None,
@@ -865,6 +876,8 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
     }
     Ok(config)
 }
+
+mod directory_xml;
 
 #[cfg(test)]
 mod tests;

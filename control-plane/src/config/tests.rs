@@ -196,3 +196,51 @@ fn users_file_adds_and_overrides_users_and_reports_its_own_lines() {
     assert!(e.message.contains("unknown field `pasword`"), "{}", e.message);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn freeswitch_xml_directory_as_users_file() {
+    let dir = std::env::temp_dir().join(format!("ferroswitch-fsdir-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("default")).unwrap();
+    std::fs::write(
+        dir.join("default/1000.xml"),
+        "<include>\n  <user id=\"1000\">\n    <params>\n      <param name=\"password\" value=\"$${default_password}\"/>\n      <param name=\"vm-password\" value=\"1000\"/>\n    </params>\n    <variables>\n      <variable name=\"user_context\" value=\"default\"/>\n      <variable name=\"effective_caller_id_name\" value=\"Reception\"/>\n      <variable name=\"effective_caller_id_number\" value=\"1000\"/>\n    </variables>\n  </user>\n</include>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("default/2000.xml"),
+        "<include>\n  <user id=\"2000\">\n    <params>\n      <param name=\"a1-hash\" value=\"0123456789ABCDEF0123456789ABCDEF\"/>\n    </params>\n  </user>\n</include>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("directory.xml"),
+        "<document type=\"freeswitch/xml\">\n  <section name=\"directory\">\n    <domain name=\"$${domain}\">\n      <groups><group name=\"default\"><users>\n        <X-PRE-PROCESS cmd=\"include\" data=\"default/*.xml\"/>\n      </users></group></groups>\n    </domain>\n  </section>\n</document>\n",
+    )
+    .unwrap();
+    let cfg = dir.join("ferroswitch.toml");
+    std::fs::write(
+        &cfg,
+        "[directory]\ndefault_password = \"pw-from-config\"\nusers = []\nusers_file = \"directory.xml\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&cfg).unwrap();
+    let u: Vec<_> =
+        c.directory.users.iter().map(|u| (u.id.as_str(), u.secret.clone(), u.caller_id_name.as_str())).collect();
+    assert_eq!(
+        u,
+        [
+            ("1000", Secret::Password("pw-from-config".into()), "Reception"),
+            (
+                "2000",
+                Secret::Ha1 { md5: Some("0123456789abcdef0123456789abcdef".into()), sha256: None },
+                "Extension 2000"
+            ),
+        ]
+    );
+    assert_eq!(c.directory.users[0].variables.get("user_context").map(String::as_str), Some("default"));
+    // A user without a secret is refused with its file and line.
+    std::fs::write(dir.join("default/2000.xml"), "<include>\n\n  <user id=\"2000\"/>\n</include>\n").unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!((e.file, e.line), (dir.join("default/2000.xml").display().to_string(), 3));
+    assert!(e.message.contains("needs a password or a1-hash"), "{}", e.message);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

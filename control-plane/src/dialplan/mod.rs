@@ -39,7 +39,7 @@ mod ast;
 mod dialstring;
 mod engine;
 mod vars;
-mod xml;
+pub(crate) mod xml;
 
 #[cfg(test)]
 mod tests;
