@@ -260,7 +260,7 @@ impl Switch {
     fn on_event(&mut self, now: Instant, e: Event) {
         match e {
             Event::Request { tx, msg, peer, cancels } => {
-                let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
+                let call_id = String::from_utf8_lossy(msg.call_id());
                 let span = tracing::info_span!("sip", call_id = %call_id);
                 let _enter = span.enter();
                 match tx {
@@ -269,7 +269,7 @@ impl Switch {
                 }
             }
             Event::Response { tx, msg } => {
-                let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
+                let call_id = String::from_utf8_lossy(msg.call_id());
                 let span = tracing::info_span!("sip", call_id = %call_id);
                 let _enter = span.enter();
                 let unix = self.unix(now);
