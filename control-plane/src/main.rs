@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use control_plane::config::Config;
 use control_plane::server::Server;
 
+/// The SIP path allocates small, short-lived buffers per message; mimalloc serves them
+/// from per-thread free lists where glibc malloc kept consolidating its fast bins.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: ferroswitch [--config FILE] [--check-config]
 
   --config FILE    read FILE (TOML; see config/ferroswitch.toml for every key).

@@ -85,7 +85,11 @@ impl Server {
         drop(to_core);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (stats_tx, stats) = watch::channel(Stats::default());
-        let (storage, loaded) = Storage::open(&config.storage.dir)?;
+        let (storage, loaded) = Storage::open_with(
+            &config.storage.dir,
+            crate::storage::DEFAULT_QUEUE_CAPACITY,
+            config.storage.commit_interval,
+        )?;
         let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut switch = Switch::new(&config, ids, Instant::now(), unix_now);
         if let Some(path) = &config.dialplan.file {

@@ -171,6 +171,8 @@ pub enum Cores {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
     pub dir: PathBuf,
+    /// How long the writer gathers writes into one commit (`storage.commit_interval_ms`).
+    pub commit_interval: std::time::Duration,
 }
 
 /// `[log]`
@@ -321,6 +323,7 @@ enum RawCores {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     dir: Option<String>,
+    commit_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -675,7 +678,11 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
     };
     let media = MediaConfig { rtp_port_min: min, rtp_port_max: max, cores };
 
-    let storage = StorageConfig { dir: PathBuf::from(raw.storage.dir.clone().unwrap_or_else(|| "./var".into())) };
+    let commit_ms = ranged(cx, "storage.commit_interval_ms", &raw.storage.commit_interval_ms, 20, 0, 1000)?;
+    let storage = StorageConfig {
+        dir: PathBuf::from(raw.storage.dir.clone().unwrap_or_else(|| "./var".into())),
+        commit_interval: std::time::Duration::from_millis(commit_ms),
+    };
 
     let level = match &raw.log.level {
         Some(l) => {

@@ -85,6 +85,10 @@ fn ranges_are_checked() {
     let e = err("[media]\ncores = [4096]\n");
     assert_eq!((e.line, e.key.as_str()), (2, "media.cores"));
     assert!(e.message.contains("core 4096 is not present"), "{}", e.message);
+    let e = err("[storage]\ndir = \"x\"\ncommit_interval_ms = 5000\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "storage.commit_interval_ms"));
+    let c = Config::parse("[storage]\ncommit_interval_ms = 0\n", "t").expect("0 is allowed");
+    assert_eq!(c.storage.commit_interval, std::time::Duration::ZERO);
     let e = err("[log]\nlevel = \"loud=[\"\n");
     assert_eq!((e.line, e.key.as_str()), (2, "log.level"));
 }

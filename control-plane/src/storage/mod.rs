@@ -41,6 +41,10 @@ pub const DB_FILE: &str = "ferroswitch.db";
 /// How many writes [`Storage::open`] lets wait for the writer before dropping.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 8192;
 
+/// How long the writer gathers writes before it commits them in one transaction
+/// (`storage.commit_interval_ms`): the tables lag the switch by at most about this much.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(20);
+
 /// How long the writer waits for a lock another process holds (an operator's `sqlite3`
 /// shell, say) before giving up on a batch.
 const WRITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -144,11 +148,16 @@ impl Storage {
     /// schema, loads what a restarting switch needs and starts the writer thread, with a
     /// queue of [`DEFAULT_QUEUE_CAPACITY`] writes.
     pub fn open(dir: &Path) -> Result<(StorageHandle, Loaded), StorageError> {
-        Storage::open_with(dir, DEFAULT_QUEUE_CAPACITY)
+        Storage::open_with(dir, DEFAULT_QUEUE_CAPACITY, DEFAULT_COMMIT_INTERVAL)
     }
 
-    /// As [`Storage::open`], with a queue of `capacity` writes (at least 1).
-    pub fn open_with(dir: &Path, capacity: usize) -> Result<(StorageHandle, Loaded), StorageError> {
+    /// As [`Storage::open`], with a queue of `capacity` writes (at least 1) and a writer
+    /// that commits at most once per `commit_interval` (zero: as soon as it has a write).
+    pub fn open_with(
+        dir: &Path,
+        capacity: usize,
+        commit_interval: Duration,
+    ) -> Result<(StorageHandle, Loaded), StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir { dir: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
         let mut conn = open_writer(&path)?;
@@ -168,7 +177,7 @@ impl Storage {
             .name("storage-writer".into())
             .spawn({
                 let counters = counters.clone();
-                move || writer::run(conn, rx, counters, capacity)
+                move || writer::run(conn, rx, counters, capacity, commit_interval)
             })
             .map_err(|source| StorageError::Spawn { path: path.clone(), source })?;
         let handle =
@@ -192,6 +201,8 @@ fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     // In WAL mode NORMAL is safe against corruption; a power cut may lose the last
     // batches, which a switch that reloads registrations tolerates.
     conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(open_err("set synchronous=NORMAL"))?;
+    // 16 MiB of page cache: a batch's index pages stay in memory between commits.
+    conn.execute_batch("PRAGMA cache_size = -16384").map_err(open_err("set cache_size"))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }

@@ -370,7 +370,7 @@ fn a_duplicate_cdr_is_rejected_and_counted_without_losing_its_batch() {
 #[test]
 fn a_full_queue_drops_and_counts_writes_instead_of_blocking() {
     let tmp = TempDir::new("queue-full");
-    let (h, _) = Storage::open_with(tmp.path(), 2).expect("open");
+    let (h, _) = Storage::open_with(tmp.path(), 2, Duration::ZERO).expect("open");
     // Another connection holds the write lock, so the writer, once it has taken the
     // first write, waits in BEGIN with the rest of the queue untouched.
     let mut blocker = Connection::open(h.db_path()).expect("open blocker");
@@ -480,4 +480,134 @@ fn a_reader_opens_a_database_whose_writer_has_closed() {
     h.close();
     let r = Reader::open(&db).expect("reader");
     assert_eq!(r.list_calls().expect("calls"), vec![call]);
+}
+
+fn dialog(call_id: &str, remote_tag: &str, state: &str, local_cseq: u32) -> DialogRow {
+    DialogRow {
+        call_id: call_id.into(),
+        local_tag: "fs-1".into(),
+        remote_tag: remote_tag.into(),
+        channel_uuid: "chan-a".into(),
+        direction: Direction::Outbound,
+        state: state.into(),
+        remote_target: "sip:1001@192.0.2.11".into(),
+        route_set: String::new(),
+        local_cseq,
+        remote_cseq: 0,
+    }
+}
+
+/// The writes of two calls' lifetimes, interleaved: one call ends within the sequence,
+/// the other stays up; a channel stored before the sequence changes state in it.
+fn call_lifetimes() -> Vec<Write> {
+    let mut a1 = channel("a-1", 10);
+    a1.call_uuid = Some("call-1".into());
+    let b1 = channel("b-1", 11);
+    let a2 = channel("a-2", 12);
+    let call1 = CallRow { uuid: "call-1".into(), a_leg_uuid: "a-1".into(), b_leg_uuid: "b-1".into(), created_at: 10 };
+    let call2 = CallRow { uuid: "call-2".into(), a_leg_uuid: "a-2".into(), b_leg_uuid: String::new(), created_at: 12 };
+    let state = |uuid: &str, s: &str| Write::SetChannelState { uuid: uuid.into(), state: s.into() };
+    vec![
+        Write::UpsertChannel(a1),
+        state("a-1", "CS_ROUTING"),
+        state("stored-before", "CS_EXCHANGE_MEDIA"),
+        Write::UpsertChannel(a2.clone()),
+        state("a-1", "CS_EXECUTE"),
+        Write::UpsertChannel(b1),
+        Write::UpsertDialog(dialog("c1", "ua-1", "early", 1)),
+        state("a-2", "CS_ROUTING"),
+        Write::UpsertCall(call1),
+        Write::UpsertDialog(dialog("c1", "ua-1", "confirmed", 1)),
+        Write::UpsertDialog(dialog("c2", "ua-2", "early", 1)),
+        state("b-1", "CS_EXCHANGE_MEDIA"),
+        Write::UpsertCall(call2),
+        Write::InsertCdr(cdr("b-1", 20)),
+        Write::DeleteChannel { uuid: "b-1".into() },
+        Write::InsertCdr(cdr("a-1", 21)),
+        Write::DeleteChannel { uuid: "a-1".into() },
+        Write::DeleteCall { uuid: "call-1".into() },
+        Write::DeleteDialog { call_id: "c1".into(), local_tag: "fs-1".into(), remote_tag: "ua-1".into() },
+        state("a-1", "CS_DESTROY"),
+        state("a-2", "CS_EXECUTE"),
+        Write::UpsertDialog(dialog("c2", "ua-2", "confirmed", 2)),
+    ]
+}
+
+/// Every table, as a reader sees it.
+fn tables(h: &StorageHandle) -> (Vec<ChannelRow>, Vec<CallRow>, Vec<DialogRow>, Vec<CdrRow>) {
+    let r = Reader::open(h.db_path()).expect("reader");
+    (
+        r.list_channels().expect("channels"),
+        r.list_calls().expect("calls"),
+        r.list_dialogs().expect("dialogs"),
+        r.list_cdr(100).expect("cdr"),
+    )
+}
+
+#[test]
+fn coalesce_folds_state_changes_into_upserts_and_drops_rows_deleted_in_the_batch() {
+    let mut batch: Vec<writer::Msg> = call_lifetimes().into_iter().map(writer::Msg::Write).collect();
+    writer::coalesce(&mut batch);
+    let kept: Vec<&Write> = batch
+        .iter()
+        .filter_map(|m| match m {
+            writer::Msg::Write(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<&str> = kept.iter().map(|w| w.kind()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "SetChannelState", // stored-before: not upserted in this batch, so kept
+            "UpsertChannel",   // a-2, with its last state folded in
+            "UpsertCall",      // call-2
+            "InsertCdr",       // b-1
+            "DeleteChannel",   // b-1 (its upsert and state change are gone)
+            "InsertCdr",       // a-1
+            "DeleteChannel",   // a-1
+            "DeleteCall",      // call-1 (its upsert is gone)
+            "DeleteDialog",    // c1 (both of its upserts are gone)
+            "SetChannelState", // a-1 after its delete: a no-op, kept in order
+            "UpsertDialog",    // c2, the later of its two upserts
+        ]
+    );
+    let Write::UpsertChannel(a2) = kept[1] else { panic!("expected a-2's upsert, got {:?}", kept[1]) };
+    assert_eq!((a2.uuid.as_str(), a2.state.as_str()), ("a-2", "CS_EXECUTE"));
+    let Write::UpsertDialog(c2) = kept[10] else { panic!("expected c2's upsert, got {:?}", kept[10]) };
+    assert_eq!((c2.call_id.as_str(), c2.state.as_str(), c2.local_cseq), ("c2", "confirmed", 2));
+}
+
+#[test]
+fn a_coalesced_batch_commits_the_same_tables_as_writes_applied_one_by_one() {
+    let one_by_one = TempDir::new("coalesce-a");
+    let batched = TempDir::new("coalesce-b");
+    let (a, _) = Storage::open_with(one_by_one.path(), 64, Duration::ZERO).expect("open a");
+    let (b, _) = Storage::open_with(batched.path(), 64, Duration::from_secs(1)).expect("open b");
+    let mut before = channel("stored-before", 1);
+    before.state = "CS_CONSUME_MEDIA".into();
+    for h in [&a, &b] {
+        h.write(Write::UpsertChannel(before.clone()));
+        h.sync().expect("sync");
+    }
+    for w in call_lifetimes() {
+        a.write(w);
+        a.sync().expect("sync a");
+    }
+    // The writer lingers a second after the first write: the whole sequence is one batch.
+    for w in call_lifetimes() {
+        b.write(w);
+    }
+    b.sync().expect("sync b");
+    let expected = tables(&a);
+    assert_eq!(tables(&b), expected);
+    let (channels, calls, dialogs, cdrs) = expected;
+    let uuids: Vec<(&str, &str)> = channels.iter().map(|c| (c.uuid.as_str(), c.state.as_str())).collect();
+    assert_eq!(uuids, vec![("stored-before", "CS_EXCHANGE_MEDIA"), ("a-2", "CS_EXECUTE")]);
+    assert_eq!(calls.iter().map(|c| c.uuid.as_str()).collect::<Vec<_>>(), vec!["call-2"]);
+    assert_eq!(dialogs, vec![dialog("c2", "ua-2", "confirmed", 2)]);
+    assert_eq!(cdrs.iter().map(|c| c.uuid.as_str()).collect::<Vec<_>>(), vec!["a-1", "b-1"]);
+    assert_eq!((a.failed(), b.failed(), a.dropped(), b.dropped()), (0, 0, 0, 0));
+    a.close();
+    b.close();
 }
