@@ -20,7 +20,8 @@
 # Columns: target calls/s; calls placed; achieved = successful calls / (time from the first
 # call to the last call's end - mean call length), i.e. the rate at which calls were set up
 # and completed; successful and failed calls (failed includes calls that never finished);
-# CPU% of the SIPp caller (and of ferroswitch in (b)) over the step, 100% = one core.
+# CPU% of the SIPp caller (and of ferroswitch in (b)) over the step, 100% = one core; in
+# (b) also the switch's CPU time (all threads, user + system) per call placed.
 # Numbers come from SIPp's -trace_stat file (-fd 1). Each step is bounded (timeout N/R + 30 s);
 # a failing switch shows up as failed calls / "error" rows, never as a hang.
 set -uo pipefail
@@ -140,7 +141,7 @@ TOML
     echo "cps-bench: ferroswitch did not start:"; cat "$work/switch/stderr" >&2; exit 1
   fi
   echo "cps-bench: ferroswitch pid $sw_pid on udp $sw"
-  header "caller-CPU switch-CPU"
+  header "caller-CPU switch-CPU switch-CPU/call"
   for r in $rates; do
     calls=$((r * secs)) d="$work/b-$r"; mkdir -p "$d"
     if ! kill -0 "$sw_pid" 2>/dev/null; then
@@ -153,11 +154,13 @@ TOML
     rc=$?
     s1=$(cpu_ticks "$sw_pid") t1=$(date +%s.%N)
     swcpu=$(python3 -c "print(f'{100*($s1-$s0)/$hz/max(0.001,$t1-$t0):.0f}%')")
+    # The switch's CPU time (all its threads, user + system) per call placed.
+    swper=$(python3 -c "print(f'{1e6*($s1-$s0)/$hz/$calls:.0f}us')")
     printf '%-28s %6s ' "sipp->ferroswitch->sipp" "$r"
     if [ "$rc" = 3 ]; then
       printf '%7s %s\n' "$calls" "error: REGISTER of the callee failed"
     else
-      summarize "$d/stat.csv" "$calls" "-" "$swcpu"
+      summarize "$d/stat.csv" "$calls" "-" "$swcpu" "$swper"
     fi
   done
 fi
