@@ -2,6 +2,25 @@
 //!
 //! The control plane programs each media core, and hears back from it, through
 //! single-producer/single-consumer rings in shared memory carrying fixed-layout
-//! messages. This crate holds that contract so both binaries compile against one
-//! definition; the rings themselves arrive with the planes' contract work (issue 4).
-#![forbid(unsafe_op_in_unsafe_fn)]
+//! messages. Data flows:
+//!
+//! ```text
+//!  control plane ──Command──▶ ring (per core) ──▶ media core
+//!  control plane ◀──Event─── ring (per core) ◀── media core
+//! ```
+//!
+//! - [`msg`]: the 256-byte messages (`#[repr(C)]`, `bytemuck::Pod`).
+//! - [`layout`]: the version and layout hash both sides check before attaching.
+//! - [`ring`]: the lock-free SPSC ring over a region of shared memory.
+//! - [`doorbell`]: eventfd wake-ups, rung only when the other side sleeps.
+//! - [`segment`]: the shared mapping (a memfd) holding the header (magic, layout,
+//!   heartbeats) and every core's two rings.
+//! - [`fdpass`]: handing the memfd and eventfds to the other process over a Unix socket.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod doorbell;
+pub mod fdpass;
+pub mod layout;
+pub mod msg;
+pub mod ring;
+pub mod segment;
