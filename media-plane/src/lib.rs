@@ -2,3 +2,5 @@
 //! its own io_uring, sockets, port range and sessions, relaying RTP/RTCP between call
 //! legs and transcoding audio when the legs' codecs differ. It is programmed by the
 //! control plane through the rings of `ferroswitch-shared` (issues 4 and 5).
+
+pub mod sessions;
