@@ -14,6 +14,7 @@ pub mod config;
 pub mod dialplan;
 pub mod ids;
 pub mod management;
+pub mod media;
 pub mod netsim;
 pub mod registrar;
 pub mod server;

@@ -107,6 +107,11 @@ impl SessionTable {
         self.sessions.get(&id)
     }
 
+    /// Every session, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Session)> {
+        self.sessions.iter().map(|(id, s)| (*id, s))
+    }
+
     /// Applies one command and calls `emit` with each event it produces, in order.
     pub fn apply(&mut self, cmd: &Command, mut emit: impl FnMut(Event)) {
         let h = cmd.header;

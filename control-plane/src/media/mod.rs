@@ -1,0 +1,7 @@
+//! The control plane's door to the media plane: the ring protocol's control side
+//! ([`link`], sans-IO) and the driver that supervises the media-plane process and moves
+//! messages between the link and the shared-memory rings ([`supervisor`]).
+
+pub mod link;
+
+pub use link::{Desired, LinkEvent, LinkStats, MediaLink};
