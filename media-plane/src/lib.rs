@@ -3,4 +3,8 @@
 //! legs and transcoding audio when the legs' codecs differ. It is programmed by the
 //! control plane through the rings of `ferroswitch-shared` (issues 4 and 5).
 
+pub mod server;
 pub mod sessions;
+pub mod worker;
+
+pub use server::{run, MediaError, MediaOptions};

@@ -53,6 +53,10 @@ pub struct SegmentHeader {
     pub media_heartbeat: AtomicU64,
     /// Bumped by the control plane.
     pub control_heartbeat: AtomicU64,
+    /// The media plane's pid.
+    pub media_pid: std::sync::atomic::AtomicU32,
+    /// The control plane's pid.
+    pub control_pid: std::sync::atomic::AtomicU32,
 }
 
 /// One mapping.

@@ -1,0 +1,301 @@
+//! The media-plane process: its workers, and the Unix socket through which a control
+//! plane attaches.
+//!
+//! Attachment: a control plane connects to [`MediaOptions::socket`] and sends
+//! [`HELLO`] with its layout hash. The media plane creates a fresh shared segment (one
+//! command ring and one event ring per core) and two eventfd doorbells per core, and
+//! sends them back with [`WELCOME`] (cores, ring capacity, pid). Each worker then
+//! switches to the new rings; sessions live in the workers, not in the segment, so they
+//! survive any number of attachments. A second control plane attaching supersedes the
+//! first ([`BYE`], then the old socket is closed). When the control plane goes away the
+//! workers keep their sessions and the media plane waits for the next one; with no
+//! control plane and no session for [`MediaOptions::orphan_exit`], it exits.
+//!
+//! Liveness: the main thread bumps the segment's `media_heartbeat` every
+//! [`MediaOptions::heartbeat`]; a control plane that sees it stall restarts the media
+//! plane.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferroswitch_shared::doorbell::Doorbell;
+use ferroswitch_shared::fdpass;
+use ferroswitch_shared::layout::LAYOUT_HASH;
+use ferroswitch_shared::segment::Segment;
+use tracing::{info, warn};
+
+use crate::sessions::SessionTable;
+use crate::worker::{self, WorkerMsg};
+
+/// What a control plane sends first: these 8 bytes, then its layout hash (u64 LE).
+pub const HELLO: &[u8; 8] = b"FSWCTL01";
+/// The media plane's answer (with the fds): these 8 bytes, cores (u16 LE), 2 zero bytes,
+/// ring capacity (u32 LE), pid (u32 LE), 4 zero bytes, layout hash (u64 LE).
+pub const WELCOME: &[u8; 8] = b"FSWMED01";
+/// The media plane refuses: these 8 bytes, then a UTF-8 reason.
+pub const REFUSED: &[u8; 8] = b"FSWERR01";
+/// Another control plane took over: these 8 bytes, then the socket closes.
+pub const BYE: &[u8; 8] = b"FSWBYE01";
+/// Bytes of a [`WELCOME`] message.
+pub const WELCOME_LEN: usize = 32;
+
+/// How the media plane runs.
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    /// The Unix socket control planes attach through.
+    pub socket: PathBuf,
+    /// One entry per worker: the CPU to pin it to (None: not pinned).
+    pub workers: Vec<Option<usize>>,
+    /// The RTP port range, split evenly between the workers.
+    pub port_min: u16,
+    /// The RTP port range, split evenly between the workers.
+    pub port_max: u16,
+    /// Slots per ring.
+    pub ring_capacity: usize,
+    /// How often the heartbeat is bumped.
+    pub heartbeat: Duration,
+    /// Exit after this long with no control plane and no session.
+    pub orphan_exit: Duration,
+}
+
+/// Why the media plane could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// The socket could not be bound.
+    #[error("media socket {path}: {source}")]
+    Socket {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another media plane answers on the socket.
+    #[error("media socket {0}: another media plane is already listening there")]
+    InUse(PathBuf),
+    /// A worker thread could not be started.
+    #[error("media worker {core}: {source}")]
+    Spawn {
+        /// The worker.
+        core: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No workers configured.
+    #[error("no media workers configured")]
+    NoWorkers,
+}
+
+/// The port range of worker `i` of `n`: an even-aligned share of `min..=max`.
+pub fn port_slice(min: u16, max: u16, i: usize, n: usize) -> (u16, u16) {
+    let (min32, max32) = (u32::from(min), u32::from(max));
+    let span = ((max32.saturating_sub(min32) + 1) / n.max(1) as u32) & !1;
+    let lo = min32 + span * i as u32;
+    let hi = if i + 1 == n { max32 } else { lo + span - 1 };
+    (lo as u16, hi.min(65535) as u16)
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Runs the media plane until SIGTERM/SIGINT, or until it has been an orphan (no control
+/// plane, no session) for [`MediaOptions::orphan_exit`].
+pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
+    if opts.workers.is_empty() {
+        return Err(MediaError::NoWorkers);
+    }
+    let listener = bind(&opts.socket)?;
+    // SAFETY: on_signal only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    let n = opts.workers.len();
+    let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
+    let mut workers = Vec::with_capacity(n);
+    for (i, pin) in opts.workers.iter().enumerate() {
+        let (lo, hi) = port_slice(opts.port_min, opts.port_max, i, n);
+        let table = SessionTable::new(i as u16, lo, hi);
+        let (tx, rx) = mpsc::channel();
+        let wake = Doorbell::new().map_err(|source| MediaError::Spawn { core: i, source })?;
+        let wake_worker = Doorbell::from_fd(
+            wake.fd().try_clone().map_err(|source| MediaError::Spawn { core: i, source })?,
+        );
+        let pin = *pin;
+        let counts = counts.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("media-core-{i}"))
+            .spawn(move || worker::run(table, pin, rx, wake_worker, &counts[i]))
+            .map_err(|source| MediaError::Spawn { core: i, source })?;
+        info!(core = i, cpu = ?pin, ports = %format!("{lo}-{hi}"), "media worker started");
+        workers.push((tx, wake, handle));
+    }
+    println!("ferroswitch-media: listening {} pid {} workers {n}", opts.socket.display(), std::process::id());
+    let mut controller: Option<(UnixStream, Segment)> = None;
+    let mut orphan_since = Some(Instant::now());
+    let mut last_beat = Instant::now();
+    let send_all = |msg: &dyn Fn() -> WorkerMsg| {
+        for (tx, wake, _) in &workers {
+            let _ = tx.send(msg());
+            wake.ring();
+        }
+    };
+    while !STOP.load(Ordering::Relaxed) {
+        let timeout = opts.heartbeat.saturating_sub(last_beat.elapsed());
+        let mut fds = vec![libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        if let Some((s, _)) = &controller {
+            fds.push(libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        // SAFETY: fds is a valid array for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout.as_millis() as libc::c_int) };
+        if last_beat.elapsed() >= opts.heartbeat {
+            last_beat = Instant::now();
+            if let Some((_, seg)) = &controller {
+                seg.header().media_heartbeat.fetch_add(1, Ordering::Release);
+            }
+        }
+        if fds.get(1).is_some_and(|p| p.revents != 0) {
+            let gone = match &mut controller {
+                Some((s, _)) => {
+                    let mut buf = [0u8; 64];
+                    !matches!(s.read(&mut buf), Ok(n) if n > 0)
+                }
+                None => false,
+            };
+            if gone {
+                controller = None;
+                send_all(&|| WorkerMsg::Detach);
+                let held: usize = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+                warn!(sessions = held, "control plane detached; keeping every session until one attaches");
+                orphan_since = Some(Instant::now());
+            }
+        }
+        if fds[0].revents != 0 {
+            match listener.accept() {
+                Ok((stream, _)) => match attach(stream, n, opts.ring_capacity) {
+                    Ok((stream, seg, rings)) => {
+                        if let Some((mut old, _)) = controller.take() {
+                            let _ = old.write_all(BYE);
+                            warn!("a new control plane attached; the previous one is superseded");
+                        }
+                        for ((tx, wake, _), (ends, commands_bell, events_bell)) in workers.iter().zip(rings) {
+                            let _ = tx.send(WorkerMsg::Attach { ends, commands_bell, events_bell });
+                            wake.ring();
+                        }
+                        let held: usize = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+                        info!(sessions = held, "control plane attached");
+                        controller = Some((stream, seg));
+                        orphan_since = None;
+                    }
+                    Err(e) => warn!(error = %e, "control plane attach refused"),
+                },
+                Err(e) => warn!(error = %e, "media socket accept failed"),
+            }
+        }
+        if let Some(since) = orphan_since {
+            let held: usize = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+            if held > 0 {
+                orphan_since = Some(Instant::now());
+            } else if since.elapsed() >= opts.orphan_exit {
+                info!("no control plane and no session: exiting");
+                break;
+            }
+        }
+    }
+    send_all(&|| WorkerMsg::Stop);
+    for (_, _, h) in workers {
+        let _ = h.join();
+    }
+    let _ = std::fs::remove_file(&opts.socket);
+    Ok(())
+}
+
+type CoreRings = (ferroswitch_shared::segment::MediaEnds, Doorbell, Doorbell);
+
+/// The handshake with a connecting control plane; on success the segment and each core's
+/// rings and doorbells (command bell, event bell).
+fn attach(mut stream: UnixStream, cores: usize, capacity: usize) -> Result<(UnixStream, Segment, Vec<CoreRings>), String> {
+    stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    let mut hello = [0u8; 16];
+    stream.read_exact(&mut hello).map_err(|e| format!("no hello: {e}"))?;
+    if &hello[..8] != HELLO {
+        let _ = stream.write_all(REFUSED).and_then(|_| stream.write_all(b"bad hello"));
+        return Err("bad hello".into());
+    }
+    let theirs = u64::from_le_bytes(hello[8..16].try_into().expect("8 bytes"));
+    if theirs != LAYOUT_HASH {
+        let why = format!(
+            "layout mismatch: control plane {theirs:#x}, media plane {LAYOUT_HASH:#x}; run the same ferroswitch build on both planes"
+        );
+        let _ = stream.write_all(REFUSED).and_then(|_| stream.write_all(why.as_bytes()));
+        return Err(why);
+    }
+    let seg = Segment::create(cores, capacity).map_err(|e| format!("segment: {e}"))?;
+    seg.header().media_pid.store(std::process::id(), Ordering::Relaxed);
+    let ends = seg.media_ends().ok_or("segment ends already taken")?;
+    let mut bells = Vec::with_capacity(cores * 2);
+    for _ in 0..cores * 2 {
+        bells.push(Doorbell::new().map_err(|e| format!("eventfd: {e}"))?);
+    }
+    let mut welcome = [0u8; WELCOME_LEN];
+    welcome[..8].copy_from_slice(WELCOME);
+    welcome[8..10].copy_from_slice(&(cores as u16).to_le_bytes());
+    welcome[12..16].copy_from_slice(&(capacity as u32).to_le_bytes());
+    welcome[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    welcome[24..32].copy_from_slice(&LAYOUT_HASH.to_le_bytes());
+    let mut fds = vec![seg.fd().as_fd()];
+    fds.extend(bells.iter().map(|b| b.fd().as_fd()));
+    fdpass::send_with_fds(&stream, &welcome, &fds).map_err(|e| format!("sending the segment: {e}"))?;
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    let mut bells = bells.into_iter();
+    let rings = ends
+        .into_iter()
+        .map(|e| {
+            let commands_bell = bells.next().expect("two bells per core");
+            let events_bell = bells.next().expect("two bells per core");
+            (e, commands_bell, events_bell)
+        })
+        .collect();
+    Ok((stream, seg, rings))
+}
+
+/// Binds the socket (0600), replacing a stale file but never a live media plane.
+fn bind(path: &std::path::Path) -> Result<UnixListener, MediaError> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(MediaError::InUse(path.to_path_buf()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| MediaError::Socket { path: path.to_path_buf(), source })?;
+    }
+    let l = UnixListener::bind(path).map_err(|source| MediaError::Socket { path: path.to_path_buf(), source })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| MediaError::Socket { path: path.to_path_buf(), source })?;
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_slice;
+
+    #[test]
+    fn the_port_range_is_split_into_even_aligned_slices() {
+        assert_eq!(port_slice(16384, 32767, 0, 2), (16384, 24575));
+        assert_eq!(port_slice(16384, 32767, 1, 2), (24576, 32767));
+        assert_eq!(port_slice(20000, 20009, 0, 3), (20000, 20001));
+        assert_eq!(port_slice(20000, 20009, 2, 3), (20004, 20009));
+        assert_eq!(port_slice(16384, 32767, 0, 1), (16384, 32767));
+    }
+}
