@@ -72,6 +72,13 @@ pub enum LinkEvent {
         /// Its counters.
         stats: StreamStats,
     },
+    /// The answer to [`MediaLink::query`]: what the media plane holds, by id.
+    QueryResult {
+        /// The query's number.
+        seq: u32,
+        /// (id, core, generation, spec) of every session held.
+        sessions: Vec<(u64, u16, u64, SessionSpec)>,
+    },
     /// Reconciliation after an attachment finished.
     Reconciled {
         /// Sessions replayed to the media plane (it had lost them).
@@ -134,6 +141,8 @@ pub struct MediaLink {
     seq: u32,
     attached: bool,
     reconcile: Option<Reconcile>,
+    /// Queries asked through [`MediaLink::query`]: cores still to answer, answers so far.
+    queries: HashMap<u32, (HashSet<u16>, Vec<(u64, u16, u64, SessionSpec)>)>,
     stats: LinkStats,
 }
 
@@ -154,8 +163,50 @@ impl MediaLink {
             seq: 0,
             attached: false,
             reconcile: None,
+            queries: HashMap::new(),
             stats: LinkStats::default(),
         }
+    }
+
+    /// Cores the link spreads sessions over.
+    pub fn cores(&self) -> u16 {
+        self.cores
+    }
+
+    /// The media plane has `cores` cores (it may differ from what the link was built with
+    /// when an operator changed the media plane's configuration): sessions on cores that no
+    /// longer exist move to others and are replayed there at the next reconciliation.
+    pub fn set_cores(&mut self, cores: u16) {
+        let cores = cores.max(1);
+        if cores == self.cores {
+            return;
+        }
+        self.cores = cores;
+        self.outbox = vec![VecDeque::new(); usize::from(cores)];
+        self.per_core = vec![0; usize::from(cores)];
+        for (id, d) in &mut self.sessions {
+            if d.core >= cores {
+                d.core = (*id % u64::from(cores)) as u16;
+                for leg in &mut d.spec.legs {
+                    leg.local.port = 0;
+                }
+            }
+            self.per_core[usize::from(d.core)] += 1;
+        }
+    }
+
+    /// Asks every core what it holds; the answer comes as [`LinkEvent::QueryResult`] with
+    /// the returned number (nothing comes while no media plane is attached).
+    pub fn query(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.queries.insert(seq, ((0..self.cores).collect(), Vec::new()));
+        for core in 0..self.cores {
+            let mut q = Command::new(CommandKind::Query as u16, core, 0, 0);
+            q.header.seq = seq;
+            self.outbox[usize::from(core)].push_back(q);
+        }
+        seq
     }
 
     /// Creates a session on the least loaded core; returns its id. The media plane's
@@ -228,6 +279,7 @@ impl MediaLink {
         for q in &mut self.outbox {
             q.clear();
         }
+        self.queries.clear();
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         self.reconcile = Some(Reconcile { seq, waiting: (0..self.cores).collect(), held: HashMap::new() });
@@ -242,6 +294,7 @@ impl MediaLink {
     pub fn detached(&mut self) {
         self.attached = false;
         self.reconcile = None;
+        self.queries.clear();
         for d in self.sessions.values_mut() {
             d.confirmed = false;
         }
@@ -297,6 +350,8 @@ impl MediaLink {
             Some(EventKind::SessionInfo) => {
                 if let Some(r) = self.reconcile.as_mut().filter(|r| r.seq == h.seq) {
                     r.held.insert(id, (h.core, h.generation, *ev.body::<SessionSpec>()));
+                } else if let Some((_, got)) = self.queries.get_mut(&h.seq) {
+                    got.push((id, h.core, h.generation, *ev.body::<SessionSpec>()));
                 }
             }
             Some(EventKind::QueryDone) => {
@@ -309,6 +364,16 @@ impl MediaLink {
                 };
                 if done {
                     self.finish_reconcile();
+                }
+                let answered = self.queries.get_mut(&h.seq).is_some_and(|(waiting, _)| {
+                    waiting.remove(&h.core);
+                    waiting.is_empty()
+                });
+                if answered {
+                    if let Some((_, mut sessions)) = self.queries.remove(&h.seq) {
+                        sessions.sort_by_key(|s| s.0);
+                        self.events.push_back(LinkEvent::QueryResult { seq: h.seq, sessions });
+                    }
                 }
             }
             Some(EventKind::Latched) => {
@@ -363,7 +428,8 @@ impl MediaLink {
         // Destroys queued while detached for sessions the media plane no longer holds.
         self.tombstones.clear();
         let mut missing: Vec<u64> = self.sessions.keys().filter(|id| !r.held.contains_key(id)).copied().collect();
-        missing.sort_unstable();
+        // Sessions that keep their ports claim them before any that needs a fresh one.
+        missing.sort_unstable_by_key(|id| (self.sessions[id].spec.legs.iter().any(|l| l.local.port == 0), *id));
         for id in missing {
             let d = &self.sessions[&id];
             let cmd = Command::new(CommandKind::Create as u16, d.core, id, d.generation).with_body(&d.spec);
@@ -423,7 +489,7 @@ mod tests {
         fn drive(&mut self) {
             loop {
                 let mut moved = false;
-                for core in 0..CORES {
+                for core in 0..self.link.cores() {
                     let mut ring = VecDeque::new();
                     while let Some(c) = self.link.next_command(core) {
                         if ring.len() == self.ring_capacity {
@@ -559,6 +625,41 @@ mod tests {
         let held_b = h.tables.iter().find_map(|t| t.get(b)).expect("b");
         assert_eq!((held_b.generation, held_b.spec.legs[1].remote.port), (2, 9000));
         assert!(h.tables.iter().any(|t| t.get(c).is_some()));
+    }
+
+    #[test]
+    fn a_query_lists_what_every_core_holds() {
+        let mut h = Harness::new(64);
+        let ids: Vec<u64> = (0..5).map(|n| h.link.create(spec(n))).collect();
+        h.drive();
+        let seq = h.link.query();
+        h.drive();
+        let Some(LinkEvent::QueryResult { seq: got, sessions }) =
+            h.heard.iter().rev().find(|e| matches!(e, LinkEvent::QueryResult { .. }))
+        else {
+            panic!("no query result in {:?}", h.heard)
+        };
+        assert_eq!(*got, seq);
+        assert_eq!(sessions.iter().map(|s| s.0).collect::<Vec<_>>(), ids);
+        assert_eq!(sessions.iter().map(|s| s.1).collect::<Vec<_>>(), vec![0, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn fewer_media_cores_move_sessions_and_replay_them() {
+        let mut h = Harness::new(64);
+        for n in 0..4 {
+            h.link.create(spec(n));
+        }
+        h.drive();
+        // A media plane with one core attaches.
+        h.link.detached();
+        h.tables = vec![SessionTable::new(0, 20000, 20999)];
+        h.link.set_cores(1);
+        h.link.attached();
+        h.drive();
+        assert_eq!(h.reconciled(), Some(&LinkEvent::Reconciled { replayed: 4, adopted: 0, kept: 0 }));
+        assert_eq!(h.tables[0].len(), 4);
+        assert!(h.link.sessions().values().all(|d| d.core == 0 && d.confirmed));
     }
 
     #[test]
