@@ -1,4 +1,6 @@
-//! `ferroswitch [--config FILE] [--check-config]`: runs the switch.
+//! `ferroswitch [--config FILE] [--check-config]`: runs the switch (the control plane,
+//! which starts the media plane). `ferroswitch media [--config FILE]` runs the media plane
+//! on its own; `ferroswitch media-ctl ...` drives a media plane by hand.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,20 +13,38 @@ use control_plane::server::Server;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: ferroswitch [--config FILE] [--check-config]
+const USAGE: &str = "usage: ferroswitch [media | media-ctl COMMAND] [--config FILE] [--check-config]
 
   --config FILE    read FILE (TOML; see config/ferroswitch.toml for every key).
                    Without it the embedded default runs: SIP on 127.0.0.1:5060
                    (UDP and TCP), users 1000-1019, loopback only.
   --check-config   validate the configuration and exit (0 if valid).
-  --version        print the version.";
+  --version        print the version.
+  media            run the media plane (its [media] section) instead of the switch;
+                   the switch starts one itself unless media.mode is \"attach\" or \"off\".
+  media-ctl [--socket PATH] list | create N [--hold] | destroy-all
+                   drive a media plane directly, attaching as its control plane.";
 
 fn main() -> ExitCode {
     let mut config_path: Option<PathBuf> = None;
     let mut check_only = false;
+    let mut sub: Option<String> = None;
+    let mut socket: Option<PathBuf> = None;
+    let mut words: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "media" | "media-ctl" if sub.is_none() => sub = Some(a.clone()),
+            "--socket" if sub.as_deref() == Some("media-ctl") => match args.next() {
+                Some(p) => socket = Some(PathBuf::from(p)),
+                None => {
+                    eprintln!("ferroswitch: --socket needs a path\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            w if sub.as_deref() == Some("media-ctl") && !w.starts_with("--config") && !w.starts_with("-c") => {
+                words.push(w.to_string())
+            }
             "--config" | "-c" => match args.next() {
                 Some(p) => config_path = Some(PathBuf::from(p)),
                 None => {
@@ -67,6 +87,18 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
+    match sub.as_deref() {
+        Some("media") => return run_media(&config),
+        Some("media-ctl") => return run_ctl(&config, socket, &words),
+        _ => {}
+    }
+    if let Some(cpu) = config.media.control_core {
+        if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            tracing::info!(cpu, "control plane pinned");
+        } else {
+            tracing::warn!(cpu, "control plane could not be pinned");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -108,4 +140,47 @@ fn main() -> ExitCode {
         server.stop().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `ferroswitch media`: the media plane, until SIGTERM.
+fn run_media(config: &Config) -> ExitCode {
+    let m = &config.media;
+    let opts = ferroswitch_media_plane::MediaOptions {
+        socket: m.socket.clone(),
+        workers: m.worker_cpus().into_iter().map(Some).collect(),
+        port_min: m.rtp_port_min,
+        port_max: m.rtp_port_max,
+        ring_capacity: m.ring_capacity,
+        heartbeat: m.heartbeat,
+        orphan_exit: m.orphan_exit,
+    };
+    tracing::info!(socket = %opts.socket.display(), workers = ?opts.workers, "media plane starting");
+    match ferroswitch_media_plane::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferroswitch media: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ferroswitch media-ctl`.
+fn run_ctl(config: &Config, socket: Option<PathBuf>, words: &[String]) -> ExitCode {
+    use control_plane::media::ctl;
+    let cmd = match ctl::parse(words) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferroswitch media-ctl: {e}\n{}", ctl::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let socket = socket.unwrap_or_else(|| config.media.socket.clone());
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferroswitch media-ctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    ExitCode::from(runtime.block_on(ctl::run(socket, cmd)))
 }

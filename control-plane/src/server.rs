@@ -10,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
+use crate::media::{MediaHandle, SpawnSpec, SupervisorOptions};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -45,6 +46,8 @@ pub struct Server {
     pub tcp: Vec<SocketAddr>,
     /// Where the HTTP JSON endpoint listens, if it is on.
     pub http: Option<SocketAddr>,
+    /// The media plane's supervisor (None with `media.mode = "off"`).
+    pub media: Option<MediaHandle>,
     shutdown: watch::Sender<bool>,
     stats: watch::Receiver<Stats>,
     task: tokio::task::JoinHandle<()>,
@@ -52,13 +55,20 @@ pub struct Server {
 
 impl Server {
     /// Binds every listener and starts serving on the current tokio runtime.
+    /// With `media.mode = "spawn"` the media plane is this same executable run as
+    /// `ferroswitch media`.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let ids = IdGen::from_os().map_err(StartError::Random)?;
-        Server::start_with(config, ids).await
+        Server::start_with(config, ids, std::env::current_exe().ok()).await
     }
 
-    /// As [`Server::start`], with a chosen identifier generator (tests).
-    pub async fn start_with(config: Config, ids: IdGen) -> Result<Server, StartError> {
+    /// As [`Server::start`], with a chosen identifier generator and media-plane program
+    /// (tests; `None`: in spawn mode, only attach to a media plane already running).
+    pub async fn start_with(
+        config: Config,
+        ids: IdGen,
+        media_program: Option<std::path::PathBuf>,
+    ) -> Result<Server, StartError> {
         let (to_core, from_transports) = mpsc::channel::<Inbound>(4096);
         let mut udp_sockets = HashMap::new();
         let mut udp_addrs = Vec::new();
@@ -112,6 +122,7 @@ impl Server {
             }
         }
         info!(db = %storage.db_path().display(), restored, "storage open");
+        let media = start_media(&config, media_program);
         let http = match config.management.http_listen {
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
@@ -124,7 +135,12 @@ impl Server {
                     addr,
                     source,
                 })?;
-                tokio::spawn(crate::management::serve(l, storage.db_path().to_path_buf(), shutdown_rx.clone()));
+                tokio::spawn(crate::management::serve(
+                    l,
+                    storage.db_path().to_path_buf(),
+                    media.clone(),
+                    shutdown_rx.clone(),
+                ));
                 info!(addr = %local, "HTTP JSON endpoint listening");
                 Some(local)
             }
@@ -147,7 +163,7 @@ impl Server {
         for a in &tcp_addrs {
             info!(addr = %a, "SIP listening on TCP");
         }
-        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, http, shutdown, stats, task })
+        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, http, media, shutdown, stats, task })
     }
 
     /// The switch's counters as of its last loop turn.
@@ -159,7 +175,40 @@ impl Server {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(m) = &self.media {
+            m.stop().await;
+        }
     }
+}
+
+/// Starts the media supervisor for `media.mode` (spawn or attach).
+fn start_media(config: &Config, program: Option<std::path::PathBuf>) -> Option<MediaHandle> {
+    use crate::config::MediaMode;
+    let spawn = match (config.media.mode, program) {
+        (MediaMode::Off, _) => return None,
+        (MediaMode::Spawn, Some(program)) => {
+            let mut args: Vec<std::ffi::OsString> = vec!["media".into()];
+            if config.source != crate::config::EMBEDDED_NAME {
+                args.push("--config".into());
+                args.push(config.source.clone().into());
+            }
+            Some(SpawnSpec { program, args })
+        }
+        (MediaMode::Spawn, None) => {
+            warn!("media.mode = \"spawn\" without a media-plane program: attaching only");
+            None
+        }
+        (MediaMode::Attach, _) => None,
+    };
+    let first_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
+    Some(crate::media::supervisor::start(SupervisorOptions {
+        socket: config.media.socket.clone(),
+        spawn,
+        cores: config.media.worker_count() as u16,
+        heartbeat_timeout: config.media.heartbeat_timeout,
+        first_id,
+        start_timeout: std::time::Duration::from_secs(5),
+    }))
 }
 
 struct Driver {

@@ -158,6 +158,47 @@ pub struct MediaConfig {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
     pub cores: Cores,
+    /// Whether the control plane starts the media plane, attaches to one, or runs without.
+    pub mode: MediaMode,
+    /// The media plane's Unix socket (default: `<storage.dir>/media.sock`).
+    pub socket: PathBuf,
+    /// Slots in each ring.
+    pub ring_capacity: usize,
+    /// How often the media plane bumps its heartbeat.
+    pub heartbeat: std::time::Duration,
+    /// A heartbeat that does not move for this long restarts the media plane.
+    pub heartbeat_timeout: std::time::Duration,
+    /// A media plane with no control plane and no session exits after this long.
+    pub orphan_exit: std::time::Duration,
+    /// The core the control plane's thread is pinned to (None: not pinned).
+    pub control_core: Option<usize>,
+}
+
+impl MediaConfig {
+    /// Media workers: one per listed core, or one per available core for "auto".
+    pub fn worker_count(&self) -> usize {
+        self.worker_cpus().len()
+    }
+
+    /// Per media worker, the CPU it is pinned to.
+    pub fn worker_cpus(&self) -> Vec<usize> {
+        match &self.cores {
+            Cores::Auto => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+            Cores::List(ids) => ids.clone(),
+        }
+    }
+}
+
+/// `media.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaMode {
+    /// Start the media plane as a child process and supervise it (attaching to one that
+    /// already answers on the socket, e.g. after this control plane restarted).
+    Spawn,
+    /// Attach to a media plane started separately (its own service unit).
+    Attach,
+    /// No media plane (signalling only).
+    Off,
 }
 
 /// Which cores run media workers.
@@ -310,6 +351,13 @@ struct RawMedia {
     rtp_port_min: Option<Spanned<u16>>,
     rtp_port_max: Option<Spanned<u16>>,
     cores: Option<Spanned<RawCores>>,
+    mode: Option<Spanned<String>>,
+    socket: Option<String>,
+    ring_capacity: Option<Spanned<u64>>,
+    heartbeat_ms: Option<Spanned<u64>>,
+    heartbeat_timeout_ms: Option<Spanned<u64>>,
+    orphan_exit_secs: Option<Spanned<u64>>,
+    control_core: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -676,7 +724,69 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             }
         },
     };
-    let media = MediaConfig { rtp_port_min: min, rtp_port_max: max, cores };
+    let mode = match &m.mode {
+        None => MediaMode::Spawn,
+        Some(v) => match v.get_ref().as_str() {
+            "spawn" => MediaMode::Spawn,
+            "attach" => MediaMode::Attach,
+            "off" => MediaMode::Off,
+            other => {
+                return Err(cx.err(
+                    "media.mode",
+                    v.span().start,
+                    format!("\"{other}\": expected \"spawn\", \"attach\" or \"off\""),
+                ))
+            }
+        },
+    };
+    let ring_capacity = ranged(cx, "media.ring_capacity", &m.ring_capacity, 4096, 2, 1 << 20)?;
+    if !ring_capacity.is_power_of_two() {
+        let off = m.ring_capacity.as_ref().map_or(0, |v| v.span().start);
+        return Err(cx.err("media.ring_capacity", off, format!("{ring_capacity} is not a power of two")));
+    }
+    let heartbeat_ms = ranged(cx, "media.heartbeat_ms", &m.heartbeat_ms, 20, 1, 10_000)?;
+    let timeout_ms = ranged(cx, "media.heartbeat_timeout_ms", &m.heartbeat_timeout_ms, 300, 10, 600_000)?;
+    if timeout_ms < 3 * heartbeat_ms {
+        let off = m.heartbeat_timeout_ms.as_ref().map_or(0, |v| v.span().start);
+        return Err(cx.err(
+            "media.heartbeat_timeout_ms",
+            off,
+            format!("{timeout_ms} is under 3 heartbeats ({} ms): a busy media plane would be restarted", 3 * heartbeat_ms),
+        ));
+    }
+    let orphan_secs = ranged(cx, "media.orphan_exit_secs", &m.orphan_exit_secs, 30, 1, 86_400)?;
+    let control_core = match &m.control_core {
+        None => None,
+        Some(v) => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let c = *v.get_ref() as usize;
+            if c >= n {
+                return Err(cx.err(
+                    "media.control_core",
+                    v.span().start,
+                    format!("core {c} is not present: this machine has cores 0 to {}", n - 1),
+                ));
+            }
+            Some(c)
+        }
+    };
+    let storage_dir = PathBuf::from(raw.storage.dir.clone().unwrap_or_else(|| "./var".into()));
+    let socket = match m.socket.as_deref() {
+        None | Some("") => storage_dir.join("media.sock"),
+        Some(p) => PathBuf::from(p),
+    };
+    let media = MediaConfig {
+        rtp_port_min: min,
+        rtp_port_max: max,
+        cores,
+        mode,
+        socket,
+        ring_capacity: ring_capacity as usize,
+        heartbeat: std::time::Duration::from_millis(heartbeat_ms),
+        heartbeat_timeout: std::time::Duration::from_millis(timeout_ms),
+        orphan_exit: std::time::Duration::from_secs(orphan_secs),
+        control_core,
+    };
 
     let commit_ms = ranged(cx, "storage.commit_interval_ms", &raw.storage.commit_interval_ms, 20, 0, 1000)?;
     let storage = StorageConfig {

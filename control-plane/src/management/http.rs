@@ -199,6 +199,8 @@ pub enum Resource {
     Channels,
     /// `GET /calls`: the bridged calls.
     Calls,
+    /// `GET /media/sessions`: the sessions the media plane holds (asked of it).
+    MediaSessions,
     /// `GET /cdr?limit=N`: the `limit` most recent CDRs.
     Cdr {
         /// How many, 1 to [`MAX_CDR_LIMIT`] ([`DEFAULT_CDR_LIMIT`] when not given).
@@ -215,6 +217,7 @@ pub fn route(head: &RequestHead) -> Result<Resource, Response> {
         "/channels" => Resource::Channels,
         "/calls" => Resource::Calls,
         "/cdr" => Resource::Cdr { limit: DEFAULT_CDR_LIMIT },
+        "/media/sessions" => Resource::MediaSessions,
         other => return Err(Response::error(404, &format!("no resource at {other}"))),
     };
     if head.method != "GET" {

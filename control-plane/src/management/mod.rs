@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
+use crate::media::MediaHandle;
 use crate::storage::{Reader, StorageError};
 use http::{route, Resource, Response, MAX_HEAD};
 
@@ -39,7 +40,12 @@ pub const MAX_CONNECTIONS: usize = 32;
 /// Serves `GET /registrations`, `/dialogs`, `/channels`, `/calls` and `/cdr?limit=N` from
 /// the database at `db_path` until `shutdown` turns true (or its sender is dropped).
 /// Connections already accepted finish on their own, bounded by the timeouts.
-pub async fn serve(listener: TcpListener, db_path: PathBuf, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    db_path: PathBuf,
+    media: Option<MediaHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let db_path: Arc<Path> = db_path.into();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     while !*shutdown.borrow_and_update() {
@@ -56,8 +62,9 @@ pub async fn serve(listener: TcpListener, db_path: PathBuf, mut shutdown: watch:
                         continue;
                     };
                     let db_path = db_path.clone();
+                    let media = media.clone();
                     tokio::spawn(async move {
-                        handle(stream, &db_path).await;
+                        handle(stream, &db_path, media.as_ref()).await;
                         drop(permit);
                     });
                 }
@@ -72,13 +79,14 @@ pub async fn serve(listener: TcpListener, db_path: PathBuf, mut shutdown: watch:
 }
 
 /// Answers the one request of a connection, then closes it.
-async fn handle(mut stream: TcpStream, db_path: &Path) {
+async fn handle(mut stream: TcpStream, db_path: &Path, media: Option<&MediaHandle>) {
     let response = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Err(_) => Response::error(408, "the request head did not arrive in time"),
         // The peer went away before a whole head: there is no one to answer.
         Ok(None) => return,
         Ok(Some(Err(e))) => Response::error(e.status(), &e.to_string()),
         Ok(Some(Ok(head))) => match route(&head) {
+            Ok(Resource::MediaSessions) => media_sessions(media).await,
             Ok(resource) => answer(resource, db_path).await,
             Err(refusal) => refusal,
         },
@@ -125,6 +133,7 @@ async fn answer(resource: Resource, db_path: &Path) -> Response {
             Resource::Channels => json(&r.list_channels()?),
             Resource::Calls => json(&r.list_calls()?),
             Resource::Cdr { limit } => json(&r.list_cdr(limit)?),
+            Resource::MediaSessions => Vec::new(),
         })
     })
     .await;
@@ -138,6 +147,55 @@ async fn answer(resource: Resource, db_path: &Path) -> Response {
             warn!(error = %e, "management: query task failed");
             Response::error(500, "the query task failed")
         }
+    }
+}
+
+/// How long `/media/sessions` waits for the media plane's answer.
+const MEDIA_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One session of `/media/sessions`.
+#[derive(Serialize)]
+struct MediaSessionRow {
+    id: u64,
+    core: u16,
+    generation: u64,
+    /// Per leg: the media plane's address and the peer's (null: not known yet).
+    legs: Vec<MediaLegRow>,
+}
+
+#[derive(Serialize)]
+struct MediaLegRow {
+    local: Option<String>,
+    remote: Option<String>,
+}
+
+/// Asks the media plane what it holds.
+async fn media_sessions(media: Option<&MediaHandle>) -> Response {
+    let Some(media) = media else {
+        return Response::error(503, "no media plane (media.mode = \"off\")");
+    };
+    match tokio::time::timeout(MEDIA_QUERY_TIMEOUT, media.query_media()).await {
+        Ok(Some(sessions)) => {
+            let rows: Vec<MediaSessionRow> = sessions
+                .into_iter()
+                .map(|(id, core, generation, spec)| MediaSessionRow {
+                    id,
+                    core,
+                    generation,
+                    legs: spec
+                        .legs
+                        .iter()
+                        .map(|l| MediaLegRow {
+                            local: l.local.addr().map(|a| a.to_string()),
+                            remote: l.remote.addr().map(|a| a.to_string()),
+                        })
+                        .collect(),
+                })
+                .collect();
+            Response::ok(json(&rows))
+        }
+        Ok(None) => Response::error(503, "the media supervisor stopped"),
+        Err(_) => Response::error(503, "the media plane did not answer in time"),
     }
 }
 

@@ -2,6 +2,9 @@
 //! ([`link`], sans-IO) and the driver that supervises the media-plane process and moves
 //! messages between the link and the shared-memory rings ([`supervisor`]).
 
+pub mod ctl;
 pub mod link;
+pub mod supervisor;
 
 pub use link::{Desired, LinkEvent, LinkStats, MediaLink};
+pub use supervisor::{MediaHandle, MediaState, SpawnSpec, SupervisorOptions};

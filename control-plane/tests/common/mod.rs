@@ -48,7 +48,7 @@ impl SwitchProcess {
     /// Starts the switch with its database under `dir` (kept across restarts by reusing it).
     pub fn start_in(dir: TempDir, extra_sip: &str) -> SwitchProcess {
         let config = format!(
-            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n",
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\n",
             dir.0.join("var").display()
         );
         let path = dir.0.join("ferroswitch.toml");
@@ -87,14 +87,7 @@ impl SwitchProcess {
 
     /// GET `path` from the HTTP JSON endpoint; returns the status code and the body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (code, body)
+        http_get(self.http, path)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -208,4 +201,16 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// GET `path` from an HTTP JSON endpoint at `addr`; returns the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
 }
