@@ -128,19 +128,11 @@ mod tests {
     use super::*;
     use crate::doorbell::Doorbell;
 
-    fn memfd(name: &std::ffi::CStr) -> std::fs::File {
-        // SAFETY: a valid C string; the result is checked.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0, "{}", io::Error::last_os_error());
-        // SAFETY: a fresh fd nothing else owns.
-        unsafe { std::fs::File::from_raw_fd(fd) }
-    }
-
     #[test]
     fn an_eventfd_and_a_memfd_work_on_the_other_side() {
         let (a, b) = UnixStream::pair().unwrap();
         let bell = Doorbell::new().unwrap();
-        let mut file = memfd(c"fdpass-test");
+        let mut file = std::fs::File::from(crate::segment::memfd(c"fdpass-test", 0).unwrap());
         file.write_all(b"shared bytes").unwrap();
         send_with_fds(&a, b"hello", &[bell.fd().as_fd(), file.as_fd()]).unwrap();
 
