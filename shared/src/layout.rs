@@ -1,11 +1,14 @@
 //! The layout check both planes make before they share a mapping: a version the code
 //! bumps by hand, and a hash of every message type's size and field offsets (and the
-//! kind values), computed at compile time. Two binaries built from different message
-//! definitions get different hashes, and the later one refuses to attach.
+//! kind values), and of the ring and segment headers' field offsets, computed at compile
+//! time. Two binaries built from different message or header definitions get different
+//! hashes, and the later one refuses to attach.
 
 use std::mem::{offset_of, size_of};
 
 use crate::msg::*;
+use crate::ring::{RingHeader, HEADER_BYTES, LINE};
+use crate::segment::{RingOffsets, SegmentHeader, MAX_CORES};
 
 /// Bumped whenever the meaning of a field changes without changing the layout.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -66,6 +69,31 @@ pub const LAYOUT_HASH: u64 = fnv1a(&[
     EventKind::Stats as u64,
     EventKind::Error as u64,
     EventKind::Pong as u64,
+    // The ring header (shared/src/ring.rs).
+    LINE as u64,
+    HEADER_BYTES as u64,
+    offset_of!(RingHeader, geometry.0.capacity) as u64,
+    offset_of!(RingHeader, geometry.0.slot_size) as u64,
+    offset_of!(RingHeader, producer.0.head) as u64,
+    offset_of!(RingHeader, producer.0.full_events) as u64,
+    offset_of!(RingHeader, tail.0) as u64,
+    offset_of!(RingHeader, consumer_sleeping.0) as u64,
+    // The segment header (shared/src/segment.rs).
+    size_of::<SegmentHeader>() as u64,
+    offset_of!(SegmentHeader, layout_hash) as u64,
+    offset_of!(SegmentHeader, layout_version) as u64,
+    offset_of!(SegmentHeader, header_bytes) as u64,
+    offset_of!(SegmentHeader, cores) as u64,
+    offset_of!(SegmentHeader, ring_capacity) as u64,
+    offset_of!(SegmentHeader, segment_bytes) as u64,
+    offset_of!(SegmentHeader, epoch) as u64,
+    offset_of!(SegmentHeader, media_pid) as u64,
+    offset_of!(SegmentHeader, control_pid) as u64,
+    offset_of!(SegmentHeader, media_heartbeat) as u64,
+    offset_of!(SegmentHeader, control_heartbeat) as u64,
+    size_of::<RingOffsets>() as u64,
+    offset_of!(RingOffsets, events) as u64,
+    MAX_CORES as u64,
 ]);
 
 const fn fnv1a(facts: &[u64]) -> u64 {

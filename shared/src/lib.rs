@@ -24,3 +24,4 @@ pub mod layout;
 pub mod msg;
 pub mod ring;
 pub mod segment;
+mod sync;
