@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::media::{MediaHandle, SpawnSpec, SupervisorOptions};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
-use crate::media::{MediaHandle, SpawnSpec, SupervisorOptions};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -200,7 +200,8 @@ fn start_media(config: &Config, program: Option<std::path::PathBuf>) -> Option<M
         }
         (MediaMode::Attach, _) => None,
     };
-    let first_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
+    let first_id =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
     Some(crate::media::supervisor::start(SupervisorOptions {
         socket: config.media.socket.clone(),
         spawn,

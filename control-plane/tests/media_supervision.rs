@@ -79,6 +79,7 @@ fn a_killed_media_plane_is_restarted_and_holds_every_session_again() {
     let rt = runtime();
     rt.block_on(async {
         let media = supervisor::start(options(&dir, true));
+        let mut reaper = Reaper(Vec::new());
         let up = tokio::time::timeout(Duration::from_secs(10), media.wait_for(|s| s.ready)).await;
         assert!(up.is_ok(), "the media plane never attached: {:?}", media.state());
         let mut ids = Vec::new();
@@ -88,6 +89,7 @@ fn a_killed_media_plane_is_restarted_and_holds_every_session_again() {
         let before = wait_for_sessions(&media, 100).await;
         assert_eq!(before.iter().map(|s| s.0).collect::<Vec<_>>(), ids);
         let old = media.state().media_pid.expect("attached");
+        reaper.0.push(old);
 
         sigkill(old);
         let killed = Instant::now();
@@ -105,11 +107,14 @@ fn a_killed_media_plane_is_restarted_and_holds_every_session_again() {
         assert_eq!(after, before);
         assert_eq!(back.spawned, 2);
         assert_eq!(back.attachments, 2);
-        assert!(back.last_loss.as_deref().is_some_and(|w| w.starts_with("the media plane exited")), "{back:?}");
+        // Seen as the process's exit or as its socket closing, whichever the driver saw first.
+        let why = back.last_loss.clone().unwrap_or_default();
+        assert!(why.starts_with("the media plane exited") || why == "the media plane closed its socket", "{back:?}");
         // Generous: the figure itself goes to docs/performance.md, not into a pass/fail.
         assert!(restart < Duration::from_secs(5), "restart took {restart:?}");
 
         let pid = back.media_pid.unwrap();
+        reaper.0.push(pid);
         media.stop().await;
         let deadline = Instant::now() + Duration::from_secs(5);
         while alive(pid) && Instant::now() < deadline {
@@ -117,6 +122,20 @@ fn a_killed_media_plane_is_restarted_and_holds_every_session_again() {
         }
         assert!(!alive(pid), "an orderly stop stops the media plane it started");
     });
+}
+
+/// Kills the media planes a test started if it fails half-way (they keep their sessions
+/// and would otherwise wait for a control plane forever).
+struct Reaper(Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                sigkill(pid);
+            }
+        }
+    }
 }
 
 async fn wait_for_sessions(
@@ -147,6 +166,7 @@ fn a_restarted_control_plane_adopts_the_media_planes_sessions_and_destroys_them(
         .spawn()
         .expect("start the media plane");
     read_until(&mut media_plane, |l| l.starts_with("ferroswitch-media: listening"));
+    let _reaper = Reaper(vec![media_plane.id()]);
 
     // A first control plane creates 100 sessions, then dies without a word.
     let mut first = Command::new(binary())

@@ -128,9 +128,8 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         let table = SessionTable::new(i as u16, lo, hi);
         let (tx, rx) = mpsc::channel();
         let wake = Doorbell::new().map_err(|source| MediaError::Spawn { core: i, source })?;
-        let wake_worker = Doorbell::from_fd(
-            wake.fd().try_clone().map_err(|source| MediaError::Spawn { core: i, source })?,
-        );
+        let wake_worker =
+            Doorbell::from_fd(wake.fd().try_clone().map_err(|source| MediaError::Spawn { core: i, source })?);
         let pin = *pin;
         let counts = counts.clone();
         let handle = std::thread::Builder::new()
@@ -224,7 +223,11 @@ type CoreRings = (ferroswitch_shared::segment::MediaEnds, Doorbell, Doorbell);
 
 /// The handshake with a connecting control plane; on success the segment and each core's
 /// rings and doorbells (command bell, event bell).
-fn attach(mut stream: UnixStream, cores: usize, capacity: usize) -> Result<(UnixStream, Segment, Vec<CoreRings>), String> {
+fn attach(
+    mut stream: UnixStream,
+    cores: usize,
+    capacity: usize,
+) -> Result<(UnixStream, Segment, Vec<CoreRings>), String> {
     stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
     let mut hello = [0u8; 16];
     stream.read_exact(&mut hello).map_err(|e| format!("no hello: {e}"))?;

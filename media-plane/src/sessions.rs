@@ -9,8 +9,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ferroswitch_shared::msg::{
-    error_code, Command, CommandKind, Count, Created, Endpoint, ErrorInfo, Event, EventKind, SessionSpec,
-    StreamStats, MAX_CODECS,
+    error_code, Command, CommandKind, Count, Created, Endpoint, ErrorInfo, Event, EventKind, SessionSpec, StreamStats,
+    MAX_CODECS,
 };
 
 /// One session on this core.
@@ -159,7 +159,8 @@ impl SessionTable {
                 ids.sort_unstable();
                 for id in &ids {
                     let s = &self.sessions[id];
-                    let mut e = Event::new(EventKind::SessionInfo as u16, self.core, *id, s.generation).with_body(&s.spec);
+                    let mut e =
+                        Event::new(EventKind::SessionInfo as u16, self.core, *id, s.generation).with_body(&s.spec);
                     e.header.seq = h.seq;
                     emit(e);
                 }
@@ -347,7 +348,8 @@ mod tests {
         let mut q = Command::new(CommandKind::Query as u16, 0, 0, 0);
         q.header.seq = 77;
         let ev = run(&mut t, &q);
-        let got: Vec<(Option<EventKind>, u64, u32)> = ev.iter().map(|e| (e.kind(), e.header.session, e.header.seq)).collect();
+        let got: Vec<(Option<EventKind>, u64, u32)> =
+            ev.iter().map(|e| (e.kind(), e.header.session, e.header.seq)).collect();
         assert_eq!(
             got,
             vec![

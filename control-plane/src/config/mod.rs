@@ -751,7 +751,10 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         return Err(cx.err(
             "media.heartbeat_timeout_ms",
             off,
-            format!("{timeout_ms} is under 3 heartbeats ({} ms): a busy media plane would be restarted", 3 * heartbeat_ms),
+            format!(
+                "{timeout_ms} is under 3 heartbeats ({} ms): a busy media plane would be restarted",
+                3 * heartbeat_ms
+            ),
         ));
     }
     let orphan_secs = ranged(cx, "media.orphan_exit_secs", &m.orphan_exit_secs, 30, 1, 86_400)?;

@@ -22,7 +22,8 @@ use ferroswitch_shared::msg::{codec, media_kind, Endpoint, PayloadMap, SessionSp
 use super::supervisor::{self, MediaHandle, SupervisorOptions};
 
 /// Usage text.
-pub const USAGE: &str = "usage: ferroswitch media-ctl [--config FILE | --socket PATH] list | create N [--hold] | destroy-all";
+pub const USAGE: &str =
+    "usage: ferroswitch media-ctl [--config FILE | --socket PATH] list | create N [--hold] | destroy-all";
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +81,9 @@ pub async fn run(socket: PathBuf, cmd: CtlCommand) -> u8 {
         spawn: None,
         cores: 1,
         heartbeat_timeout: Duration::from_secs(2),
-        first_id: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64),
+        first_id: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64),
         start_timeout: Duration::from_secs(5),
     });
     let ready = tokio::time::timeout(Duration::from_secs(10), media.wait_for(|s| s.ready)).await;

@@ -612,10 +612,7 @@ fn handshake_blocking(path: &std::path::Path) -> Result<(StdUnixStream, Segment,
     };
     let segment = Segment::attach(memfd).map_err(|e| HandshakeError::Refused(e.to_string()))?;
     if segment.cores() != usize::from(cores) {
-        return Err(HandshakeError::Refused(format!(
-            "welcome says {cores} cores, segment {}",
-            segment.cores()
-        )));
+        return Err(HandshakeError::Refused(format!("welcome says {cores} cores, segment {}", segment.cores())));
     }
     let bells: Vec<Doorbell> = fds.map(Doorbell::from_fd).collect();
     s.set_read_timeout(None).map_err(HandshakeError::Unreachable)?;
