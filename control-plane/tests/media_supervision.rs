@@ -78,15 +78,7 @@ fn a_killed_media_plane_is_restarted_and_holds_every_session_again() {
     let dir = TempDir::new("media-kill");
     let rt = runtime();
     rt.block_on(async {
-        let media = supervisor::start(options(&dir, true));
-        let mut reaper = Reaper(Vec::new());
-        let up = tokio::time::timeout(Duration::from_secs(10), media.wait_for(|s| s.ready)).await;
-        assert!(up.is_ok(), "the media plane never attached: {:?}", media.state());
-        let mut ids = Vec::new();
-        for n in 0..100 {
-            ids.push(media.create(test_spec(n)).await.expect("create"));
-        }
-        let before = wait_for_sessions(&media, 100).await;
+        let (media, mut reaper, ids, before) = spawned_with_sessions(&dir, 100).await;
         assert_eq!(before.iter().map(|s| s.0).collect::<Vec<_>>(), ids);
         let old = media.state().media_pid.expect("attached");
         reaper.0.push(old);
@@ -124,6 +116,23 @@ fn a_killed_media_plane_is_restarted_and_holds_every_session_again() {
     });
 }
 
+/// A supervisor that started its media plane, holding `n` sessions the media plane
+/// confirmed: the handle, a reaper, the ids and what the media plane holds.
+async fn spawned_with_sessions(
+    dir: &TempDir,
+    n: u32,
+) -> (control_plane::media::MediaHandle, Reaper, Vec<u64>, Vec<control_plane::media::HeldSession>) {
+    let media = supervisor::start(options(dir, true));
+    let up = tokio::time::timeout(Duration::from_secs(10), media.wait_for(|s| s.ready)).await;
+    assert!(up.is_ok(), "the media plane never attached: {:?}", media.state());
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(media.create(test_spec(i)).await.expect("create"));
+    }
+    let before = wait_for_sessions(&media, n as usize).await;
+    (media, Reaper(Vec::new()), ids, before)
+}
+
 /// Kills the media planes a test started if it fails half-way (they keep their sessions
 /// and would otherwise wait for a control plane forever).
 struct Reaper(Vec<u32>);
@@ -141,7 +150,7 @@ impl Drop for Reaper {
 async fn wait_for_sessions(
     media: &control_plane::media::MediaHandle,
     n: usize,
-) -> Vec<(u64, u16, u64, ferroswitch_shared::msg::SessionSpec)> {
+) -> Vec<control_plane::media::HeldSession> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let held = media.query_media().await.expect("query");
@@ -209,6 +218,14 @@ fn a_restarted_control_plane_adopts_the_media_planes_sessions_and_destroys_them(
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(listed, created);
+    let (status, body) = common::http_get(http, "/media/status");
+    assert_eq!(status, 200, "{body}");
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (st["ready"].as_bool(), st["sessions"].as_u64(), st["spawned"].as_u64()),
+        (Some(true), Some(100), Some(0))
+    );
+    assert_eq!(st["stats"]["ring_full"].as_u64(), Some(0));
     // It dies too.
     switch.kill().unwrap();
     switch.wait().unwrap();
@@ -240,4 +257,29 @@ fn a_restarted_control_plane_adopts_the_media_planes_sessions_and_destroys_them(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_media_plane_whose_heartbeat_stalls_is_replaced_and_replayed() {
+    let dir = TempDir::new("media-stall");
+    let rt = runtime();
+    rt.block_on(async {
+        let (media, mut reaper, _, before) = spawned_with_sessions(&dir, 10).await;
+        let old = media.state().media_pid.expect("attached");
+        reaper.0.push(old);
+        // Frozen, not dead: its socket stays open, only the heartbeat stops.
+        // SAFETY: kill takes no pointers.
+        unsafe { libc::kill(old as libc::pid_t, libc::SIGSTOP) };
+        let back = tokio::time::timeout(
+            Duration::from_secs(10),
+            media.wait_for(|s| s.ready && s.media_pid.is_some_and(|p| p != old)),
+        )
+        .await
+        .expect("a new media plane attached");
+        reaper.0.push(back.media_pid.unwrap());
+        assert_eq!(back.last_loss.as_deref(), Some("the media plane's heartbeat stalled for 300ms"));
+        assert!(!alive(old), "the frozen media plane was killed");
+        assert_eq!(media.query_media().await.expect("query"), before);
+        media.stop().await;
+    });
 }

@@ -46,7 +46,7 @@ impl Ports {
         if self.max <= self.min {
             0
         } else {
-            (u32::from(self.max) - u32::from(self.min) + 1) / 2
+            (u32::from(self.max) - u32::from(self.min)).div_ceil(2)
         }
     }
 

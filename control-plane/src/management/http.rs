@@ -201,6 +201,8 @@ pub enum Resource {
     Calls,
     /// `GET /media/sessions`: the sessions the media plane holds (asked of it).
     MediaSessions,
+    /// `GET /media/status`: the supervisor's state and the ring counters (back-pressure).
+    MediaStatus,
     /// `GET /cdr?limit=N`: the `limit` most recent CDRs.
     Cdr {
         /// How many, 1 to [`MAX_CDR_LIMIT`] ([`DEFAULT_CDR_LIMIT`] when not given).
@@ -218,6 +220,7 @@ pub fn route(head: &RequestHead) -> Result<Resource, Response> {
         "/calls" => Resource::Calls,
         "/cdr" => Resource::Cdr { limit: DEFAULT_CDR_LIMIT },
         "/media/sessions" => Resource::MediaSessions,
+        "/media/status" => Resource::MediaStatus,
         other => return Err(Response::error(404, &format!("no resource at {other}"))),
     };
     if head.method != "GET" {

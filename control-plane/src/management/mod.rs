@@ -87,6 +87,10 @@ async fn handle(mut stream: TcpStream, db_path: &Path, media: Option<&MediaHandl
         Ok(Some(Err(e))) => Response::error(e.status(), &e.to_string()),
         Ok(Some(Ok(head))) => match route(&head) {
             Ok(Resource::MediaSessions) => media_sessions(media).await,
+            Ok(Resource::MediaStatus) => match media {
+                Some(m) => Response::ok(serde_json::to_vec(&m.state()).expect("plain fields encode as JSON")),
+                None => Response::error(503, "no media plane (media.mode = \"off\")"),
+            },
             Ok(resource) => answer(resource, db_path).await,
             Err(refusal) => refusal,
         },
@@ -133,7 +137,7 @@ async fn answer(resource: Resource, db_path: &Path) -> Response {
             Resource::Channels => json(&r.list_channels()?),
             Resource::Calls => json(&r.list_calls()?),
             Resource::Cdr { limit } => json(&r.list_cdr(limit)?),
-            Resource::MediaSessions => Vec::new(),
+            Resource::MediaSessions | Resource::MediaStatus => Vec::new(),
         })
     })
     .await;

@@ -134,6 +134,8 @@ fn routes_each_table_and_the_cdr_limit() {
     assert_eq!(get("/channels"), Ok(Resource::Channels));
     assert_eq!(get("/calls"), Ok(Resource::Calls));
     assert_eq!(get("/cdr"), Ok(Resource::Cdr { limit: DEFAULT_CDR_LIMIT }));
+    assert_eq!(get("/media/sessions"), Ok(Resource::MediaSessions));
+    assert_eq!(get("/media/status"), Ok(Resource::MediaStatus));
     assert_eq!(get("/cdr?limit=7"), Ok(Resource::Cdr { limit: 7 }));
     assert_eq!(get("/cdr?limit=10000"), Ok(Resource::Cdr { limit: 10_000 }));
     for bad in [

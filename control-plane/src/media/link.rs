@@ -26,6 +26,9 @@ use ferroswitch_shared::msg::{
     Command, CommandKind, Created, Dtmf, ErrorInfo, Event, EventKind, Latched, SessionSpec, StreamStats,
 };
 
+/// A session as a media core reports it: (id, core, generation, spec).
+pub type HeldSession = (u64, u16, u64, SessionSpec);
+
 /// What the switch hears from the media plane.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -77,7 +80,7 @@ pub enum LinkEvent {
         /// The query's number.
         seq: u32,
         /// (id, core, generation, spec) of every session held.
-        sessions: Vec<(u64, u16, u64, SessionSpec)>,
+        sessions: Vec<HeldSession>,
     },
     /// Reconciliation after an attachment finished.
     Reconciled {
@@ -104,7 +107,7 @@ pub struct Desired {
 }
 
 /// Counters for operators.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LinkStats {
     /// Commands handed to the driver.
     pub commands: u64,
@@ -142,7 +145,7 @@ pub struct MediaLink {
     attached: bool,
     reconcile: Option<Reconcile>,
     /// Queries asked through [`MediaLink::query`]: cores still to answer, answers so far.
-    queries: HashMap<u32, (HashSet<u16>, Vec<(u64, u16, u64, SessionSpec)>)>,
+    queries: HashMap<u32, (HashSet<u16>, Vec<HeldSession>)>,
     stats: LinkStats,
 }
 

@@ -6,5 +6,5 @@ pub mod ctl;
 pub mod link;
 pub mod supervisor;
 
-pub use link::{Desired, LinkEvent, LinkStats, MediaLink};
+pub use link::{Desired, HeldSession, LinkEvent, LinkStats, MediaLink};
 pub use supervisor::{MediaHandle, MediaState, SpawnSpec, SupervisorOptions};

@@ -32,7 +32,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use super::link::{Desired, LinkEvent, LinkStats, MediaLink};
+use super::link::{Desired, HeldSession, LinkEvent, LinkStats, MediaLink};
 
 /// How to start the media plane when none answers.
 #[derive(Debug, Clone)]
@@ -60,8 +60,8 @@ pub struct SupervisorOptions {
     pub start_timeout: Duration,
 }
 
-/// What the supervisor reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the supervisor reports (also as `GET /media/status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MediaState {
     /// A media plane is attached.
     pub attached: bool,
@@ -88,7 +88,7 @@ enum Request {
     Update(u64, SessionSpec),
     Destroy(u64, oneshot::Sender<bool>),
     Sessions(oneshot::Sender<Vec<(u64, Desired)>>),
-    Query(oneshot::Sender<Vec<(u64, u16, u64, SessionSpec)>>),
+    Query(oneshot::Sender<Vec<HeldSession>>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -134,7 +134,7 @@ impl MediaHandle {
 
     /// What the media plane holds, asked of every core: (id, core, generation, spec).
     /// Waits for an attached media plane; `None` if the supervisor stopped.
-    pub async fn query_media(&self) -> Option<Vec<(u64, u16, u64, SessionSpec)>> {
+    pub async fn query_media(&self) -> Option<Vec<HeldSession>> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Request::Query(tx)).ok()?;
         rx.await.ok()
@@ -193,9 +193,9 @@ struct Supervisor {
     link: MediaLink,
     state: watch::Sender<MediaState>,
     child: Option<tokio::process::Child>,
-    queries: HashMap<u32, oneshot::Sender<Vec<(u64, u16, u64, SessionSpec)>>>,
+    queries: HashMap<u32, oneshot::Sender<Vec<HeldSession>>>,
     /// Queries asked while detached: sent at the next attachment.
-    deferred_queries: Vec<oneshot::Sender<Vec<(u64, u16, u64, SessionSpec)>>>,
+    deferred_queries: Vec<oneshot::Sender<Vec<HeldSession>>>,
     full_logged: u64,
 }
 
