@@ -3,4 +3,5 @@
 //! and send what comes out.
 
 pub mod rtp;
+pub mod session;
 pub mod stats;
