@@ -12,13 +12,20 @@ use common::{binary, TempDir};
 use control_plane::media::ctl::test_spec;
 use control_plane::media::supervisor::{self, SpawnSpec, SupervisorOptions};
 
-/// A config with the media socket and database under `dir`.
+/// A config with the media socket and database under `dir`, and an RTP port range of
+/// its own (tests run in parallel, each with its media plane binding real ports).
 fn config(dir: &TempDir, mode: &str) -> std::path::PathBuf {
+    let base = match dir.0.file_name().and_then(|n| n.to_str()) {
+        Some(n) if n.contains("media-kill") => 40000,
+        Some(n) if n.contains("media-stall") => 41000,
+        _ => 42000,
+    };
     let text = format!(
         "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{dir}/var\"\n\
          [management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
          [media]\nmode = \"{mode}\"\nsocket = \"{dir}/media.sock\"\ncores = [0, 1]\nheartbeat_ms = 20\n\
-         heartbeat_timeout_ms = 300\norphan_exit_secs = 5\n",
+         heartbeat_timeout_ms = 300\norphan_exit_secs = 5\nrtp_port_min = {base}\nrtp_port_max = {}\n",
+        base + 999,
         dir = dir.0.display()
     );
     let path = dir.0.join("ferroswitch.toml");

@@ -107,6 +107,22 @@ impl SessionTable {
         self.sessions.get(&id)
     }
 
+    /// Removes a session without an event (the worker could not open its sockets), and
+    /// frees its ports.
+    pub fn remove(&mut self, id: u64) -> Option<Session> {
+        let s = self.sessions.remove(&id)?;
+        for leg in &s.spec.legs {
+            self.ports.release(leg.local.port);
+        }
+        Some(s)
+    }
+
+    /// Marks `port` (and its RTCP port) as unusable: another process holds it. Later
+    /// allocations skip it.
+    pub fn block(&mut self, port: u16) {
+        self.ports.used.insert(port & !1);
+    }
+
     /// Every session, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Session)> {
         self.sessions.iter().map(|(id, s)| (*id, s))

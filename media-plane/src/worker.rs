@@ -1,21 +1,34 @@
-//! One media core: a thread (pinned when configured) that owns a [`SessionTable`] and,
-//! while a control plane is attached, the core's two rings.
+//! One media core: a thread (pinned when configured) that owns a [`SessionTable`], the
+//! sessions' sockets and relay state, and, while a control plane is attached, the core's
+//! two rings.
 //!
-//! The loop drains commands in batches, applies them and pushes the events; when the
-//! command ring is empty it announces it is going to sleep and waits on the ring's
-//! doorbell (or its own wake-up eventfd, which the main thread rings to hand it new rings
-//! or stop it). The relay (issue 5) joins this loop.
+//! One wait point: an epoll instance holding the core's wake-up eventfd, the command
+//! ring's doorbell and every session socket. A loop turn drains commands (binding or
+//! closing sockets as sessions come and go), then receives from every ready socket in
+//! batches (`recvmmsg`), passes each packet through the session's [`Relay`] and sends it
+//! on from the other leg's socket. Before sleeping the worker announces it on the
+//! command ring, so the control plane rings the doorbell only then. Nothing here is
+//! shared with other cores; buffers are allocated once.
 
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use ferroswitch_shared::doorbell::Doorbell;
-use ferroswitch_shared::msg::Event;
+use ferroswitch_shared::msg::Endpoint;
+use ferroswitch_shared::msg::{
+    error_code, leg_flags, CommandKind, Dtmf, ErrorInfo, Event, EventKind, Latched, SessionSpec, StreamStats,
+};
 use ferroswitch_shared::ring::Producer;
 use ferroswitch_shared::segment::MediaEnds;
 use tracing::{info, warn};
 
+use crate::epoll::{Epoll, RecvBatch};
+use crate::relay::rtp::{classify, Kind};
+use crate::relay::session::{Notice, Relay, Verdict};
 use crate::sessions::SessionTable;
 
 /// What the main thread tells a worker.
@@ -36,9 +49,16 @@ pub enum WorkerMsg {
 }
 
 /// How many commands one loop turn takes before it looks at anything else.
-const BATCH: usize = 64;
+const COMMAND_BATCH: usize = 64;
+/// Receive batches per ready socket per turn (fairness between sockets).
+const BATCHES_PER_SOCKET: usize = 4;
 /// How long a full event ring is retried before the event is dropped (and counted).
 const EVENT_RING_PATIENCE: Duration = Duration::from_secs(1);
+/// How often RTP timeouts are checked.
+const TICK: Duration = Duration::from_millis(200);
+
+const TOKEN_WAKE: u64 = u64::MAX;
+const TOKEN_BELL: u64 = u64::MAX - 1;
 
 struct Attached {
     ends: MediaEnds,
@@ -46,7 +66,159 @@ struct Attached {
     events_bell: Doorbell,
 }
 
-/// Runs core `core` until [`WorkerMsg::Stop`] (or the sender is gone).
+/// A session's sockets and relay state: `socks[leg][0]` RTP, `[leg][1]` RTCP (None with
+/// rtcp-mux).
+struct Live {
+    id: u64,
+    relay: Relay,
+    socks: [[Option<UdpSocket>; 2]; 2],
+    rtp_timeout: Option<Duration>,
+    timed_out: bool,
+}
+
+/// The core's state besides the table.
+struct Core {
+    core: u16,
+    epoll: Epoll,
+    slots: Vec<Option<Live>>,
+    free: Vec<usize>,
+    by_id: HashMap<u64, usize>,
+    start: Instant,
+    dropped_events: u64,
+}
+
+fn token(slot: usize, leg: usize, rtcp: bool) -> u64 {
+    ((slot as u64) << 2) | ((leg as u64) << 1) | u64::from(rtcp)
+}
+
+impl Core {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Binds the session's sockets (RTP, and RTCP unless rtcp-mux) on its local ports.
+    /// On failure, the port that could not be bound (if it was a bind) and why.
+    fn open(&mut self, id: u64, spec: &SessionSpec) -> Result<(), (Option<u16>, String)> {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let mut socks: [[Option<UdpSocket>; 2]; 2] = Default::default();
+        for (leg, l) in spec.legs.iter().enumerate() {
+            let Some(rtp) = l.local.addr() else {
+                self.free.push(slot);
+                return Err((None, format!("leg {leg}: no local address")));
+            };
+            let mut addrs = vec![(rtp, false)];
+            if l.flags & leg_flags::RTCP_MUX == 0 {
+                addrs.push((SocketAddr::new(rtp.ip(), rtp.port() + 1), true));
+            }
+            for (addr, rtcp) in addrs {
+                let s = UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|_| s));
+                match s {
+                    Ok(s) => {
+                        if let Err(e) = self.epoll.add(s.as_raw_fd(), token(slot, leg, rtcp)) {
+                            self.free.push(slot);
+                            return Err((None, format!("epoll: {e}")));
+                        }
+                        socks[leg][usize::from(rtcp)] = Some(s);
+                    }
+                    Err(e) => {
+                        self.free.push(slot);
+                        return Err((Some(rtp.port()), format!("bind {addr}: {e}")));
+                    }
+                }
+            }
+        }
+        let rtp_timeout = (spec.rtp_timeout_secs > 0).then(|| Duration::from_secs(u64::from(spec.rtp_timeout_secs)));
+        self.slots[slot] = Some(Live { id, relay: Relay::new(spec.legs), socks, rtp_timeout, timed_out: false });
+        self.by_id.insert(id, slot);
+        Ok(())
+    }
+
+    /// Closes the session's sockets; its final counters.
+    fn close(&mut self, id: u64) -> Option<StreamStats> {
+        let slot = self.by_id.remove(&id)?;
+        let live = self.slots[slot].take()?;
+        self.free.push(slot);
+        Some(live.relay.stats(self.now_ns()))
+    }
+
+    /// Receives and relays everything waiting on one socket.
+    fn pump(&mut self, tok: u64, batch: &mut RecvBatch, mut notify: impl FnMut(Event)) {
+        let (slot, leg, rtcp) = ((tok >> 2) as usize, ((tok >> 1) & 1) as usize, tok & 1 == 1);
+        let now = self.now_ns();
+        let core = self.core;
+        let Some(live) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
+        let Some(fd) = live.socks[leg][usize::from(rtcp)].as_ref().map(AsRawFd::as_raw_fd) else { return };
+        let id = live.id;
+        for _ in 0..BATCHES_PER_SOCKET {
+            let n = batch.recv(fd);
+            for i in 0..n {
+                let Some((pkt, src, truncated)) = batch.get(i) else { continue };
+                if truncated {
+                    continue;
+                }
+                let mut note = |n: Notice| notify(notice_event(core, id, n));
+                let is_rtcp = rtcp || classify(pkt) == Some(Kind::Rtcp);
+                let verdict = if is_rtcp {
+                    live.relay.on_rtcp(leg, src, pkt, &mut note)
+                } else {
+                    live.relay.on_rtp(leg, src, now, pkt, &mut note)
+                };
+                if let Verdict::Forward { to } = verdict {
+                    // From the other leg's socket: RTCP from its RTCP socket unless muxed.
+                    let out = &live.socks[leg ^ 1];
+                    let sock = if is_rtcp { out[1].as_ref().or(out[0].as_ref()) } else { out[0].as_ref() };
+                    if let Some(s) = sock {
+                        let _ = s.send_to(pkt, to);
+                    }
+                }
+            }
+            if n < crate::epoll::BATCH {
+                break;
+            }
+        }
+    }
+
+    /// RTP timeout events for sessions idle past their timeout (once each).
+    fn check_timeouts(&mut self, mut notify: impl FnMut(Event)) {
+        let now = self.now_ns();
+        for live in self.slots.iter_mut().flatten() {
+            let Some(limit) = live.rtp_timeout else { continue };
+            if live.timed_out {
+                continue;
+            }
+            // A session that never saw a packet times out from its creation (idle since 0).
+            let idle = live.relay.idle_ns(now).unwrap_or(now);
+            if idle >= limit.as_nanos() as u64 {
+                live.timed_out = true;
+                let e =
+                    Event::new(EventKind::RtpTimeout as u16, self.core, live.id, 0).with_body(&live.relay.stats(now));
+                notify(e);
+            }
+        }
+    }
+}
+
+fn notice_event(core: u16, id: u64, n: Notice) -> Event {
+    match n {
+        Notice::Latched { leg, peer } => Event::new(EventKind::Latched as u16, core, id, 0).with_body(&Latched {
+            peer: Endpoint::from_addr(peer),
+            leg: leg as u8,
+            _pad: [0; 7],
+        }),
+        Notice::Dtmf { leg, event } => Event::new(EventKind::Dtmf as u16, core, id, 0).with_body(&Dtmf {
+            duration: u32::from(event.duration),
+            event: event.event,
+            volume: event.volume,
+            leg: leg as u8,
+            _pad: 0,
+        }),
+    }
+}
+
+/// Runs core `table.core()` until [`WorkerMsg::Stop`] (or the sender is gone).
 pub fn run(mut table: SessionTable, pin: Option<usize>, rx: Receiver<WorkerMsg>, wake: Doorbell, held: &AtomicUsize) {
     let core = table.core();
     if let Some(id) = pin {
@@ -56,46 +228,183 @@ pub fn run(mut table: SessionTable, pin: Option<usize>, rx: Receiver<WorkerMsg>,
             warn!(core, cpu = id, "media worker could not be pinned");
         }
     }
+    let epoll = match Epoll::new() {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(core, error = %e, "media worker cannot create its epoll instance");
+            return;
+        }
+    };
+    if let Err(e) = epoll.add(wake.as_raw_fd(), TOKEN_WAKE) {
+        warn!(core, error = %e, "media worker cannot watch its wake-up eventfd");
+        return;
+    }
+    let mut c = Core {
+        core,
+        epoll,
+        slots: Vec::new(),
+        free: Vec::new(),
+        by_id: HashMap::new(),
+        start: Instant::now(),
+        dropped_events: 0,
+    };
     let mut attached: Option<Attached> = None;
-    let mut dropped_events: u64 = 0;
+    let mut batch = RecvBatch::new();
+    let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut pending: Vec<Event> = Vec::new();
+    let mut last_tick = Instant::now();
     loop {
         loop {
             match rx.try_recv() {
                 Ok(WorkerMsg::Attach { ends, commands_bell, events_bell }) => {
+                    if let Some(old) = attached.take() {
+                        c.epoll.delete(old.commands_bell.as_raw_fd());
+                    }
+                    let _ = c.epoll.add(commands_bell.as_raw_fd(), TOKEN_BELL);
                     attached = Some(Attached { ends, commands_bell, events_bell });
                 }
-                Ok(WorkerMsg::Detach) => attached = None,
+                Ok(WorkerMsg::Detach) => {
+                    if let Some(old) = attached.take() {
+                        c.epoll.delete(old.commands_bell.as_raw_fd());
+                    }
+                    pending.clear();
+                }
                 Ok(WorkerMsg::Stop) | Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
             }
         }
-        let Some(a) = attached.as_mut() else {
-            wake.wait(None);
-            continue;
-        };
-        let mut events = Vec::new();
-        let n = a.ends.commands.drain(BATCH, |cmd| table.apply(cmd, |e| events.push(e)));
-        if !events.is_empty() {
-            for e in &events {
-                if !push_event(&mut a.ends.events, e) {
-                    dropped_events += 1;
-                    if dropped_events.is_power_of_two() {
-                        warn!(core, dropped_events, "event ring full for a second: event dropped");
+        let mut commands = 0;
+        if let Some(a) = attached.as_mut() {
+            let mut out = Vec::new();
+            commands = a.ends.commands.drain(COMMAND_BATCH, |cmd| {
+                let mut evs = Vec::new();
+                table.apply(cmd, |e| evs.push(e));
+                for mut e in evs {
+                    match (cmd.kind(), e.kind()) {
+                        (_, Some(EventKind::Created)) => {
+                            if let Err(why) = open_or_retry(&mut c, &mut table, cmd, &mut e) {
+                                e = Event::new(EventKind::Error as u16, core, e.header.session, e.header.generation)
+                                    .with_body(&ErrorInfo::new(error_code::NO_PORT, &why));
+                            }
+                        }
+                        (Some(CommandKind::Update), Some(EventKind::Updated)) => {
+                            if let (Some(&slot), Some(s)) =
+                                (c.by_id.get(&e.header.session), table.get(e.header.session))
+                            {
+                                if let Some(live) = c.slots[slot].as_mut() {
+                                    live.relay.update(s.spec.legs);
+                                    live.rtp_timeout = (s.spec.rtp_timeout_secs > 0)
+                                        .then(|| Duration::from_secs(u64::from(s.spec.rtp_timeout_secs)));
+                                }
+                            }
+                        }
+                        (_, Some(EventKind::Destroyed)) => {
+                            if let Some(stats) = c.close(e.header.session) {
+                                e = e.with_body(&stats);
+                            }
+                        }
+                        _ => {}
                     }
+                    out.push(e);
                 }
-            }
-            if a.ends.events.consumer_sleeping() {
-                a.events_bell.ring();
-            }
-        }
-        if n > 0 {
+            });
+            pending.extend(out);
             held.store(table.len(), Ordering::Relaxed);
         }
-        if n == 0 && a.ends.commands.prepare_sleep() {
-            wait_either(&a.commands_bell, &wake);
-            a.ends.commands.woke();
+        // Packets.
+        let timeout_ms = if commands > 0 || !pending.is_empty() { 0 } else { TICK.as_millis() as i32 };
+        let asleep = timeout_ms > 0 && attached.as_mut().is_none_or(|a| a.ends.commands.prepare_sleep());
+        let n = c.epoll.wait(&mut ready, if asleep { timeout_ms } else { 0 });
+        if let Some(a) = attached.as_mut() {
+            if asleep {
+                a.ends.commands.woke();
+            }
+        }
+        for ev in &ready[..n] {
+            match ev.u64 {
+                TOKEN_WAKE => {
+                    wake.clear();
+                }
+                TOKEN_BELL => {
+                    if let Some(a) = &attached {
+                        a.commands_bell.clear();
+                    }
+                }
+                tok => c.pump(tok, &mut batch, |e| pending.push(e)),
+            }
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            c.check_timeouts(|e| pending.push(e));
+        }
+        // Events out.
+        if let Some(a) = attached.as_mut() {
+            if !pending.is_empty() {
+                for e in pending.drain(..) {
+                    if !push_event(&mut a.ends.events, &e) {
+                        c.dropped_events += 1;
+                        if c.dropped_events.is_power_of_two() {
+                            warn!(
+                                core,
+                                dropped_events = c.dropped_events,
+                                "event ring full for a second: event dropped"
+                            );
+                        }
+                    }
+                }
+                if a.ends.events.consumer_sleeping() {
+                    a.events_bell.ring();
+                }
+            }
+        } else {
+            // Nobody to tell: events of a detached core are dropped (the next control plane
+            // queries the state instead).
+            pending.clear();
         }
     }
+}
+
+/// Ports tried for one session when others turn out to be held by another process.
+const BIND_ATTEMPTS: usize = 8;
+
+/// Opens the sockets of the session `created` reports. A port the table allocated that
+/// another process already holds is blocked and the create is applied again, up to
+/// [`BIND_ATTEMPTS`] times; `created` is replaced by the final answer. Ports the control
+/// plane asked for (a replay) are not moved.
+fn open_or_retry(
+    c: &mut Core,
+    table: &mut SessionTable,
+    cmd: &ferroswitch_shared::msg::Command,
+    created: &mut Event,
+) -> Result<(), String> {
+    let id = created.header.session;
+    let asked = cmd.body::<SessionSpec>();
+    let mut last = String::new();
+    for _ in 0..BIND_ATTEMPTS {
+        let spec = table.get(id).map(|s| s.spec).unwrap_or_default();
+        match c.open(id, &spec) {
+            Ok(()) => return Ok(()),
+            Err((port, why)) => {
+                table.remove(id);
+                last = why;
+                let movable = port.is_some_and(|p| asked.legs.iter().any(|l| l.local.port == 0 && p != 0));
+                let Some(port) = port.filter(|_| movable) else { break };
+                warn!(core = c.core, port, "{last}: port held by another process, trying another");
+                table.block(port);
+                let mut again = Vec::new();
+                table.apply(cmd, |e| again.push(e));
+                match again.into_iter().next() {
+                    Some(e) if e.kind() == Some(EventKind::Created) => *created = e,
+                    Some(e) => {
+                        *created = e;
+                        return Ok(()); // an error event already says why
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Pushes `e`, retrying while the ring is full (the control plane is busy), for at most
@@ -112,17 +421,4 @@ fn push_event(ring: &mut Producer<Event>, e: &Event) -> bool {
         }
     }
     false
-}
-
-/// Sleeps until either doorbell rings (or 100 ms pass: a safety net), then clears both.
-fn wait_either(a: &Doorbell, b: &Doorbell) {
-    use std::os::fd::AsRawFd;
-    let mut fds = [
-        libc::pollfd { fd: a.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: b.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-    ];
-    // SAFETY: fds is a valid array of two pollfd for the duration of the call.
-    unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
-    a.clear();
-    b.clear();
 }

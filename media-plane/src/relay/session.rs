@@ -193,6 +193,30 @@ impl Relay {
         Relay { legs: [Leg::new(legs[0]), Leg::new(legs[1])] }
     }
 
+    /// New signalling for both legs (a re-INVITE): the specs change, and a leg that was
+    /// not latched takes its new SDP address; counters and latched peers stay.
+    pub fn update(&mut self, legs: [LegSpec; 2]) {
+        for (leg, spec) in self.legs.iter_mut().zip(legs) {
+            let fresh = Leg::new(spec);
+            leg.spec = spec;
+            if !leg.latched {
+                leg.peer = fresh.peer;
+                leg.rtcp_peer = fresh.rtcp_peer;
+            }
+        }
+    }
+
+    /// Both legs' counters at `now_ns`.
+    pub fn stats(&self, now_ns: u64) -> ferroswitch_shared::msg::StreamStats {
+        ferroswitch_shared::msg::StreamStats { legs: [self.legs[0].stats(now_ns), self.legs[1].stats(now_ns)] }
+    }
+
+    /// Nanoseconds since the newest packet on either leg at `now_ns` (None: none yet).
+    pub fn idle_ns(&self, now_ns: u64) -> Option<u64> {
+        let last = self.legs.iter().filter_map(|l| l.stats.last_packet_ns()).max()?;
+        Some(now_ns.saturating_sub(last))
+    }
+
     /// Leg `i`.
     pub fn leg(&self, i: usize) -> &Leg {
         &self.legs[i & 1]

@@ -1,0 +1,203 @@
+//! A media core relaying real UDP on loopback: a worker thread driven through in-process
+//! rings, with test sockets playing the two legs' peers.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use ferroswitch_media_plane::sessions::SessionTable;
+use ferroswitch_media_plane::worker::{self, WorkerMsg};
+use ferroswitch_shared::doorbell::Doorbell;
+use ferroswitch_shared::msg::{
+    codec, leg_flags, Command, CommandKind, Created, Dtmf, Endpoint, Event, EventKind, Latched, LegSpec, PayloadMap,
+    SessionSpec, StreamStats,
+};
+use ferroswitch_shared::ring::{pair, Consumer, Producer};
+use ferroswitch_shared::segment::MediaEnds;
+
+/// One worker thread and the control plane's ends of its rings.
+struct Core {
+    commands: Producer<Command>,
+    events: Consumer<Event>,
+    commands_bell: Doorbell,
+    tx: mpsc::Sender<WorkerMsg>,
+    wake: Doorbell,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Core {
+    fn start(port_min: u16) -> Core {
+        let (commands, worker_commands) = pair::<Command>(64).unwrap();
+        let (worker_events, events) = pair::<Event>(256).unwrap();
+        let commands_bell = Doorbell::new().unwrap();
+        let events_bell = Doorbell::new().unwrap();
+        let wake = Doorbell::new().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let table = SessionTable::new(0, port_min, port_min + 199);
+        let wake_worker = Doorbell::from_fd(wake.fd().try_clone().unwrap());
+        let bell_worker = Doorbell::from_fd(commands_bell.fd().try_clone().unwrap());
+        let held = Arc::new(AtomicUsize::new(0));
+        let thread = std::thread::spawn(move || worker::run(table, None, rx, wake_worker, &held));
+        tx.send(WorkerMsg::Attach {
+            ends: MediaEnds { commands: worker_commands, events: worker_events },
+            commands_bell: bell_worker,
+            events_bell,
+        })
+        .unwrap();
+        wake.ring();
+        Core { commands, events, commands_bell, tx, wake, thread: Some(thread) }
+    }
+
+    fn send(&mut self, c: Command) {
+        self.commands.try_push(&c).unwrap();
+        self.commands_bell.ring();
+    }
+
+    /// The next event of `kind` (others are skipped), within 5 s.
+    fn expect(&mut self, kind: EventKind) -> Event {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(e) = self.events.pop() {
+                if e.kind() == Some(kind) {
+                    return e;
+                }
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("no {kind:?} event within 5 s");
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let _ = self.tx.send(WorkerMsg::Stop);
+        self.wake.ring();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn leg(remote: Option<SocketAddr>, flags: u32) -> LegSpec {
+    let mut l = LegSpec {
+        local: Endpoint::from_addr("127.0.0.1:0".parse().unwrap()),
+        remote: remote.map(Endpoint::from_addr).unwrap_or_default(),
+        flags,
+        codec_count: 2,
+        ..LegSpec::default()
+    };
+    l.codecs[0] = PayloadMap { clock_rate: 8000, pt: 0, codec: codec::PCMU, channels: 1, _pad: 0 };
+    l.codecs[1] = PayloadMap { clock_rate: 8000, pt: 101, codec: codec::TELEPHONE_EVENT, channels: 1, _pad: 0 };
+    l
+}
+
+fn create(core: &mut Core, id: u64, a: LegSpec, b: LegSpec, timeout: u32) -> [SocketAddr; 2] {
+    let spec = SessionSpec { legs: [a, b], rtp_timeout_secs: timeout, flags: 0 };
+    core.send(Command::new(CommandKind::Create as u16, 0, id, 1).with_body(&spec));
+    let e = core.expect(EventKind::Created);
+    let c = e.body::<Created>();
+    [c.local[0].addr().unwrap(), c.local[1].addr().unwrap()]
+}
+
+fn peer() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend(seq.to_be_bytes());
+    p.extend(ts.to_be_bytes());
+    p.extend(ssrc.to_be_bytes());
+    p.extend(payload);
+    p
+}
+
+fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = [0u8; 2048];
+    let (n, from) = s.recv_from(&mut buf).expect("a relayed packet");
+    (buf[..n].to_vec(), from)
+}
+
+#[test]
+fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port() {
+    let mut core = Core::start(30000);
+    let (pa, pb, pa_rtcp, pb_rtcp) = (peer(), peer(), peer(), peer());
+    let mut leg_a = leg(Some(pa.local_addr().unwrap()), 0);
+    leg_a.remote_rtcp_port = pa_rtcp.local_addr().unwrap().port();
+    let mut leg_b = leg(Some(pb.local_addr().unwrap()), 0);
+    leg_b.remote_rtcp_port = pb_rtcp.local_addr().unwrap().port();
+    let [la, lb] = create(&mut core, 1, leg_a, leg_b, 0);
+    for seq in 0..20u16 {
+        let p = rtp(0, seq, u32::from(seq) * 160, 0xa, &[0xff; 160]);
+        pa.send_to(&p, la).unwrap();
+        let (got, from) = recv(&pb);
+        assert_eq!((got, from), (p, lb), "A→B packet {seq} arrives unchanged from B's local port");
+        let q = rtp(0, seq, u32::from(seq) * 160, 0xb, &[0x7f; 160]);
+        pb.send_to(&q, lb).unwrap();
+        assert_eq!(recv(&pa), (q, la));
+    }
+    // RTCP goes from our RTCP port (RTP + 1, no rtcp-mux here) to the peer's signalled one.
+    let sr = [0x80, 200, 0, 1, 0, 0, 0, 0xa];
+    pa_rtcp.send_to(&sr, SocketAddr::new(la.ip(), la.port() + 1)).unwrap();
+    let (got, from) = recv(&pb_rtcp);
+    assert_eq!((got.as_slice(), from), (&sr[..], SocketAddr::new(lb.ip(), lb.port() + 1)));
+    core.send(Command::new(CommandKind::Destroy as u16, 0, 1, 1));
+    let stats = *core.expect(EventKind::Destroyed).body::<StreamStats>();
+    assert_eq!((stats.legs[0].packets, stats.legs[1].packets), (20, 20));
+    assert_eq!((stats.legs[0].lost, stats.legs[0].bytes), (0, 20 * 172));
+    // The ports are closed: nothing is relayed any more.
+    pa.send_to(&rtp(0, 99, 0, 0xa, &[0; 4]), la).unwrap();
+    pb.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    assert!(pb.recv_from(&mut [0u8; 64]).is_err());
+}
+
+#[test]
+fn a_symmetric_leg_latches_and_strict_source_drops_strangers() {
+    let mut core = Core::start(30400);
+    let (pa, pb, stranger) = (peer(), peer(), peer());
+    // B's SDP names an address nobody listens on; B's real peer sends from elsewhere.
+    let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
+    let [la, lb] = create(&mut core, 2, leg(Some(pa.local_addr().unwrap()), 0), leg(Some(nowhere), flags), 0);
+    pb.send_to(&rtp(0, 1, 160, 0xb, &[1; 10]), lb).unwrap();
+    assert_eq!(recv(&pa).1, la);
+    let latched = core.expect(EventKind::Latched);
+    let l = latched.body::<Latched>();
+    assert_eq!((l.leg, l.peer.addr()), (1, Some(pb.local_addr().unwrap())));
+    // A's media now reaches B's real address.
+    pa.send_to(&rtp(0, 1, 160, 0xa, &[2; 10]), la).unwrap();
+    assert_eq!(recv(&pb).0, rtp(0, 1, 160, 0xa, &[2; 10]));
+    // Someone else sending to B's port is dropped and counted.
+    stranger.send_to(&rtp(0, 2, 320, 0xee, &[3; 10]), lb).unwrap();
+    pb.send_to(&rtp(0, 2, 320, 0xb, &[4; 10]), lb).unwrap();
+    assert_eq!(recv(&pa).0, rtp(0, 2, 320, 0xb, &[4; 10]), "only B's own packet arrives");
+    core.send(Command::new(CommandKind::Destroy as u16, 0, 2, 1));
+    let stats = *core.expect(EventKind::Destroyed).body::<StreamStats>();
+    assert_eq!((stats.legs[1].packets, stats.legs[1].dropped), (2, 1));
+}
+
+#[test]
+fn telephone_events_and_rtp_timeouts_are_reported() {
+    let mut core = Core::start(30800);
+    let (pa, pb) = (peer(), peer());
+    let [la, _] =
+        create(&mut core, 3, leg(Some(pa.local_addr().unwrap()), 0), leg(Some(pb.local_addr().unwrap()), 0), 1);
+    // Digit 9: two interim packets, then the end packet three times (RFC 4733 §2.5.1.4).
+    for (seq, end, dur) in [(1u16, false, 160u16), (2, false, 320), (3, true, 480), (4, true, 480), (5, true, 480)] {
+        let payload = [9, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8];
+        pa.send_to(&rtp(101, seq, 8000, 0xa, &payload), la).unwrap();
+        recv(&pb);
+    }
+    let d = *core.expect(EventKind::Dtmf).body::<Dtmf>();
+    assert_eq!((d.event, d.duration, d.volume, d.leg), (9, 480, 10, 0));
+    // Then silence: the 1 s RTP timeout fires once.
+    let e = core.expect(EventKind::RtpTimeout);
+    assert_eq!(e.header.session, 3);
+    assert_eq!(e.body::<StreamStats>().legs[0].packets, 5);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(core.events.pop().is_none_or(|e| e.kind() != Some(EventKind::RtpTimeout)), "reported once");
+}
