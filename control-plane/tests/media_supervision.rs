@@ -18,6 +18,7 @@ fn config(dir: &TempDir, mode: &str) -> std::path::PathBuf {
     let base = match dir.0.file_name().and_then(|n| n.to_str()) {
         Some(n) if n.contains("media-kill") => 40000,
         Some(n) if n.contains("media-stall") => 41000,
+        Some(n) if n.contains("media-forward") => 43000,
         _ => 42000,
     };
     let text = format!(
@@ -287,6 +288,75 @@ fn a_media_plane_whose_heartbeat_stalls_is_replaced_and_replayed() {
         assert_eq!(back.last_loss.as_deref(), Some("the media plane's heartbeat stalled for 300ms"));
         assert!(!alive(old), "the frozen media plane was killed");
         assert_eq!(media.query_media().await.expect("query"), before);
+        media.stop().await;
+    });
+}
+
+/// A session between two loopback sockets standing in for the phones.
+fn loopback_session() -> (ferroswitch_shared::msg::SessionSpec, std::net::UdpSocket, std::net::UdpSocket) {
+    let (pa, pb) =
+        (std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    let mut spec = test_spec(0);
+    spec.legs[0].remote = ferroswitch_shared::msg::Endpoint::from_addr(pa.local_addr().unwrap());
+    spec.legs[1].remote = ferroswitch_shared::msg::Endpoint::from_addr(pb.local_addr().unwrap());
+    for s in [&pa, &pb] {
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    }
+    (spec, pa, pb)
+}
+
+/// Sends RTP from `from` to `to` every 5 ms until `rx` receives one (or `limit`
+/// passes); how long that took.
+fn relays_within(
+    from: &std::net::UdpSocket,
+    to: std::net::SocketAddr,
+    rx: &std::net::UdpSocket,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut seq: u16 = 0;
+    while start.elapsed() < limit {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend([0xffu8; 160]);
+        from.send_to(&p, to).unwrap();
+        seq = seq.wrapping_add(1);
+        if rx.recv_from(&mut [0u8; 2048]).is_ok() {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+#[test]
+fn sessions_forward_media_again_after_the_media_plane_is_killed() {
+    let dir = TempDir::new("media-forward");
+    let rt = runtime();
+    rt.block_on(async {
+        let media = supervisor::start(options(&dir, true));
+        let mut reaper = Reaper(Vec::new());
+        tokio::time::timeout(Duration::from_secs(10), media.wait_for(|s| s.ready)).await.expect("attached");
+        let (spec, pa, pb) = loopback_session();
+        let id = media.create(spec).await.expect("create");
+        let held = wait_for_sessions(&media, 1).await;
+        assert_eq!(held[0].0, id);
+        let local_a = held[0].3.legs[0].local.addr().unwrap();
+        let (pa, pb) = (std::sync::Arc::new(pa), std::sync::Arc::new(pb));
+        let probe = |limit| {
+            let (pa, pb) = (pa.clone(), pb.clone());
+            tokio::task::spawn_blocking(move || relays_within(&pa, local_a, &pb, limit))
+        };
+        let first = probe(Duration::from_secs(5)).await.unwrap();
+        assert!(first.is_some(), "the session relays before the kill");
+        let old = media.state().media_pid.unwrap();
+        reaper.0.push(old);
+        sigkill(old);
+        let killed = Instant::now();
+        let again = probe(Duration::from_secs(5)).await.unwrap();
+        let took = killed.elapsed();
+        eprintln!("media flowed again {took:?} after the kill ({again:?} of sending)");
+        assert!(again.is_some(), "the session relays again after the restart");
+        reaper.0.extend(media.state().media_pid);
         media.stop().await;
     });
 }
