@@ -18,6 +18,10 @@
 //! - [`fdpass`]: handing the memfd and eventfds to the other process over a Unix socket.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// The traits ring messages implement (re-exported so users of the generic ring need not
+/// depend on bytemuck themselves).
+pub use bytemuck::{Pod, Zeroable};
+
 pub mod doorbell;
 pub mod fdpass;
 pub mod layout;

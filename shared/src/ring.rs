@@ -358,8 +358,9 @@ impl<T: Pod> Producer<T> {
     ///
     /// `region` must be valid for reads and writes of `len` bytes for as long as this end
     /// lives (`keep_alive`, if given, is dropped with the end and may be what guarantees
-    /// it), and no other producer of this ring may exist, in any process. The header may
-    /// hold anything: a bad one is an error.
+    /// it), and no other producer of this ring may be used while this one is, in any
+    /// process (an idle one may exist). The header may hold anything: a bad one is an
+    /// error.
     pub unsafe fn from_raw(
         region: *mut u8,
         len: usize,
