@@ -91,6 +91,9 @@ pub enum MediaError {
     /// No workers configured.
     #[error("no media workers configured")]
     NoWorkers,
+    /// More workers than one attach message can hand doorbells for.
+    #[error("{0} media workers: at most {1} are supported")]
+    TooManyWorkers(usize, usize),
 }
 
 /// The port range of worker `i` of `n`: an even-aligned share of `min..=max`.
@@ -113,6 +116,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
     if opts.workers.is_empty() {
         return Err(MediaError::NoWorkers);
+    }
+    // The segment and two doorbells per core travel in one SCM_RIGHTS message.
+    if 1 + 2 * opts.workers.len() > fdpass::MAX_FDS {
+        return Err(MediaError::TooManyWorkers(opts.workers.len(), (fdpass::MAX_FDS - 1) / 2));
     }
     let listener = bind(&opts.socket)?;
     // SAFETY: on_signal only stores to an atomic, which is async-signal-safe.

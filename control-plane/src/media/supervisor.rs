@@ -591,7 +591,7 @@ fn handshake_blocking(path: &std::path::Path) -> Result<(StdUnixStream, Segment,
     hello[8..].copy_from_slice(&LAYOUT_HASH.to_le_bytes());
     s.write_all(&hello).map_err(HandshakeError::Unreachable)?;
     let mut buf = [0u8; 512];
-    let (n, fds) = fdpass::recv_with_fds(&s, &mut buf, 1 + 2 * 256).map_err(HandshakeError::Unreachable)?;
+    let (n, fds) = fdpass::recv_with_fds(&s, &mut buf, fdpass::MAX_FDS).map_err(HandshakeError::Unreachable)?;
     if n >= 8 && &buf[..8] == REFUSED {
         return Err(HandshakeError::Refused(String::from_utf8_lossy(&buf[8..n]).into_owned()));
     }
