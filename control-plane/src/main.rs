@@ -153,6 +153,7 @@ fn run_media(config: &Config) -> ExitCode {
         ring_capacity: m.ring_capacity,
         heartbeat: m.heartbeat,
         orphan_exit: m.orphan_exit,
+        backend: m.backend,
     };
     tracing::info!(socket = %opts.socket.display(), workers = ?opts.workers, "media plane starting");
     match ferroswitch_media_plane::run(opts) {

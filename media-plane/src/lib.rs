@@ -7,6 +7,7 @@ pub mod epoll;
 pub mod relay;
 pub mod server;
 pub mod sessions;
+pub mod uring;
 pub mod worker;
 
 pub use server::{run, MediaError, MediaOptions};

@@ -32,7 +32,7 @@ use ferroswitch_shared::segment::Segment;
 use tracing::{info, warn};
 
 use crate::sessions::SessionTable;
-use crate::worker::{self, WorkerMsg};
+use crate::worker::{self, Backend, WorkerMsg};
 
 /// What a control plane sends first: these 8 bytes, then its layout hash (u64 LE).
 pub const HELLO: &[u8; 8] = b"FSWCTL01";
@@ -63,6 +63,8 @@ pub struct MediaOptions {
     pub heartbeat: Duration,
     /// Exit after this long with no control plane and no session.
     pub orphan_exit: Duration,
+    /// The I/O backend (None: io_uring when the kernel allows it, else epoll).
+    pub backend: Option<Backend>,
 }
 
 /// Why the media plane could not start.
@@ -127,6 +129,17 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
+    let backend = match opts.backend {
+        Some(b) => b,
+        None => match crate::uring::probe() {
+            Ok(()) => Backend::IoUring,
+            Err(why) => {
+                warn!(%why, "io_uring unavailable: the media workers use epoll");
+                Backend::Epoll
+            }
+        },
+    };
+    info!(?backend, "media I/O backend");
     let n = opts.workers.len();
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let mut workers = Vec::with_capacity(n);
@@ -141,7 +154,7 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         let counts = counts.clone();
         let handle = std::thread::Builder::new()
             .name(format!("media-core-{i}"))
-            .spawn(move || worker::run(table, pin, rx, wake_worker, &counts[i]))
+            .spawn(move || worker::run(table, pin, backend, rx, wake_worker, &counts[i]))
             .map_err(|source| MediaError::Spawn { core: i, source })?;
         info!(core = i, cpu = ?pin, ports = %format!("{lo}-{hi}"), "media worker started");
         workers.push((tx, wake, handle));

@@ -2,13 +2,18 @@
 //! sessions' sockets and relay state, and, while a control plane is attached, the core's
 //! two rings.
 //!
-//! One wait point: an epoll instance holding the core's wake-up eventfd, the command
-//! ring's doorbell and every session socket. A loop turn drains commands (binding or
-//! closing sockets as sessions come and go), then receives from every ready socket in
-//! batches (`recvmmsg`), passes each packet through the session's [`Relay`] and sends it
-//! on from the other leg's socket. Before sleeping the worker announces it on the
-//! command ring, so the control plane rings the doorbell only then. Nothing here is
-//! shared with other cores; buffers are allocated once.
+//! One wait point per core, on one of two backends ([`Backend`]):
+//! - **io_uring** ([`crate::uring`]): a multishot `RECVMSG` per socket into a provided
+//!   buffer ring, the relayed packet sent as a `SENDMSG` straight from its receive buffer,
+//!   every send of a loop turn submitted at once, the eventfds polled in the same ring.
+//! - **epoll** ([`crate::epoll`]): readiness, then `recvmmsg` batches and a `sendto` per
+//!   packet, for kernels or sandboxes without io_uring.
+//!
+//! A loop turn drains commands (binding or closing sockets as sessions come and go), runs
+//! every received packet through its session's [`Relay`] and sends it on from the other
+//! leg's socket. Before sleeping the worker announces it on the command ring, so the
+//! control plane rings the doorbell only then. Nothing here is shared with other cores;
+//! buffers are allocated once.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -30,6 +35,7 @@ use crate::epoll::{Epoll, RecvBatch};
 use crate::relay::rtp::{classify, Kind};
 use crate::relay::session::{Notice, Relay, Verdict};
 use crate::sessions::SessionTable;
+use crate::uring::{Completion, Uring};
 
 /// What the main thread tells a worker.
 pub enum WorkerMsg {
@@ -57,8 +63,24 @@ const EVENT_RING_PATIENCE: Duration = Duration::from_secs(1);
 /// How often RTP timeouts are checked.
 const TICK: Duration = Duration::from_millis(200);
 
-const TOKEN_WAKE: u64 = u64::MAX;
-const TOKEN_BELL: u64 = u64::MAX - 1;
+/// Tokens stay below 2^56 (io_uring's user_data keeps the top byte for its tags).
+const TOKEN_WAKE: u64 = (1 << 56) - 1;
+const TOKEN_BELL: u64 = (1 << 56) - 2;
+
+/// Which I/O backend a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring (multishot receive, provided buffers, batched sends).
+    IoUring,
+    /// epoll with recvmmsg.
+    Epoll,
+}
+
+/// The backend's state.
+enum Io {
+    Epoll { epoll: Epoll, batch: RecvBatch, ready: Vec<libc::epoll_event> },
+    Uring(Box<Uring>),
+}
 
 struct Attached {
     ends: MediaEnds,
@@ -79,16 +101,53 @@ struct Live {
 /// The core's state besides the table.
 struct Core {
     core: u16,
-    epoll: Epoll,
+    io: Io,
     slots: Vec<Option<Live>>,
+    /// Bumped each time a slot is reused, so a late completion for its previous session
+    /// is recognised and ignored.
+    gens: Vec<u16>,
     free: Vec<usize>,
     by_id: HashMap<u64, usize>,
     start: Instant,
     dropped_events: u64,
 }
 
-fn token(slot: usize, leg: usize, rtcp: bool) -> u64 {
-    ((slot as u64) << 2) | ((leg as u64) << 1) | u64::from(rtcp)
+fn token(gen: u16, slot: usize, leg: usize, rtcp: bool) -> u64 {
+    (u64::from(gen) << 40) | ((slot as u64) << 2) | ((leg as u64) << 1) | u64::from(rtcp)
+}
+
+/// (generation, slot, leg, rtcp) of a socket token.
+fn untoken(tok: u64) -> (u16, usize, usize, bool) {
+    ((tok >> 40) as u16, ((tok >> 2) & ((1 << 38) - 1)) as usize, ((tok >> 1) & 1) as usize, tok & 1 == 1)
+}
+
+impl Io {
+    fn watch_socket(&mut self, fd: std::os::fd::RawFd, token: u64) -> std::io::Result<()> {
+        match self {
+            Io::Epoll { epoll, .. } => epoll.add(fd, token),
+            Io::Uring(u) => {
+                u.watch_socket(fd, token);
+                Ok(())
+            }
+        }
+    }
+
+    fn watch_eventfd(&mut self, fd: std::os::fd::RawFd, token: u64) -> std::io::Result<()> {
+        match self {
+            Io::Epoll { epoll, .. } => epoll.add(fd, token),
+            Io::Uring(u) => {
+                u.watch_eventfd(fd, token);
+                Ok(())
+            }
+        }
+    }
+
+    fn unwatch_eventfd(&mut self, fd: std::os::fd::RawFd, token: u64) {
+        match self {
+            Io::Epoll { epoll, .. } => epoll.delete(fd),
+            Io::Uring(u) => u.unwatch(token, true),
+        }
+    }
 }
 
 impl Core {
@@ -101,8 +160,11 @@ impl Core {
     fn open(&mut self, id: u64, spec: &SessionSpec) -> Result<(), (Option<u16>, String)> {
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
+            self.gens.push(0);
             self.slots.len() - 1
         });
+        self.gens[slot] = self.gens[slot].wrapping_add(1);
+        let gen = self.gens[slot];
         let mut socks: [[Option<UdpSocket>; 2]; 2] = Default::default();
         for (leg, l) in spec.legs.iter().enumerate() {
             let Some(rtp) = l.local.addr() else {
@@ -117,9 +179,9 @@ impl Core {
                 let s = UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|_| s));
                 match s {
                     Ok(s) => {
-                        if let Err(e) = self.epoll.add(s.as_raw_fd(), token(slot, leg, rtcp)) {
+                        if let Err(e) = self.io.watch_socket(s.as_raw_fd(), token(gen, slot, leg, rtcp)) {
                             self.free.push(slot);
-                            return Err((None, format!("epoll: {e}")));
+                            return Err((None, format!("watch: {e}")));
                         }
                         socks[leg][usize::from(rtcp)] = Some(s);
                     }
@@ -140,43 +202,142 @@ impl Core {
     fn close(&mut self, id: u64) -> Option<StreamStats> {
         let slot = self.by_id.remove(&id)?;
         let live = self.slots[slot].take()?;
+        if let Io::Uring(u) = &mut self.io {
+            // The ring holds each socket until its receive is cancelled.
+            for (leg, pair) in live.socks.iter().enumerate() {
+                for (rtcp, s) in pair.iter().enumerate() {
+                    if s.is_some() {
+                        u.unwatch(token(self.gens[slot], slot, leg, rtcp == 1), false);
+                    }
+                }
+            }
+        }
         self.free.push(slot);
         Some(live.relay.stats(self.now_ns()))
     }
 
-    /// Receives and relays everything waiting on one socket.
-    fn pump(&mut self, tok: u64, batch: &mut RecvBatch, mut notify: impl FnMut(Event)) {
-        let (slot, leg, rtcp) = ((tok >> 2) as usize, ((tok >> 1) & 1) as usize, tok & 1 == 1);
+    /// Runs one packet that arrived on socket `tok` through its session: where to send
+    /// it (the fd of the other leg's socket and the destination), or None to drop it.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "disjoint borrows of the core's fields, so the backend's buffers can stay borrowed meanwhile"
+    )]
+    fn relay_one(
+        slots: &mut [Option<Live>],
+        gens: &[u16],
+        core: u16,
+        tok: u64,
+        pkt: &mut [u8],
+        src: SocketAddr,
+        now: u64,
+        notify: &mut impl FnMut(Event),
+    ) -> Option<(std::os::fd::RawFd, SocketAddr)> {
+        let (gen, slot, leg, rtcp) = untoken(tok);
+        if gens.get(slot) != Some(&gen) {
+            return None; // a late completion for a closed session
+        }
+        let live = slots.get_mut(slot)?.as_mut()?;
+        let id = live.id;
+        let mut note = |n: Notice| notify(notice_event(core, id, n));
+        let is_rtcp = rtcp || classify(pkt) == Some(Kind::Rtcp);
+        let verdict = if is_rtcp {
+            live.relay.on_rtcp(leg, src, pkt, &mut note)
+        } else {
+            live.relay.on_rtp(leg, src, now, pkt, &mut note)
+        };
+        let Verdict::Forward { to } = verdict else { return None };
+        // From the other leg's socket: RTCP from its RTCP socket unless muxed.
+        let out = &live.socks[leg ^ 1];
+        let sock = if is_rtcp { out[1].as_ref().or(out[0].as_ref()) } else { out[0].as_ref() };
+        sock.map(|s| (s.as_raw_fd(), to))
+    }
+
+    /// One wait on the backend (up to `timeout_ms`, 0: just poll), relaying every packet
+    /// that arrived; the special tokens (wake, bell) that fired go to `specials`.
+    fn turn(
+        &mut self,
+        timeout_ms: i32,
+        wake_fd: std::os::fd::RawFd,
+        bell_fd: Option<std::os::fd::RawFd>,
+        specials: &mut Vec<u64>,
+        mut notify: impl FnMut(Event),
+    ) {
         let now = self.now_ns();
         let core = self.core;
-        let Some(live) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
-        let Some(fd) = live.socks[leg][usize::from(rtcp)].as_ref().map(AsRawFd::as_raw_fd) else { return };
-        let id = live.id;
-        for _ in 0..BATCHES_PER_SOCKET {
-            let n = batch.recv(fd);
-            for i in 0..n {
-                let Some((pkt, src, truncated)) = batch.get(i) else { continue };
-                if truncated {
-                    continue;
-                }
-                let mut note = |n: Notice| notify(notice_event(core, id, n));
-                let is_rtcp = rtcp || classify(pkt) == Some(Kind::Rtcp);
-                let verdict = if is_rtcp {
-                    live.relay.on_rtcp(leg, src, pkt, &mut note)
-                } else {
-                    live.relay.on_rtp(leg, src, now, pkt, &mut note)
-                };
-                if let Verdict::Forward { to } = verdict {
-                    // From the other leg's socket: RTCP from its RTCP socket unless muxed.
-                    let out = &live.socks[leg ^ 1];
-                    let sock = if is_rtcp { out[1].as_ref().or(out[0].as_ref()) } else { out[0].as_ref() };
-                    if let Some(s) = sock {
-                        let _ = s.send_to(pkt, to);
+        match &mut self.io {
+            Io::Epoll { epoll, batch, ready } => {
+                let n = epoll.wait(ready, timeout_ms);
+                for ev in &ready[..n] {
+                    let tok = ev.u64;
+                    if tok == TOKEN_WAKE || tok == TOKEN_BELL {
+                        specials.push(tok);
+                        continue;
+                    }
+                    let (gen, slot, leg, rtcp) = untoken(tok);
+                    if self.gens.get(slot) != Some(&gen) {
+                        continue;
+                    }
+                    let Some(fd) = self
+                        .slots
+                        .get(slot)
+                        .and_then(Option::as_ref)
+                        .and_then(|l| l.socks[leg][usize::from(rtcp)].as_ref().map(AsRawFd::as_raw_fd))
+                    else {
+                        continue;
+                    };
+                    for _ in 0..BATCHES_PER_SOCKET {
+                        let got = batch.recv(fd);
+                        for i in 0..got {
+                            let Some((pkt, src, truncated)) = batch.get(i) else { continue };
+                            if truncated {
+                                continue;
+                            }
+                            let out =
+                                Core::relay_one(&mut self.slots, &self.gens, core, tok, pkt, src, now, &mut notify);
+                            if let Some((out_fd, to)) = out {
+                                send_to(out_fd, pkt, to);
+                            }
+                        }
+                        if got < crate::epoll::BATCH {
+                            break;
+                        }
                     }
                 }
             }
-            if n < crate::epoll::BATCH {
-                break;
+            Io::Uring(u) => {
+                let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
+                let (slots, gens) = (&self.slots, &self.gens);
+                u.turn(timeout, |tok| match tok & !(0xff << 56) {
+                    TOKEN_WAKE => Some(wake_fd),
+                    TOKEN_BELL => bell_fd,
+                    t => {
+                        let (gen, slot, leg, rtcp) = untoken(t);
+                        if gens.get(slot) != Some(&gen) {
+                            return None;
+                        }
+                        slots.get(slot)?.as_ref()?.socks[leg][usize::from(rtcp)].as_ref().map(AsRawFd::as_raw_fd)
+                    }
+                });
+                let mut i = 0;
+                while let Some(c) = u.next(i) {
+                    i += 1;
+                    match c {
+                        Completion::Ready(tok) => {
+                            if tok == TOKEN_WAKE || tok == TOKEN_BELL {
+                                specials.push(tok);
+                            }
+                        }
+                        Completion::Packet { token: tok, bytes, src, bid, offset } => {
+                            let len = bytes.len();
+                            let out =
+                                Core::relay_one(&mut self.slots, &self.gens, core, tok, bytes, src, now, &mut notify);
+                            match out {
+                                Some((fd, to)) => u.forward(bid, offset, len, fd, to),
+                                None => u.release(bid),
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -219,7 +380,14 @@ fn notice_event(core: u16, id: u64, n: Notice) -> Event {
 }
 
 /// Runs core `table.core()` until [`WorkerMsg::Stop`] (or the sender is gone).
-pub fn run(mut table: SessionTable, pin: Option<usize>, rx: Receiver<WorkerMsg>, wake: Doorbell, held: &AtomicUsize) {
+pub fn run(
+    mut table: SessionTable,
+    pin: Option<usize>,
+    backend: Backend,
+    rx: Receiver<WorkerMsg>,
+    wake: Doorbell,
+    held: &AtomicUsize,
+) {
     let core = table.core();
     if let Some(id) = pin {
         if core_affinity::set_for_current(core_affinity::CoreId { id }) {
@@ -228,44 +396,55 @@ pub fn run(mut table: SessionTable, pin: Option<usize>, rx: Receiver<WorkerMsg>,
             warn!(core, cpu = id, "media worker could not be pinned");
         }
     }
-    let epoll = match Epoll::new() {
-        Ok(e) => e,
-        Err(e) => {
-            warn!(core, error = %e, "media worker cannot create its epoll instance");
-            return;
-        }
+    let io = match backend {
+        Backend::IoUring => match Uring::new() {
+            Ok(u) => Io::Uring(Box::new(u)),
+            Err(e) => {
+                warn!(core, error = %e, "media worker cannot set up io_uring");
+                return;
+            }
+        },
+        Backend::Epoll => match Epoll::new() {
+            Ok(epoll) => {
+                Io::Epoll { epoll, batch: RecvBatch::new(), ready: vec![libc::epoll_event { events: 0, u64: 0 }; 256] }
+            }
+            Err(e) => {
+                warn!(core, error = %e, "media worker cannot create its epoll instance");
+                return;
+            }
+        },
     };
-    if let Err(e) = epoll.add(wake.as_raw_fd(), TOKEN_WAKE) {
-        warn!(core, error = %e, "media worker cannot watch its wake-up eventfd");
-        return;
-    }
     let mut c = Core {
         core,
-        epoll,
+        io,
         slots: Vec::new(),
+        gens: Vec::new(),
         free: Vec::new(),
         by_id: HashMap::new(),
         start: Instant::now(),
         dropped_events: 0,
     };
+    if let Err(e) = c.io.watch_eventfd(wake.as_raw_fd(), TOKEN_WAKE) {
+        warn!(core, error = %e, "media worker cannot watch its wake-up eventfd");
+        return;
+    }
     let mut attached: Option<Attached> = None;
-    let mut batch = RecvBatch::new();
-    let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut pending: Vec<Event> = Vec::new();
+    let mut specials = Vec::new();
     let mut last_tick = Instant::now();
     loop {
         loop {
             match rx.try_recv() {
                 Ok(WorkerMsg::Attach { ends, commands_bell, events_bell }) => {
                     if let Some(old) = attached.take() {
-                        c.epoll.delete(old.commands_bell.as_raw_fd());
+                        c.io.unwatch_eventfd(old.commands_bell.as_raw_fd(), TOKEN_BELL);
                     }
-                    let _ = c.epoll.add(commands_bell.as_raw_fd(), TOKEN_BELL);
+                    let _ = c.io.watch_eventfd(commands_bell.as_raw_fd(), TOKEN_BELL);
                     attached = Some(Attached { ends, commands_bell, events_bell });
                 }
                 Ok(WorkerMsg::Detach) => {
                     if let Some(old) = attached.take() {
-                        c.epoll.delete(old.commands_bell.as_raw_fd());
+                        c.io.unwatch_eventfd(old.commands_bell.as_raw_fd(), TOKEN_BELL);
                     }
                     pending.clear();
                 }
@@ -314,23 +493,19 @@ pub fn run(mut table: SessionTable, pin: Option<usize>, rx: Receiver<WorkerMsg>,
         // Packets.
         let timeout_ms = if commands > 0 || !pending.is_empty() { 0 } else { TICK.as_millis() as i32 };
         let asleep = timeout_ms > 0 && attached.as_mut().is_none_or(|a| a.ends.commands.prepare_sleep());
-        let n = c.epoll.wait(&mut ready, if asleep { timeout_ms } else { 0 });
+        let bell_fd = attached.as_ref().map(|a| a.commands_bell.as_raw_fd());
+        specials.clear();
+        c.turn(if asleep { timeout_ms } else { 0 }, wake.as_raw_fd(), bell_fd, &mut specials, |e| pending.push(e));
         if let Some(a) = attached.as_mut() {
             if asleep {
                 a.ends.commands.woke();
             }
         }
-        for ev in &ready[..n] {
-            match ev.u64 {
-                TOKEN_WAKE => {
-                    wake.clear();
-                }
-                TOKEN_BELL => {
-                    if let Some(a) = &attached {
-                        a.commands_bell.clear();
-                    }
-                }
-                tok => c.pump(tok, &mut batch, |e| pending.push(e)),
+        for &tok in &specials {
+            if tok == TOKEN_WAKE {
+                wake.clear();
+            } else if let Some(a) = &attached {
+                a.commands_bell.clear();
             }
         }
         if last_tick.elapsed() >= TICK {
@@ -421,4 +596,21 @@ fn push_event(ring: &mut Producer<Event>, e: &Event) -> bool {
         }
     }
     false
+}
+
+/// One `sendto` (the epoll backend's send; a full socket buffer drops the packet, as UDP
+/// does).
+fn send_to(fd: std::os::fd::RawFd, pkt: &[u8], to: SocketAddr) {
+    let (storage, len) = crate::epoll::sockaddr(to);
+    // SAFETY: pkt and storage are valid for the call; len is storage's used size.
+    unsafe {
+        libc::sendto(
+            fd,
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            libc::MSG_DONTWAIT,
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
 }

@@ -27,7 +27,7 @@ struct Core {
 }
 
 impl Core {
-    fn start(port_min: u16) -> Core {
+    fn start_on(port_min: u16, backend: worker::Backend) -> Core {
         let (commands, worker_commands) = pair::<Command>(64).unwrap();
         let (worker_events, events) = pair::<Event>(256).unwrap();
         let commands_bell = Doorbell::new().unwrap();
@@ -38,7 +38,7 @@ impl Core {
         let wake_worker = Doorbell::from_fd(wake.fd().try_clone().unwrap());
         let bell_worker = Doorbell::from_fd(commands_bell.fd().try_clone().unwrap());
         let held = Arc::new(AtomicUsize::new(0));
-        let thread = std::thread::spawn(move || worker::run(table, None, rx, wake_worker, &held));
+        let thread = std::thread::spawn(move || worker::run(table, None, backend, rx, wake_worker, &held));
         tx.send(WorkerMsg::Attach {
             ends: MediaEnds { commands: worker_commands, events: worker_events },
             commands_bell: bell_worker,
@@ -122,9 +122,8 @@ fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
     (buf[..n].to_vec(), from)
 }
 
-#[test]
-fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port() {
-    let mut core = Core::start(30000);
+fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_on(ports, backend);
     let (pa, pb, pa_rtcp, pb_rtcp) = (peer(), peer(), peer(), peer());
     let mut leg_a = leg(Some(pa.local_addr().unwrap()), 0);
     leg_a.remote_rtcp_port = pa_rtcp.local_addr().unwrap().port();
@@ -155,9 +154,8 @@ fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port() {
     assert!(pb.recv_from(&mut [0u8; 64]).is_err());
 }
 
-#[test]
-fn a_symmetric_leg_latches_and_strict_source_drops_strangers() {
-    let mut core = Core::start(30400);
+fn a_symmetric_leg_latches_and_strict_source_drops_strangers(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_on(ports, backend);
     let (pa, pb, stranger) = (peer(), peer(), peer());
     // B's SDP names an address nobody listens on; B's real peer sends from elsewhere.
     let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
@@ -180,9 +178,8 @@ fn a_symmetric_leg_latches_and_strict_source_drops_strangers() {
     assert_eq!((stats.legs[1].packets, stats.legs[1].dropped), (2, 1));
 }
 
-#[test]
-fn telephone_events_and_rtp_timeouts_are_reported() {
-    let mut core = Core::start(30800);
+fn telephone_events_and_rtp_timeouts_are_reported(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_on(ports, backend);
     let (pa, pb) = (peer(), peer());
     let [la, _] =
         create(&mut core, 3, leg(Some(pa.local_addr().unwrap()), 0), leg(Some(pb.local_addr().unwrap()), 0), 1);
@@ -201,3 +198,30 @@ fn telephone_events_and_rtp_timeouts_are_reported() {
     std::thread::sleep(Duration::from_millis(600));
     assert!(core.events.pop().is_none_or(|e| e.kind() != Some(EventKind::RtpTimeout)), "reported once");
 }
+
+/// Every relay test, on each backend, each with a port range of its own.
+macro_rules! on_backend {
+    ($name:ident, $backend:expr, $base:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn rtp_and_rtcp_are_relayed_both_ways() {
+                super::rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port($backend, $base);
+            }
+
+            #[test]
+            fn symmetric_latching_and_strict_source() {
+                super::a_symmetric_leg_latches_and_strict_source_drops_strangers($backend, $base + 400);
+            }
+
+            #[test]
+            fn dtmf_and_rtp_timeout_events() {
+                super::telephone_events_and_rtp_timeouts_are_reported($backend, $base + 800);
+            }
+        }
+    };
+}
+
+on_backend!(epoll, worker::Backend::Epoll, 30000);
+on_backend!(io_uring, worker::Backend::IoUring, 31200);

@@ -172,6 +172,8 @@ pub struct MediaConfig {
     pub orphan_exit: std::time::Duration,
     /// The core the control plane's thread is pinned to (None: not pinned).
     pub control_core: Option<usize>,
+    /// `media.backend`: "io_uring", "epoll", or None for "auto".
+    pub backend: Option<ferroswitch_media_plane::worker::Backend>,
 }
 
 impl MediaConfig {
@@ -358,6 +360,7 @@ struct RawMedia {
     heartbeat_timeout_ms: Option<Spanned<u64>>,
     orphan_exit_secs: Option<Spanned<u64>>,
     control_core: Option<Spanned<u64>>,
+    backend: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -773,6 +776,21 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             Some(c)
         }
     };
+    let backend = match &m.backend {
+        None => None,
+        Some(v) => match v.get_ref().as_str() {
+            "auto" => None,
+            "io_uring" => Some(ferroswitch_media_plane::worker::Backend::IoUring),
+            "epoll" => Some(ferroswitch_media_plane::worker::Backend::Epoll),
+            other => {
+                return Err(cx.err(
+                    "media.backend",
+                    v.span().start,
+                    format!("\"{other}\": expected \"auto\", \"io_uring\" or \"epoll\""),
+                ))
+            }
+        },
+    };
     let storage_dir = PathBuf::from(raw.storage.dir.clone().unwrap_or_else(|| "./var".into()));
     let socket = match m.socket.as_deref() {
         None | Some("") => storage_dir.join("media.sock"),
@@ -789,6 +807,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         heartbeat_timeout: std::time::Duration::from_millis(timeout_ms),
         orphan_exit: std::time::Duration::from_secs(orphan_secs),
         control_core,
+        backend,
     };
 
     let commit_ms = ranged(cx, "storage.commit_interval_ms", &raw.storage.commit_interval_ms, 20, 0, 1000)?;
