@@ -199,6 +199,33 @@ fn telephone_events_and_rtp_timeouts_are_reported(backend: worker::Backend, port
     assert!(core.events.pop().is_none_or(|e| e.kind() != Some(EventKind::RtpTimeout)), "reported once");
 }
 
+fn video_and_rtcp_feedback_are_relayed_like_audio(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_on(ports, backend);
+    let (pa, pb) = (peer(), peer());
+    // A video m-line with rtcp-mux: H.264 on payload type 96, RTCP on the same port.
+    let video = |remote: SocketAddr| {
+        let mut l = leg(Some(remote), leg_flags::RTCP_MUX);
+        l.media = ferroswitch_shared::msg::media_kind::VIDEO;
+        l.codec_count = 1;
+        l.codecs[0] = PayloadMap { clock_rate: 90000, pt: 96, codec: codec::OTHER, channels: 0, _pad: 0 };
+        l
+    };
+    let [la, lb] = create(&mut core, 4, video(pa.local_addr().unwrap()), video(pb.local_addr().unwrap()), 0);
+    // A large frame fragment (FU-A) with the marker bit.
+    let mut frame = rtp(96, 7, 90_000, 0x51, &[0x7c; 1200]);
+    frame[1] |= 0x80;
+    pa.send_to(&frame, la).unwrap();
+    assert_eq!(recv(&pb), (frame, lb));
+    // The receiver asks for a key frame: a PLI (RTCP PSFB, PT 206, FMT 1) goes back.
+    let pli = [0x81, 206, 0, 2, 0, 0, 0, 0xb, 0, 0, 0, 0xa];
+    pb.send_to(&pli, lb).unwrap();
+    assert_eq!(recv(&pa), (pli.to_vec(), la));
+    // A NACK (RTPFB, PT 205, FMT 1) too.
+    let nack = [0x81, 205, 0, 3, 0, 0, 0, 0xb, 0, 0, 0, 0xa, 0, 7, 0, 0];
+    pb.send_to(&nack, lb).unwrap();
+    assert_eq!(recv(&pa), (nack.to_vec(), la));
+}
+
 /// Every relay test, on each backend, each with a port range of its own.
 macro_rules! on_backend {
     ($name:ident, $backend:expr, $base:expr) => {
@@ -219,9 +246,14 @@ macro_rules! on_backend {
             fn dtmf_and_rtp_timeout_events() {
                 super::telephone_events_and_rtp_timeouts_are_reported($backend, $base + 800);
             }
+
+            #[test]
+            fn video_and_rtcp_feedback() {
+                super::video_and_rtcp_feedback_are_relayed_like_audio($backend, $base + 1200);
+            }
         }
     };
 }
 
 on_backend!(epoll, worker::Backend::Epoll, 30000);
-on_backend!(io_uring, worker::Backend::IoUring, 31200);
+on_backend!(io_uring, worker::Backend::IoUring, 31600);
