@@ -154,6 +154,7 @@ fn run_media(config: &Config) -> ExitCode {
         heartbeat: m.heartbeat,
         orphan_exit: m.orphan_exit,
         backend: m.backend,
+        stats_interval: m.stats_interval,
     };
     tracing::info!(socket = %opts.socket.display(), workers = ?opts.workers, "media plane starting");
     match ferroswitch_media_plane::run(opts) {

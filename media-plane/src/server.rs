@@ -32,7 +32,7 @@ use ferroswitch_shared::segment::Segment;
 use tracing::{info, warn};
 
 use crate::sessions::SessionTable;
-use crate::worker::{self, Backend, WorkerMsg};
+use crate::worker::{self, Backend, WorkerConfig, WorkerMsg};
 
 /// What a control plane sends first: these 8 bytes, then its layout hash (u64 LE).
 pub const HELLO: &[u8; 8] = b"FSWCTL01";
@@ -65,6 +65,8 @@ pub struct MediaOptions {
     pub orphan_exit: Duration,
     /// The I/O backend (None: io_uring when the kernel allows it, else epoll).
     pub backend: Option<Backend>,
+    /// How often each session's counters are reported (zero: never).
+    pub stats_interval: Duration,
 }
 
 /// Why the media plane could not start.
@@ -140,6 +142,7 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         },
     };
     info!(?backend, "media I/O backend");
+    let stats_interval = opts.stats_interval;
     let n = opts.workers.len();
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let mut workers = Vec::with_capacity(n);
@@ -154,7 +157,10 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         let counts = counts.clone();
         let handle = std::thread::Builder::new()
             .name(format!("media-core-{i}"))
-            .spawn(move || worker::run(table, pin, backend, rx, wake_worker, &counts[i]))
+            .spawn(move || {
+                let cfg = WorkerConfig { pin, backend, stats_interval };
+                worker::run(table, cfg, rx, wake_worker, &counts[i])
+            })
             .map_err(|source| MediaError::Spawn { core: i, source })?;
         info!(core = i, cpu = ?pin, ports = %format!("{lo}-{hi}"), "media worker started");
         workers.push((tx, wake, handle));

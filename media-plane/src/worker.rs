@@ -342,6 +342,14 @@ impl Core {
         }
     }
 
+    /// A [`EventKind::Stats`] event per session with its counters now.
+    fn all_stats(&self, mut notify: impl FnMut(Event)) {
+        let now = self.now_ns();
+        for live in self.slots.iter().flatten() {
+            notify(Event::new(EventKind::Stats as u16, self.core, live.id, 0).with_body(&live.relay.stats(now)));
+        }
+    }
+
     /// RTP timeout events for sessions idle past their timeout (once each).
     fn check_timeouts(&mut self, mut notify: impl FnMut(Event)) {
         let now = self.now_ns();
@@ -379,15 +387,21 @@ fn notice_event(core: u16, id: u64, n: Notice) -> Event {
     }
 }
 
-/// Runs core `table.core()` until [`WorkerMsg::Stop`] (or the sender is gone).
-pub fn run(
-    mut table: SessionTable,
-    pin: Option<usize>,
-    backend: Backend,
-    rx: Receiver<WorkerMsg>,
-    wake: Doorbell,
-    held: &AtomicUsize,
-) {
+/// How a worker runs.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    /// The CPU to pin the thread to (None: not pinned).
+    pub pin: Option<usize>,
+    /// The I/O backend.
+    pub backend: Backend,
+    /// How often each session's counters go to the control plane (zero: never).
+    pub stats_interval: Duration,
+}
+
+/// Runs core `table.core()` until [`WorkerMsg::Stop`] (or the sender is gone); `held`
+/// tracks its session count for the main thread.
+pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, wake: Doorbell, held: &AtomicUsize) {
+    let (pin, backend) = (cfg.pin, cfg.backend);
     let core = table.core();
     if let Some(id) = pin {
         if core_affinity::set_for_current(core_affinity::CoreId { id }) {
@@ -432,6 +446,7 @@ pub fn run(
     let mut pending: Vec<Event> = Vec::new();
     let mut specials = Vec::new();
     let mut last_tick = Instant::now();
+    let mut last_stats = Instant::now();
     loop {
         loop {
             match rx.try_recv() {
@@ -511,6 +526,10 @@ pub fn run(
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             c.check_timeouts(|e| pending.push(e));
+            if !cfg.stats_interval.is_zero() && last_stats.elapsed() >= cfg.stats_interval {
+                last_stats = Instant::now();
+                c.all_stats(|e| pending.push(e));
+            }
         }
         // Events out.
         if let Some(a) = attached.as_mut() {

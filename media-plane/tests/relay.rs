@@ -38,7 +38,8 @@ impl Core {
         let wake_worker = Doorbell::from_fd(wake.fd().try_clone().unwrap());
         let bell_worker = Doorbell::from_fd(commands_bell.fd().try_clone().unwrap());
         let held = Arc::new(AtomicUsize::new(0));
-        let thread = std::thread::spawn(move || worker::run(table, None, backend, rx, wake_worker, &held));
+        let cfg = worker::WorkerConfig { pin: None, backend, stats_interval: Duration::from_millis(400) };
+        let thread = std::thread::spawn(move || worker::run(table, cfg, rx, wake_worker, &held));
         tx.send(WorkerMsg::Attach {
             ends: MediaEnds { commands: worker_commands, events: worker_events },
             commands_bell: bell_worker,
@@ -144,6 +145,9 @@ fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port(backend: worker::
     pa_rtcp.send_to(&sr, SocketAddr::new(la.ip(), la.port() + 1)).unwrap();
     let (got, from) = recv(&pb_rtcp);
     assert_eq!((got.as_slice(), from), (&sr[..], SocketAddr::new(lb.ip(), lb.port() + 1)));
+    // The periodic report (every 400 ms here) carries the same counters.
+    let periodic = *core.expect(EventKind::Stats).body::<StreamStats>();
+    assert_eq!((periodic.legs[0].packets, periodic.legs[1].packets), (20, 20));
     core.send(Command::new(CommandKind::Destroy as u16, 0, 1, 1));
     let stats = *core.expect(EventKind::Destroyed).body::<StreamStats>();
     assert_eq!((stats.legs[0].packets, stats.legs[1].packets), (20, 20));

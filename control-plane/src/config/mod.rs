@@ -174,6 +174,8 @@ pub struct MediaConfig {
     pub control_core: Option<usize>,
     /// `media.backend`: "io_uring", "epoll", or None for "auto".
     pub backend: Option<ferroswitch_media_plane::worker::Backend>,
+    /// How often the media plane reports each session's counters.
+    pub stats_interval: std::time::Duration,
 }
 
 impl MediaConfig {
@@ -361,6 +363,7 @@ struct RawMedia {
     orphan_exit_secs: Option<Spanned<u64>>,
     control_core: Option<Spanned<u64>>,
     backend: Option<Spanned<String>>,
+    stats_interval_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -808,6 +811,14 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         orphan_exit: std::time::Duration::from_secs(orphan_secs),
         control_core,
         backend,
+        stats_interval: std::time::Duration::from_secs(ranged(
+            cx,
+            "media.stats_interval_secs",
+            &m.stats_interval_secs,
+            10,
+            0,
+            3600,
+        )?),
     };
 
     let commit_ms = ranged(cx, "storage.commit_interval_ms", &raw.storage.commit_interval_ms, 20, 0, 1000)?;

@@ -68,6 +68,13 @@ pub enum LinkEvent {
         /// The event.
         dtmf: Dtmf,
     },
+    /// A session's periodic counters.
+    Stats {
+        /// The session.
+        id: u64,
+        /// Its counters.
+        stats: StreamStats,
+    },
     /// No RTP for the session's timeout.
     RtpTimeout {
         /// The session.
@@ -383,6 +390,9 @@ impl MediaLink {
                 self.events.push_back(LinkEvent::Latched { id, latched: *ev.body::<Latched>() });
             }
             Some(EventKind::Dtmf) => self.events.push_back(LinkEvent::Dtmf { id, dtmf: *ev.body::<Dtmf>() }),
+            Some(EventKind::Stats) => {
+                self.events.push_back(LinkEvent::Stats { id, stats: *ev.body::<StreamStats>() });
+            }
             Some(EventKind::RtpTimeout) => {
                 self.events.push_back(LinkEvent::RtpTimeout { id, stats: *ev.body::<StreamStats>() });
             }
@@ -392,7 +402,7 @@ impl MediaLink {
                 self.tombstones.remove(&id);
                 self.events.push_back(LinkEvent::Failed { id, reason });
             }
-            // Stats, pongs and kinds from a newer media plane carry nothing to act on here.
+            // Pongs and kinds from a newer media plane carry nothing to act on here.
             _ => {}
         }
     }
