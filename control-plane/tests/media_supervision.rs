@@ -360,3 +360,21 @@ fn sessions_forward_media_again_after_the_media_plane_is_killed() {
         media.stop().await;
     });
 }
+
+#[test]
+fn a_media_plane_that_keeps_dying_at_start_is_restarted_ever_more_slowly() {
+    let dir = TempDir::new("media-crashloop");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut opts = options(&dir, true);
+        // Exits at once, every time (as a media plane with a broken configuration would).
+        opts.spawn = Some(SpawnSpec { program: "/bin/false".into(), args: Vec::new() });
+        let media = supervisor::start(opts);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let s = media.state();
+        // Backing off 20, 40, 80... ms allows about 7 starts in 1.5 s; without it, hundreds.
+        assert!((2..=10).contains(&s.spawned), "{s:?}");
+        assert!(!s.attached);
+        media.stop().await;
+    });
+}

@@ -165,7 +165,13 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         info!(core = i, cpu = ?pin, ports = %format!("{lo}-{hi}"), "media worker started");
         workers.push((tx, wake, handle));
     }
-    println!("ferroswitch-media: listening {} pid {} workers {n}", opts.socket.display(), std::process::id());
+    // For scripts and tests; a closed stdout (its reader gone) is not a reason to stop.
+    let _ = writeln!(
+        std::io::stdout(),
+        "ferroswitch-media: listening {} pid {} workers {n}",
+        opts.socket.display(),
+        std::process::id()
+    );
     let mut controller: Option<(UnixStream, Segment)> = None;
     let mut orphan_since = Some(Instant::now());
     let mut last_beat = Instant::now();

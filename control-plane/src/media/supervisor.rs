@@ -197,6 +197,10 @@ struct Supervisor {
     /// Queries asked while detached: sent at the next attachment.
     deferred_queries: Vec<oneshot::Sender<Vec<HeldSession>>>,
     full_logged: u64,
+    /// Media planes that died before attaching, in a row (backs restarts off).
+    failed_starts: u32,
+    /// No new media plane before this.
+    next_spawn: Option<Instant>,
 }
 
 impl Supervisor {
@@ -210,6 +214,8 @@ impl Supervisor {
             queries: HashMap::new(),
             deferred_queries: Vec::new(),
             full_logged: 0,
+            failed_starts: 0,
+            next_spawn: None,
         }
     }
 
@@ -294,13 +300,22 @@ impl Supervisor {
             // A child that died before it answered is restarted.
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    warn!(%status, "the media plane exited before it attached");
+                    // A media plane that keeps dying at start (a bad config, a port in use)
+                    // is restarted ever more slowly: 20 ms, 40 ms, ... up to 5 s.
+                    self.failed_starts += 1;
+                    let wait = Duration::from_millis(10 << self.failed_starts.min(9)).min(Duration::from_secs(5));
+                    warn!(%status, failed_starts = self.failed_starts, retry_in = ?wait, "the media plane exited before it attached");
+                    self.next_spawn = Some(Instant::now() + wait);
                     self.child = None;
                     started_at = None;
                 }
             }
             match handshake(self.opts.socket.clone()).await {
-                Ok(att) => return Ok(Some(att)),
+                Ok(att) => {
+                    self.failed_starts = 0;
+                    self.next_spawn = None;
+                    return Ok(Some(att));
+                }
                 Err(HandshakeError::Refused(why)) => {
                     error!(socket = %self.opts.socket.display(), "media plane refused: {why}");
                 }
@@ -310,7 +325,7 @@ impl Supervisor {
                         warn!("the media plane did not answer in {:?}; restarting it", self.opts.start_timeout);
                         self.kill_child().await;
                     }
-                    if self.child.is_none() {
+                    if self.child.is_none() && self.next_spawn.is_none_or(|t| Instant::now() >= t) {
                         self.spawn_child();
                         started_at = Some(Instant::now());
                         backoff = Duration::from_millis(2);
