@@ -155,6 +155,8 @@ fn run_media(config: &Config) -> ExitCode {
         orphan_exit: m.orphan_exit,
         backend: m.backend,
         stats_interval: m.stats_interval,
+        sqpoll_idle: m.sqpoll_idle,
+        busy_poll: m.busy_poll,
     };
     tracing::info!(socket = %opts.socket.display(), workers = ?opts.workers, "media plane starting");
     match ferroswitch_media_plane::run(opts) {

@@ -67,6 +67,10 @@ pub struct MediaOptions {
     pub backend: Option<Backend>,
     /// How often each session's counters are reported (zero: never).
     pub stats_interval: Duration,
+    /// io_uring SQPOLL idle time (None: no SQPOLL).
+    pub sqpoll_idle: Option<Duration>,
+    /// How long a worker keeps polling after work before it sleeps.
+    pub busy_poll: Duration,
 }
 
 /// Why the media plane could not start.
@@ -142,7 +146,16 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         },
     };
     info!(?backend, "media I/O backend");
-    let stats_interval = opts.stats_interval;
+    let (stats_interval, sqpoll_idle, busy_poll) = (opts.stats_interval, opts.sqpoll_idle, opts.busy_poll);
+    if backend == Backend::IoUring {
+        info!(
+            multishot_recvmsg = true,
+            provided_buffer_ring = true,
+            sqpoll = ?sqpoll_idle,
+            busy_poll = ?busy_poll,
+            "io_uring features in use"
+        );
+    }
     let n = opts.workers.len();
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let mut workers = Vec::with_capacity(n);
@@ -158,7 +171,7 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         let handle = std::thread::Builder::new()
             .name(format!("media-core-{i}"))
             .spawn(move || {
-                let cfg = WorkerConfig { pin, backend, stats_interval };
+                let cfg = WorkerConfig { pin, backend, stats_interval, sqpoll_idle, busy_poll };
                 worker::run(table, cfg, rx, wake_worker, &counts[i])
             })
             .map_err(|source| MediaError::Spawn { core: i, source })?;

@@ -93,7 +93,18 @@ pub fn probe() -> Result<(), String> {
 impl Uring {
     /// A ring with its buffer ring registered.
     pub fn new() -> io::Result<Uring> {
-        let ring = IoUring::builder().setup_cqsize(ENTRIES * 4).build(ENTRIES)?;
+        Uring::with_sqpoll(None)
+    }
+
+    /// A ring whose submissions a kernel thread polls (SQPOLL), idling after `idle`
+    /// without work; None: submissions go through `io_uring_enter`.
+    pub fn with_sqpoll(idle: Option<Duration>) -> io::Result<Uring> {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(ENTRIES * 4);
+        if let Some(idle) = idle {
+            b.setup_sqpoll(idle.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
+        }
+        let ring = b.build(ENTRIES)?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         for code in [opcode::RecvMsgMulti::CODE, opcode::SendMsg::CODE, opcode::PollAdd::CODE] {

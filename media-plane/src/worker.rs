@@ -261,9 +261,10 @@ impl Core {
         bell_fd: Option<std::os::fd::RawFd>,
         specials: &mut Vec<u64>,
         mut notify: impl FnMut(Event),
-    ) {
+    ) -> usize {
         let now = self.now_ns();
         let core = self.core;
+        let mut packets = 0;
         match &mut self.io {
             Io::Epoll { epoll, batch, ready } => {
                 let n = epoll.wait(ready, timeout_ms);
@@ -287,6 +288,7 @@ impl Core {
                     };
                     for _ in 0..BATCHES_PER_SOCKET {
                         let got = batch.recv(fd);
+                        packets += got;
                         for i in 0..got {
                             let Some((pkt, src, truncated)) = batch.get(i) else { continue };
                             if truncated {
@@ -328,6 +330,7 @@ impl Core {
                             }
                         }
                         Completion::Packet { token: tok, bytes, src, bid, offset } => {
+                            packets += 1;
                             let len = bytes.len();
                             let out =
                                 Core::relay_one(&mut self.slots, &self.gens, core, tok, bytes, src, now, &mut notify);
@@ -340,6 +343,7 @@ impl Core {
                 }
             }
         }
+        packets
     }
 
     /// A [`EventKind::Stats`] event per session with its counters now.
@@ -396,6 +400,11 @@ pub struct WorkerConfig {
     pub backend: Backend,
     /// How often each session's counters go to the control plane (zero: never).
     pub stats_interval: Duration,
+    /// With io_uring: a kernel thread polls submissions, idling after this (None: off).
+    pub sqpoll_idle: Option<Duration>,
+    /// Keep polling this long after the last packet or command before sleeping (trades
+    /// a core's idle time for wake-up latency; zero: sleep at once).
+    pub busy_poll: Duration,
 }
 
 /// Runs core `table.core()` until [`WorkerMsg::Stop`] (or the sender is gone); `held`
@@ -411,7 +420,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         }
     }
     let io = match backend {
-        Backend::IoUring => match Uring::new() {
+        Backend::IoUring => match Uring::with_sqpoll(cfg.sqpoll_idle) {
             Ok(u) => Io::Uring(Box::new(u)),
             Err(e) => {
                 warn!(core, error = %e, "media worker cannot set up io_uring");
@@ -447,6 +456,8 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
     let mut specials = Vec::new();
     let mut last_tick = Instant::now();
     let mut last_stats = Instant::now();
+    let mut last_work = Instant::now();
+    let mut packets = 0;
     loop {
         loop {
             match rx.try_recv() {
@@ -506,11 +517,16 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
             held.store(table.len(), Ordering::Relaxed);
         }
         // Packets.
-        let timeout_ms = if commands > 0 || !pending.is_empty() { 0 } else { TICK.as_millis() as i32 };
+        if commands > 0 || packets > 0 {
+            last_work = Instant::now();
+        }
+        let busy = commands > 0 || !pending.is_empty() || last_work.elapsed() < cfg.busy_poll;
+        let timeout_ms = if busy { 0 } else { TICK.as_millis() as i32 };
         let asleep = timeout_ms > 0 && attached.as_mut().is_none_or(|a| a.ends.commands.prepare_sleep());
         let bell_fd = attached.as_ref().map(|a| a.commands_bell.as_raw_fd());
         specials.clear();
-        c.turn(if asleep { timeout_ms } else { 0 }, wake.as_raw_fd(), bell_fd, &mut specials, |e| pending.push(e));
+        packets =
+            c.turn(if asleep { timeout_ms } else { 0 }, wake.as_raw_fd(), bell_fd, &mut specials, |e| pending.push(e));
         if let Some(a) = attached.as_mut() {
             if asleep {
                 a.ends.commands.woke();

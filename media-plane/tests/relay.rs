@@ -38,7 +38,13 @@ impl Core {
         let wake_worker = Doorbell::from_fd(wake.fd().try_clone().unwrap());
         let bell_worker = Doorbell::from_fd(commands_bell.fd().try_clone().unwrap());
         let held = Arc::new(AtomicUsize::new(0));
-        let cfg = worker::WorkerConfig { pin: None, backend, stats_interval: Duration::from_millis(400) };
+        let cfg = worker::WorkerConfig {
+            pin: None,
+            backend,
+            stats_interval: Duration::from_millis(400),
+            sqpoll_idle: None,
+            busy_poll: Duration::ZERO,
+        };
         let thread = std::thread::spawn(move || worker::run(table, cfg, rx, wake_worker, &held));
         tx.send(WorkerMsg::Attach {
             ends: MediaEnds { commands: worker_commands, events: worker_events },

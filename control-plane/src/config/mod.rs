@@ -176,6 +176,10 @@ pub struct MediaConfig {
     pub backend: Option<ferroswitch_media_plane::worker::Backend>,
     /// How often the media plane reports each session's counters.
     pub stats_interval: std::time::Duration,
+    /// io_uring SQPOLL idle time (None: off).
+    pub sqpoll_idle: Option<std::time::Duration>,
+    /// How long a media worker keeps polling after work.
+    pub busy_poll: std::time::Duration,
 }
 
 impl MediaConfig {
@@ -364,6 +368,8 @@ struct RawMedia {
     control_core: Option<Spanned<u64>>,
     backend: Option<Spanned<String>>,
     stats_interval_secs: Option<Spanned<u64>>,
+    sqpoll_idle_ms: Option<Spanned<u64>>,
+    busy_poll_us: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -818,6 +824,18 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             10,
             0,
             3600,
+        )?),
+        sqpoll_idle: match ranged(cx, "media.sqpoll_idle_ms", &m.sqpoll_idle_ms, 0, 0, 60_000)? {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        },
+        busy_poll: std::time::Duration::from_micros(ranged(
+            cx,
+            "media.busy_poll_us",
+            &m.busy_poll_us,
+            0,
+            0,
+            1_000_000,
         )?),
     };
 
