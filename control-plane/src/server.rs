@@ -393,10 +393,10 @@ mod persist {
 
     /// A stored binding, reached again through the first listener of its transport.
     pub fn binding_from_row(row: &BindingRow, udp: &[SocketAddr], tcp: &[SocketAddr]) -> Option<(String, Binding)> {
-        let (transport, locals) = match row.transport.as_str() {
-            "udp" => (TransportKind::Udp, udp),
-            "tcp" => (TransportKind::Tcp, tcp),
-            _ => return None,
+        let transport = TransportKind::from_name(&row.transport)?;
+        let locals = match transport {
+            TransportKind::Udp => udp,
+            TransportKind::Tcp => tcp,
         };
         let remote: SocketAddr = row.received.parse().ok()?;
         let local = *locals.iter().find(|l| l.is_ipv4() == remote.is_ipv4())?;
