@@ -13,6 +13,7 @@
 
 pub mod channel;
 pub mod dialog;
+pub mod recovery;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
