@@ -10,6 +10,7 @@
 //! with the callee's SDP. A BYE from either side ends both; each leg then goes CS_HANGUP
 //! → CS_REPORTING (its CDR is written) → CS_DESTROY. SDP passes between the legs
 //! unchanged: the media session manager (issue 6) will sit between the legs there.
+//! After a restart, [`recovery`] takes the bridged calls back from the stored rows.
 
 pub mod channel;
 pub mod dialog;

@@ -13,7 +13,7 @@
 //! `/channels`. A stored dialog of such a leg gets a BYE, so its far end does not keep a
 //! call nobody serves.
 //!
-//! Nothing of the old transactions survives: a recovered leg has no [`Setup`] (the INVITE
+//! Nothing of the old transactions survives: a recovered leg has no `Setup` (the INVITE
 //! and its transaction), so no code path can answer, reject or CANCEL on a dead
 //! transaction; a recovered leg only ever takes part in new ones (BYE, relayed requests).
 
@@ -141,7 +141,8 @@ impl B2bua {
         let id = CallId(self.next);
         self.next += 1;
         let unix = |t: i64| u64::try_from(t).unwrap_or(0);
-        // Rows stored before answer times were kept: the call row holds the bridge time.
+        // A channel row without an answer time (stored before they were kept) takes the
+        // calls row's time: the bridge, since answer times are kept.
         let answered = |c: &ChannelRow| unix(c.answered_at.unwrap_or(row.created_at));
         let mut vars = Variables::new();
         vars.set("uuid", row.uuid.clone());
