@@ -122,6 +122,9 @@ impl Server {
             }
         }
         info!(db = %storage.db_path().display(), restored, "storage open");
+        // Recovery: the calls bridged when the previous process died are taken back, the
+        // rest is cleared (the driver sends and stores what that emits before anything else).
+        switch.recover(Instant::now(), &loaded.calls, &loaded.live_channels, &loaded.dialogs);
         let media = start_media(&config, media_program);
         let http = match config.management.http_listen {
             Some(addr) => {
@@ -228,6 +231,8 @@ impl Driver {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| warn!(error = %e, "SIGHUP reload unavailable"))
             .ok();
+        // What start-up emitted: recovery's CDRs, deletes and BYEs.
+        self.after_turn().await;
         loop {
             let deadline = self.switch.poll_timeout();
             let sleep = async {
@@ -262,19 +267,25 @@ impl Driver {
             if self.switch.poll_timeout().is_some_and(|d| d <= now) {
                 self.switch.handle_timeout(now);
             }
-            self.flush().await;
-            while let Some(change) = self.switch.poll_change() {
-                self.storage.write(persist::write_of(change));
-            }
-            while let Some(write) = self.switch.poll_write() {
-                self.storage.write(write);
-            }
-            self.stats.send_replace(self.switch.stats());
+            self.after_turn().await;
         }
         // Everything queued for the database is committed before the process exits.
         let storage = self.storage;
         let _ = tokio::task::spawn_blocking(move || storage.close()).await;
         debug!("SIP driver stopped");
+    }
+
+    /// After each turn of the loop: sends what the switch emitted, queues its writes and
+    /// publishes its counters.
+    async fn after_turn(&mut self) {
+        self.flush().await;
+        while let Some(change) = self.switch.poll_change() {
+            self.storage.write(persist::write_of(change));
+        }
+        while let Some(write) = self.switch.poll_write() {
+            self.storage.write(write);
+        }
+        self.stats.send_replace(self.switch.stats());
     }
 
     /// SIGHUP: re-reads the directory (the configuration and its users file) and the
@@ -393,10 +404,10 @@ mod persist {
 
     /// A stored binding, reached again through the first listener of its transport.
     pub fn binding_from_row(row: &BindingRow, udp: &[SocketAddr], tcp: &[SocketAddr]) -> Option<(String, Binding)> {
-        let (transport, locals) = match row.transport.as_str() {
-            "udp" => (TransportKind::Udp, udp),
-            "tcp" => (TransportKind::Tcp, tcp),
-            _ => return None,
+        let transport = TransportKind::from_name(&row.transport)?;
+        let locals = match transport {
+            TransportKind::Udp => udp,
+            TransportKind::Tcp => tcp,
         };
         let remote: SocketAddr = row.received.parse().ok()?;
         let local = *locals.iter().find(|l| l.is_ipv4() == remote.is_ipv4())?;

@@ -1,7 +1,10 @@
 //! The reference call (REFERENCE.md) on the deterministic simulated network: a caller
 //! (1000) and a callee that registers as 1001, each a real transaction layer, against
 //! the sans-IO switch, on a virtual clock with optional loss. Every step of the call
-//! is asserted: statuses, the channel states of both legs, and the teardown.
+//! is asserted: statuses, the channel states of both legs, and the teardown. The switch
+//! can also "crash": its writes go to a real database, and a new switch recovers from it.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use control_plane::auth::{Algorithm, Authenticator, Credentials, Secret};
 use control_plane::b2bua::channel::ChannelState::{self, *};
+use control_plane::b2bua::recovery::RecoveryReport;
 use control_plane::config::Config;
 use control_plane::ids::IdGen;
 use control_plane::netsim::Network;
@@ -16,7 +20,7 @@ use control_plane::sip::message::write::{response_to, Writer};
 use control_plane::sip::message::{Framing, HeaderName, Message, Method};
 use control_plane::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use control_plane::sip::transport::{Peer, TransportKind};
-use control_plane::storage::Write;
+use control_plane::storage::{CdrRow, Loaded, Storage, Write};
 use control_plane::switch::Switch;
 
 const SW: &str = "127.0.0.1:5060";
@@ -45,6 +49,8 @@ struct Ua {
     statuses: Vec<(Method, u16)>,
     /// Requests received (method), in order.
     requests: Vec<Method>,
+    /// The requests received, whole.
+    received: Vec<Message>,
     invite: Option<(TxId, Message)>,
     /// The caller's dialog after a 2xx: (remote target, To value, From value, Call-ID).
     dialog: Option<(String, String, String, String)>,
@@ -66,6 +72,7 @@ impl Ua {
             user: user.into(),
             statuses: vec![],
             requests: vec![],
+            received: vec![],
             invite: None,
             dialog: None,
             cseq: 0,
@@ -226,6 +233,7 @@ impl Ua {
             }
             Event::Request { tx, msg, cancels, .. } => {
                 self.requests.push(msg.method());
+                self.received.push(msg.clone());
                 match (msg.method(), tx) {
                     (Method::Invite, Some(tx)) => self.invite = Some((tx, msg)),
                     (Method::Bye | Method::Info, Some(tx)) => self.respond(now, tx, &msg, 200, b""),
@@ -388,6 +396,47 @@ impl World {
         self.switch.call_histories()
     }
 
+    /// The switch's wall clock now (it started at 1_800_000_000).
+    fn unix(&self) -> u64 {
+        1_800_000_000 + (self.now - self.start).as_secs()
+    }
+
+    /// The switch is killed and started again on the same address: every write it made
+    /// goes to a real database, and a new switch (new identifiers, no transactions)
+    /// recovers from what that database loads. Returns the loaded rows and the report.
+    fn crash_and_recover(&mut self) -> (Loaded, RecoveryReport) {
+        let dir = common::TempDir::new("netsim-recovery");
+        let (h, _) = Storage::open(&dir.0).expect("open the database");
+        for w in &self.writes {
+            h.write(w.clone());
+        }
+        h.close();
+        let (h, loaded) = Storage::open(&dir.0).expect("reopen the database");
+        h.close();
+        let mut switch = Switch::new(&Config::embedded().unwrap(), IdGen::from_seed(9_999), self.now, self.unix());
+        let sw = addr(SW);
+        switch.set_locals(vec![Peer { transport: TransportKind::Udp, remote: sw, local: sw }]);
+        let report = switch.recover(self.now, &loaded.calls, &loaded.live_channels, &loaded.dialogs);
+        self.switch = switch;
+        (loaded, report)
+    }
+
+    /// The callee hangs up: its BYE goes to the switch on the B-leg dialog.
+    fn callee_hangs_up(&mut self, cseq: u32) {
+        let inv = self.uas.received.iter().find(|m| m.method() == Method::Invite).unwrap().clone();
+        let target = format!("sip:ferroswitch@{SW}");
+        let to = String::from_utf8_lossy(inv.header(HeaderName::From).unwrap()).into_owned();
+        let from = format!("{};tag=uas", String::from_utf8_lossy(inv.header(HeaderName::To).unwrap()));
+        self.uas.dialog = Some((target, to, from, String::from_utf8_lossy(inv.call_id()).into_owned()));
+        let now = self.now;
+        self.uas.in_dialog(now, "BYE", cseq);
+    }
+
+    /// The CDRs written, in order.
+    fn cdrs(&self) -> Vec<&CdrRow> {
+        self.writes.iter().filter_map(|w| if let Write::InsertCdr(c) = w { Some(c) } else { None }).collect()
+    }
+
     /// Every channel row written was deleted again: no leg is left behind in storage.
     fn assert_channels_cleaned(&self) {
         let made: Vec<&str> = self
@@ -405,7 +454,7 @@ impl World {
         a.sort();
         b.sort();
         assert_eq!(a, b, "every channel row is deleted at CS_DESTROY");
-        let dialogs: Vec<(String, String)> = self
+        let mut dialogs: Vec<(String, String)> = self
             .writes
             .iter()
             .filter_map(|w| {
@@ -416,6 +465,9 @@ impl World {
                 }
             })
             .collect();
+        // A row is written again when its CSeqs move.
+        dialogs.sort();
+        dialogs.dedup();
         let ended: Vec<(String, String)> = self
             .writes
             .iter()
@@ -498,14 +550,7 @@ fn bye_from_callee_ends_both_legs() {
     assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
     w.callee_answers(200, SDP_B);
     assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)));
-    // The callee hangs up: its BYE goes to the switch on the B-leg dialog.
-    let inv = w.callee_invite().unwrap().clone();
-    let target = format!("sip:ferroswitch@{SW}");
-    let to = String::from_utf8_lossy(inv.header(HeaderName::From).unwrap()).into_owned();
-    let from = format!("{};tag=uas", String::from_utf8_lossy(inv.header(HeaderName::To).unwrap()));
-    w.uas.dialog = Some((target, to, from, String::from_utf8_lossy(inv.call_id()).into_owned()));
-    let now = w.now;
-    w.uas.in_dialog(now, "BYE", 1);
+    w.callee_hangs_up(1);
     assert!(
         w.run_until(Duration::from_secs(5), |w| w.uas.got(Method::Bye, 200) && w.uac.requests.contains(&Method::Bye))
     );
@@ -702,5 +747,166 @@ fn decline_603_from_the_callee_reaches_the_caller() {
     assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite).is_some_and(|s| s != 407)));
     assert_eq!(w.uac.statuses.last(), Some(&(Method::Invite, 603)));
     assert_eq!(w.cdr_causes(), ["CALL_REJECTED", "CALL_REJECTED"]);
+    w.assert_channels_cleaned();
+}
+
+/// The reference call, answered and talking for a few seconds.
+fn bridged_call(seed: u64) -> World {
+    let mut w = World::new(seed, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)
+        && w.uas.requests.contains(&Method::Ack)));
+    w.run_until(Duration::from_secs(5), |_| false);
+    w
+}
+
+fn text(b: Option<&[u8]>) -> String {
+    String::from_utf8_lossy(b.unwrap_or_default()).into_owned()
+}
+
+/// The CDRs written from `since` on are both legs' NORMAL_CLEARING, with the start and
+/// answer times of their stored channels and the end time `end` (within the second).
+fn assert_cleared_normally(w: &World, since: usize, loaded: &Loaded, call: &str, end: u64) {
+    let cdrs: Vec<&CdrRow> =
+        w.writes[since..].iter().filter_map(|x| if let Write::InsertCdr(c) = x { Some(c) } else { None }).collect();
+    assert_eq!(cdrs.len(), 2, "{cdrs:?}");
+    for c in cdrs {
+        let stored = loaded.live_channels.iter().find(|r| r.uuid == c.uuid).expect("a stored leg");
+        assert_eq!((c.hangup_cause.as_str(), c.q850_cause), ("NORMAL_CLEARING", 16));
+        assert_eq!(c.call_uuid.as_deref(), Some(call));
+        assert_eq!((c.start_at, c.answer_at), (stored.created_at, stored.answered_at));
+        assert!(stored.answered_at.is_some());
+        assert!((end..=end + 1).contains(&(c.end_at as u64)), "{} ended at {}, not {end}", c.uuid, c.end_at);
+    }
+    let deleted: Vec<&Write> = w.writes[since..]
+        .iter()
+        .filter(|x| matches!(x, Write::DeleteChannel { .. } | Write::DeleteCall { .. } | Write::DeleteDialog { .. }))
+        .collect();
+    assert_eq!(deleted.len(), 5, "both channels, both dialogs and the call: {deleted:?}");
+    w.assert_channels_cleaned();
+}
+
+#[test]
+fn a_recovered_call_ends_on_the_callees_bye_and_the_caller_gets_its_bye() {
+    let mut w = bridged_call(21);
+    let (loaded, report) = w.crash_and_recover();
+    assert_eq!((report.recovered.len(), report.cleared.len()), (1, 0));
+    assert_eq!((loaded.calls.len(), loaded.live_channels.len(), loaded.dialogs.len()), (1, 2, 2));
+    assert_eq!(w.histories(), [(A_PATH.to_vec(), vec![B_PATH.to_vec()])], "stored states, reached as usual");
+    w.run_until(Duration::from_secs(2), |_| false);
+    let (since, end) = (w.writes.len(), w.unix());
+    w.callee_hangs_up(1);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.got(Method::Bye, 200)
+        && w.uac.requests.contains(&Method::Bye)
+        && w.switch.calls() == 0));
+    // The BYE is in the caller's dialog as its 2xx made it: the switch's To (with its tag)
+    // as From, the caller's From as To, to the caller's Contact, the A-leg's next CSeq.
+    let bye = w.uac.received.iter().find(|m| m.method() == Method::Bye).unwrap();
+    let (_, our_to, our_from, call_id) = w.uac.dialog.clone().unwrap();
+    assert_eq!(call_id, "call-a");
+    assert_eq!(text(Some(bye.call_id())), call_id);
+    assert_eq!(text(bye.header(HeaderName::From)), our_to);
+    assert_eq!(text(bye.header(HeaderName::To)), our_from);
+    assert_eq!(text(Some(bye.request_uri_bytes())), format!("sip:1000@{UAC}"));
+    assert_eq!(bye.cseq(), 1);
+    // The caller's 200 reached the switch: one response, and its BYE transaction ends.
+    assert!(w.run_until(Duration::from_secs(40), |w| w.switch.transactions() == 0));
+    assert_eq!(w.switch.stats().responses_received, 1);
+    assert_eq!(w.uac.requests.iter().filter(|m| **m == Method::Bye).count(), 1, "no retransmission");
+    assert_cleared_normally(&w, since, &loaded, &report.recovered[0], end);
+}
+
+#[test]
+fn a_recovered_call_ends_on_the_callers_bye_past_the_cseqs_of_relayed_requests() {
+    let mut w = bridged_call(22);
+    // INFO before the crash: relayed to the callee with the B-leg's next CSeq (2).
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INFO", 3, b"Signal=5\r\nDuration=160\r\n");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Info, 200)));
+    let (loaded, report) = w.crash_and_recover();
+    assert_eq!((report.recovered.len(), report.cleared.len()), (1, 0));
+    let b_invite = w.uas.received.iter().find(|m| m.method() == Method::Invite).unwrap().clone();
+    let b_call_id = text(Some(b_invite.call_id()));
+    let cseqs = |call_id: &str| {
+        let d = loaded.dialogs.iter().find(|d| d.call_id == call_id).unwrap();
+        (d.local_cseq, d.remote_cseq)
+    };
+    assert_eq!(cseqs("call-a"), (0, 3), "the caller's INFO");
+    assert_eq!(cseqs(&b_call_id), (2, 0), "the relayed INFO");
+    let (since, end) = (w.writes.len(), w.unix());
+    let now = w.now;
+    w.uac.in_dialog(now, "BYE", 4);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Bye, 200)
+        && w.uas.requests.contains(&Method::Bye)
+        && w.switch.calls() == 0));
+    // The callee's BYE: the B-leg dialog as the switch made it, CSeq past the INFO's.
+    let bye = w.uas.received.iter().find(|m| m.method() == Method::Bye).unwrap();
+    assert_eq!(text(Some(bye.call_id())), b_call_id);
+    assert_eq!(text(bye.header(HeaderName::From)), text(b_invite.header(HeaderName::From)));
+    assert_eq!(text(bye.header(HeaderName::To)), format!("{};tag=uas", text(b_invite.header(HeaderName::To))));
+    assert_eq!(text(Some(bye.request_uri_bytes())), format!("sip:1001@{UAS}"));
+    assert_eq!(bye.cseq(), 3);
+    assert!(w.run_until(Duration::from_secs(40), |w| w.switch.transactions() == 0));
+    assert_eq!(w.switch.stats().responses_received, 1, "the callee's 200");
+    assert_cleared_normally(&w, since, &loaded, &report.recovered[0], end);
+}
+
+#[test]
+fn a_call_ringing_at_the_crash_is_cleared_with_crash_cdrs() {
+    let mut w = World::new(23, 0.0);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(180, b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 180)));
+    let (loaded, report) = w.crash_and_recover();
+    assert!(report.recovered.is_empty());
+    let mut stored: Vec<&str> = loaded.live_channels.iter().map(|c| c.uuid.as_str()).collect();
+    let mut cleared: Vec<&str> = report.cleared.iter().map(String::as_str).collect();
+    stored.sort();
+    cleared.sort();
+    assert_eq!((stored.len(), cleared), (2, stored.clone()));
+    assert_eq!(w.switch.calls(), 0);
+    w.pump();
+    let a = loaded.live_channels.iter().find(|c| c.state == "CS_EXECUTE").expect("the A-leg, running bridge");
+    let crashed = w.cdrs();
+    assert_eq!(crashed.len(), 2);
+    for c in crashed {
+        let row = loaded.live_channels.iter().find(|r| r.uuid == c.uuid).unwrap();
+        assert_eq!((c.hangup_cause.as_str(), c.q850_cause, c.sip_status), ("CRASH", 700, None));
+        assert_eq!((c.start_at, c.answer_at, c.billsec), (row.created_at, None, 0));
+        assert_eq!((c.end_at as u64, c.call_uuid.as_deref()), (w.unix(), Some(a.uuid.as_str())));
+    }
+    w.assert_channels_cleaned();
+    // Nothing is sent: neither leg had a dialog. A second restart finds nothing left.
+    assert!(w.switch.poll_transmit().is_none());
+    let (loaded, report) = w.crash_and_recover();
+    assert_eq!((loaded.live_channels.len(), loaded.calls.len(), loaded.dialogs.len()), (0, 0, 0));
+    assert_eq!(report, RecoveryReport::default());
+}
+
+#[test]
+fn a_caller_parked_in_echo_at_the_crash_is_cleared_and_gets_a_bye() {
+    let mut w = World::new(24, 0.0);
+    w.call("9196");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    let (loaded, report) = w.crash_and_recover();
+    assert_eq!(loaded.live_channels.len(), 1);
+    assert_eq!((report.recovered.len(), report.cleared.clone()), (0, vec![loaded.live_channels[0].uuid.clone()]));
+    assert!(
+        w.run_until(Duration::from_secs(10), |w| w.uac.requests.contains(&Method::Bye) && w.switch.transactions() == 0)
+    );
+    let bye = w.uac.received.iter().find(|m| m.method() == Method::Bye).unwrap();
+    assert_eq!((text(Some(bye.call_id())).as_str(), bye.cseq()), ("call-a", 1));
+    let crashed = w.cdrs();
+    assert_eq!(crashed.len(), 1);
+    assert_eq!(
+        (crashed[0].hangup_cause.as_str(), crashed[0].answer_at),
+        ("CRASH", loaded.live_channels[0].answered_at)
+    );
+    assert!(crashed[0].answer_at.is_some());
     w.assert_channels_cleaned();
 }

@@ -39,6 +39,7 @@ pair() {
 S=$here
 challenger "$S/uas_answer.xml" >"$work/sw_uas_answer.xml"
 challenger "$S/uas_answer_then_bye.xml" >"$work/sw_uas_answer_then_bye.xml"
+challenger "$S/uas_answer_bye_later.xml" >"$work/sw_uas_answer_bye_later.xml"
 challenger "$S/uas_busy.xml" >"$work/sw_uas_busy.xml"
 challenger "$S/uas_busy.xml" 480 "Temporarily Unavailable" >"$work/sw_480.xml"
 challenger "$S/uas_busy.xml" 404 "Not Found" >"$work/sw_404.xml"
@@ -48,6 +49,7 @@ echo "SIPp $(sipp -v 2>&1 | grep -o 'v[0-9.]*[^ ]*' | head -1): $calls calls per
 pair noauth-vs-uas_answer           "$S/uac_call_noauth.xml"       "$S/uas_answer.xml"               no  -s 1001
 pair auth-vs-407+uas_answer         "$S/uac_call_auth.xml"         "$work/sw_uas_answer.xml"         no  -s 1001 -au 1000 -ap 1234
 pair wait_bye-vs-407+answer_then_bye "$S/uac_call_wait_bye.xml"    "$work/sw_uas_answer_then_bye.xml" yes -s 1001 -au 1000 -ap 1234
+pair wait_bye-vs-407+answer_bye_later "$S/uac_call_wait_bye.xml"  "$work/sw_uas_answer_bye_later.xml" yes -s 1001 -au 1000 -ap 1234
 pair busy-vs-407+uas_busy           "$S/uac_call_busy.xml"         "$work/sw_uas_busy.xml"           no  -s 1001 -au 1000 -ap 1234
 pair unavailable-vs-407+480         "$S/uac_call_unavailable.xml"  "$work/sw_480.xml"                no  -s 1019 -au 1000 -ap 1234
 pair notfound-vs-407+404            "$S/uac_call_notfound.xml"     "$work/sw_404.xml"                no  -s 5555 -au 1000 -ap 1234

@@ -82,6 +82,25 @@ impl Channel {
         &self.history
     }
 
+    /// A channel taken back after a restart (recovery), brought to `state` along the path
+    /// a leg of its direction takes in a call (REFERENCE.md): an A-leg through CS_INIT and
+    /// CS_ROUTING to CS_EXECUTE, a B-leg on through CS_CONSUME_MEDIA to
+    /// CS_EXCHANGE_MEDIA. Each move is logged, as for any channel. None if `state` is not
+    /// on that path.
+    pub fn recovered(uuid: String, direction: Direction, state: ChannelState) -> Option<Channel> {
+        use ChannelState::*;
+        let path: &[ChannelState] = match direction {
+            Direction::Inbound => &[CS_INIT, CS_ROUTING, CS_EXECUTE],
+            Direction::Outbound => &[CS_INIT, CS_ROUTING, CS_CONSUME_MEDIA, CS_EXCHANGE_MEDIA],
+        };
+        let steps = path.iter().position(|s| *s == state)? + 1;
+        let mut channel = Channel::new(uuid, direction);
+        for &s in &path[..steps] {
+            channel.set_state(s);
+        }
+        Some(channel)
+    }
+
     /// Moves to `to`, logging the transition with the channel's UUID. A move FreeSWITCH
     /// never makes is refused (and logged): it would be a bug in the caller.
     pub fn set_state(&mut self, to: ChannelState) -> bool {
@@ -143,6 +162,8 @@ pub enum HangupCause {
     USER_NOT_REGISTERED,
     LOSE_RACE,
     MEDIA_TIMEOUT,
+    /// The switch stopped (crashed) while the channel was up, and could not take it back.
+    CRASH,
 }
 
 impl fmt::Display for HangupCause {
@@ -180,6 +201,7 @@ impl HangupCause {
             USER_NOT_REGISTERED => 606,
             LOSE_RACE => 502,
             MEDIA_TIMEOUT => 604,
+            CRASH => 700,
         }
     }
 
@@ -201,7 +223,8 @@ impl HangupCause {
             RECOVERY_ON_TIMER_EXPIRE => 504,
             EXCHANGE_ROUTING_ERROR => 483,
             ORIGINATOR_CANCEL => 487,
-            NORMAL_CLEARING | LOSE_RACE | MEDIA_TIMEOUT | INTERWORKING => 480,
+            // mod_sofia's default for the causes it does not list.
+            NORMAL_CLEARING | LOSE_RACE | MEDIA_TIMEOUT | INTERWORKING | CRASH => 480,
         }
     }
 
@@ -258,6 +281,7 @@ impl HangupCause {
             "USER_NOT_REGISTERED" => USER_NOT_REGISTERED,
             "LOSE_RACE" => LOSE_RACE,
             "MEDIA_TIMEOUT" => MEDIA_TIMEOUT,
+            "CRASH" => CRASH,
             _ => return None,
         })
     }
@@ -279,6 +303,16 @@ mod tests {
             }
             assert_eq!(c.history(), path);
         }
+    }
+
+    #[test]
+    fn a_recovered_channel_walks_its_legs_path_to_the_stored_state() {
+        let a = Channel::recovered("a".into(), Direction::Inbound, CS_EXECUTE).unwrap();
+        assert_eq!(a.history(), [CS_NEW, CS_INIT, CS_ROUTING, CS_EXECUTE]);
+        let b = Channel::recovered("b".into(), Direction::Outbound, CS_EXCHANGE_MEDIA).unwrap();
+        assert_eq!(b.history(), [CS_NEW, CS_INIT, CS_ROUTING, CS_CONSUME_MEDIA, CS_EXCHANGE_MEDIA]);
+        assert!(Channel::recovered("c".into(), Direction::Inbound, CS_EXCHANGE_MEDIA).is_none());
+        assert!(Channel::recovered("d".into(), Direction::Outbound, CS_HANGUP).is_none());
     }
 
     #[test]
@@ -307,6 +341,7 @@ mod tests {
             (NO_ANSWER, 480, 19),
             (ORIGINATOR_CANCEL, 487, 487),
             (NORMAL_CLEARING, 480, 16),
+            (CRASH, 480, 700),
         ] {
             assert_eq!((cause.to_sip(), cause.q850()), (sip, q850), "{cause}");
         }
@@ -322,6 +357,7 @@ mod tests {
             assert_eq!(HangupCause::from_sip(sip), cause, "{sip}");
         }
         assert_eq!(HangupCause::from_name("user_busy"), Some(USER_BUSY));
+        assert_eq!((HangupCause::from_name("CRASH"), CRASH.to_string().as_str()), (Some(CRASH), "CRASH"));
         assert_eq!(HangupCause::from_name("nonsense"), None);
     }
 }

@@ -1,9 +1,13 @@
 //! Dialogs (RFC 3261 §12): the state both ends of a call leg share (Call-ID, tags,
-//! CSeq, remote target, route set), and the in-dialog requests built from it.
+//! CSeq, remote target, route set), the in-dialog requests built from it, and its
+//! `sip_dialogs` row (written while the call is up, read back by recovery).
+
+use std::net::SocketAddr;
 
 use crate::sip::message::write::Writer;
-use crate::sip::message::{HeaderName, Message};
-use crate::sip::transport::Peer;
+use crate::sip::message::{split_list, HeaderName, Message};
+use crate::sip::transport::{Peer, TransportKind};
+use crate::storage::{DialogRow, Direction};
 
 /// One side of a dialog, as this switch holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,8 +24,30 @@ pub struct Dialog {
     /// Route headers for in-dialog requests (RFC 3261 §12.1).
     pub route_set: Vec<String>,
     pub local_cseq: u32,
+    /// The CSeq number of the peer's last request in the dialog (0 before any).
+    pub remote_cseq: u32,
     /// Where our requests are sent (the peer's source address, so NAT works).
     pub peer: Peer,
+}
+
+/// Why a stored `sip_dialogs` row cannot become a [`Dialog`] again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialogRowError {
+    /// A column the dialog needs is empty: the row was stored before schema 2.
+    #[error("column {0} is empty (a row stored before schema version 2)")]
+    Missing(&'static str),
+    /// `peer_transport` is neither `udp` nor `tcp`.
+    #[error("peer_transport {0:?} is neither udp nor tcp")]
+    Transport(String),
+    /// `peer_remote` or `peer_local` is not an `ip:port`.
+    #[error("{column} {value:?} is not an ip:port")]
+    Address {
+        /// The column.
+        column: &'static str,
+        /// What it holds.
+        value: String,
+    },
 }
 
 fn contact_uri(msg: &Message) -> Option<String> {
@@ -46,6 +72,7 @@ impl Dialog {
             remote_target: contact_uri(invite).unwrap_or_else(|| text(invite.from().uri.raw)),
             route_set: invite.values(HeaderName::RecordRoute).map(text).collect(),
             local_cseq: 0,
+            remote_cseq: invite.cseq(),
             peer,
         }
     }
@@ -65,7 +92,61 @@ impl Dialog {
                 r
             },
             local_cseq: invite.cseq(),
+            remote_cseq: 0,
             peer,
+        })
+    }
+
+    /// The `sip_dialogs` row of the leg `channel_uuid`, confirmed.
+    pub fn row(&self, channel_uuid: &str, direction: Direction) -> DialogRow {
+        DialogRow {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+            channel_uuid: channel_uuid.to_string(),
+            direction,
+            state: "confirmed".into(),
+            remote_target: self.remote_target.clone(),
+            route_set: self.route_set.join(", "),
+            local_cseq: self.local_cseq,
+            remote_cseq: self.remote_cseq,
+            local_uri: self.local.clone(),
+            remote_uri: self.remote.clone(),
+            peer_transport: self.peer.transport.via_name().to_ascii_lowercase(),
+            peer_remote: self.peer.remote.to_string(),
+            peer_local: self.peer.local.to_string(),
+        }
+    }
+
+    /// The dialog a stored row describes (recovery after a restart).
+    pub fn from_row(row: &DialogRow) -> Result<Dialog, DialogRowError> {
+        let needed = |column: &'static str, value: &str| {
+            if value.is_empty() {
+                Err(DialogRowError::Missing(column))
+            } else {
+                Ok(value.to_string())
+            }
+        };
+        let address = |column: &'static str, value: &str| {
+            value.parse::<SocketAddr>().map_err(|_| DialogRowError::Address { column, value: value.to_string() })
+        };
+        let transport = TransportKind::from_name(&needed("peer_transport", &row.peer_transport)?)
+            .ok_or_else(|| DialogRowError::Transport(row.peer_transport.clone()))?;
+        Ok(Dialog {
+            call_id: needed("call_id", &row.call_id)?,
+            local_tag: needed("local_tag", &row.local_tag)?,
+            remote_tag: row.remote_tag.clone(),
+            local: needed("local_uri", &row.local_uri)?,
+            remote: needed("remote_uri", &row.remote_uri)?,
+            remote_target: needed("remote_target", &row.remote_target)?,
+            route_set: split_list(row.route_set.as_bytes()).map(text).collect(),
+            local_cseq: row.local_cseq,
+            remote_cseq: row.remote_cseq,
+            peer: Peer {
+                transport,
+                remote: address("peer_remote", &needed("peer_remote", &row.peer_remote)?)?,
+                local: address("peer_local", &needed("peer_local", &row.peer_local)?)?,
+            },
         })
     }
 
@@ -155,5 +236,29 @@ mod tests {
         assert_eq!((ack.request_uri_bytes(), ack.cseq()), (&b"sip:1001@192.0.2.9:5070"[..], 10));
         assert_eq!(ack.to_tag(), Some(&b"t9"[..]));
         assert!(Dialog::uac(&inv, &parse("SIP/2.0 200 OK\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\nFrom: <sip:a@b>;tag=f1\nTo: <sip:c@d>\nCall-ID: b1\nCSeq: 10 INVITE\nContent-Length: 0\n\n"), peer()).is_none(), "a 2xx without To tag or Contact makes no dialog");
+    }
+
+    #[test]
+    fn a_dialog_survives_its_sip_dialogs_row() {
+        let inv = parse("INVITE sip:1001@sw SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK1\nFrom: \"A, B\" <sip:1000@sw>;tag=a1\nTo: <sip:1001@sw>\nCall-ID: c1\nCSeq: 7 INVITE\nContact: <sip:1000@192.0.2.1:5062>\nRecord-Route: <sip:p1;lr>, <sip:p2;lr>\nContent-Length: 0\n\n");
+        let mut d = Dialog::uas(&inv, "s1", peer());
+        d.local_cseq = 3;
+        let row = d.row("chan-a", Direction::Inbound);
+        assert_eq!((row.remote_cseq, row.local_cseq, row.peer_transport.as_str()), (7, 3, "udp"));
+        assert_eq!(Dialog::from_row(&row), Ok(d));
+    }
+
+    #[test]
+    fn a_row_without_the_recovery_columns_makes_no_dialog() {
+        let d = Dialog::uas(&parse("INVITE sip:1001@sw SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK1\nFrom: <sip:1000@sw>;tag=a1\nTo: <sip:1001@sw>\nCall-ID: c1\nCSeq: 1 INVITE\nContent-Length: 0\n\n"), "s1", peer());
+        let mut old = d.row("chan-a", Direction::Inbound);
+        old.local_uri.clear();
+        assert_eq!(Dialog::from_row(&old), Err(DialogRowError::Missing("local_uri")));
+        let mut bad = d.row("chan-a", Direction::Inbound);
+        bad.peer_transport = "sctp".into();
+        assert_eq!(Dialog::from_row(&bad), Err(DialogRowError::Transport("sctp".into())));
+        let mut bad = d.row("chan-a", Direction::Inbound);
+        bad.peer_local = "nowhere".into();
+        assert!(matches!(Dialog::from_row(&bad), Err(DialogRowError::Address { column: "peer_local", .. })));
     }
 }

@@ -10,9 +10,11 @@
 //! with the callee's SDP. A BYE from either side ends both; each leg then goes CS_HANGUP
 //! → CS_REPORTING (its CDR is written) → CS_DESTROY. SDP passes between the legs
 //! unchanged: the media session manager (issue 6) will sit between the legs there.
+//! After a restart, [`recovery`] takes the bridged calls back from the stored rows.
 
 pub mod channel;
 pub mod dialog;
+pub mod recovery;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ use crate::sip::message::write::{default_reason, response_to, Writer};
 use crate::sip::message::{Framing, HeaderName, Message, Method};
 use crate::sip::transaction::{TransactionLayer, TxId};
 use crate::sip::transport::{Peer, TransportKind};
-use crate::storage::{CallRow, CdrRow, ChannelRow, DialogRow, Direction as RowDirection, Write};
+use crate::storage::{CallRow, CdrRow, ChannelRow, Direction as RowDirection, Write};
 use channel::{Channel, ChannelState, Direction, HangupCause};
 use dialog::Dialog;
 
@@ -81,10 +83,19 @@ enum Fork {
     Cancelled,
 }
 
-struct ALeg {
-    channel: Channel,
+/// The INVITE that set a leg up, and its transaction. Everything that uses them belongs
+/// to call set-up: answering or rejecting the caller, the B-leg's offer, CANCEL, the
+/// dialog made from a callee's 2xx. A leg recovered after a restart ([`recovery`]) has
+/// none: it is past set-up, and its transaction died with the old process (the old
+/// `TxId` could even name an unrelated transaction of the new one).
+struct Setup {
     invite: Message,
     tx: TxId,
+}
+
+struct ALeg {
+    channel: Channel,
+    setup: Option<Setup>,
     peer: Peer,
     to_tag: String,
     dialog: Option<Dialog>,
@@ -95,8 +106,7 @@ struct ALeg {
 
 struct BLeg {
     channel: Channel,
-    invite: Message,
-    tx: TxId,
+    setup: Option<Setup>,
     /// Where the INVITE went: the callee's registration source, so NAT works.
     peer: Peer,
     dialog: Option<Dialog>,
@@ -140,7 +150,22 @@ struct Call {
     answered_unix: Option<u64>,
 }
 
-/// Every call in progress.
+/// A leg's dialog, with the leg's channel uuid and direction (for its row). It takes the
+/// legs rather than the call, so the call's other fields stay usable meanwhile.
+fn leg_dialog<'c>(
+    a: &'c mut ALeg,
+    forks: &'c mut [BLeg],
+    side: Side,
+) -> Option<(&'c mut Dialog, &'c str, RowDirection)> {
+    match side {
+        Side::A => a.dialog.as_mut().map(|d| (d, a.channel.uuid.as_str(), RowDirection::Inbound)),
+        Side::B(i) => {
+            let fork = forks.get_mut(i)?;
+            fork.dialog.as_mut().map(|d| (d, fork.channel.uuid.as_str(), RowDirection::Outbound))
+        }
+    }
+}
+
 /// An in-dialog request relayed to the other leg, waiting for its answer.
 struct Relay {
     call: CallId,
@@ -151,6 +176,7 @@ struct Relay {
     peer: Peer,
 }
 
+/// Every call in progress.
 #[derive(Default)]
 pub struct B2bua {
     calls: HashMap<CallId, Call>,
@@ -279,8 +305,7 @@ impl B2bua {
         let to_tag = io.ids.hex(5);
         let a = ALeg {
             channel,
-            invite: invite.clone(),
-            tx,
+            setup: Some(Setup { invite: invite.clone(), tx }),
             peer,
             to_tag,
             dialog: None,
@@ -489,7 +514,7 @@ impl B2bua {
         channel.set_state(ChannelState::CS_INIT);
         channel.set_state(ChannelState::CS_ROUTING);
         channel.set_state(ChannelState::CS_CONSUME_MEDIA);
-        let a = &call.a.invite;
+        let Some(Setup { invite: a, .. }) = &call.a.setup else { return };
         let body = a.body();
         let mf = a.max_forwards().map_or(70, |m| m.saturating_sub(1));
         let host = peer.local;
@@ -539,8 +564,7 @@ impl B2bua {
         io.writes.push_back(Write::UpsertChannel(channel_row(&channel, &vars, io.unix, Some(call.uuid.clone()))));
         call.forks.push(BLeg {
             channel,
-            invite,
-            tx,
+            setup: Some(Setup { invite, tx }),
             peer,
             dialog: None,
             state: Fork::Trying,
@@ -613,7 +637,8 @@ impl B2bua {
     fn fork_answered(&mut self, io: &mut Io<'_>, id: CallId, i: usize, ok: &Message) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let peer = call.forks[i].peer;
-        let Some(mut dialog) = Dialog::uac(&call.forks[i].invite, ok, peer) else {
+        let Some(Setup { invite, .. }) = &call.forks[i].setup else { return };
+        let Some(mut dialog) = Dialog::uac(invite, ok, peer) else {
             warn!(call = %call.uuid, "2xx without To tag or Contact: no dialog");
             return;
         };
@@ -641,6 +666,7 @@ impl B2bua {
         fork.channel.set_state(ChannelState::CS_EXCHANGE_MEDIA);
         io.writes
             .push_back(Write::SetChannelState { uuid: fork.channel.uuid.clone(), state: "CS_EXCHANGE_MEDIA".into() });
+        io.writes.push_back(Write::SetChannelAnswered { uuid: fork.channel.uuid.clone(), answered_at: io.unix as i64 });
         info!(call = %call.uuid, b_uuid = %fork.channel.uuid, "B-leg answered: bridged");
         track_dialog(&mut self.dialogs, io, &dialog, id, Side::B(i), &fork.channel.uuid, RowDirection::Outbound);
         fork.dialog = Some(dialog);
@@ -650,7 +676,7 @@ impl B2bua {
             uuid: call.uuid.clone(),
             a_leg_uuid: call.a.channel.uuid.clone(),
             b_leg_uuid: fork.channel.uuid.clone(),
-            created_at: call.created_unix as i64,
+            created_at: io.unix as i64,
         }));
         let sdp = ok.body().to_vec();
         self.disarm(id);
@@ -664,7 +690,7 @@ impl B2bua {
         for fork in call.forks.iter_mut().filter(|f| matches!(f.state, Fork::Trying | Fork::Ringing)) {
             fork.state = Fork::Cancelled;
             fork.cancel_cause = Some(cause);
-            let inv = &fork.invite;
+            let Some(Setup { invite: inv, .. }) = &fork.setup else { continue };
             let mut buf = Vec::with_capacity(512);
             let mut w = Writer::request(&mut buf, b"CANCEL", inv.request_uri_bytes());
             w.header("Via", inv.top_via_bytes());
@@ -732,9 +758,10 @@ impl B2bua {
         if a.final_sent || (code == 180 && a.ringing_sent && sdp.is_none()) {
             return;
         }
+        let Some(setup) = &a.setup else { return };
         a.ringing_sent = true;
-        let bytes = build_to_a(&a.invite, code, &a.to_tag, a.peer, sdp.as_deref());
-        if let Err(e) = io.tx.respond(io.now, a.tx, code, bytes) {
+        let bytes = build_to_a(&setup.invite, code, &a.to_tag, a.peer, sdp.as_deref());
+        if let Err(e) = io.tx.respond(io.now, setup.tx, code, bytes) {
             warn!(call = %call.uuid, error = %e, "could not send provisional response");
         }
     }
@@ -746,16 +773,18 @@ impl B2bua {
         if a.answered || a.final_sent {
             return;
         }
-        let sdp = sdp.unwrap_or_else(|| a.invite.body().to_vec());
-        let bytes = build_to_a(&a.invite, 200, &a.to_tag, a.peer, Some(&sdp));
-        if let Err(e) = io.tx.respond(io.now, a.tx, 200, bytes) {
+        let Some(setup) = &a.setup else { return };
+        let sdp = sdp.unwrap_or_else(|| setup.invite.body().to_vec());
+        let bytes = build_to_a(&setup.invite, 200, &a.to_tag, a.peer, Some(&sdp));
+        if let Err(e) = io.tx.respond(io.now, setup.tx, 200, bytes) {
             warn!(call = %call.uuid, error = %e, "could not answer");
             return;
         }
+        let dialog = Dialog::uas(&setup.invite, &a.to_tag, a.peer);
         a.answered = true;
         a.final_sent = true;
         call.answered_unix = Some(io.unix);
-        let dialog = Dialog::uas(&a.invite, &a.to_tag, a.peer);
+        io.writes.push_back(Write::SetChannelAnswered { uuid: a.channel.uuid.clone(), answered_at: io.unix as i64 });
         track_dialog(&mut self.dialogs, io, &dialog, id, Side::A, &a.channel.uuid, RowDirection::Inbound);
         a.dialog = Some(dialog);
         info!(call = %call.uuid, "answered");
@@ -770,10 +799,12 @@ impl B2bua {
         }
         call.phase = Phase::Ending;
         if !call.a.final_sent {
-            let code = status.filter(|s| *s >= 300).unwrap_or_else(|| cause.to_sip());
-            let bytes = build_to_a(&call.a.invite, code, &call.a.to_tag, call.a.peer, None);
-            if let Err(e) = io.tx.respond(io.now, call.a.tx, code, bytes) {
-                warn!(call = %call.uuid, error = %e, "could not send the final response");
+            if let Some(setup) = &call.a.setup {
+                let code = status.filter(|s| *s >= 300).unwrap_or_else(|| cause.to_sip());
+                let bytes = build_to_a(&setup.invite, code, &call.a.to_tag, call.a.peer, None);
+                if let Err(e) = io.tx.respond(io.now, setup.tx, code, bytes) {
+                    warn!(call = %call.uuid, error = %e, "could not send the final response");
+                }
             }
             call.a.final_sent = true;
         } else if let Some(d) = call.a.dialog.as_mut() {
@@ -857,13 +888,17 @@ impl B2bua {
         // Forks still cancelling keep their transactions; nothing more is expected of them.
         let call = self.calls.remove(&id).expect("looked up above");
         self.disarm_removed(id, &call);
-        self.a_invites.remove(&call.a.tx);
+        if let Some(setup) = &call.a.setup {
+            self.a_invites.remove(&setup.tx);
+        }
         self.relays.retain(|_, r| r.call != id);
         if let Some(d) = &call.a.dialog {
             untrack_dialog(&mut self.dialogs, io, &d.key());
         }
         for f in &call.forks {
-            self.b_invites.remove(&f.tx);
+            if let Some(setup) = &f.setup {
+                self.b_invites.remove(&setup.tx);
+            }
             if let Some(d) = &f.dialog {
                 untrack_dialog(&mut self.dialogs, io, &d.key());
             }
@@ -896,8 +931,16 @@ impl B2bua {
         if side == Side::A {
             // Any request in the caller's dialog proves it has our 2xx, even if its ACK
             // was lost: stop retransmitting the 2xx.
-            if let Some(call) = self.calls.get(&id) {
-                io.tx.acknowledged(io.now, call.a.tx);
+            if let Some(setup) = self.calls.get(&id).and_then(|c| c.a.setup.as_ref()) {
+                io.tx.acknowledged(io.now, setup.tx);
+            }
+        }
+        if !matches!(req.method(), Method::Ack | Method::Bye) {
+            // The row follows the peer's CSeq, for a switch restarted from it (recovery).
+            let call = self.calls.get_mut(&id);
+            if let Some((d, uuid, direction)) = call.and_then(|c| leg_dialog(&mut c.a, &mut c.forks, side)) {
+                d.remote_cseq = d.remote_cseq.max(req.cseq());
+                io.writes.push_back(Write::UpsertDialog(d.row(uuid, direction)));
             }
         }
         match req.method() {
@@ -936,11 +979,11 @@ impl B2bua {
         let method = req.method();
         let Some(call) = self.calls.get_mut(&id) else { return };
         let other = match (from, call.answered) {
-            (Side::A, Some(i)) => call.forks[i].dialog.as_mut(),
-            (Side::B(_), Some(_)) => call.a.dialog.as_mut(),
+            (Side::A, Some(i)) => leg_dialog(&mut call.a, &mut call.forks, Side::B(i)),
+            (Side::B(_), Some(_)) => leg_dialog(&mut call.a, &mut call.forks, Side::A),
             _ => None,
         };
-        let Some(dialog) = other else {
+        let Some((dialog, uuid, direction)) = other else {
             let code = if matches!(method, Method::Options | Method::Info) { 200 } else { 488 };
             return respond_simple(io, tx, req, peer, code);
         };
@@ -966,6 +1009,8 @@ impl B2bua {
             }
         }
         w.finish(req.body());
+        // The request took the next CSeq: the row follows, for a restart (recovery).
+        io.writes.push_back(Write::UpsertDialog(dialog.row(uuid, direction)));
         let out_peer = dialog.peer;
         match Message::parse(Bytes::from(buf), Framing::Datagram)
             .map_err(|e| e.to_string())
@@ -1059,18 +1104,7 @@ fn track_dialog(
     direction: RowDirection,
 ) {
     dialogs.insert(d.key(), (id, side, d.remote_tag.clone()));
-    io.writes.push_back(Write::UpsertDialog(DialogRow {
-        call_id: d.call_id.clone(),
-        local_tag: d.local_tag.clone(),
-        remote_tag: d.remote_tag.clone(),
-        channel_uuid: uuid.to_string(),
-        direction,
-        state: "confirmed".into(),
-        remote_target: d.remote_target.clone(),
-        route_set: d.route_set.join(", "),
-        local_cseq: d.local_cseq,
-        remote_cseq: 0,
-    }));
+    io.writes.push_back(Write::UpsertDialog(d.row(uuid, direction)));
 }
 
 /// Forgets a dialog and deletes its row.

@@ -92,6 +92,13 @@ pub enum Write {
         /// The new state name.
         state: String,
     },
+    /// Sets when a channel was answered; nothing if it is not stored.
+    SetChannelAnswered {
+        /// The channel.
+        uuid: String,
+        /// When it was answered, in unix seconds.
+        answered_at: i64,
+    },
     /// Removes a channel (it reached CS_DESTROY).
     DeleteChannel {
         /// The channel.
@@ -121,6 +128,7 @@ impl Write {
             Write::DeleteDialog { .. } => "DeleteDialog",
             Write::UpsertChannel(_) => "UpsertChannel",
             Write::SetChannelState { .. } => "SetChannelState",
+            Write::SetChannelAnswered { .. } => "SetChannelAnswered",
             Write::DeleteChannel { .. } => "DeleteChannel",
             Write::UpsertCall(_) => "UpsertCall",
             Write::DeleteCall { .. } => "DeleteCall",
@@ -138,6 +146,10 @@ pub struct Loaded {
     pub bindings: Vec<BindingRow>,
     /// The channels that were live when the switch stopped, oldest first.
     pub live_channels: Vec<ChannelRow>,
+    /// The calls that were bridged when the switch stopped, oldest first.
+    pub calls: Vec<CallRow>,
+    /// The SIP dialogs of those channels, by Call-ID then local tag.
+    pub dialogs: Vec<DialogRow>,
 }
 
 /// Opens the switch's database. See the [module documentation](self).
@@ -169,6 +181,8 @@ impl Storage {
         let loaded = Loaded {
             bindings: reader::select_bindings(&conn, None).map_err(read_err("registrations"))?,
             live_channels: reader::select_channels(&conn).map_err(read_err("channels"))?,
+            calls: reader::select_calls(&conn).map_err(read_err("calls"))?,
+            dialogs: reader::select_dialogs(&conn).map_err(read_err("sip_dialogs"))?,
         };
         let capacity = capacity.max(1);
         let (tx, rx) = mpsc::sync_channel(capacity);

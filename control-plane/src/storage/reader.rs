@@ -54,13 +54,7 @@ impl Reader {
 
     /// Every bridged call, oldest first.
     pub fn list_calls(&self) -> Result<Vec<CallRow>, StorageError> {
-        select_all(
-            &self.conn,
-            &format!("SELECT {CALL_COLUMNS} FROM calls ORDER BY created_at, uuid"),
-            [],
-            CallRow::from_row,
-        )
-        .map_err(self.read_err("calls"))
+        select_calls(&self.conn).map_err(self.read_err("calls"))
     }
 
     /// The `limit` most recent call detail records, the last to end first.
@@ -100,6 +94,11 @@ pub(crate) fn select_dialogs(conn: &Connection) -> rusqlite::Result<Vec<DialogRo
         [],
         DialogRow::from_row,
     )
+}
+
+/// Every call.
+pub(crate) fn select_calls(conn: &Connection) -> rusqlite::Result<Vec<CallRow>> {
+    select_all(conn, &format!("SELECT {CALL_COLUMNS} FROM calls ORDER BY created_at, uuid"), [], CallRow::from_row)
 }
 
 /// Every channel.

@@ -111,10 +111,22 @@ pub struct DialogRow {
     pub local_cseq: u32,
     /// The peer's last CSeq number in this dialog.
     pub remote_cseq: u32,
+    /// The local URI (RFC 3261 §12): the From value of the switch's requests in the
+    /// dialog, display name and tag included. Empty in rows stored before schema 2.
+    pub local_uri: String,
+    /// The remote URI: the To value of the switch's requests, with the peer's tag.
+    pub remote_uri: String,
+    /// The transport the switch's requests go over: `udp` or `tcp`.
+    pub peer_transport: String,
+    /// Where they go, `ip:port` (the peer's source address, so NAT works).
+    pub peer_remote: String,
+    /// The switch's own listener they leave from, `ip:port`.
+    pub peer_local: String,
 }
 
 pub(crate) const DIALOG_COLUMNS: &str = "call_id, local_tag, remote_tag, channel_uuid, direction, \
-     state, remote_target, route_set, local_cseq, remote_cseq";
+     state, remote_target, route_set, local_cseq, remote_cseq, local_uri, remote_uri, \
+     peer_transport, peer_remote, peer_local";
 
 impl DialogRow {
     pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DialogRow> {
@@ -129,6 +141,11 @@ impl DialogRow {
             route_set: r.get(7)?,
             local_cseq: r.get(8)?,
             remote_cseq: r.get(9)?,
+            local_uri: r.get(10)?,
+            remote_uri: r.get(11)?,
+            peer_transport: r.get(12)?,
+            peer_remote: r.get(13)?,
+            peer_local: r.get(14)?,
         })
     }
 }

@@ -82,6 +82,16 @@ CREATE TABLE cdr (
 CREATE INDEX cdr_end_at ON cdr (end_at);
 CREATE INDEX cdr_call_uuid ON cdr (call_uuid);
 ",
+    // 2: what a restarted switch needs to take a bridged call back (recovery): the From
+    // and To values the switch sends in the dialog, and the transport and addresses its
+    // requests go over. Rows written before have them empty and are not recovered.
+    "
+ALTER TABLE sip_dialogs ADD COLUMN local_uri      TEXT NOT NULL DEFAULT '';
+ALTER TABLE sip_dialogs ADD COLUMN remote_uri     TEXT NOT NULL DEFAULT '';
+ALTER TABLE sip_dialogs ADD COLUMN peer_transport TEXT NOT NULL DEFAULT '';
+ALTER TABLE sip_dialogs ADD COLUMN peer_remote    TEXT NOT NULL DEFAULT '';
+ALTER TABLE sip_dialogs ADD COLUMN peer_local     TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// Brings the database at `path` up to `migrations.len()`, running each missing migration

@@ -83,6 +83,15 @@ pub(crate) fn cdr(uuid: &str, end_at: i64) -> CdrRow {
     }
 }
 
+/// A fresh directory with a database file opened directly (no migration yet).
+fn bare_database(name: &str) -> (TempDir, PathBuf, Connection) {
+    let tmp = TempDir::new(name);
+    std::fs::create_dir_all(tmp.path()).expect("mkdir");
+    let db = tmp.path().join(DB_FILE);
+    let conn = Connection::open(&db).expect("open");
+    (tmp, db, conn)
+}
+
 fn schema_versions(db: &Path) -> Vec<u32> {
     let conn = Connection::open(db).expect("open db");
     let mut stmt = conn.prepare("SELECT version FROM schema_version ORDER BY version").expect("prepare");
@@ -111,19 +120,16 @@ fn migrations_run_once_across_reopen() {
     let (h, _) = Storage::open(tmp.path()).expect("first open");
     let db = h.db_path().to_path_buf();
     h.close();
-    assert_eq!(schema_versions(&db), vec![1]);
+    assert_eq!(schema_versions(&db), vec![1, 2]);
     let (h, loaded) = Storage::open(tmp.path()).expect("second open");
     h.close();
     assert_eq!(loaded, Loaded::default());
-    assert_eq!(schema_versions(&db), vec![1]);
+    assert_eq!(schema_versions(&db), vec![1, 2]);
 }
 
 #[test]
 fn migrate_applies_only_the_versions_not_yet_applied() {
-    let tmp = TempDir::new("migrate-new-only");
-    std::fs::create_dir_all(tmp.path()).expect("mkdir");
-    let db = tmp.path().join(DB_FILE);
-    let mut conn = Connection::open(&db).expect("open");
+    let (_tmp, db, mut conn) = bare_database("migrate-new-only");
     let v1 = "CREATE TABLE a (x INTEGER); INSERT INTO a VALUES (1);";
     let v2 = "INSERT INTO a VALUES (2);";
     assert_eq!(schema::migrate(&mut conn, &db, &[v1]).expect("v1"), 1);
@@ -142,10 +148,7 @@ fn migrate_applies_only_the_versions_not_yet_applied() {
 
 #[test]
 fn a_failed_migration_leaves_the_previous_version() {
-    let tmp = TempDir::new("migrate-fails");
-    std::fs::create_dir_all(tmp.path()).expect("mkdir");
-    let db = tmp.path().join(DB_FILE);
-    let mut conn = Connection::open(&db).expect("open");
+    let (_tmp, db, mut conn) = bare_database("migrate-fails");
     let v1 = "CREATE TABLE a (x INTEGER);";
     let bad = "CREATE TABLE b (y INTEGER); INSERT INTO nowhere VALUES (1);";
     schema::migrate(&mut conn, &db, &[v1]).expect("v1");
@@ -169,7 +172,7 @@ fn a_schema_newer_than_the_build_is_refused() {
         .expect("insert");
     match Storage::open(tmp.path()) {
         Err(StorageError::SchemaTooNew { found, known, .. }) => {
-            assert_eq!((found, known), (99, 1));
+            assert_eq!((found, known), (99, 2));
         }
         Err(other) => panic!("expected SchemaTooNew, got {other}"),
         Ok(_) => panic!("expected SchemaTooNew, got a handle"),
@@ -194,6 +197,49 @@ fn bindings_are_reloaded_by_the_next_open() {
     h.close();
     assert_eq!(loaded.bindings, vec![a, b]);
     assert_eq!(loaded.live_channels, vec![channel("chan-1", 500)]);
+}
+
+#[test]
+fn a_version_1_dialog_row_loads_after_migration_2_with_empty_recovery_columns() {
+    let (tmp, db, mut conn) = bare_database("migrate-v1-dialog");
+    schema::migrate(&mut conn, &db, &schema::MIGRATIONS[..1]).expect("v1");
+    conn.execute(
+        "INSERT INTO sip_dialogs (call_id, local_tag, remote_tag, channel_uuid, direction, state, \
+         remote_target, route_set, local_cseq, remote_cseq) \
+         VALUES ('c1', 'fs-1', 'ua-1', 'chan-a', 'outbound', 'confirmed', 'sip:1001@192.0.2.11', '', 1, 0)",
+        [],
+    )
+    .expect("a version 1 row");
+    drop(conn);
+    let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to 2");
+    h.close();
+    assert_eq!(schema_versions(&db), vec![1, 2]);
+    let mut old = dialog("c1", "ua-1", "confirmed", 1);
+    old.local_uri.clear();
+    old.remote_uri.clear();
+    old.peer_transport.clear();
+    old.peer_remote.clear();
+    old.peer_local.clear();
+    assert_eq!(loaded.dialogs, vec![old]);
+}
+
+#[test]
+fn calls_dialogs_and_answer_times_are_reloaded_by_the_next_open() {
+    let tmp = TempDir::new("calls-reload");
+    let call = CallRow { uuid: "a-1".into(), a_leg_uuid: "a-1".into(), b_leg_uuid: "b-1".into(), created_at: 15 };
+    let (h, _) = Storage::open(tmp.path()).expect("open");
+    h.write(Write::UpsertChannel(channel("a-1", 10)));
+    h.write(Write::SetChannelAnswered { uuid: "a-1".into(), answered_at: 15 });
+    h.write(Write::UpsertDialog(dialog("c1", "ua-1", "confirmed", 1)));
+    h.write(Write::UpsertCall(call.clone()));
+    h.close();
+    let (h, loaded) = Storage::open(tmp.path()).expect("reopen");
+    h.close();
+    let mut a = channel("a-1", 10);
+    a.answered_at = Some(15);
+    assert_eq!(loaded.live_channels, vec![a]);
+    assert_eq!(loaded.calls, vec![call]);
+    assert_eq!(loaded.dialogs, vec![dialog("c1", "ua-1", "confirmed", 1)]);
 }
 
 #[test]
@@ -303,6 +349,11 @@ fn dialogs_and_calls_upsert_and_delete() {
         route_set: "<sip:proxy.example.com;lr>".into(),
         local_cseq: 0,
         remote_cseq: 1,
+        local_uri: "<sip:1001@192.0.2.1>;tag=fs-1".into(),
+        remote_uri: "\"Alice\" <sip:1000@192.0.2.1>;tag=ua-1".into(),
+        peer_transport: "udp".into(),
+        peer_remote: "192.0.2.10:5062".into(),
+        peer_local: "192.0.2.1:5060".into(),
     };
     h.write(Write::UpsertDialog(d.clone()));
     d.state = "ready".into();
@@ -494,11 +545,17 @@ fn dialog(call_id: &str, remote_tag: &str, state: &str, local_cseq: u32) -> Dial
         route_set: String::new(),
         local_cseq,
         remote_cseq: 0,
+        local_uri: "<sip:1000@192.0.2.1>;tag=fs-1".into(),
+        remote_uri: format!("<sip:1001@192.0.2.1>;tag={remote_tag}"),
+        peer_transport: "udp".into(),
+        peer_remote: "192.0.2.11:5060".into(),
+        peer_local: "192.0.2.1:5060".into(),
     }
 }
 
 /// The writes of two calls' lifetimes, interleaved: one call ends within the sequence,
-/// the other stays up; a channel stored before the sequence changes state in it.
+/// the other stays up (and is answered); a channel stored before the sequence changes
+/// state in it.
 fn call_lifetimes() -> Vec<Write> {
     let mut a1 = channel("a-1", 10);
     a1.call_uuid = Some("call-1".into());
@@ -529,6 +586,7 @@ fn call_lifetimes() -> Vec<Write> {
         Write::DeleteDialog { call_id: "c1".into(), local_tag: "fs-1".into(), remote_tag: "ua-1".into() },
         state("a-1", "CS_DESTROY"),
         state("a-2", "CS_EXECUTE"),
+        Write::SetChannelAnswered { uuid: "a-2".into(), answered_at: 13 },
         Write::UpsertDialog(dialog("c2", "ua-2", "confirmed", 2)),
     ]
 }
@@ -560,7 +618,7 @@ fn coalesce_folds_state_changes_into_upserts_and_drops_rows_deleted_in_the_batch
         kinds,
         vec![
             "SetChannelState", // stored-before: not upserted in this batch, so kept
-            "UpsertChannel",   // a-2, with its last state folded in
+            "UpsertChannel",   // a-2, with its last state and its answer time folded in
             "UpsertCall",      // call-2
             "InsertCdr",       // b-1
             "DeleteChannel",   // b-1 (its upsert and state change are gone)
@@ -573,7 +631,7 @@ fn coalesce_folds_state_changes_into_upserts_and_drops_rows_deleted_in_the_batch
         ]
     );
     let Write::UpsertChannel(a2) = kept[1] else { panic!("expected a-2's upsert, got {:?}", kept[1]) };
-    assert_eq!((a2.uuid.as_str(), a2.state.as_str()), ("a-2", "CS_EXECUTE"));
+    assert_eq!((a2.uuid.as_str(), a2.state.as_str(), a2.answered_at), ("a-2", "CS_EXECUTE", Some(13)));
     let Write::UpsertDialog(c2) = kept[10] else { panic!("expected c2's upsert, got {:?}", kept[10]) };
     assert_eq!((c2.call_id.as_str(), c2.state.as_str(), c2.local_cseq), ("c2", "confirmed", 2));
 }

@@ -130,7 +130,8 @@ fn lower_priority() {
 
 /// Folds the writes of one batch that touch the same channel, call or dialog row, so
 /// that the batch commits each row's last state once:
-/// - a channel's state change after its upsert in the batch goes into that upsert;
+/// - a channel's state or answer time change after its upsert in the batch goes into
+///   that upsert;
 /// - an upsert followed in the batch by another upsert or by the delete of the same row
 ///   is dropped (the later write decides the row).
 ///
@@ -144,7 +145,9 @@ pub(crate) fn coalesce(batch: &mut [Msg]) {
         let Msg::Write(w) = &batch[i] else { continue };
         let (fold_into, drop_earlier) = match w {
             Write::UpsertChannel(c) => (None, channels.insert(c.uuid.clone(), i)),
-            Write::SetChannelState { uuid, .. } => (channels.get(uuid).copied(), None),
+            Write::SetChannelState { uuid, .. } | Write::SetChannelAnswered { uuid, .. } => {
+                (channels.get(uuid).copied(), None)
+            }
             Write::DeleteChannel { uuid } => (None, channels.remove(uuid)),
             Write::UpsertCall(c) => (None, calls.insert(c.uuid.clone(), i)),
             Write::DeleteCall { uuid } => (None, calls.remove(uuid)),
@@ -160,11 +163,13 @@ pub(crate) fn coalesce(batch: &mut [Msg]) {
             batch[j] = Msg::Folded;
         }
         if let Some(j) = fold_into {
-            let Msg::Write(Write::SetChannelState { state, .. }) = std::mem::replace(&mut batch[i], Msg::Folded) else {
-                unreachable!("fold_into is only set for a state change")
-            };
+            let change = std::mem::replace(&mut batch[i], Msg::Folded);
             if let Msg::Write(Write::UpsertChannel(row)) = &mut batch[j] {
-                row.state = state;
+                match change {
+                    Msg::Write(Write::SetChannelState { state, .. }) => row.state = state,
+                    Msg::Write(Write::SetChannelAnswered { answered_at, .. }) => row.answered_at = Some(answered_at),
+                    _ => unreachable!("fold_into is only set for a state or answer change"),
+                }
             }
         }
     }
@@ -210,12 +215,14 @@ impl Sql {
             ),
             upsert_dialog: format!(
                 "INSERT INTO sip_dialogs ({DIALOG_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
                  ON CONFLICT (call_id, local_tag, remote_tag) DO UPDATE SET \
                  channel_uuid = excluded.channel_uuid, direction = excluded.direction, \
                  state = excluded.state, remote_target = excluded.remote_target, \
                  route_set = excluded.route_set, local_cseq = excluded.local_cseq, \
-                 remote_cseq = excluded.remote_cseq"
+                 remote_cseq = excluded.remote_cseq, local_uri = excluded.local_uri, \
+                 remote_uri = excluded.remote_uri, peer_transport = excluded.peer_transport, \
+                 peer_remote = excluded.peer_remote, peer_local = excluded.peer_local"
             ),
             upsert_channel: format!(
                 "INSERT INTO channels ({CHANNEL_COLUMNS}) \
@@ -274,7 +281,12 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
             d.remote_target,
             d.route_set,
             d.local_cseq,
-            d.remote_cseq
+            d.remote_cseq,
+            d.local_uri,
+            d.remote_uri,
+            d.peer_transport,
+            d.peer_remote,
+            d.peer_local
         ]),
         Write::DeleteDialog { call_id, local_tag, remote_tag } => tx
             .prepare_cached("DELETE FROM sip_dialogs WHERE call_id = ?1 AND local_tag = ?2 AND remote_tag = ?3")?
@@ -294,6 +306,9 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
         Write::SetChannelState { uuid, state } => {
             tx.prepare_cached("UPDATE channels SET state = ?2 WHERE uuid = ?1")?.execute(params![uuid, state])
         }
+        Write::SetChannelAnswered { uuid, answered_at } => tx
+            .prepare_cached("UPDATE channels SET answered_at = ?2 WHERE uuid = ?1")?
+            .execute(params![uuid, answered_at]),
         Write::DeleteChannel { uuid } => {
             tx.prepare_cached("DELETE FROM channels WHERE uuid = ?1")?.execute(params![uuid])
         }

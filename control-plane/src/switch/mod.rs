@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{AuthOutcome, Authenticator, Challenger};
 use crate::b2bua::channel::ChannelState;
+use crate::b2bua::recovery::RecoveryReport;
 use crate::b2bua::{B2bua, Io};
 use crate::config::{Cidr, Config, User};
 use crate::dialplan::Dialplan;
@@ -30,7 +31,7 @@ use crate::sip::message::write::{default_reason, error_response_raw, raw_call_id
 use crate::sip::message::{HeaderName, Message, Method, ParseError, Scheme};
 use crate::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use crate::sip::transport::Peer;
-use crate::storage::Write;
+use crate::storage::{CallRow, ChannelRow, DialogRow, Write};
 use policy::Refusal;
 
 /// Counters a test or the management API can read.
@@ -157,6 +158,23 @@ impl Switch {
     /// Puts back a binding loaded from storage at start.
     pub fn restore_binding(&mut self, aor: &str, binding: crate::registrar::Binding) {
         self.registrar.restore(aor, binding);
+    }
+
+    /// Takes back the calls that were bridged when the previous process stopped, from the
+    /// rows it stored, and ends the other stored channels with CRASH (see
+    /// [`crate::b2bua::recovery`]). Call it once at start, after [`Switch::set_locals`]
+    /// and before any message; the CDRs and deletes come out of [`Switch::poll_write`].
+    pub fn recover(
+        &mut self,
+        now: Instant,
+        calls: &[CallRow],
+        channels: &[ChannelRow],
+        dialogs: &[DialogRow],
+    ) -> RecoveryReport {
+        let unix = self.unix(now);
+        let report = self.b2bua.recover(&mut io!(self, now, unix), calls, channels, dialogs);
+        self.drain(now);
+        report
     }
 
     /// The next registrar change to persist.

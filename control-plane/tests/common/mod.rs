@@ -51,13 +51,29 @@ impl SwitchProcess {
             "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\n",
             dir.0.join("var").display()
         );
+        Self::launch(dir, &config, Stdio::null())
+    }
+
+    /// Starts the switch with its database under `dir`, SIP over UDP on the fixed address
+    /// `udp` (so a restart is reached where the last one was), no media plane, and its log
+    /// (level info) appended to `dir/ferroswitch.log`.
+    pub fn start_on(dir: TempDir, udp: SocketAddr) -> SwitchProcess {
+        let config = format!(
+            "[sip]\nudp = [\"{udp}\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n[media]\nmode = \"off\"\n",
+            dir.0.join("var").display()
+        );
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.0.join("ferroswitch.log")).unwrap();
+        Self::launch(dir, &config, Stdio::from(log))
+    }
+
+    fn launch(dir: TempDir, config: &str, stderr: Stdio) -> SwitchProcess {
         let path = dir.0.join("ferroswitch.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(binary())
             .arg("--config")
             .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start ferroswitch");
         let stdout = child.stdout.take().unwrap();
@@ -79,8 +95,20 @@ impl SwitchProcess {
     }
 
     /// Stops the process (SIGTERM, so it flushes its database) and hands back its directory.
-    pub fn stop(mut self) -> TempDir {
+    pub fn stop(self) -> TempDir {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.into_dir()
+    }
+
+    /// Kills the process at once (SIGKILL: nothing is flushed or closed) and hands back
+    /// its directory.
+    pub fn kill(mut self) -> TempDir {
+        let _ = self.child.kill();
+        self.into_dir()
+    }
+
+    /// Waits for the process to end and takes its directory (so dropping it keeps the files).
+    fn into_dir(mut self) -> TempDir {
         let _ = self.child.wait();
         std::mem::replace(&mut self.dir, TempDir(std::path::PathBuf::new()))
     }

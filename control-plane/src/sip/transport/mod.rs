@@ -28,6 +28,12 @@ impl TransportKind {
             TransportKind::Tcp => "TCP",
         }
     }
+
+    /// The transport a name means, in any case: `UDP` as in a Via header, `udp` as the
+    /// tables store it.
+    pub fn from_name(name: &str) -> Option<TransportKind> {
+        [TransportKind::Udp, TransportKind::Tcp].into_iter().find(|t| t.via_name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// The far end of a message, and the local socket it came in on or goes out from. For
