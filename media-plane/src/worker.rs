@@ -649,3 +649,22 @@ fn send_to(fd: std::os::fd::RawFd, pkt: &[u8], to: SocketAddr) {
         )
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 5's memory goal, for what the worker holds per call in user space: the relay
+    /// state and socket handles (`Live`) plus the table's copy of the spec (`Session`),
+    /// and the slot bookkeeping. The kernel's socket buffers come on top (per socket,
+    /// sized by net.core.rmem_default).
+    #[test]
+    fn a_relayed_call_takes_under_2_kib_in_the_worker() {
+        let per_call = size_of::<Option<Live>>()
+            + size_of::<crate::sessions::Session>()
+            + size_of::<u16>()
+            + 2 * size_of::<(u64, usize)>();
+        assert!(per_call <= 2048, "{per_call} bytes per call");
+        eprintln!("per-call worker state: {per_call} bytes");
+    }
+}
