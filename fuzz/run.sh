@@ -5,8 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-300}"
-for t in sip_message sip_stream; do
+for t in sip_message sip_stream sdp; do
   mkdir -p "corpus/$t"
-  cp ../control-plane/tests/data/rfc4475/*.dat "corpus/$t/"
+  if [ "$t" = sdp ]; then
+    # Seeds: the SDP bodies of the torture messages (what follows the blank line).
+    for f in ../control-plane/tests/data/rfc4475/*.dat; do
+      python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\r\n\r\n"); sys.stdout.buffer.write(d[i+4:] if i>=0 else b"")' "$f" >"corpus/sdp/$(basename "$f")"
+    done
+  else
+    cp ../control-plane/tests/data/rfc4475/*.dat "corpus/$t/"
+  fi
   cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=8192 -rss_limit_mb=2048 2>&1 | tee "/tmp/fuzz-$t.log" | grep -E "^#[0-9]+ +(DONE|pulse)|Done|ERROR|SUMMARY" || true
 done

@@ -17,6 +17,7 @@ pub mod management;
 pub mod media;
 pub mod netsim;
 pub mod registrar;
+pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod storage;
