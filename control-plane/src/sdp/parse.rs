@@ -76,14 +76,8 @@ impl Sdp {
         // Session level, in RFC 8866's order: i u e p c b (t r)+ z k a.
         let order = ['i', 'u', 'e', 'p', 'c', 'b', 't', 'r', 'z', 'k', 'a'];
         let mut pos = 0;
-        while let Some(&(n, t, v)) = it.peek() {
-            if t == 'm' {
-                break;
-            }
-            it.next();
-            let Some(p) = order.iter().position(|&o| o == t) else {
-                return Err(err(n, format!("{t}= is not a session-level line")));
-            };
+        while let Some((n, t, v)) = it.next_if(|l| l.1 != 'm') {
+            let p = place(&order, n, t, "session")?;
             let repeatable = matches!(t, 'e' | 'p' | 'b' | 't' | 'r' | 'a');
             if p < pos && !(t == 't' && pos <= 7) && !(t == 'r' && pos <= 7) {
                 return Err(err(n, format!("{t}= out of order")));
@@ -125,14 +119,8 @@ impl Sdp {
             let mut m = media(n, v)?;
             let order = ['i', 'c', 'b', 'k', 'a'];
             let mut pos = 0;
-            while let Some(&(n, t, v)) = it.peek() {
-                if t == 'm' {
-                    break;
-                }
-                it.next();
-                let Some(p) = order.iter().position(|&o| o == t) else {
-                    return Err(err(n, format!("{t}= is not a media-level line")));
-                };
+            while let Some((n, t, v)) = it.next_if(|l| l.1 != 'm') {
+                let p = place(&order, n, t, "media")?;
                 if p < pos {
                     return Err(err(n, format!("{t}= out of order in the media section")));
                 }
@@ -161,6 +149,12 @@ impl Sdp {
         }
         Ok(sdp)
     }
+}
+
+/// Where line type `t` stands in `order`, or an error for a type that has no place at
+/// this `level`.
+fn place(order: &[char], n: usize, t: char, level: &str) -> Result<usize, SdpError> {
+    order.iter().position(|&o| o == t).ok_or_else(|| err(n, format!("{t}= is not a {level}-level line")))
 }
 
 fn token_ok(s: &str) -> bool {
