@@ -4,6 +4,7 @@
 
 pub mod ctl;
 pub mod link;
+pub mod negotiate;
 pub mod supervisor;
 
 pub use link::{Desired, HeldSession, LinkEvent, LinkStats, MediaLink};
