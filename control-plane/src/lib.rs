@@ -16,6 +16,7 @@ pub mod ids;
 pub mod management;
 pub mod media;
 pub mod netsim;
+pub mod ng;
 pub mod registrar;
 pub mod sdp;
 pub mod server;
