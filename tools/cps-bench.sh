@@ -125,6 +125,8 @@ tcp = ["127.0.0.1:0"]
 dir = "$work/switch/var"
 [management]
 http_listen = ""
+[ng]
+listen = ""
 [log]
 level = "error"
 TOML

@@ -122,6 +122,9 @@ fn main() -> ExitCode {
         for a in &server.tcp {
             println!("ferroswitch: listening sip/tcp {a}");
         }
+        if let Some(a) = server.ng {
+            println!("ferroswitch: listening ng {a}");
+        }
         if let Some(a) = server.http {
             println!("ferroswitch: listening http {a}");
         }

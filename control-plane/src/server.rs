@@ -46,6 +46,8 @@ pub struct Server {
     pub tcp: Vec<SocketAddr>,
     /// Where the HTTP JSON endpoint listens, if it is on.
     pub http: Option<SocketAddr>,
+    /// Where the NG protocol listens, if it is on.
+    pub ng: Option<SocketAddr>,
     /// The media plane's supervisor (None with `media.mode = "off"`).
     pub media: Option<MediaHandle>,
     shutdown: watch::Sender<bool>,
@@ -126,6 +128,24 @@ impl Server {
         // rest is cleared (the driver sends and stores what that emits before anything else).
         switch.recover(Instant::now(), &loaded.calls, &loaded.live_channels, &loaded.dialogs);
         let media = start_media(&config, media_program);
+        let ng = match (config.ng.listen, &media) {
+            (Some(addr), Some(m)) => {
+                let sock = tokio::net::UdpSocket::bind(addr).await.map_err(|source| StartError::Bind {
+                    key: "ng.listen",
+                    addr,
+                    source,
+                })?;
+                let local = sock.local_addr().map_err(|source| StartError::Bind { key: "ng.listen", addr, source })?;
+                tokio::spawn(crate::ng::server::serve(sock, m.clone(), local.ip(), shutdown_rx.clone()));
+                info!(addr = %local, "NG protocol listening");
+                Some(local)
+            }
+            (Some(_), None) => {
+                warn!("ng.listen is set but media.mode = \"off\": no NG listener");
+                None
+            }
+            (None, _) => None,
+        };
         let http = match config.management.http_listen {
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
@@ -166,7 +186,7 @@ impl Server {
         for a in &tcp_addrs {
             info!(addr = %a, "SIP listening on TCP");
         }
-        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, http, media, shutdown, stats, task })
+        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, http, ng, media, shutdown, stats, task })
     }
 
     /// The switch's counters as of its last loop turn.

@@ -23,7 +23,7 @@ fn config(dir: &TempDir, mode: &str) -> std::path::PathBuf {
     };
     let text = format!(
         "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{dir}/var\"\n\
-         [management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
+         [management]\nhttp_listen = \"127.0.0.1:0\"\n[ng]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
          [media]\nmode = \"{mode}\"\nsocket = \"{dir}/media.sock\"\ncores = [0, 1]\nheartbeat_ms = 20\n\
          heartbeat_timeout_ms = 300\norphan_exit_secs = 5\nrtp_port_min = {base}\nrtp_port_max = {}\n",
         base + 999,

@@ -575,7 +575,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
 }
 
 /// Ports tried for one session when others turn out to be held by another process.
-const BIND_ATTEMPTS: usize = 8;
+const BIND_ATTEMPTS: usize = 4096;
 
 /// Opens the sockets of the session `created` reports. A port the table allocated that
 /// another process already holds is blocked and the create is applied again, up to
@@ -599,7 +599,9 @@ fn open_or_retry(
                 last = why;
                 let movable = port.is_some_and(|p| asked.legs.iter().any(|l| l.local.port == 0 && p != 0));
                 let Some(port) = port.filter(|_| movable) else { break };
-                warn!(core = c.core, port, "{last}: port held by another process, trying another");
+                if blocked_logged() {
+                    warn!(core = c.core, port, "{last}: port held by another process, trying others");
+                }
                 table.block(port);
                 let mut again = Vec::new();
                 table.apply(cmd, |e| again.push(e));
@@ -615,6 +617,15 @@ fn open_or_retry(
         }
     }
     Err(last)
+}
+
+/// Logs the first few ports found held by others, then every 64th, so a whole range held
+/// by another program makes a handful of lines.
+fn blocked_logged() -> bool {
+    use std::sync::atomic::AtomicU64;
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let n = SEEN.fetch_add(1, Ordering::Relaxed);
+    n < 4 || n % 64 == 0
 }
 
 /// Pushes `e`, retrying while the ring is full (the control plane is busy), for at most

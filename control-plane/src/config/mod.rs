@@ -149,7 +149,8 @@ pub struct SipConfig {
 /// `[ng]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct NgConfig {
-    pub listen: SocketAddr,
+    /// Where rtpengine's NG protocol is served (UDP); `None` when turned off ("").
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[media]`
@@ -508,7 +509,7 @@ impl Config {
 
     /// True if every SIP and NG listener is on a loopback address.
     pub fn loopback_only(&self) -> bool {
-        self.sip.udp.iter().chain(&self.sip.tcp).chain(std::iter::once(&self.ng.listen)).all(|a| a.ip().is_loopback())
+        self.sip.udp.iter().chain(&self.sip.tcp).chain(self.ng.listen.iter()).all(|a| a.ip().is_loopback())
     }
 }
 
@@ -666,14 +667,15 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
     };
 
     let ng_listen = match &raw.ng.listen {
+        Some(l) if l.get_ref().is_empty() => None,
         Some(l) => {
             let a = addr(cx, "ng.listen", l)?;
             if let Some(c) = sip.udp.iter().find(|u| overlaps(**u, a)) {
                 return Err(cx.err("ng.listen", l.span().start, format!("{a} clashes with the SIP UDP listener {c}")));
             }
-            a
+            Some(a)
         }
-        None => d("127.0.0.1:2223"),
+        None => Some(d("127.0.0.1:2223")),
     };
     let ng = NgConfig { listen: ng_listen };
 
@@ -696,7 +698,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             format!("{max} must be greater than media.rtp_port_min ({min})"),
         ));
     }
-    for (key, a) in sip.udp.iter().map(|a| ("sip.udp", a)).chain(std::iter::once(("ng.listen", &ng.listen))) {
+    for (key, a) in sip.udp.iter().map(|a| ("sip.udp", a)).chain(ng.listen.iter().map(|a| ("ng.listen", a))) {
         if (min..=max).contains(&a.port()) {
             return Err(cx.err(
                 "media.rtp_port_min",
@@ -1029,7 +1031,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
                 .udp
                 .iter()
                 .chain(&config.sip.tcp)
-                .chain(std::iter::once(&config.ng.listen))
+                .chain(config.ng.listen.iter())
                 .find(|a| !a.ip().is_loopback());
             return Err(cx.err(
                 "directory.default_password",

@@ -9,7 +9,7 @@ fn embedded_default_is_loopback_with_twenty_users() {
     let c = Config::embedded().unwrap();
     assert_eq!(c.sip.udp, vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]);
     assert_eq!(c.sip.tcp, vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]);
-    assert_eq!(c.ng.listen, "127.0.0.1:2223".parse::<SocketAddr>().unwrap());
+    assert_eq!(c.ng.listen, Some("127.0.0.1:2223".parse::<SocketAddr>().unwrap()));
     assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (16384, 32767));
     assert_eq!(c.storage.dir, PathBuf::from("./var"));
     assert_eq!(c.directory.users.len(), 20);

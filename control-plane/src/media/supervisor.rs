@@ -26,7 +26,7 @@ use ferroswitch_media_plane::server::{BYE, HELLO, REFUSED, WELCOME, WELCOME_LEN}
 use ferroswitch_shared::doorbell::Doorbell;
 use ferroswitch_shared::fdpass;
 use ferroswitch_shared::layout::LAYOUT_HASH;
-use ferroswitch_shared::msg::SessionSpec;
+use ferroswitch_shared::msg::{SessionSpec, StreamStats};
 use ferroswitch_shared::segment::{ControlEnds, Segment};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -83,8 +83,15 @@ pub struct MediaState {
     pub last_loss: Option<String>,
 }
 
+/// The answer to a create or update that waits for the media plane.
+pub type Confirmed = Result<(u64, SessionSpec), String>;
+
 enum Request {
     Create(SessionSpec, oneshot::Sender<u64>),
+    CreateConfirmed(SessionSpec, oneshot::Sender<Confirmed>),
+    UpdateConfirmed(u64, SessionSpec, oneshot::Sender<Confirmed>),
+    DestroyConfirmed(u64, oneshot::Sender<Option<StreamStats>>),
+    Stats(u64, oneshot::Sender<Option<StreamStats>>),
     Update(u64, SessionSpec),
     Destroy(u64, oneshot::Sender<bool>),
     Sessions(oneshot::Sender<Vec<(u64, Desired)>>),
@@ -105,6 +112,35 @@ impl MediaHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Request::Create(spec, tx)).ok()?;
         rx.await.ok()
+    }
+
+    /// Creates a session and waits until the media plane holds it: its id and the spec
+    /// with the local ports filled in, or why it failed.
+    pub async fn create_confirmed(&self, spec: SessionSpec) -> Confirmed {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::CreateConfirmed(spec, tx)).map_err(|_| "the media supervisor stopped".to_string())?;
+        rx.await.unwrap_or_else(|_| Err("the media supervisor stopped".into()))
+    }
+
+    /// Replaces a session's spec and waits for the media plane to apply it.
+    pub async fn update_confirmed(&self, id: u64, spec: SessionSpec) -> Confirmed {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::UpdateConfirmed(id, spec, tx)).map_err(|_| "the media supervisor stopped".to_string())?;
+        rx.await.unwrap_or_else(|_| Err("the media supervisor stopped".into()))
+    }
+
+    /// Destroys a session and waits for its final counters (None: no such session).
+    pub async fn destroy_confirmed(&self, id: u64) -> Option<StreamStats> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::DestroyConfirmed(id, tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// A session's latest counters (from the periodic reports; None before the first).
+    pub async fn stats(&self, id: u64) -> Option<StreamStats> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Stats(id, tx)).ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Replaces a session's spec.
@@ -197,6 +233,12 @@ struct Supervisor {
     /// Queries asked while detached: sent at the next attachment.
     deferred_queries: Vec<oneshot::Sender<Vec<HeldSession>>>,
     full_logged: u64,
+    /// Callers waiting for the media plane to confirm a session (create or update).
+    confirm: HashMap<u64, Vec<oneshot::Sender<Confirmed>>>,
+    /// Callers waiting for a session's final counters.
+    destroyed: HashMap<u64, Vec<oneshot::Sender<Option<StreamStats>>>>,
+    /// Each session's latest periodic counters.
+    last_stats: HashMap<u64, StreamStats>,
     /// Media planes that died before attaching, in a row (backs restarts off).
     failed_starts: u32,
     /// No new media plane before this.
@@ -216,6 +258,9 @@ impl Supervisor {
             full_logged: 0,
             failed_starts: 0,
             next_spawn: None,
+            confirm: HashMap::new(),
+            destroyed: HashMap::new(),
+            last_stats: HashMap::new(),
         }
     }
 
@@ -510,7 +555,29 @@ impl Supervisor {
                     info!(replayed, adopted, kept, "media plane reconciled");
                     self.state.send_modify(|s| s.ready = true);
                 }
-                LinkEvent::Failed { id, reason } => warn!(session = id, %reason, "media command failed"),
+                LinkEvent::Failed { id, reason } => {
+                    warn!(session = id, %reason, "media command failed");
+                    for tx in self.confirm.remove(&id).unwrap_or_default() {
+                        let _ = tx.send(Err(reason.clone()));
+                    }
+                    for tx in self.destroyed.remove(&id).unwrap_or_default() {
+                        let _ = tx.send(None);
+                    }
+                }
+                LinkEvent::Ready { id, spec } => {
+                    for tx in self.confirm.remove(&id).unwrap_or_default() {
+                        let _ = tx.send(Ok((id, spec)));
+                    }
+                }
+                LinkEvent::Destroyed { id, stats } => {
+                    self.last_stats.remove(&id);
+                    for tx in self.destroyed.remove(&id).unwrap_or_default() {
+                        let _ = tx.send(Some(stats));
+                    }
+                }
+                LinkEvent::Stats { id, stats } | LinkEvent::RtpTimeout { id, stats } => {
+                    self.last_stats.insert(id, stats);
+                }
                 _ => {}
             }
         }
@@ -532,6 +599,27 @@ impl Supervisor {
             }
             Request::Update(id, spec) => {
                 self.link.update(id, spec);
+            }
+            Request::CreateConfirmed(spec, tx) => {
+                let id = self.link.create(spec);
+                self.confirm.entry(id).or_default().push(tx);
+            }
+            Request::UpdateConfirmed(id, spec, tx) => {
+                if self.link.update(id, spec) {
+                    self.confirm.entry(id).or_default().push(tx);
+                } else {
+                    let _ = tx.send(Err(format!("no session {id}")));
+                }
+            }
+            Request::DestroyConfirmed(id, tx) => {
+                if self.link.destroy(id) {
+                    self.destroyed.entry(id).or_default().push(tx);
+                } else {
+                    let _ = tx.send(None);
+                }
+            }
+            Request::Stats(id, tx) => {
+                let _ = tx.send(self.last_stats.get(&id).copied());
             }
             Request::Destroy(id, tx) => {
                 let _ = tx.send(self.link.destroy(id));

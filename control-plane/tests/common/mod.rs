@@ -13,6 +13,8 @@ pub struct SwitchProcess {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
+    /// The NG listener, when the switch runs one.
+    pub ng: Option<SocketAddr>,
     pub dir: TempDir,
 }
 
@@ -48,7 +50,7 @@ impl SwitchProcess {
     /// Starts the switch with its database under `dir` (kept across restarts by reusing it).
     pub fn start_in(dir: TempDir, extra_sip: &str) -> SwitchProcess {
         let config = format!(
-            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\n",
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\n[ng]\nlisten = \"127.0.0.1:0\"\n",
             dir.0.join("var").display()
         );
         Self::launch(dir, &config, Stdio::null())
@@ -78,10 +80,12 @@ impl SwitchProcess {
             .expect("start ferroswitch");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut udp, mut tcp, mut http) = (None, None, None);
+        let (mut udp, mut tcp, mut http, mut ng) = (None, None, None, None);
         while udp.is_none() || tcp.is_none() || http.is_none() {
             let line = lines.next().expect("ferroswitch exited before listening").unwrap();
-            if let Some(a) = line.strip_prefix("ferroswitch: listening sip/udp ") {
+            if let Some(a) = line.strip_prefix("ferroswitch: listening ng ") {
+                ng = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("ferroswitch: listening sip/udp ") {
                 udp = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("ferroswitch: listening sip/tcp ") {
                 tcp = Some(a.parse().unwrap());
@@ -91,7 +95,7 @@ impl SwitchProcess {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), http: http.unwrap(), dir }
+        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), http: http.unwrap(), ng, dir }
     }
 
     /// Stops the process (SIGTERM, so it flushes its database) and hands back its directory.

@@ -1,0 +1,322 @@
+//! The NG listener: one UDP socket, each request answered through the media supervisor.
+//! Offers create a media session per active m-line and return the SDP rewritten to the
+//! media plane's address and ports; answers complete it; `delete`, `query`, `list`,
+//! `ping` as rtpengine has them. A retransmitted request (same cookie within
+//! [`COOKIE_TTL`]) gets the first answer again without being redone.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ferroswitch_shared::msg::{
+    codec, leg_flags, media_kind, Endpoint, LegSpec, PayloadMap, SessionSpec, StreamStats, MAX_CODECS,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::bencode::Value;
+use super::command::{self, OfferAnswer, Request};
+use crate::media::MediaHandle;
+use crate::sdp::{Connection, Media, Sdp, ICE_ATTRIBUTES};
+
+/// How long an answer is kept for a retransmitted request.
+pub const COOKIE_TTL: Duration = Duration::from_secs(30);
+/// How long a request waits for the media plane.
+const MEDIA_WAIT: Duration = Duration::from_secs(3);
+
+/// One call (Call-ID) the NG side knows.
+struct Call {
+    from_tag: String,
+    to_tag: Option<String>,
+    /// Per m-line: its media session (None: rejected).
+    sessions: Vec<Option<u64>>,
+    created: std::time::SystemTime,
+}
+
+struct Ng {
+    media: MediaHandle,
+    /// The address the media plane listens on and advertises.
+    media_ip: IpAddr,
+    calls: HashMap<String, Call>,
+    cookies: HashMap<Vec<u8>, (Instant, Vec<u8>)>,
+}
+
+/// Serves NG requests on `socket` until `shutdown` turns true.
+pub async fn serve(socket: UdpSocket, media: MediaHandle, media_ip: IpAddr, mut shutdown: watch::Receiver<bool>) {
+    let mut ng = Ng { media, media_ip, calls: HashMap::new(), cookies: HashMap::new() };
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, from) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "NG receive error");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let reply = ng.handle(&buf[..n]).await;
+        if let Err(e) = socket.send_to(&reply, from).await {
+            debug!(%from, error = %e, "NG answer not sent");
+        }
+    }
+}
+
+impl Ng {
+    async fn handle(&mut self, datagram: &[u8]) -> Vec<u8> {
+        let (cookie, dict) = match command::split(datagram) {
+            Ok(x) => x,
+            Err(why) => {
+                let cookie = datagram.split(|&c| c == b' ').next().unwrap_or_default();
+                warn!(%why, "NG request refused");
+                return command::error(cookie, &why);
+            }
+        };
+        let now = Instant::now();
+        self.cookies.retain(|_, (t, _)| now.duration_since(*t) < COOKIE_TTL);
+        if let Some((_, answer)) = self.cookies.get(cookie) {
+            return answer.clone();
+        }
+        let answer = match command::parse(&dict) {
+            Ok(req) => match self.run(cookie, req).await {
+                Ok(a) => a,
+                Err(why) => {
+                    warn!(%why, "NG request failed");
+                    command::error(cookie, &why)
+                }
+            },
+            Err(why) => command::error(cookie, &why),
+        };
+        self.cookies.insert(cookie.to_vec(), (now, answer.clone()));
+        answer
+    }
+
+    async fn run(&mut self, cookie: &[u8], req: Request) -> Result<Vec<u8>, String> {
+        match req {
+            Request::Ping => Ok(command::pong(cookie)),
+            Request::Offer(o) => self.offer(cookie, o).await,
+            Request::Answer(a) => self.answer(cookie, a).await,
+            Request::Delete { call_id } => {
+                let call = self.calls.remove(&call_id).ok_or_else(|| format!("unknown call-id {call_id:?}"))?;
+                let mut total = StreamStats::default();
+                for id in call.sessions.iter().flatten() {
+                    if let Some(s) = self.media.destroy_confirmed(*id).await {
+                        add(&mut total, &s);
+                    }
+                }
+                info!(%call_id, "NG delete");
+                Ok(command::ok(cookie, totals(&total, call.created)))
+            }
+            Request::Query { call_id } => {
+                let call = self.calls.get(&call_id).ok_or_else(|| format!("unknown call-id {call_id:?}"))?;
+                let mut total = StreamStats::default();
+                for id in call.sessions.iter().flatten() {
+                    if let Some(s) = self.media.stats(*id).await {
+                        add(&mut total, &s);
+                    }
+                }
+                let mut fields = totals(&total, call.created);
+                let mut tags = vec![(call.from_tag.as_str(), Value::dict([("tag", Value::str(&call.from_tag))]))];
+                if let Some(t) = &call.to_tag {
+                    tags.push((t.as_str(), Value::dict([("tag", Value::str(t))])));
+                }
+                fields.push(("tags", Value::dict(tags)));
+                Ok(command::ok(cookie, fields))
+            }
+            Request::List { limit } => {
+                let mut ids: Vec<&String> = self.calls.keys().collect();
+                ids.sort();
+                let calls = ids.into_iter().take(limit).map(|c| Value::str(c)).collect();
+                Ok(command::ok(cookie, vec![("calls", Value::List(calls))]))
+            }
+        }
+    }
+
+    async fn offer(&mut self, cookie: &[u8], o: OfferAnswer) -> Result<Vec<u8>, String> {
+        let mut sdp = Sdp::parse(&o.sdp).map_err(|e| e.to_string())?;
+        let existing = self.calls.get(&o.call_id).map(|c| c.sessions.clone());
+        let mut sessions = Vec::with_capacity(sdp.media.len());
+        for i in 0..sdp.media.len() {
+            let m = &sdp.media[i];
+            if m.is_rejected() {
+                sessions.push(None);
+                continue;
+            }
+            let ip = command::peer_ip(sdp.connection_for(i).and_then(Connection::ip), &o);
+            let a = leg_from(m, command::usable(ip, m.port), self.media_ip, &o, true);
+            let b = LegSpec { remote: Endpoint::default(), ..leg_from(m, None, self.media_ip, &o, false) };
+            let spec = SessionSpec { legs: [a, b], rtp_timeout_secs: 60, flags: 0 };
+            let prior = existing.as_ref().and_then(|s| s.get(i).copied().flatten());
+            let confirmed = match prior {
+                Some(id) => tokio::time::timeout(MEDIA_WAIT, self.media.update_confirmed(id, spec)).await,
+                None => tokio::time::timeout(MEDIA_WAIT, self.media.create_confirmed(spec)).await,
+            };
+            let (id, held) = confirmed.map_err(|_| "the media plane did not answer in time".to_string())??;
+            rewrite(&mut sdp, i, &held.legs[1].local, &o);
+            sessions.push(Some(id));
+        }
+        finish(&mut sdp, self.media_ip, &o);
+        info!(call_id = %o.call_id, streams = sessions.len(), "NG offer");
+        self.calls.insert(
+            o.call_id.clone(),
+            Call { from_tag: o.from_tag.clone(), to_tag: None, sessions, created: std::time::SystemTime::now() },
+        );
+        Ok(command::ok(cookie, vec![("sdp", Value::Bytes(sdp.write().into_bytes()))]))
+    }
+
+    async fn answer(&mut self, cookie: &[u8], a: OfferAnswer) -> Result<Vec<u8>, String> {
+        let mut sdp = Sdp::parse(&a.sdp).map_err(|e| e.to_string())?;
+        let call = self.calls.get_mut(&a.call_id).ok_or_else(|| format!("unknown call-id {:?}", a.call_id))?;
+        call.to_tag = a.to_tag.clone();
+        let sessions = call.sessions.clone();
+        for i in 0..sdp.media.len() {
+            let Some(Some(id)) = sessions.get(i).copied() else { continue };
+            let m = &sdp.media[i];
+            let ip = command::peer_ip(sdp.connection_for(i).and_then(Connection::ip), &a);
+            let Some(current) = self.media.sessions().await.into_iter().find(|(s, _)| *s == id).map(|(_, d)| d.spec)
+            else {
+                return Err(format!("session {id} is gone"));
+            };
+            let mut spec = current;
+            let b = leg_from(m, command::usable(ip, m.port), self.media_ip, &a, true);
+            spec.legs[1] = LegSpec { local: spec.legs[1].local, ..b };
+            let (_, held) = tokio::time::timeout(MEDIA_WAIT, self.media.update_confirmed(id, spec))
+                .await
+                .map_err(|_| "the media plane did not answer in time".to_string())??;
+            rewrite(&mut sdp, i, &held.legs[0].local, &a);
+        }
+        finish(&mut sdp, self.media_ip, &a);
+        info!(call_id = %a.call_id, "NG answer");
+        Ok(command::ok(cookie, vec![("sdp", Value::Bytes(sdp.write().into_bytes()))]))
+    }
+}
+
+/// The leg spec for a peer whose SDP section is `m` at `remote` (None: latch it).
+fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, req: &OfferAnswer, signalled: bool) -> LegSpec {
+    let mut leg = LegSpec {
+        local: Endpoint::from_addr(SocketAddr::new(media_ip, 0)),
+        remote: remote.map(Endpoint::from_addr).unwrap_or_default(),
+        media: if m.kind == "video" { media_kind::VIDEO } else { media_kind::AUDIO },
+        ptime_ms: m.ptime().and_then(|p| u8::try_from(p).ok()).unwrap_or(0),
+        ..LegSpec::default()
+    };
+    let mut flags = leg_flags::SEND | leg_flags::RECV;
+    if !req.flags.asymmetric {
+        flags |= leg_flags::SYMMETRIC;
+    }
+    if req.flags.strict_source {
+        flags |= leg_flags::STRICT_SOURCE;
+    }
+    let demux = req.flags.rtcp_mux.iter().any(|f| f == "demux");
+    if signalled && m.rtcp_mux() && !demux {
+        flags |= leg_flags::RTCP_MUX;
+    }
+    leg.flags = flags;
+    if let Some(p) = m.rtcp_port().filter(|&p| p != 0 && signalled) {
+        leg.remote_rtcp_port = p;
+    }
+    for map in m.rtpmaps().into_iter().take(MAX_CODECS) {
+        let id = match map.encoding.to_ascii_uppercase().as_str() {
+            "PCMU" => codec::PCMU,
+            "PCMA" => codec::PCMA,
+            "G722" => codec::G722,
+            "OPUS" => codec::OPUS,
+            "TELEPHONE-EVENT" => codec::TELEPHONE_EVENT,
+            _ => codec::OTHER,
+        };
+        leg.codecs[usize::from(leg.codec_count)] = PayloadMap {
+            clock_rate: map.clock_rate,
+            pt: map.pt,
+            codec: id,
+            channels: map.channels.unwrap_or(1),
+            _pad: 0,
+        };
+        leg.codec_count += 1;
+    }
+    leg
+}
+
+/// Points m-line `i` at the media plane's `local` endpoint and applies the codec,
+/// transport and rtcp-mux flags.
+fn rewrite(sdp: &mut Sdp, i: usize, local: &Endpoint, req: &OfferAnswer) {
+    let Some(addr) = local.addr() else { return };
+    let m = &mut sdp.media[i];
+    m.port = addr.port();
+    m.connection = Some(connection(addr.ip()));
+    if let Some(p) = &req.flags.transport_protocol {
+        m.proto = p.clone();
+    }
+    // rtcp: RTP + 1 unless muxed.
+    m.attributes.retain(|a| !a.name.eq_ignore_ascii_case("rtcp"));
+    if req.flags.rtcp_mux.iter().any(|f| f == "demux") {
+        m.attributes.retain(|a| !a.name.eq_ignore_ascii_case("rtcp-mux"));
+    }
+    if !m.rtcp_mux() {
+        m.attributes.push(crate::sdp::Attribute { name: "rtcp".into(), value: Some((addr.port() + 1).to_string()) });
+    }
+    let strip = &req.flags.codec_strip;
+    if !strip.is_empty() {
+        let all = strip.iter().any(|s| s.eq_ignore_ascii_case("all"));
+        let gone: Vec<String> = m
+            .rtpmaps()
+            .into_iter()
+            .filter(|r| all || strip.iter().any(|s| s.eq_ignore_ascii_case(&r.encoding)))
+            .map(|r| r.pt.to_string())
+            .collect();
+        m.formats.retain(|f| !gone.contains(f));
+        m.attributes.retain(|a| {
+            let about = a.value.as_deref().and_then(|v| v.split(' ').next()).unwrap_or_default();
+            !((a.name == "rtpmap" || a.name == "fmtp") && gone.iter().any(|g| g == about))
+        });
+    }
+    if req.flags.ice_remove {
+        m.strip(ICE_ATTRIBUTES);
+    }
+}
+
+/// Session-level changes: the connection line and, if asked, the origin's address.
+fn finish(sdp: &mut Sdp, media_ip: IpAddr, req: &OfferAnswer) {
+    if sdp.connection.is_some() || req.flags.replace.iter().any(|r| r == "session-connection") {
+        sdp.connection = Some(connection(media_ip));
+    }
+    if req.flags.replace.iter().any(|r| r == "origin") {
+        sdp.origin.addr_type = if media_ip.is_ipv4() { "IP4" } else { "IP6" }.into();
+        sdp.origin.address = media_ip.to_string();
+    }
+    if req.flags.ice_remove {
+        sdp.strip(ICE_ATTRIBUTES);
+    }
+}
+
+fn connection(ip: IpAddr) -> Connection {
+    Connection {
+        net_type: "IN".into(),
+        addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
+        address: ip.to_string(),
+    }
+}
+
+fn add(total: &mut StreamStats, s: &StreamStats) {
+    for (t, l) in total.legs.iter_mut().zip(&s.legs) {
+        t.packets += l.packets;
+        t.bytes += l.bytes;
+        t.lost += l.lost;
+        t.dropped += l.dropped;
+    }
+}
+
+/// `created` and `totals` as `query` and `delete` return them.
+fn totals(s: &StreamStats, created: std::time::SystemTime) -> Vec<(&'static str, Value)> {
+    let packets: u64 = s.legs.iter().map(|l| l.packets).sum();
+    let bytes: u64 = s.legs.iter().map(|l| l.bytes).sum();
+    let errors: u64 = s.legs.iter().map(|l| l.dropped).sum();
+    let created = created.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let rtp = Value::dict([
+        ("packets", Value::Int(packets as i64)),
+        ("bytes", Value::Int(bytes as i64)),
+        ("errors", Value::Int(errors as i64)),
+    ]);
+    vec![("created", Value::Int(created)), ("totals", Value::dict([("RTP", rtp)]))]
+}

@@ -1,0 +1,152 @@
+//! rtpengine's NG protocol against the real switch and its media plane: a client sets up
+//! a call with offer and answer, RTP flows both ways through the media plane on the
+//! ports the rewritten SDPs name, and query, list and delete report it.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::SwitchProcess;
+use control_plane::ng::bencode::Value;
+use control_plane::sdp::Sdp;
+
+struct Client {
+    sock: UdpSocket,
+    ng: SocketAddr,
+    n: u32,
+}
+
+impl Client {
+    fn new(ng: SocketAddr) -> Client {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { sock, ng, n: 0 }
+    }
+
+    /// Sends `req` with a fresh cookie (or `cookie`) and returns the answer dictionary.
+    fn call(&mut self, req: Value, cookie: Option<&str>) -> Value {
+        self.n += 1;
+        let cookie = cookie.map_or_else(|| format!("c{}", self.n), str::to_string);
+        let mut d = format!("{cookie} ").into_bytes();
+        req.encode_into(&mut d);
+        self.sock.send_to(&d, self.ng).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = self.sock.recv_from(&mut buf).expect("an NG answer");
+        let text = &buf[..n];
+        let sp = text.iter().position(|&c| c == b' ').unwrap();
+        assert_eq!(&text[..sp], cookie.as_bytes(), "the answer echoes the cookie");
+        Value::decode(&text[sp + 1..]).unwrap()
+    }
+}
+
+fn sdp_for(peer: &UdpSocket) -> String {
+    let a = peer.local_addr().unwrap();
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        ip = a.ip(),
+        port = a.port()
+    )
+}
+
+fn media_addr(v: &Value) -> SocketAddr {
+    let sdp = Sdp::parse(
+        v.get("sdp")
+            .and_then(|s| match s {
+                Value::Bytes(b) => Some(b.as_slice()),
+                _ => None,
+            })
+            .expect("an SDP in the answer"),
+    )
+    .unwrap();
+    let ip = sdp.connection_for(0).unwrap().ip().unwrap();
+    SocketAddr::new(ip, sdp.media[0].port)
+}
+
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p.extend([0xd5; 160]);
+    p
+}
+
+#[test]
+fn offer_answer_relay_query_and_delete_through_the_media_plane() {
+    let sw = SwitchProcess::start("");
+    let mut c = Client::new(sw.ng.expect("the switch serves NG"));
+    assert_eq!(
+        c.call(Value::dict([("command", Value::str("ping"))]), None).get("result").and_then(Value::as_str),
+        Some("pong")
+    );
+
+    let (pa, pb) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
+    for s in [&pa, &pb] {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    let offer = Value::dict([
+        ("command", Value::str("offer")),
+        ("call-id", Value::str("call-1")),
+        ("from-tag", Value::str("tag-a")),
+        ("sdp", Value::str(&sdp_for(&pa))),
+        ("flags", Value::List(vec![Value::str("trust address")])),
+        ("replace", Value::List(vec![Value::str("origin")])),
+    ]);
+    let to_b = c.call(offer.clone(), Some("offer-1"));
+    assert_eq!(to_b.get("result").and_then(Value::as_str), Some("ok"), "{to_b:?}");
+    let for_b = media_addr(&to_b);
+    assert_ne!(for_b.port(), pa.local_addr().unwrap().port(), "B is sent the media plane's port");
+    // A retransmitted offer (same cookie) gets the same answer, without a second session.
+    assert_eq!(c.call(offer, Some("offer-1")), to_b);
+
+    let answer = Value::dict([
+        ("command", Value::str("answer")),
+        ("call-id", Value::str("call-1")),
+        ("from-tag", Value::str("tag-a")),
+        ("to-tag", Value::str("tag-b")),
+        ("sdp", Value::str(&sdp_for(&pb))),
+        ("flags", Value::List(vec![Value::str("trust address")])),
+    ]);
+    let to_a = c.call(answer, None);
+    assert_eq!(to_a.get("result").and_then(Value::as_str), Some("ok"), "{to_a:?}");
+    let for_a = media_addr(&to_a);
+
+    // RTP both ways through the media plane.
+    let mut buf = [0u8; 2048];
+    for seq in 0..10u16 {
+        pa.send_to(&rtp(seq), for_a).unwrap();
+        let (n, from) = pb.recv_from(&mut buf).expect("A's RTP reaches B");
+        assert_eq!((&buf[..n], from), (rtp(seq).as_slice(), for_b));
+        pb.send_to(&rtp(seq), for_b).unwrap();
+        let (n, from) = pa.recv_from(&mut buf).expect("B's RTP reaches A");
+        assert_eq!((&buf[..n], from), (rtp(seq).as_slice(), for_a));
+    }
+
+    let list = c.call(Value::dict([("command", Value::str("list"))]), None);
+    assert_eq!(list.get("calls"), Some(&Value::List(vec![Value::str("call-1")])));
+    let del = c.call(Value::dict([("command", Value::str("delete")), ("call-id", Value::str("call-1"))]), None);
+    assert_eq!(del.get("result").and_then(Value::as_str), Some("ok"), "{del:?}");
+    let rtp_totals = del.get("totals").and_then(|t| t.get("RTP")).expect("totals");
+    assert_eq!(rtp_totals.get("packets"), Some(&Value::Int(20)));
+    assert_eq!(rtp_totals.get("bytes"), Some(&Value::Int(20 * 172)));
+    let again = c.call(Value::dict([("command", Value::str("delete")), ("call-id", Value::str("call-1"))]), None);
+    assert_eq!(again.get("result").and_then(Value::as_str), Some("error"));
+    assert_eq!(again.get("error-reason").and_then(Value::as_str), Some("unknown call-id \"call-1\""));
+    sw.stop();
+}
+
+#[test]
+fn bad_requests_get_error_answers() {
+    let sw = SwitchProcess::start("");
+    let mut c = Client::new(sw.ng.expect("the switch serves NG"));
+    let e = c.call(Value::dict([("command", Value::str("teleport"))]), None);
+    assert_eq!(e.get("error-reason").and_then(Value::as_str), Some("unknown command \"teleport\""));
+    let bad_sdp = Value::dict([
+        ("command", Value::str("offer")),
+        ("call-id", Value::str("x")),
+        ("from-tag", Value::str("y")),
+        ("sdp", Value::str("v=1\r\n")),
+    ]);
+    let e = c.call(bad_sdp, None);
+    assert_eq!(e.get("error-reason").and_then(Value::as_str), Some("SDP line 1: version \"1\", expected 0"));
+    sw.stop();
+}
