@@ -3,13 +3,13 @@
 # which ones first. Usage: ci/install-deps.sh build|test
 #   build: what building the switch needs beyond the Rust toolchain (nothing yet: the
 #          SIP stack is pure Rust; libopus-dev and pkg-config arrive with transcoding)
-#   test:  the real SIP peers the test suite drives: SIPp (sip-tester), sipsak and the
-#          baresip softphone (baresip-core)
+#   test:  the real peers the test suite drives: SIPp (sip-tester), sipsak, the
+#          baresip softphone (baresip-core), and rtpengine's NG client (rtpengine-utils)
 set -euo pipefail
 what="${1:-test}"
 case "$what" in
   build) pkgs=() ;;
-  test) pkgs=(sip-tester sipsak baresip-core) ;;
+  test) pkgs=(sip-tester sipsak baresip-core rtpengine-utils) ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 missing=()
