@@ -616,6 +616,8 @@ fn open_or_retry(
             }
         }
     }
+    // Out of attempts: the last re-applied create must not stay behind in the table.
+    table.remove(id);
     Err(last)
 }
 

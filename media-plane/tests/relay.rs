@@ -236,6 +236,20 @@ fn video_and_rtcp_feedback_are_relayed_like_audio(backend: worker::Backend, port
     assert_eq!(recv(&pa), (nack.to_vec(), la));
 }
 
+fn ports_all_held_elsewhere_fail_the_create_and_leave_nothing(backend: worker::Backend, ports: u16) {
+    // Another program holds every port of this core's range (ports..ports+199).
+    let squatters: Vec<UdpSocket> =
+        (ports..ports + 200).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+    assert_eq!(squatters.len(), 200, "the test's port range is free to begin with");
+    let mut core = Core::start_on(ports, backend);
+    let spec = SessionSpec { legs: [leg(None, 0), leg(None, 0)], rtp_timeout_secs: 0, flags: 0 };
+    core.send(Command::new(CommandKind::Create as u16, 0, 9, 1).with_body(&spec));
+    let e = core.expect(EventKind::Error);
+    assert_eq!(e.body::<ferroswitch_shared::msg::ErrorInfo>().code, ferroswitch_shared::msg::error_code::NO_PORT);
+    core.send(Command::new(CommandKind::Query as u16, 0, 0, 0));
+    assert_eq!(core.expect(EventKind::QueryDone).body::<ferroswitch_shared::msg::Count>().count, 0);
+}
+
 /// Every relay test, on each backend, each with a port range of its own.
 macro_rules! on_backend {
     ($name:ident, $backend:expr, $base:expr) => {
@@ -258,6 +272,11 @@ macro_rules! on_backend {
             }
 
             #[test]
+            fn no_free_port() {
+                super::ports_all_held_elsewhere_fail_the_create_and_leave_nothing($backend, $base + 1600);
+            }
+
+            #[test]
             fn video_and_rtcp_feedback() {
                 super::video_and_rtcp_feedback_are_relayed_like_audio($backend, $base + 1200);
             }
@@ -266,4 +285,4 @@ macro_rules! on_backend {
 }
 
 on_backend!(epoll, worker::Backend::Epoll, 30000);
-on_backend!(io_uring, worker::Backend::IoUring, 31600);
+on_backend!(io_uring, worker::Backend::IoUring, 32000);
