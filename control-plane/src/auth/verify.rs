@@ -1,7 +1,7 @@
 //! Checking digest credentials against the directory (RFC 7616 §3.4.1), with
 //! nonce-count replay protection (RFC 7616 §3.4, `nc`).
 
-use std::collections::HashMap;
+use crate::FastMap as HashMap;
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -64,7 +64,7 @@ fn same(a: &str, b: &str) -> bool {
 
 impl Authenticator {
     pub fn new(challenger: Challenger, algorithms: Vec<Algorithm>) -> Self {
-        Authenticator { challenger, algorithms, seen: HashMap::new(), last_purge: 0 }
+        Authenticator { challenger, algorithms, seen: HashMap::default(), last_purge: 0 }
     }
 
     /// The algorithms offered, most preferred first.

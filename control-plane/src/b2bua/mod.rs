@@ -16,7 +16,9 @@ pub mod channel;
 pub mod dialog;
 pub mod recovery;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::FastMap as HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

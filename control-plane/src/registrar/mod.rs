@@ -5,7 +5,7 @@
 //! a restarted switch reloads them ([`Registrar::restore`]). Time is an input: seconds
 //! of wall-clock time, because bindings outlive the process.
 
-use std::collections::HashMap;
+use crate::FastMap as HashMap;
 
 use crate::config::RegistrarConfig;
 use crate::sip::message::grammar::{parse_digits, trim_lws};
@@ -109,7 +109,7 @@ pub fn same_contact(a: &str, b: &str) -> bool {
 
 impl Registrar {
     pub fn new(config: RegistrarConfig) -> Self {
-        Registrar { config, aors: HashMap::new() }
+        Registrar { config, aors: HashMap::default() }
     }
 
     /// Puts back a binding loaded from storage.

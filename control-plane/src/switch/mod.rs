@@ -12,7 +12,9 @@
 
 pub mod policy;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::FastMap as HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

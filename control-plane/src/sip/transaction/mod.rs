@@ -31,7 +31,9 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::FastMap as HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -242,11 +244,11 @@ impl TransactionLayer {
         TransactionLayer {
             config,
             next_id: 0,
-            txs: HashMap::new(),
-            client_keys: HashMap::new(),
-            server_keys: HashMap::new(),
-            merge_keys: HashMap::new(),
-            ack_keys: HashMap::new(),
+            txs: HashMap::default(),
+            client_keys: HashMap::default(),
+            server_keys: HashMap::default(),
+            merge_keys: HashMap::default(),
+            ack_keys: HashMap::default(),
             timers: TimerHeap::default(),
             outputs: VecDeque::new(),
             scratch: Vec::new(),
