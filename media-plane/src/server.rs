@@ -195,7 +195,8 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         }
     };
     while !STOP.load(Ordering::Relaxed) {
-        let timeout = opts.heartbeat.saturating_sub(last_beat.elapsed());
+        // Rounded up to a whole ms: poll(0) in the last partial ms would spin.
+        let timeout = opts.heartbeat.saturating_sub(last_beat.elapsed()) + Duration::from_micros(999);
         let mut fds = vec![libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         if let Some((s, _)) = &controller {
             fds.push(libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 });
