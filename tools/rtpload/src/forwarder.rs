@@ -1,5 +1,5 @@
 //! The bare forwarder: the least a relay can do, as the machine's ceiling. N fixed port
-//! pairs (A ↔ B); each side learns its peer from the first datagram it receives; one
+//! pairs (A ↔ B); each side learns its peer from the datagrams it receives; one
 //! thread, one epoll instance, `recvmmsg` a batch from a ready socket and `sendmmsg` it
 //! unchanged from the partner socket to the partner's peer. No parsing, no per-packet
 //! state, no timers.
@@ -72,9 +72,9 @@ impl Forwarder {
                     if got == 0 {
                         break;
                     }
-                    if self.peers[i].is_none() {
-                        self.peers[i] = Some(batch.source(0));
-                    }
+                    // Follows the latest source (one copy per batch): a peer that moves, or
+                    // the next run's sockets, take over at once.
+                    self.peers[i] = Some(batch.source(got - 1));
                     if let Some(to) = &self.peers[i ^ 1] {
                         self.forwarded += batch.forward(out, got, to) as u64;
                     }

@@ -71,11 +71,12 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
     let drops = || (procfs::udp_drops(&relay_ports), procfs::udp_drops(&tool_ports));
     let sample = |pid: Option<u32>| pid.map(procfs::sample).transpose().map_err(|e| format!("relay pid: {e}"));
     let (relay_drops0, tool_drops0) = drops();
-    let before = sample(opts.relay_pid)?;
+    let me = Some(std::process::id());
+    let (before, tool_before) = (sample(opts.relay_pid)?, sample(me)?);
     let t0 = Instant::now();
     let outcome = engine.run(&opts.load);
     let wall = t0.elapsed().as_secs_f64();
-    let after = sample(opts.relay_pid)?;
+    let (after, tool_after) = (sample(opts.relay_pid)?, sample(me)?);
     let (relay_drops1, tool_drops1) = drops();
     let name = match &opts.label {
         Some(l) => format!("{}:{l}", opts.target.kind()),
@@ -84,6 +85,9 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
     let mut r = Report::new(&name, sessions.len(), &outcome);
     if let (Some(a), Some(b)) = (before, after) {
         r.relay = Some(RelayUsage::between(&a, &b, wall, procfs::ticks_per_sec()));
+    }
+    if let (Some(a), Some(b)) = (tool_before, tool_after) {
+        r.tool_cpu_pct = b.run_ns.saturating_sub(a.run_ns) as f64 / 1e7 / wall.max(1e-9);
     }
     r.relay_drops = relay_drops1.saturating_sub(relay_drops0);
     r.tool_drops = tool_drops1.saturating_sub(tool_drops0);

@@ -73,6 +73,9 @@ pub struct Report {
     pub relay_drops: u64,
     /// ... and on the tool's own sockets (then the loss is the tool's, not the relay's).
     pub tool_drops: u64,
+    /// The tool's own CPU over the window, % of one core (near 100: the tool, not the
+    /// relay, may be the limit).
+    pub tool_cpu_pct: f64,
 }
 
 impl Report {
@@ -145,7 +148,10 @@ impl Report {
         if let (Some(cpu), Some(pct), Some(w)) = (self.cpu_us_per_pkt(), self.cpu_pct(), self.wakeups_per_pkt()) {
             s += &format!(", relay CPU {cpu:.2} µs/pkt ({pct:.1} % of a core), {w:.3} wake-ups/pkt");
         }
-        s += &format!(", socket drops relay {} tool {}", self.relay_drops, self.tool_drops);
+        s += &format!(
+            ", socket drops relay {} tool {}, tool CPU {:.1} %",
+            self.relay_drops, self.tool_drops, self.tool_cpu_pct
+        );
         s
     }
 
@@ -184,6 +190,7 @@ impl Report {
             ("preempted", self.relay.map_or("-".to_string(), |r| r.preempted.to_string())),
             ("relay_drops", self.relay_drops.to_string()),
             ("tool_drops", self.tool_drops.to_string()),
+            ("tool_cpu_pct", format!("{:.1}", self.tool_cpu_pct)),
         ]
     }
 
