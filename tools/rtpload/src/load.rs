@@ -78,6 +78,9 @@ pub struct LoadOptions {
     pub batch: usize,
     /// After the last send, how long to wait for stragglers.
     pub drain: Duration,
+    /// A packet that takes longer than this counts as late (a jitter buffer would have
+    /// discarded it): it is received, but it is not delivered on time.
+    pub late: Duration,
 }
 
 impl Default for LoadOptions {
@@ -86,9 +89,10 @@ impl Default for LoadOptions {
             pps_per_stream: 50.0,
             flat_out: false,
             duration: Duration::from_secs(5),
-            tick: Duration::from_micros(50),
+            tick: Duration::from_micros(100),
             batch: 16,
             drain: Duration::from_millis(500),
+            late: Duration::from_millis(100),
         }
     }
 }
@@ -104,6 +108,10 @@ pub struct Outcome {
     pub latency: Histogram,
     /// Seconds from the first measured send to the last.
     pub send_secs: f64,
+    /// Seconds from the first measured send to the last arrival.
+    pub rx_secs: f64,
+    /// First arrivals later than [`LoadOptions::late`].
+    pub late: u64,
     /// Priming packets that came back.
     pub priming_received: u64,
     /// Datagrams that were not test packets, or arrived on the wrong socket.
@@ -145,6 +153,8 @@ pub struct Engine<'a> {
     inb: RecvBatch,
     next_index: Vec<u64>,
     outcome: Outcome,
+    late_ns: u64,
+    last_rx_ns: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -163,6 +173,8 @@ impl<'a> Engine<'a> {
             out: (0..2 * k).map(|_| SendBatch::new(batch.max(1))).collect(),
             inb: RecvBatch::new(64),
             next_index: vec![0; streams],
+            late_ns: u64::MAX,
+            last_rx_ns: 0,
             outcome: Outcome { sent: vec![0; streams], rx: vec![StreamRx::default(); streams], ..Outcome::default() },
         }
     }
@@ -252,6 +264,10 @@ impl<'a> Engine<'a> {
         if transit < 0 {
             o.negative_latency += 1;
         }
+        if transit.max(0) as u64 > self.late_ns {
+            o.late += 1;
+        }
+        self.last_rx_ns = self.last_rx_ns.max(at_ns);
         o.latency.add(transit.max(0) as u64);
     }
 
@@ -283,6 +299,7 @@ impl<'a> Engine<'a> {
         if streams == 0 {
             return self.outcome;
         }
+        self.late_ns = opts.late.as_nanos() as u64;
         let start = net::mono_ns() + 1_000_000;
         net::sleep_until(start);
         let dur_ns = opts.duration.as_nanos() as u64;
@@ -333,6 +350,7 @@ impl<'a> Engine<'a> {
             }
             net::sleep_until(net::mono_ns() + 1_000_000);
         }
+        self.outcome.rx_secs = self.last_rx_ns.saturating_sub(start) as f64 / 1e9;
         self.outcome
     }
 }

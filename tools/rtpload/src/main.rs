@@ -9,7 +9,7 @@ use rtpload::RunOptions;
 
 const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwarder ADDR) [-n SESSIONS]
        [--pps-per-stream R | --flat-out] [-d SECONDS] [--relay-pid PID] [--cpu N]
-       [--socket-pairs K] [--batch B] [--tick-us U] [--label TEXT]
+       [--socket-pairs K] [--batch B] [--tick-us U] [--late-ms L] [--label TEXT]
 
   --ferroswitch SOCKET  attach to `ferroswitch media` on its Unix socket (as its control
                         plane) and create the sessions through the rings
@@ -23,10 +23,12 @@ const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwar
   --cpu N               pin this tool to CPU N
   --socket-pairs K      the tool's caller/callee socket pairs (default 4)
   --batch B             datagrams per sendmmsg (default 16)
-  --tick-us U           paced sending wakes at most every U µs (default 50)
+  --tick-us U           paced sending wakes at most every U µs (default 100)
+  --late-ms L           a packet slower than L ms counts as late (default 100)
   --label TEXT          shown in the report after the target kind
 
-Prints one line for people, then one `RESULT key=value ...` line. Exit status 0 when
+Prints one line for people, then one `RESULT key=value ...` line (missed_pct: lost or
+late, as a percentage of the packets sent). Exit status 0 when
 the run completed (whatever the loss), 1 when it could not run, 2 on bad arguments.";
 
 fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
@@ -88,6 +90,10 @@ fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
                 let v = value()?;
                 o.load.tick = Duration::from_secs_f64(num(v).ok_or_else(|| bad(v))? / 1e6);
             }
+            "--late-ms" => {
+                let v = value()?;
+                o.load.late = Duration::from_secs_f64(num(v).ok_or_else(|| bad(v))? / 1e3);
+            }
             "--label" => o.label = Some(value()?.clone()),
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument {a:?}")),
@@ -143,9 +149,10 @@ mod tests {
         assert_eq!(o.target, Target::Ng("127.0.0.1:2223".parse().unwrap()));
         assert_eq!((o.sessions, o.relay_pid, cpu, o.load.flat_out), (500, Some(42), Some(0), true));
         assert_eq!(o.load.duration, Duration::from_millis(2500));
-        let (o, _) = parse(&words("--ferroswitch /tmp/m.sock --pps-per-stream 100 --tick-us 20")).unwrap();
+        let (o, _) = parse(&words("--ferroswitch /tmp/m.sock --pps-per-stream 100 --tick-us 20 --late-ms 50")).unwrap();
         assert_eq!(o.target, Target::Ferroswitch("/tmp/m.sock".into()));
         assert_eq!((o.load.pps_per_stream, o.load.tick), (100.0, Duration::from_micros(20)));
+        assert_eq!(o.load.late, Duration::from_millis(50));
         assert_eq!(parse(&words("-n 5")).unwrap_err(), "one of --ferroswitch, --ng, --forwarder is needed");
         assert_eq!(parse(&words("--ng nowhere")).unwrap_err(), "--ng: bad value \"nowhere\"");
         assert_eq!(parse(&words("--forwarder 127.0.0.1:1 -d")).unwrap_err(), "-d needs a value");

@@ -41,7 +41,8 @@ pub struct Report {
     pub sessions: usize,
     /// Offered packets per second, both directions (sent / send time).
     pub offered_pps: f64,
-    /// Relayed packets per second (received / send time).
+    /// Relayed packets per second (received / time from the first send to the last
+    /// arrival).
     pub relayed_pps: f64,
     /// Measured packets sent.
     pub sent: u64,
@@ -49,6 +50,8 @@ pub struct Report {
     pub received: u64,
     /// Sent and never received.
     pub lost: u64,
+    /// Received later than the late bound.
+    pub late: u64,
     /// Duplicates received.
     pub duplicates: u64,
     /// First arrivals older than the newest of their stream.
@@ -88,10 +91,11 @@ impl Report {
             target: target.to_string(),
             sessions,
             offered_pps: sent as f64 / secs,
-            relayed_pps: received as f64 / secs,
+            relayed_pps: received as f64 / o.rx_secs.max(o.send_secs).max(1e-9),
             sent,
             received,
             lost: o.lost(),
+            late: o.late,
             duplicates: o.total(|r| r.duplicates),
             reordered: o.total(|r| r.reordered),
             header_errors: o.total(|r| r.header_errors),
@@ -114,6 +118,15 @@ impl Report {
         }
     }
 
+    /// Lost or late packets as a percentage of those sent: what a listener misses.
+    pub fn missed_pct(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            (self.lost + self.late) as f64 * 100.0 / self.sent as f64
+        }
+    }
+
     /// The relay's CPU µs per relayed packet.
     pub fn cpu_us_per_pkt(&self) -> Option<f64> {
         self.relay.filter(|_| self.received > 0).map(|r| r.cpu_secs * 1e6 / self.received as f64)
@@ -128,7 +141,7 @@ impl Report {
     pub fn human(&self) -> String {
         let r = self;
         let mut s = format!(
-            "{}: {} sessions, offered {:.0} pkt/s, relayed {:.0} pkt/s, lost {} of {} ({:.4} %), \
+            "{}: {} sessions, offered {:.0} pkt/s, relayed {:.0} pkt/s, lost {} of {} ({:.4} %), late {}, \
              dup {} reordered {} bad-header {}, latency p50 {:.1} µs p99 {:.1} µs max {:.1} µs, jitter {:.1} µs",
             r.target,
             r.sessions,
@@ -137,6 +150,7 @@ impl Report {
             r.lost,
             r.sent,
             r.loss_pct(),
+            r.late,
             r.duplicates,
             r.reordered,
             r.header_errors,
@@ -174,6 +188,8 @@ impl Report {
             ("received", self.received.to_string()),
             ("lost", self.lost.to_string()),
             ("loss_pct", format!("{:.4}", self.loss_pct())),
+            ("late", self.late.to_string()),
+            ("missed_pct", format!("{:.4}", self.missed_pct())),
             ("dup", self.duplicates.to_string()),
             ("reordered", self.reordered.to_string()),
             ("header_errors", self.header_errors.to_string()),
@@ -224,9 +240,11 @@ mod tests {
             o.latency.add(us * 1000);
         }
         o.send_secs = 2.0;
+        o.rx_secs = 1.9; // the last arrival came before the last send: the send time counts
+        o.late = 3;
         let mut r = Report::new("forwarder", 1, &o);
         assert_eq!((r.sent, r.received, r.lost, r.duplicates), (200, 190, 10, 1));
-        assert_eq!(r.loss_pct(), 5.0);
+        assert_eq!((r.loss_pct(), r.missed_pct()), (5.0, 6.5));
         assert_eq!((r.offered_pps, r.relayed_pps), (100.0, 95.0));
         assert_eq!((r.p50_us, r.p99_us, r.max_us), (95.1, 189.1, 190.0));
         assert_eq!(r.cpu_us_per_pkt(), None);
@@ -242,6 +260,9 @@ mod tests {
         );
         assert!(line.contains(" loss_pct=5.0000 ") && line.contains(" cpu_us_per_pkt=100.000 "), "{line}");
         assert!(line.contains(" cpu_us_per_pkt_ticks=105.263 ") && line.contains(" cpu_pct=1.9 "), "{line}");
-        assert!(r.human().contains("lost 10 of 200 (5.0000 %)"), "{}", r.human());
+        assert!(r.human().contains("lost 10 of 200 (5.0000 %), late 3,"), "{}", r.human());
+        assert!(line.contains(" late=3 missed_pct=6.5000 "), "{line}");
+        o.rx_secs = 4.0; // still arriving long after the sends: the relay fell behind
+        assert_eq!(Report::new("x", 1, &o).relayed_pps, 47.5);
     }
 }

@@ -44,6 +44,7 @@ fn every_packet_through_the_bare_forwarder_arrives_in_sequence() {
         assert_eq!((rx.unique, rx.duplicates, rx.reordered, rx.header_errors), (50, 0, 0, 0), "stream {s}");
     }
     assert_eq!((o.received(), o.lost(), o.foreign, o.untimed), (600, 0, 0, 0));
+    assert!(o.rx_secs > 0.9 && o.send_secs > 0.9, "{} {}", o.rx_secs, o.send_secs);
     assert_eq!(o.latency.count(), 600);
     assert_eq!(forwarded, 600 + primed);
 }
