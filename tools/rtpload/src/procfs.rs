@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 /// A process's counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcSample {
     /// utime + stime from /proc/PID/stat (all threads, live and exited), in clock ticks.
     pub ticks: u64,
@@ -14,6 +14,8 @@ pub struct ProcSample {
     pub voluntary: u64,
     /// Involuntary context switches of the live threads (preempted).
     pub involuntary: u64,
+    /// Each live thread: (tid, name, time on CPU in ns).
+    pub threads: Vec<(u32, String, u64)>,
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
@@ -43,7 +45,11 @@ pub fn sample(pid: u32) -> std::io::Result<ProcSample> {
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
         let dir = task.path();
         if let Ok(text) = std::fs::read_to_string(dir.join("schedstat")) {
-            s.run_ns += text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let ns = text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            s.run_ns += ns;
+            let tid = task.file_name().to_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_string();
+            s.threads.push((tid, name, ns));
         }
         if let Ok(text) = std::fs::read_to_string(dir.join("status")) {
             for line in text.lines() {
@@ -110,5 +116,6 @@ mod tests {
     fn this_process_can_be_sampled() {
         let s = sample(std::process::id()).unwrap();
         assert!(s.run_ns > 0);
+        assert!(s.threads.iter().any(|(tid, _, ns)| *tid == std::process::id() && *ns > 0));
     }
 }

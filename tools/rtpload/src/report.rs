@@ -5,7 +5,7 @@ use crate::load::Outcome;
 use crate::procfs::ProcSample;
 
 /// The relay's counters over the measured window.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RelayUsage {
     /// CPU time on the relay's threads (schedstat), seconds.
     pub cpu_secs: f64,
@@ -17,6 +17,8 @@ pub struct RelayUsage {
     pub preempted: u64,
     /// Wall-clock seconds between the samples.
     pub wall_secs: f64,
+    /// CPU seconds per thread alive at both samples, by name, busiest first.
+    pub threads: Vec<(String, f64)>,
 }
 
 impl RelayUsage {
@@ -28,6 +30,18 @@ impl RelayUsage {
             wakeups: b.voluntary.saturating_sub(a.voluntary),
             preempted: b.involuntary.saturating_sub(a.involuntary),
             wall_secs,
+            threads: {
+                let mut t: Vec<(String, f64)> = b
+                    .threads
+                    .iter()
+                    .filter_map(|(tid, name, ns)| {
+                        let before = a.threads.iter().find(|(t, ..)| t == tid)?.2;
+                        Some((name.clone(), ns.saturating_sub(before) as f64 / 1e9))
+                    })
+                    .collect();
+                t.sort_by(|x, y| y.1.total_cmp(&x.1));
+                t
+            },
         }
     }
 }
@@ -129,12 +143,29 @@ impl Report {
 
     /// The relay's CPU µs per relayed packet.
     pub fn cpu_us_per_pkt(&self) -> Option<f64> {
-        self.relay.filter(|_| self.received > 0).map(|r| r.cpu_secs * 1e6 / self.received as f64)
+        self.relay.as_ref().filter(|_| self.received > 0).map(|r| r.cpu_secs * 1e6 / self.received as f64)
+    }
+
+    /// The relay's threads that used at least 0.5 % of a core: `name:pct,...`.
+    pub fn threads(&self) -> String {
+        let Some(r) = &self.relay else { return "-".to_string() };
+        let busy: Vec<String> = r
+            .threads
+            .iter()
+            .map(|(n, secs)| (n, secs * 100.0 / r.wall_secs.max(1e-9)))
+            .filter(|(_, pct)| *pct >= 0.5)
+            .map(|(n, pct)| format!("{}:{pct:.1}", n.replace([' ', ',', ':', '='], "_")))
+            .collect();
+        if busy.is_empty() {
+            "-".to_string()
+        } else {
+            busy.join(",")
+        }
     }
 
     /// The relay's wake-ups (voluntary context switches) per relayed packet.
     pub fn wakeups_per_pkt(&self) -> Option<f64> {
-        self.relay.filter(|_| self.received > 0).map(|r| r.wakeups as f64 / self.received as f64)
+        self.relay.as_ref().filter(|_| self.received > 0).map(|r| r.wakeups as f64 / self.received as f64)
     }
 
     /// One line for people.
@@ -160,7 +191,8 @@ impl Report {
             r.jitter_us
         );
         if let (Some(cpu), Some(pct), Some(w)) = (self.cpu_us_per_pkt(), self.cpu_pct(), self.wakeups_per_pkt()) {
-            s += &format!(", relay CPU {cpu:.2} µs/pkt ({pct:.1} % of a core), {w:.3} wake-ups/pkt");
+            s +=
+                &format!(", relay CPU {cpu:.2} µs/pkt ({pct:.1} % of a core: {}), {w:.3} wake-ups/pkt", self.threads());
         }
         s += &format!(
             ", socket drops relay {} tool {}, tool CPU {:.1} %",
@@ -171,14 +203,14 @@ impl Report {
 
     /// The relay's CPU as a percentage of one core over the window.
     pub fn cpu_pct(&self) -> Option<f64> {
-        self.relay.map(|r| r.cpu_secs * 100.0 / r.wall_secs.max(1e-9))
+        self.relay.as_ref().map(|r| r.cpu_secs * 100.0 / r.wall_secs.max(1e-9))
     }
 
     /// Every figure as `(key, value)`, "-" where unknown: the machine-readable line.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
         let per_pkt_ticks =
-            self.relay.filter(|_| self.received > 0).map(|r| r.cpu_secs_ticks * 1e6 / self.received as f64);
+            self.relay.as_ref().filter(|_| self.received > 0).map(|r| r.cpu_secs_ticks * 1e6 / self.received as f64);
         vec![
             ("target", self.target.clone()),
             ("sessions", self.sessions.to_string()),
@@ -203,7 +235,8 @@ impl Report {
             ("cpu_us_per_pkt_ticks", opt(per_pkt_ticks, 3)),
             ("cpu_pct", opt(self.cpu_pct(), 1)),
             ("wakeups_per_pkt", opt(self.wakeups_per_pkt(), 4)),
-            ("preempted", self.relay.map_or("-".to_string(), |r| r.preempted.to_string())),
+            ("preempted", self.relay.as_ref().map_or("-".to_string(), |r| r.preempted.to_string())),
+            ("threads", self.threads()),
             ("relay_drops", self.relay_drops.to_string()),
             ("tool_drops", self.tool_drops.to_string()),
             ("tool_cpu_pct", format!("{:.1}", self.tool_cpu_pct)),
@@ -248,8 +281,20 @@ mod tests {
         assert_eq!((r.offered_pps, r.relayed_pps), (100.0, 95.0));
         assert_eq!((r.p50_us, r.p99_us, r.max_us), (95.1, 189.1, 190.0));
         assert_eq!(r.cpu_us_per_pkt(), None);
-        let a = ProcSample { ticks: 10, run_ns: 1_000_000, voluntary: 5, involuntary: 0 };
-        let b = ProcSample { ticks: 12, run_ns: 20_000_000, voluntary: 100, involuntary: 2 };
+        let a = ProcSample {
+            ticks: 10,
+            run_ns: 1_000_000,
+            voluntary: 5,
+            involuntary: 0,
+            threads: vec![(1, "main".into(), 1_000_000), (2, "gone".into(), 0)],
+        };
+        let b = ProcSample {
+            ticks: 12,
+            run_ns: 20_000_000,
+            voluntary: 100,
+            involuntary: 2,
+            threads: vec![(1, "main".into(), 10_000_000), (3, "new".into(), 1), (4, "worker 0".into(), 0)],
+        };
         r.relay = Some(RelayUsage::between(&a, &b, 1.0, 100));
         assert!((r.cpu_us_per_pkt().unwrap() - 100.0).abs() < 1e-9); // 19 ms / 190
         assert!((r.wakeups_per_pkt().unwrap() - 0.5).abs() < 1e-12);
@@ -262,6 +307,7 @@ mod tests {
         assert!(line.contains(" cpu_us_per_pkt_ticks=105.263 ") && line.contains(" cpu_pct=1.9 "), "{line}");
         assert!(r.human().contains("lost 10 of 200 (5.0000 %), late 3,"), "{}", r.human());
         assert!(line.contains(" late=3 missed_pct=6.5000 "), "{line}");
+        assert!(line.contains(" threads=main:0.9 "), "{line}");
         o.rx_secs = 4.0; // still arriving long after the sends: the relay fell behind
         assert_eq!(Report::new("x", 1, &o).relayed_pps, 47.5);
     }
