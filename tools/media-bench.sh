@@ -11,9 +11,9 @@
 # Options: -s SESSIONS (paced steps), -d SECONDS per step (default 5), -f SESSIONS for the
 # flat-out step (default 500; -f 0: none), -t TARGETS (ferroswitch rtpengine forwarder),
 # -B no search for the max load, -C no syscall count, -m MAX sessions for the search
-# (default 3800), -n no build. PRIO=nice (default: relay and tool at nice -20, so other
-# work on the machine barely delays them; each relay's own threads keep their normal
-# scheduling) or PRIO=rt (SCHED_FIFO: no delays from others, but a relay's threads at one
+# (default 3800), -n no build. PRIO=nice (default: relay and tool at nice -20, and this
+# session's autogroup too, so other work on the machine barely delays them; each relay's
+# own threads keep their normal scheduling) or PRIO=rt (SCHED_FIFO: no delays from others, but a relay's threads at one
 # FIFO priority no longer time-share, which changes how multi-threaded relays behave).
 #
 # It installs rtpengine-daemon with apt-get if it is missing (Debian's rtpengine userspace
@@ -47,7 +47,11 @@ done
 prio=${PRIO:-nice}
 case $prio in
   rt) relay_prio=(chrt -f 20) tool_prio=(chrt -f 10) ;;
-  nice) relay_prio=(nice -n -20) tool_prio=(nice -n -20) ;;
+  nice)
+    relay_prio=(nice -n -20) tool_prio=(nice -n -20)
+    # With autogroups, nice only orders tasks within one session: give this session's
+    # group the top weight too, or a build in another session still gets half a CPU.
+    [ -w /proc/self/autogroup ] && echo -20 >"/proc/$$/autogroup" 2>/dev/null ;;
   *) echo "media-bench: PRIO is rt or nice" >&2; exit 2 ;;
 esac
 [ "$(nproc --all)" -ge 2 ] || { echo "media-bench: needs 2 CPUs (relay on 1, load on 0)" >&2; exit 2; }
