@@ -16,8 +16,9 @@
 # own threads keep their normal scheduling) or PRIO=rt (SCHED_FIFO: no delays from others, but a relay's threads at one
 # FIFO priority no longer time-share, which changes how multi-threaded relays behave).
 #
-# It installs rtpengine-daemon with apt-get if it is missing (Debian's rtpengine userspace
-# daemon and its libraries; the kernel module is not used: --table=-1), builds rtpload,
+# It installs with apt-get what is missing: rtpengine-daemon (Debian's rtpengine userspace
+# daemon and its libraries; the kernel module is not used: --table=-1) and linux-perf
+# (perf, for the system call counts). It builds rtpload,
 # bare-forwarder and ferroswitch in release (flock /tmp/ferroswitch-cargo.lock;
 # CARGO_TARGET_DIR defaults to <repo>/target), and then, one at a time, for each step
 # starts a fresh relay pinned to CPU 1, runs rtpload pinned to CPU 0, stops the relay:
@@ -29,8 +30,8 @@
 #   forwarder    `bare-forwarder --cpu 1`, fixed port pairs.
 # Every relay uses ports 16384-32767. Steps: paced at 50 pkt/s per stream (sessions x 100
 # pkt/s in total); one flat-out step; a search for the most sessions with < 0.01 % of the
-# packets lost or late (> 100 ms), 3 s per probe; then a 2 s run at 1000 sessions under
-# `perf stat -e syscalls:sys_enter_...` for system calls per relayed packet. Every step is
+# packets lost or late (> 100 ms), 3 s per probe; then a 3 s run at 1000 sessions with
+# the relay's system calls counted (perf stat -e syscalls:sys_enter_...) per packet. Every step is
 # bounded by timeout; everything started is stopped at the end (trap).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -58,16 +59,21 @@ case $prio in
 esac
 [ "$(nproc --all)" -ge 2 ] || { echo "media-bench: needs 2 CPUs (relay on 1, load on 0)" >&2; exit 2; }
 
-if ! command -v rtpengine >/dev/null && [[ " $targets " == *" rtpengine "* ]]; then
-  echo "media-bench: installing with apt-get: rtpengine-daemon (rtpengine's userspace relay)" >&2
+missing=()
+command -v rtpengine >/dev/null || [[ " $targets " != *" rtpengine "* ]] || missing+=(rtpengine-daemon)
+command -v perf >/dev/null || [ "$count" = 0 ] || missing+=(linux-perf)
+if [ ${#missing[@]} -gt 0 ]; then
+  # rtpengine-daemon: rtpengine's userspace relay and its libraries (no kernel module);
+  # linux-perf: perf, for the system call counts.
+  echo "media-bench: installing with apt-get: ${missing[*]}" >&2
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
   exec 9>/tmp/ferroswitch-apt.lock; flock 9
-  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends rtpengine-daemon >&2 \
-    || { echo "media-bench: could not install rtpengine-daemon" >&2; exit 1; }
+  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    || { echo "media-bench: could not install ${missing[*]}" >&2; exit 1; }
   exec 9>&-
 fi
-if [ "$count" = 1 ] && ! command -v perf >/dev/null; then
-  echo "media-bench: perf not found (Debian package linux-perf): no syscall counts" >&2; count=0
+if [ "$count" = 1 ] && ! perf list 'syscalls:sys_enter_sendto' 2>/dev/null | grep -q sys_enter_sendto; then
+  echo "media-bench: perf has no syscalls tracepoints here (tracefs): no syscall counts" >&2; count=0
 fi
 
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
@@ -82,14 +88,13 @@ for b in rtpload bare-forwarder ferroswitch; do
 done
 
 work=$(mktemp -d /tmp/media-bench.XXXXXX)
-relay_pid="" perf_pid=""
+relay_pid=""
 stop_relay() {
-  for p in $perf_pid $relay_pid; do kill -TERM "$p" 2>/dev/null; done
-  for p in $perf_pid $relay_pid; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
-  done
-  relay_pid="" perf_pid=""
+  [ -n "$relay_pid" ] || return 0
+  kill -TERM "$relay_pid" 2>/dev/null
+  for _ in $(seq 50); do kill -0 "$relay_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null
+  relay_pid=""
 }
 cleanup() {
   stop_relay
@@ -218,23 +223,12 @@ for t in $targets; do
     echo "MAX relay=$t sessions_ok=$lo sessions_failed=$hi tool_cpu_ok=$tool_lo tool_cpu_failed=$tool_hi" | tee -a "$results"
   fi
   if [ "$count" = 1 ]; then
-    # System calls per relayed packet at 1000 sessions (perf attached: not a CPU figure).
-    evs=$(for s in recvmmsg recvmsg recvfrom sendto sendmsg sendmmsg epoll_wait epoll_pwait io_uring_enter \
-                 read write futex clock_nanosleep nanosleep poll ppoll select; do printf 'syscalls:sys_enter_%s,' "$s"; done)
-    if start_relay "$t" 1000; then
-      timeout 60 perf stat -x, -e "${evs%,}" -p "$relay_pid" -o "$work/perf.csv" -- sleep 5 &
-      perf_pid=$!
-      sleep 0.5
-      line=$(timeout 120 "${tool_prio[@]}" "$bin/rtpload" "${target_args[@]}" -n 1000 -d 2 --relay-pid "$relay_pid" \
-        --cpu 0 --label syscalls 2>>"$work/rtpload.err" | grep '^RESULT')
-      wait "$perf_pid" 2>/dev/null; perf_pid=""
-      stop_relay
-      received=$(grep -oE ' received=[0-9]+' <<<"$line" | cut -d= -f2)
-      calls=$(awk -F, -v n="${received:-0}" '$1 ~ /^[0-9]+$/ && $1 > 0 && n > 0 {
-                sub("syscalls:sys_enter_", "", $3); printf "%s%s=%.3f", sep, $3, $1 / n; sep = "," }' "$work/perf.csv")
-      echo "SYSCALLS relay=$t sessions=1000 received=${received:-0} per_pkt=${calls:--} $(grep -oE 'wakeups_per_pkt=[^ ]+' <<<"$line")" \
-        | tee -a "$results"
-    fi
+    # System calls per relayed packet at 1000 sessions, counted by rtpload with perf over
+    # exactly its measured window (perf attached: not a CPU figure).
+    line=$(step syscalls "$t" 1000 3 --count-syscalls "recvmmsg,recvmsg,recvfrom,sendto,sendmsg,sendmmsg,\
+epoll_wait,epoll_pwait,io_uring_enter,read,write,futex,clock_nanosleep,nanosleep,poll,ppoll,select")
+    echo "SYSCALLS relay=$t sessions=1000 $(grep -oE '(received|syscalls_per_pkt|wakeups_per_pkt)=[^ ]+' <<<"$line" | tr '\n' ' ')" \
+      | tee -a "$results"
   fi
 done
 
@@ -283,7 +277,7 @@ for t, m in maxes.items():
              if m["sessions_failed"] != "0" else "; no failing probe"))
     maxes[t]["pps"] = float(b["relayed_pps"])
 for t, c in calls.items():
-    print(f"syscalls {t}: per relayed packet {c['per_pkt']} ({c.get('wakeups_per_pkt', '')})")
+    print(f"syscalls {t}: per relayed packet {c.get('syscalls_per_pkt', '-')} (wake-ups {c.get('wakeups_per_pkt', '-')})")
 # Goals (issue 5): ferroswitch against the bare forwarder.
 def row(t, n):
     for r in rows:

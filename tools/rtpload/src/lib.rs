@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub socket_pairs: usize,
     /// Shown after the target kind in reports.
     pub label: Option<String>,
+    /// Count these system calls of the relay over the measured window with
+    /// `perf stat -e syscalls:sys_enter_NAME -p PID` (needs `--relay-pid` and perf).
+    pub count_syscalls: Vec<String>,
 }
 
 /// Sets the sessions up, primes them, runs the load, measures, tears down.
@@ -72,11 +75,16 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
     let sample = |pid: Option<u32>| pid.map(procfs::sample).transpose().map_err(|e| format!("relay pid: {e}"));
     let (relay_drops0, tool_drops0) = drops();
     let me = Some(std::process::id());
+    let perf = match (opts.relay_pid, opts.count_syscalls.is_empty()) {
+        (Some(pid), false) => Some(procfs::SyscallCount::start(pid, &opts.count_syscalls)?),
+        _ => None,
+    };
     let (before, tool_before) = (sample(opts.relay_pid)?, sample(me)?);
     let t0 = Instant::now();
     let outcome = engine.run(&opts.load);
     let wall = t0.elapsed().as_secs_f64();
     let (after, tool_after) = (sample(opts.relay_pid)?, sample(me)?);
+    let syscalls = perf.map(procfs::SyscallCount::finish).transpose()?;
     let (relay_drops1, tool_drops1) = drops();
     let name = match &opts.label {
         Some(l) => format!("{}:{l}", opts.target.kind()),
@@ -89,6 +97,7 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
     if let (Some(a), Some(b)) = (tool_before, tool_after) {
         r.tool_cpu_pct = b.run_ns.saturating_sub(a.run_ns) as f64 / 1e7 / wall.max(1e-9);
     }
+    r.syscalls = syscalls.unwrap_or_default();
     r.relay_drops = relay_drops1.saturating_sub(relay_drops0);
     r.tool_drops = tool_drops1.saturating_sub(tool_drops0);
     Ok(r)

@@ -10,6 +10,7 @@ use rtpload::RunOptions;
 const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwarder ADDR) [-n SESSIONS]
        [--pps-per-stream R | --flat-out] [-d SECONDS] [--relay-pid PID] [--cpu N]
        [--socket-pairs K] [--batch B] [--tick-us U] [--late-ms L] [--label TEXT]
+       [--count-syscalls NAME,NAME...]
 
   --ferroswitch SOCKET  attach to `ferroswitch media` on its Unix socket (as its control
                         plane) and create the sessions through the rings
@@ -26,6 +27,8 @@ const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwar
   --tick-us U           paced sending wakes at most every U µs (default 100)
   --late-ms L           a packet slower than L ms counts as late (default 100)
   --label TEXT          shown in the report after the target kind
+  --count-syscalls L    with --relay-pid: count these system calls of the relay over the
+                        measured window (perf stat, syscalls:sys_enter_NAME tracepoints)
 
 Prints one line for people, then one `RESULT key=value ...` line (missed_pct: lost or
 late, as a percentage of the packets sent). Exit status 0 when
@@ -40,6 +43,7 @@ fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
         relay_pid: None,
         socket_pairs: 4,
         label: None,
+        count_syscalls: Vec::new(),
     };
     let mut cpu = None;
     let mut it = args.iter();
@@ -95,6 +99,9 @@ fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
                 o.load.late = Duration::from_secs_f64(num(v).ok_or_else(|| bad(v))? / 1e3);
             }
             "--label" => o.label = Some(value()?.clone()),
+            "--count-syscalls" => {
+                o.count_syscalls = value()?.split(',').filter(|n| !n.is_empty()).map(String::from).collect()
+            }
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument {a:?}")),
         }
@@ -153,6 +160,8 @@ mod tests {
         assert_eq!(o.target, Target::Ferroswitch("/tmp/m.sock".into()));
         assert_eq!((o.load.pps_per_stream, o.load.tick), (100.0, Duration::from_micros(20)));
         assert_eq!(o.load.late, Duration::from_millis(50));
+        let (o, _) = parse(&words("--forwarder 127.0.0.1:1 --count-syscalls recvmmsg,sendto")).unwrap();
+        assert_eq!(o.count_syscalls, vec!["recvmmsg", "sendto"]);
         assert_eq!(parse(&words("-n 5")).unwrap_err(), "one of --ferroswitch, --ng, --forwarder is needed");
         assert_eq!(parse(&words("--ng nowhere")).unwrap_err(), "--ng: bad value \"nowhere\"");
         assert_eq!(parse(&words("--forwarder 127.0.0.1:1 -d")).unwrap_err(), "-d needs a value");

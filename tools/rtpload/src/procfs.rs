@@ -91,6 +91,53 @@ pub fn udp_drops(ports: &HashSet<u16>) -> u64 {
         .sum()
 }
 
+/// `perf stat` counting a process's system calls, from [`SyscallCount::start`] to
+/// [`SyscallCount::finish`].
+pub struct SyscallCount {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl SyscallCount {
+    /// Starts counting `names` (e.g. `recvmmsg`) for `pid`; returns once perf counts.
+    pub fn start(pid: u32, names: &[String]) -> Result<SyscallCount, String> {
+        let events: Vec<String> = names.iter().map(|n| format!("syscalls:sys_enter_{n}")).collect();
+        let out = std::env::temp_dir().join(format!("rtpload-perf-{}-{pid}.csv", std::process::id()));
+        let child = std::process::Command::new("perf")
+            .args(["stat", "-x,", "-e", &events.join(","), "-p", &pid.to_string(), "-o"])
+            .arg(&out)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("perf: {e}"))?;
+        // perf opens its counters in a few ms; anything before that is not counted.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(SyscallCount { child, out })
+    }
+
+    /// Stops perf (SIGINT) and returns each system call's count.
+    pub fn finish(mut self) -> Result<Vec<(String, u64)>, String> {
+        // SAFETY: kill takes no pointers; the pid is our child's.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).map_err(|e| format!("perf output: {e}"))?;
+        let _ = std::fs::remove_file(&self.out);
+        Ok(perf_counts(&text))
+    }
+}
+
+/// `(name, count)` from `perf stat -x,` output, for the `syscalls:sys_enter_*` events that
+/// were counted.
+pub fn perf_counts(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n = f.first()?.parse().ok()?;
+            Some((f.get(2)?.strip_prefix("syscalls:sys_enter_")?.to_string(), n))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +157,13 @@ mod tests {
              3: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 ffff 100\n";
         let ports: HashSet<u16> = [0x4000, 0x4002, 0x4004].into();
         assert_eq!(udp_drops_in(text, &ports), 12);
+    }
+
+    #[test]
+    fn perf_csv_counts_are_read() {
+        let text = "# started on Sat Nov 21 17:37:23 2026\n\n152000,,syscalls:sys_enter_recvmmsg,4000,100.00,,\n\
+                    <not counted>,,syscalls:sys_enter_sendmmsg,0,100.00,,\n0,,syscalls:sys_enter_poll,4000,100.00,,\n";
+        assert_eq!(perf_counts(text), vec![("recvmmsg".to_string(), 152_000), ("poll".to_string(), 0)]);
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Report {
     pub relay_drops: u64,
     /// ... and on the tool's own sockets (then the loss is the tool's, not the relay's).
     pub tool_drops: u64,
+    /// The relay's system calls over the window, by name (when counted).
+    pub syscalls: Vec<(String, u64)>,
     /// The tool's own CPU over the window, % of one core (near 100: the tool, not the
     /// relay, may be the limit).
     pub tool_cpu_pct: f64,
@@ -144,6 +146,21 @@ impl Report {
     /// The relay's CPU µs per relayed packet.
     pub fn cpu_us_per_pkt(&self) -> Option<f64> {
         self.relay.as_ref().filter(|_| self.received > 0).map(|r| r.cpu_secs * 1e6 / self.received as f64)
+    }
+
+    /// The counted system calls per relayed packet: `name:n,...` (those made at all).
+    pub fn syscalls_per_pkt(&self) -> String {
+        let per: Vec<String> = self
+            .syscalls
+            .iter()
+            .filter(|(_, n)| *n > 0 && self.received > 0)
+            .map(|(name, n)| format!("{name}:{:.3}", *n as f64 / self.received as f64))
+            .collect();
+        if per.is_empty() {
+            "-".to_string()
+        } else {
+            per.join(",")
+        }
     }
 
     /// The relay's threads that used at least 0.5 % of a core: `name:pct,...`.
@@ -237,6 +254,7 @@ impl Report {
             ("wakeups_per_pkt", opt(self.wakeups_per_pkt(), 4)),
             ("preempted", self.relay.as_ref().map_or("-".to_string(), |r| r.preempted.to_string())),
             ("threads", self.threads()),
+            ("syscalls_per_pkt", self.syscalls_per_pkt()),
             ("relay_drops", self.relay_drops.to_string()),
             ("tool_drops", self.tool_drops.to_string()),
             ("tool_cpu_pct", format!("{:.1}", self.tool_cpu_pct)),
@@ -307,7 +325,9 @@ mod tests {
         assert!(line.contains(" cpu_us_per_pkt_ticks=105.263 ") && line.contains(" cpu_pct=1.9 "), "{line}");
         assert!(r.human().contains("lost 10 of 200 (5.0000 %), late 3,"), "{}", r.human());
         assert!(line.contains(" late=3 missed_pct=6.5000 "), "{line}");
-        assert!(line.contains(" threads=main:0.9 "), "{line}");
+        assert!(line.contains(" threads=main:0.9 syscalls_per_pkt=- "), "{line}");
+        r.syscalls = vec![("recvmmsg".into(), 95), ("poll".into(), 0), ("sendto".into(), 190)];
+        assert_eq!(r.syscalls_per_pkt(), "recvmmsg:0.500,sendto:1.000");
         o.rx_secs = 4.0; // still arriving long after the sends: the relay fell behind
         assert_eq!(Report::new("x", 1, &o).relayed_pps, 47.5);
     }
