@@ -24,8 +24,8 @@ fn every_packet_through_the_bare_forwarder_arrives_in_sequence() {
 
     let socks = ToolSockets::bind(Ipv4Addr::LOCALHOST.into(), 2).unwrap();
     let mut engine = Engine::new(&socks, &sessions, 8);
-    // Round 1's caller packets find no callee learnt yet and are dropped; the rest of
-    // the priming comes back.
+    // In round 1, whichever of a session's two packets the forwarder reads first finds
+    // the other side not learnt yet and is dropped; the rest of the priming comes back.
     let streams = 2 * SESSIONS as u64;
     let primed = engine.prime(Duration::from_millis(20), Duration::from_millis(200));
     assert_eq!(primed, streams * PRIMING - SESSIONS as u64);
