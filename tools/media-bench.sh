@@ -9,7 +9,8 @@
 #   tools/media-bench.sh -n                    # do not build
 #
 # Options: -s SESSIONS (paced steps), -d SECONDS per step (default 5), -f SESSIONS for the
-# flat-out step (default 500; -f 0: none), -t TARGETS (ferroswitch rtpengine forwarder),
+# flat-out step (default 500; -f 0: none), -t TARGETS (ferroswitch ferroswitch-epoll rtpengine
+# forwarder: ferroswitch runs its default backend, io_uring; ferroswitch-epoll forces epoll),
 # -B no search for the max load, -C no syscall count, -m MAX sessions for the search
 # (default 3800), -n no build. PRIO=nice (default: relay and tool at nice -20, and this
 # session's autogroup too, so other work on the machine barely delays them; each relay's
@@ -37,7 +38,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
-steps="500 1000 2000" secs=5 flat=500 targets="ferroswitch rtpengine forwarder" search=1 count=1 build=1 max=3800
+steps="500 1000 2000" secs=5 flat=500 targets="ferroswitch ferroswitch-epoll rtpengine forwarder" search=1 count=1 build=1 max=3800
 while getopts "s:d:f:t:m:BCn" o; do
   case $o in
     s) steps=$OPTARG ;; d) secs=$OPTARG ;; f) flat=$OPTARG ;; t) targets=$OPTARG ;; m) max=$OPTARG ;;
@@ -120,6 +121,9 @@ orphan_exit_secs = 600
 [log]
 level = "error"
 EOF
+# ferroswitch's two I/O backends: "ferroswitch" runs the default (io_uring where the
+# kernel allows it), "ferroswitch-epoll" forces the epoll + recvmmsg backend.
+sed 's/^mode = "attach"$/mode = "attach"\nbackend = "epoll"/' "$work/media.toml" >"$work/media-epoll.toml"
 
 # wait_for SECONDS COMMAND...: true once COMMAND succeeds.
 wait_for() {
@@ -140,9 +144,11 @@ PY
 start_relay() {
   local t=$1 n=$2 log=$work/$1.log
   case $t in
-    ferroswitch)
+    ferroswitch|ferroswitch-epoll)
       rm -f "$work/media.sock"
-      "${relay_prio[@]}" "$bin/ferroswitch" media --config "$work/media.toml" >"$log" 2>&1 &
+      cfg="$work/media.toml"
+      [ "$1" = ferroswitch-epoll ] && cfg="$work/media-epoll.toml"
+      "${relay_prio[@]}" "$bin/ferroswitch" media --config "$cfg" >"$log" 2>&1 &
       relay_pid=$!
       wait_for 10 grep -q "listening" "$log" || { echo "ferroswitch media did not start: $(tail -3 "$log")" >&2; return 1; }
       taskset -a -cp 1 "$relay_pid" >/dev/null
