@@ -176,7 +176,7 @@ impl Core {
                 addrs.push((SocketAddr::new(rtp.ip(), rtp.port() + 1), true));
             }
             for (addr, rtcp) in addrs {
-                let s = UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|_| s));
+                let s = bind_media_socket(addr);
                 match s {
                     Ok(s) => {
                         if let Err(e) = self.io.watch_socket(s.as_raw_fd(), token(gen, slot, leg, rtcp)) {
@@ -193,7 +193,12 @@ impl Core {
             }
         }
         let rtp_timeout = (spec.rtp_timeout_secs > 0).then(|| Duration::from_secs(u64::from(spec.rtp_timeout_secs)));
-        self.slots[slot] = Some(Live { id, relay: Relay::new(spec.legs), socks, rtp_timeout, timed_out: false });
+        let relay = if spec.flags & ferroswitch_shared::msg::session_flags::ECHO != 0 {
+            Relay::echo(spec.legs[0])
+        } else {
+            Relay::new(spec.legs)
+        };
+        self.slots[slot] = Some(Live { id, relay, socks, rtp_timeout, timed_out: false });
         self.by_id.insert(id, slot);
         Ok(())
     }
@@ -246,8 +251,9 @@ impl Core {
             live.relay.on_rtp(leg, src, now, pkt, &mut note)
         };
         let Verdict::Forward { to } = verdict else { return None };
-        // From the other leg's socket: RTCP from its RTCP socket unless muxed.
-        let out = &live.socks[leg ^ 1];
+        // From the other leg's socket (an echo: the same leg's); RTCP from the RTCP socket
+        // unless muxed.
+        let out = &live.socks[if live.relay.is_echo() { leg } else { leg ^ 1 }];
         let sock = if is_rtcp { out[1].as_ref().or(out[0].as_ref()) } else { out[0].as_ref() };
         sock.map(|s| (s.as_raw_fd(), to))
     }
@@ -572,6 +578,18 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
             pending.clear();
         }
     }
+}
+
+/// A non-blocking UDP socket on `addr`, with SO_REUSEADDR: a media plane replaying its
+/// sessions after a restart binds the same ports while the killed one's io_uring may still
+/// hold its sockets for a moment.
+fn bind_media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 /// Ports tried for one session when others turn out to be held by another process.

@@ -250,6 +250,21 @@ fn ports_all_held_elsewhere_fail_the_create_and_leave_nothing(backend: worker::B
     assert_eq!(core.expect(EventKind::QueryDone).body::<ferroswitch_shared::msg::Count>().count, 0);
 }
 
+fn an_echo_session_sends_leg_as_media_back_to_it(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_on(ports, backend);
+    let pa = peer();
+    // The phone's SDP address is unusable (behind NAT): the echo latches it.
+    let mut spec = SessionSpec { legs: [leg(None, 0), leg(None, 0)], rtp_timeout_secs: 0, flags: 0 };
+    spec.flags = ferroswitch_shared::msg::session_flags::ECHO;
+    core.send(Command::new(CommandKind::Create as u16, 0, 5, 1).with_body(&spec));
+    let la = core.expect(EventKind::Created).body::<Created>().local[0].addr().unwrap();
+    for seq in 0..5u16 {
+        let p = rtp(0, seq, u32::from(seq) * 160, 0xe, &[0x55; 160]);
+        pa.send_to(&p, la).unwrap();
+        assert_eq!(recv(&pa), (p, la), "packet {seq} comes back from the port it went to");
+    }
+}
+
 /// Every relay test, on each backend, each with a port range of its own.
 macro_rules! on_backend {
     ($name:ident, $backend:expr, $base:expr) => {
@@ -269,6 +284,11 @@ macro_rules! on_backend {
             #[test]
             fn dtmf_and_rtp_timeout_events() {
                 super::telephone_events_and_rtp_timeouts_are_reported($backend, $base + 800);
+            }
+
+            #[test]
+            fn echo() {
+                super::an_echo_session_sends_leg_as_media_back_to_it($backend, $base + 1800);
             }
 
             #[test]

@@ -288,6 +288,13 @@ pub mod leg_flags {
     pub const RECV: u32 = 1 << 4;
 }
 
+/// Session flags ([`SessionSpec::flags`]).
+pub mod session_flags {
+    /// Echo: leg A's media goes back to leg A's peer, from leg A's own port (the dialplan's
+    /// `echo` application); leg B is not used.
+    pub const ECHO: u32 = 1;
+}
+
 /// Media kinds ([`LegSpec::media`]).
 pub mod media_kind {
     /// Audio.
@@ -336,7 +343,7 @@ pub struct SessionSpec {
     pub legs: [LegSpec; 2],
     /// Seconds without RTP before an [`EventKind::RtpTimeout`] (0: never).
     pub rtp_timeout_secs: u32,
-    /// Reserved, zero.
+    /// [`session_flags`].
     pub flags: u32,
 }
 

@@ -185,12 +185,25 @@ impl Leg {
 #[derive(Debug, Clone)]
 pub struct Relay {
     legs: [Leg; 2],
+    /// Leg A's packets go back to leg A (the echo application).
+    echo: bool,
 }
 
 impl Relay {
     /// A relay for two legs as signalled.
     pub fn new(legs: [LegSpec; 2]) -> Relay {
-        Relay { legs: [Leg::new(legs[0]), Leg::new(legs[1])] }
+        Relay { legs: [Leg::new(legs[0]), Leg::new(legs[1])], echo: false }
+    }
+
+    /// An echo: what leg A's peer sends comes back to it (from the same port). The peer is
+    /// latched from its packets when its SDP address is unusable.
+    pub fn echo(leg: LegSpec) -> Relay {
+        Relay { legs: [Leg::new(leg), Leg::new(LegSpec::default())], echo: true }
+    }
+
+    /// Whether this relay echoes (sends from the receiving leg's own socket).
+    pub fn is_echo(&self) -> bool {
+        self.echo
     }
 
     /// New signalling for both legs (a re-INVITE): the specs change, and a leg that was
@@ -256,7 +269,7 @@ impl Relay {
                 notices(Notice::Dtmf { leg: from, event: ev });
             }
         }
-        let to_leg = &mut self.legs[from ^ 1];
+        let to_leg = &mut self.legs[if self.echo { from } else { from ^ 1 }];
         let Some(to) = to_leg.peer else {
             return Verdict::Drop(Drop::NoPeer);
         };
@@ -276,7 +289,7 @@ impl Relay {
             return Verdict::Drop(Drop::StrictSource);
         }
         leg.rtcp_packets += 1;
-        match self.legs[from ^ 1].rtcp_peer {
+        match self.legs[if self.echo { from } else { from ^ 1 }].rtcp_peer {
             Some(to) => Verdict::Forward { to },
             None => Verdict::Drop(Drop::NoPeer),
         }
