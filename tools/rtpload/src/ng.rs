@@ -69,7 +69,10 @@ impl NgClient {
     /// cookie, as rtpengine expects of retransmissions). An `error` result is an `Err`.
     pub fn call(&mut self, request: &Value) -> Result<Value, String> {
         self.cookies += 1;
-        let cookie = format!("{}_{}", std::process::id(), self.cookies);
+        // Unique per client socket too: several clients of one process must not share
+        // cookies (a server answers a repeated cookie from its cache without redoing it).
+        let port = self.sock.local_addr().map_or(0, |a| a.port());
+        let cookie = format!("{}_{port}_{}", std::process::id(), self.cookies);
         let mut msg = format!("{cookie} ").into_bytes();
         request.encode_into(&mut msg);
         let mut buf = vec![0u8; 65536];
