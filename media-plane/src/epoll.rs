@@ -155,22 +155,33 @@ pub fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (s, len as libc::socklen_t)
 }
 
-fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(s.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
-        }
-        _ => None,
+/// The address in `b`, the raw bytes of a sockaddr as the kernel wrote them (a
+/// `recvmmsg` name, or io_uring's multishot receive), read in place.
+pub fn sockaddr_from_bytes(b: &[u8]) -> Option<SocketAddr> {
+    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    if family == libc::AF_INET && b.len() >= size_of::<libc::sockaddr_in>() {
+        let ip = Ipv4Addr::new(b[4], b[5], b[6], b[7]);
+        return Some(SocketAddr::V4(SocketAddrV4::new(ip, port)));
     }
+    if family == libc::AF_INET6 && b.len() >= size_of::<libc::sockaddr_in6>() {
+        let flowinfo = u32::from_ne_bytes(b[4..8].try_into().ok()?);
+        let octets: [u8; 16] = b[8..24].try_into().ok()?;
+        let scope_id = u32::from_ne_bytes(b[24..28].try_into().ok()?);
+        return Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(octets), port, flowinfo, scope_id)));
+    }
+    None
+}
+
+fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    // SAFETY: a sockaddr_storage is plain bytes, valid for its whole size.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (s as *const libc::sockaddr_storage).cast::<u8>(),
+            size_of::<libc::sockaddr_storage>(),
+        )
+    };
+    sockaddr_from_bytes(bytes)
 }
 
 #[cfg(test)]

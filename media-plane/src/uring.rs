@@ -316,7 +316,7 @@ impl Uring {
                 return Some(Completion::Ready(u64::MAX));
             };
             let truncated = out.is_payload_truncated();
-            let src = read_sockaddr(out.name_data());
+            let src = crate::epoll::sockaddr_from_bytes(out.name_data());
             let payload = out.payload_data();
             let at = payload.as_ptr() as usize - buf.as_ptr() as usize;
             (at, if truncated { 0 } else { payload.len() }, src)
@@ -328,25 +328,6 @@ impl Uring {
         let bytes = &mut self.bufs[start + payload_at..start + payload_at + payload_len];
         Some(Completion::Packet { token, bytes, src, bid, offset: payload_at })
     }
-}
-
-fn read_sockaddr(b: &[u8]) -> Option<SocketAddr> {
-    if b.len() < 2 {
-        return None;
-    }
-    let family = i32::from(u16::from_ne_bytes([b[0], b[1]]));
-    if family == libc::AF_INET && b.len() >= size_of::<libc::sockaddr_in>() {
-        let port = u16::from_be_bytes([b[2], b[3]]);
-        let ip = std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]);
-        return Some(SocketAddr::new(ip.into(), port));
-    }
-    if family == libc::AF_INET6 && b.len() >= size_of::<libc::sockaddr_in6>() {
-        let port = u16::from_be_bytes([b[2], b[3]]);
-        let mut octets = [0u8; 16];
-        octets.copy_from_slice(&b[8..24]);
-        return Some(SocketAddr::new(std::net::Ipv6Addr::from(octets).into(), port));
-    }
-    None
 }
 
 #[cfg(test)]
@@ -364,9 +345,9 @@ mod tests {
             let n = n as usize;
             // SAFETY: s is n bytes of initialised memory.
             let bytes = unsafe { std::slice::from_raw_parts((&s as *const libc::sockaddr_storage).cast::<u8>(), n) };
-            assert_eq!(read_sockaddr(bytes), Some(a));
+            assert_eq!(crate::epoll::sockaddr_from_bytes(bytes), Some(a));
         }
-        assert_eq!(read_sockaddr(&[0]), None);
+        assert_eq!(crate::epoll::sockaddr_from_bytes(&[0]), None);
     }
 
     #[test]

@@ -82,7 +82,32 @@ impl Value {
         out
     }
 
-    /// Appends the encoding to `out`.
+    /// Appends the canonical encoding (BEP 3: dictionary keys in sorted order) to `out`,
+    /// as a client sends it.
+    pub fn encode_canonical_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::List(items) => {
+                out.push(b'l');
+                for i in items {
+                    i.encode_canonical_into(out);
+                }
+                out.push(b'e');
+            }
+            Value::Dict(pairs) => {
+                let mut sorted: Vec<&(Vec<u8>, Value)> = pairs.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                out.push(b'd');
+                for (k, v) in sorted {
+                    Value::Bytes(k.clone()).encode_into(out);
+                    v.encode_canonical_into(out);
+                }
+                out.push(b'e');
+            }
+            scalar => scalar.encode_into(out),
+        }
+    }
+
+    /// Appends the encoding to `out`, dictionary keys in their order.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             Value::Int(n) => {
@@ -210,6 +235,31 @@ mod tests {
         assert_eq!(v.get("sdp").and_then(Value::as_str), Some("v=0\r\n"));
         assert_eq!(v.get("flags").unwrap().strings(), vec!["trust", "address"]);
         assert_eq!(Value::decode(&v.encode()).unwrap(), v);
+    }
+
+    #[test]
+    fn an_rtpengine_offer_reply_decodes() {
+        // As rtpengine 10.5 answers an offer (after the cookie and its space).
+        let sdp = "v=0\r\no=- 1545997027 1 IN IP4 127.0.0.1\r\ns=tester\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n\
+                   c=IN IP4 127.0.0.1\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\na=rtcp:30001\r\n";
+        let reply = format!("d3:sdp{}:{}6:result2:oke", sdp.len(), sdp);
+        let v = Value::decode(reply.as_bytes()).unwrap();
+        assert_eq!(v.get("result").and_then(Value::as_str), Some("ok"));
+        assert_eq!(v.get("sdp").and_then(Value::as_str), Some(sdp));
+        let err = Value::decode(b"d6:result5:error12:error-reason15:Unknown call-ide").unwrap();
+        assert_eq!(err.get("error-reason").and_then(Value::as_str), Some("Unknown call-id"));
+    }
+
+    #[test]
+    fn the_canonical_encoding_sorts_keys_at_every_level() {
+        let v = Value::dict([
+            ("sdp", Value::str("v=0")),
+            ("call-id", Value::str("c1")),
+            ("flags", Value::List(vec![Value::dict([("b", Value::Int(1)), ("a", Value::Int(2))])])),
+        ]);
+        let mut out = Vec::new();
+        v.encode_canonical_into(&mut out);
+        assert_eq!(out, b"d7:call-id2:c15:flagsld1:ai2e1:bi1eee3:sdp3:v=0e".to_vec());
     }
 
     #[test]

@@ -29,8 +29,9 @@ const MEDIA_WAIT: Duration = Duration::from_secs(3);
 struct Call {
     from_tag: String,
     to_tag: Option<String>,
-    /// Per m-line: its media session (None: rejected).
-    sessions: Vec<Option<u64>>,
+    /// Per m-line: its media session and the spec the media plane confirmed (None:
+    /// rejected).
+    sessions: Vec<Option<(u64, SessionSpec)>>,
     created: std::time::SystemTime,
 }
 
@@ -101,7 +102,7 @@ impl Ng {
             Request::Delete { call_id } => {
                 let call = self.calls.remove(&call_id).ok_or_else(|| format!("unknown call-id {call_id:?}"))?;
                 let mut total = StreamStats::default();
-                for id in call.sessions.iter().flatten() {
+                for (id, _) in call.sessions.iter().flatten() {
                     if let Some(s) = self.media.destroy_confirmed(*id).await {
                         add(&mut total, &s);
                     }
@@ -112,7 +113,7 @@ impl Ng {
             Request::Query { call_id } => {
                 let call = self.calls.get(&call_id).ok_or_else(|| format!("unknown call-id {call_id:?}"))?;
                 let mut total = StreamStats::default();
-                for id in call.sessions.iter().flatten() {
+                for (id, _) in call.sessions.iter().flatten() {
                     if let Some(s) = self.media.stats(*id).await {
                         add(&mut total, &s);
                     }
@@ -148,14 +149,14 @@ impl Ng {
             let a = leg_from(m, command::usable(ip, m.port), self.media_ip, &o, true);
             let b = LegSpec { remote: Endpoint::default(), ..leg_from(m, None, self.media_ip, &o, false) };
             let spec = SessionSpec { legs: [a, b], rtp_timeout_secs: 60, flags: 0 };
-            let prior = existing.as_ref().and_then(|s| s.get(i).copied().flatten());
+            let prior = existing.as_ref().and_then(|s| s.get(i).copied().flatten()).map(|(id, _)| id);
             let confirmed = match prior {
                 Some(id) => tokio::time::timeout(MEDIA_WAIT, self.media.update_confirmed(id, spec)).await,
                 None => tokio::time::timeout(MEDIA_WAIT, self.media.create_confirmed(spec)).await,
             };
             let (id, held) = confirmed.map_err(|_| "the media plane did not answer in time".to_string())??;
             rewrite(&mut sdp, i, &held.legs[1].local, &o);
-            sessions.push(Some(id));
+            sessions.push(Some((id, held)));
         }
         finish(&mut sdp, self.media_ip, &o);
         info!(call_id = %o.call_id, streams = sessions.len(), "NG offer");
@@ -170,22 +171,21 @@ impl Ng {
         let mut sdp = Sdp::parse(&a.sdp).map_err(|e| e.to_string())?;
         let call = self.calls.get_mut(&a.call_id).ok_or_else(|| format!("unknown call-id {:?}", a.call_id))?;
         call.to_tag = a.to_tag.clone();
-        let sessions = call.sessions.clone();
+        let mut sessions = call.sessions.clone();
         for i in 0..sdp.media.len() {
-            let Some(Some(id)) = sessions.get(i).copied() else { continue };
+            let Some(Some((id, mut spec))) = sessions.get(i).copied() else { continue };
             let m = &sdp.media[i];
             let ip = command::peer_ip(sdp.connection_for(i).and_then(Connection::ip), &a);
-            let Some(current) = self.media.sessions().await.into_iter().find(|(s, _)| *s == id).map(|(_, d)| d.spec)
-            else {
-                return Err(format!("session {id} is gone"));
-            };
-            let mut spec = current;
             let b = leg_from(m, command::usable(ip, m.port), self.media_ip, &a, true);
             spec.legs[1] = LegSpec { local: spec.legs[1].local, ..b };
             let (_, held) = tokio::time::timeout(MEDIA_WAIT, self.media.update_confirmed(id, spec))
                 .await
                 .map_err(|_| "the media plane did not answer in time".to_string())??;
             rewrite(&mut sdp, i, &held.legs[0].local, &a);
+            sessions[i] = Some((id, held));
+        }
+        if let Some(call) = self.calls.get_mut(&a.call_id) {
+            call.sessions = sessions;
         }
         finish(&mut sdp, self.media_ip, &a);
         info!(call_id = %a.call_id, "NG answer");

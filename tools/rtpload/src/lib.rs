@@ -2,7 +2,6 @@
 //! rtpengine over NG, the bare forwarder), and the bare forwarder itself. See
 //! tools/rtpload/README.md.
 
-pub mod bencode;
 pub mod forwarder;
 pub mod load;
 pub mod net;

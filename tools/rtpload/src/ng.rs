@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use crate::bencode::{self, Value};
+use control_plane::ng::bencode::Value;
 
 /// A minimal SDP offering PCMU on `addr` (RTP port; RTCP on the port above).
 pub fn sdp_for(addr: SocketAddr, version: u64) -> String {
@@ -74,7 +74,7 @@ impl NgClient {
         let port = self.sock.local_addr().map_or(0, |a| a.port());
         let cookie = format!("{}_{port}_{}", std::process::id(), self.cookies);
         let mut msg = format!("{cookie} ").into_bytes();
-        request.encode_into(&mut msg);
+        request.encode_canonical_into(&mut msg);
         let mut buf = vec![0u8; 65536];
         for _ in 0..self.tries {
             self.sock.send_to(&msg, self.server).map_err(|e| format!("ng send to {}: {e}", self.server))?;
@@ -90,8 +90,8 @@ impl NgClient {
                 let Some(body) = buf[..n].strip_prefix(cookie.as_bytes()).and_then(|b| b.strip_prefix(b" ")) else {
                     continue; // a late answer to an earlier try
                 };
-                let reply = bencode::decode(body).map_err(|e| format!("ng reply: {e}"))?;
-                return match reply.get("result").and_then(Value::as_str).as_deref() {
+                let reply = Value::decode(body).map_err(|e| format!("ng reply: {e}"))?;
+                return match reply.get("result").and_then(Value::as_str) {
                     Some("ok") => Ok(reply),
                     other => Err(format!(
                         "ng {}: {} ({})",
@@ -147,7 +147,7 @@ impl NgClient {
 
 fn reply_addr(reply: &Value) -> Result<SocketAddr, String> {
     let sdp = reply.get("sdp").and_then(Value::as_str).ok_or("ng reply without an sdp")?;
-    sdp_media_addr(&sdp).ok_or_else(|| format!("no audio address in the reply's SDP: {sdp:?}"))
+    sdp_media_addr(sdp).ok_or_else(|| format!("no audio address in the reply's SDP: {sdp:?}"))
 }
 
 #[cfg(test)]
