@@ -5,6 +5,7 @@
 pub mod ctl;
 pub mod link;
 pub mod negotiate;
+pub mod rewrite;
 pub mod supervisor;
 
 pub use link::{Desired, HeldSession, LinkEvent, LinkStats, MediaLink};

@@ -2,42 +2,9 @@
 //! or JSON from clients that speak it); [`parse`] turns the dictionary into a
 //! [`Request`], [`ok`] and [`error`] build the answers.
 
-use std::net::SocketAddr;
-
 use super::bencode::Value;
 
-/// The flags of an offer or answer that change how media is handled.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Flags {
-    /// `trust address`: use the SDP's address, not the packet source.
-    pub trust_address: bool,
-    /// `SIP source address`: use `received-from` instead of the SDP's address.
-    pub sip_source_address: bool,
-    /// `symmetric` (the default) / `asymmetric`: learn the peer from its packets, or not.
-    pub asymmetric: bool,
-    /// `strict source`: after latching, drop packets from anyone else.
-    pub strict_source: bool,
-    /// `port latching`: latch once, never move.
-    pub port_latching: bool,
-    /// `ICE=remove`.
-    pub ice_remove: bool,
-    /// `replace`: `origin`, `session-connection`.
-    pub replace: Vec<String>,
-    /// `rtcp-mux`: `offer`, `demux`, `accept`, ...
-    pub rtcp_mux: Vec<String>,
-    /// `direction`: two interface names (kept for the answer).
-    pub direction: Vec<String>,
-    /// `transport protocol`, e.g. `RTP/AVP`.
-    pub transport_protocol: Option<String>,
-    /// `codec` → `strip`: encodings removed from the offer (`all` for every one).
-    pub codec_strip: Vec<String>,
-    /// `codec` → `offer` / `transcode`: encodings added to the offer.
-    pub codec_offer: Vec<String>,
-    /// `codec` → `mask`: encodings hidden from the other side but still accepted.
-    pub codec_mask: Vec<String>,
-    /// `codec` → `accept`: encodings accepted from the answer.
-    pub codec_accept: Vec<String>,
-}
+pub use crate::media::rewrite::Flags;
 
 /// An offer or answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,10 +188,7 @@ pub fn peer_ip(sdp_ip: Option<std::net::IpAddr>, req: &OfferAnswer) -> Option<st
     sdp_ip
 }
 
-/// Socket address from an IP and port, skipping the unusable `0.0.0.0`/`::` and port 0.
-pub fn usable(ip: Option<std::net::IpAddr>, port: u16) -> Option<SocketAddr> {
-    ip.filter(|i| !i.is_unspecified()).filter(|_| port != 0).map(|i| SocketAddr::new(i, port))
-}
+pub use crate::media::rewrite::usable;
 
 #[cfg(test)]
 mod tests {

@@ -5,20 +5,19 @@
 //! [`COOKIE_TTL`]) gets the first answer again without being redone.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ferroswitch_shared::msg::{
-    codec, leg_flags, media_kind, Endpoint, LegSpec, PayloadMap, SessionSpec, StreamStats, MAX_CODECS,
-};
+use ferroswitch_shared::msg::{Endpoint, LegSpec, SessionSpec, StreamStats};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::bencode::Value;
 use super::command::{self, OfferAnswer, Request};
+use crate::media::rewrite::{finish, leg_from, rewrite};
 use crate::media::MediaHandle;
-use crate::sdp::{Connection, Media, Sdp, ICE_ATTRIBUTES};
+use crate::sdp::{Connection, Sdp};
 
 /// How long an answer is kept for a retransmitted request.
 pub const COOKIE_TTL: Duration = Duration::from_secs(30);
@@ -146,8 +145,8 @@ impl Ng {
                 continue;
             }
             let ip = command::peer_ip(sdp.connection_for(i).and_then(Connection::ip), &o);
-            let a = leg_from(m, command::usable(ip, m.port), self.media_ip, &o, true);
-            let b = LegSpec { remote: Endpoint::default(), ..leg_from(m, None, self.media_ip, &o, false) };
+            let a = leg_from(m, command::usable(ip, m.port), self.media_ip, &o.flags, true);
+            let b = LegSpec { remote: Endpoint::default(), ..leg_from(m, None, self.media_ip, &o.flags, false) };
             let spec = SessionSpec { legs: [a, b], rtp_timeout_secs: 60, flags: 0 };
             let prior = existing.as_ref().and_then(|s| s.get(i).copied().flatten()).map(|(id, _)| id);
             let confirmed = match prior {
@@ -155,10 +154,10 @@ impl Ng {
                 None => tokio::time::timeout(MEDIA_WAIT, self.media.create_confirmed(spec)).await,
             };
             let (id, held) = confirmed.map_err(|_| "the media plane did not answer in time".to_string())??;
-            rewrite(&mut sdp, i, &held.legs[1].local, &o);
+            rewrite(&mut sdp, i, &held.legs[1].local, &o.flags);
             sessions.push(Some((id, held)));
         }
-        finish(&mut sdp, self.media_ip, &o);
+        finish(&mut sdp, self.media_ip, &o.flags);
         info!(call_id = %o.call_id, streams = sessions.len(), "NG offer");
         self.calls.insert(
             o.call_id.clone(),
@@ -176,125 +175,20 @@ impl Ng {
             let Some(Some((id, mut spec))) = sessions.get(i).copied() else { continue };
             let m = &sdp.media[i];
             let ip = command::peer_ip(sdp.connection_for(i).and_then(Connection::ip), &a);
-            let b = leg_from(m, command::usable(ip, m.port), self.media_ip, &a, true);
+            let b = leg_from(m, command::usable(ip, m.port), self.media_ip, &a.flags, true);
             spec.legs[1] = LegSpec { local: spec.legs[1].local, ..b };
             let (_, held) = tokio::time::timeout(MEDIA_WAIT, self.media.update_confirmed(id, spec))
                 .await
                 .map_err(|_| "the media plane did not answer in time".to_string())??;
-            rewrite(&mut sdp, i, &held.legs[0].local, &a);
+            rewrite(&mut sdp, i, &held.legs[0].local, &a.flags);
             sessions[i] = Some((id, held));
         }
         if let Some(call) = self.calls.get_mut(&a.call_id) {
             call.sessions = sessions;
         }
-        finish(&mut sdp, self.media_ip, &a);
+        finish(&mut sdp, self.media_ip, &a.flags);
         info!(call_id = %a.call_id, "NG answer");
         Ok(command::ok(cookie, vec![("sdp", Value::Bytes(sdp.write().into_bytes()))]))
-    }
-}
-
-/// The leg spec for a peer whose SDP section is `m` at `remote` (None: latch it).
-fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, req: &OfferAnswer, signalled: bool) -> LegSpec {
-    let mut leg = LegSpec {
-        local: Endpoint::from_addr(SocketAddr::new(media_ip, 0)),
-        remote: remote.map(Endpoint::from_addr).unwrap_or_default(),
-        media: if m.kind == "video" { media_kind::VIDEO } else { media_kind::AUDIO },
-        ptime_ms: m.ptime().and_then(|p| u8::try_from(p).ok()).unwrap_or(0),
-        ..LegSpec::default()
-    };
-    let mut flags = leg_flags::SEND | leg_flags::RECV;
-    if !req.flags.asymmetric {
-        flags |= leg_flags::SYMMETRIC;
-    }
-    if req.flags.strict_source {
-        flags |= leg_flags::STRICT_SOURCE;
-    }
-    let demux = req.flags.rtcp_mux.iter().any(|f| f == "demux");
-    if signalled && m.rtcp_mux() && !demux {
-        flags |= leg_flags::RTCP_MUX;
-    }
-    leg.flags = flags;
-    if let Some(p) = m.rtcp_port().filter(|&p| p != 0 && signalled) {
-        leg.remote_rtcp_port = p;
-    }
-    for map in m.rtpmaps().into_iter().take(MAX_CODECS) {
-        let id = match map.encoding.to_ascii_uppercase().as_str() {
-            "PCMU" => codec::PCMU,
-            "PCMA" => codec::PCMA,
-            "G722" => codec::G722,
-            "OPUS" => codec::OPUS,
-            "TELEPHONE-EVENT" => codec::TELEPHONE_EVENT,
-            _ => codec::OTHER,
-        };
-        leg.codecs[usize::from(leg.codec_count)] = PayloadMap {
-            clock_rate: map.clock_rate,
-            pt: map.pt,
-            codec: id,
-            channels: map.channels.unwrap_or(1),
-            _pad: 0,
-        };
-        leg.codec_count += 1;
-    }
-    leg
-}
-
-/// Points m-line `i` at the media plane's `local` endpoint and applies the codec,
-/// transport and rtcp-mux flags.
-fn rewrite(sdp: &mut Sdp, i: usize, local: &Endpoint, req: &OfferAnswer) {
-    let Some(addr) = local.addr() else { return };
-    let m = &mut sdp.media[i];
-    m.port = addr.port();
-    m.connection = Some(connection(addr.ip()));
-    if let Some(p) = &req.flags.transport_protocol {
-        m.proto = p.clone();
-    }
-    // rtcp: RTP + 1 unless muxed.
-    m.attributes.retain(|a| !a.name.eq_ignore_ascii_case("rtcp"));
-    if req.flags.rtcp_mux.iter().any(|f| f == "demux") {
-        m.attributes.retain(|a| !a.name.eq_ignore_ascii_case("rtcp-mux"));
-    }
-    if !m.rtcp_mux() {
-        m.attributes.push(crate::sdp::Attribute { name: "rtcp".into(), value: Some((addr.port() + 1).to_string()) });
-    }
-    let strip = &req.flags.codec_strip;
-    if !strip.is_empty() {
-        let all = strip.iter().any(|s| s.eq_ignore_ascii_case("all"));
-        let gone: Vec<String> = m
-            .rtpmaps()
-            .into_iter()
-            .filter(|r| all || strip.iter().any(|s| s.eq_ignore_ascii_case(&r.encoding)))
-            .map(|r| r.pt.to_string())
-            .collect();
-        m.formats.retain(|f| !gone.contains(f));
-        m.attributes.retain(|a| {
-            let about = a.value.as_deref().and_then(|v| v.split(' ').next()).unwrap_or_default();
-            !((a.name == "rtpmap" || a.name == "fmtp") && gone.iter().any(|g| g == about))
-        });
-    }
-    if req.flags.ice_remove {
-        m.strip(ICE_ATTRIBUTES);
-    }
-}
-
-/// Session-level changes: the connection line and, if asked, the origin's address.
-fn finish(sdp: &mut Sdp, media_ip: IpAddr, req: &OfferAnswer) {
-    if sdp.connection.is_some() || req.flags.replace.iter().any(|r| r == "session-connection") {
-        sdp.connection = Some(connection(media_ip));
-    }
-    if req.flags.replace.iter().any(|r| r == "origin") {
-        sdp.origin.addr_type = if media_ip.is_ipv4() { "IP4" } else { "IP6" }.into();
-        sdp.origin.address = media_ip.to_string();
-    }
-    if req.flags.ice_remove {
-        sdp.strip(ICE_ATTRIBUTES);
-    }
-}
-
-fn connection(ip: IpAddr) -> Connection {
-    Connection {
-        net_type: "IN".into(),
-        addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
-        address: ip.to_string(),
     }
 }
 
