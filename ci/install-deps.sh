@@ -4,12 +4,14 @@
 #   build: what building the switch needs beyond the Rust toolchain (nothing yet: the
 #          SIP stack is pure Rust; libopus-dev and pkg-config arrive with transcoding)
 #   test:  the real peers the test suite drives: SIPp (sip-tester), sipsak, the
-#          baresip softphone (baresip-core), and rtpengine's NG client (rtpengine-utils)
+#          baresip softphone (baresip-core), rtpengine's NG client (rtpengine-utils),
+#          and the Kamailio SIP proxy (kamailio: its rtpengine module, rtpengine.so, is in
+#          the main package)
 set -euo pipefail
 what="${1:-test}"
 case "$what" in
   build) pkgs=() ;;
-  test) pkgs=(sip-tester sipsak baresip-core rtpengine-utils) ;;
+  test) pkgs=(sip-tester sipsak baresip-core rtpengine-utils kamailio) ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 missing=()

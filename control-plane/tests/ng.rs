@@ -121,6 +121,22 @@ fn offer_answer_relay_query_and_delete_through_the_media_plane() {
         assert_eq!((&buf[..n], from), (rtp(seq).as_slice(), for_a));
     }
 
+    // query names each side's media-plane port and peer, rtpengine's way (its counters come
+    // from the media plane's periodic reports, so their values are checked where a call lasts).
+    let q = c.call(Value::dict([("command", Value::str("query")), ("call-id", Value::str("call-1"))]), None);
+    for (tag, other, port, peer) in [("tag-a", "tag-b", for_a, &pa), ("tag-b", "tag-a", for_b, &pb)] {
+        let side = q.get("tags").and_then(|t| t.get(tag)).unwrap_or_else(|| panic!("no {tag} in {q:?}"));
+        assert_eq!(side.get("in dialogue with").and_then(Value::as_str), Some(other));
+        let Some(Value::List(medias)) = side.get("medias") else { panic!("no medias in {side:?}") };
+        assert_eq!(medias.len(), 1);
+        assert_eq!(medias[0].get("type").and_then(Value::as_str), Some("audio"));
+        let Some(Value::List(streams)) = medias[0].get("streams") else { panic!("no streams in {side:?}") };
+        assert_eq!(streams[0].get("local port"), Some(&Value::Int(i64::from(port.port()))));
+        let endpoint = streams[0].get("endpoint").expect("the peer's endpoint");
+        assert_eq!(endpoint.get("address").and_then(Value::as_str), Some("127.0.0.1"));
+        assert_eq!(endpoint.get("port"), Some(&Value::Int(i64::from(peer.local_addr().unwrap().port()))));
+    }
+
     let list = c.call(Value::dict([("command", Value::str("list"))]), None);
     assert_eq!(list.get("calls"), Some(&Value::List(vec![Value::str("call-1")])));
     let del = c.call(Value::dict([("command", Value::str("delete")), ("call-id", Value::str("call-1"))]), None);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ferroswitch_shared::msg::{Endpoint, LegSpec, SessionSpec, StreamStats};
+use ferroswitch_shared::msg::{media_kind, Endpoint, LegSpec, SessionSpec, StreamStats};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -112,15 +112,18 @@ impl Ng {
             Request::Query { call_id } => {
                 let call = self.calls.get(&call_id).ok_or_else(|| format!("unknown call-id {call_id:?}"))?;
                 let mut total = StreamStats::default();
-                for (id, _) in call.sessions.iter().flatten() {
-                    if let Some(s) = self.media.stats(*id).await {
-                        add(&mut total, &s);
-                    }
+                let mut streams = Vec::with_capacity(call.sessions.len());
+                for (i, s) in call.sessions.iter().enumerate() {
+                    let Some((id, spec)) = s else { continue };
+                    let stats = self.media.stats(*id).await.unwrap_or_default();
+                    add(&mut total, &stats);
+                    streams.push((i, *spec, stats));
                 }
                 let mut fields = totals(&total, call.created);
-                let mut tags = vec![(call.from_tag.as_str(), Value::dict([("tag", Value::str(&call.from_tag))]))];
+                let mut tags =
+                    vec![(call.from_tag.as_str(), monologue(&call.from_tag, call.to_tag.as_deref(), 0, &streams))];
                 if let Some(t) = &call.to_tag {
-                    tags.push((t.as_str(), Value::dict([("tag", Value::str(t))])));
+                    tags.push((t.as_str(), monologue(t, Some(&call.from_tag), 1, &streams)));
                 }
                 fields.push(("tags", Value::dict(tags)));
                 Ok(command::ok(cookie, fields))
@@ -199,6 +202,53 @@ fn add(total: &mut StreamStats, s: &StreamStats) {
         t.lost += l.lost;
         t.dropped += l.dropped;
     }
+}
+
+/// One side of a call as rtpengine's `query` has it under `tags`: its tag, the tag it talks
+/// to, and per m-line (`index` counts from 1) the media plane's port for it (`local port`),
+/// its peer (`endpoint`) and what the peer sent (`stats`). `leg` 0 is the from-tag's side.
+fn monologue(tag: &str, other: Option<&str>, leg: usize, streams: &[(usize, SessionSpec, StreamStats)]) -> Value {
+    let medias = streams
+        .iter()
+        .map(|(i, spec, stats)| {
+            let l = &spec.legs[leg];
+            let s = &stats.legs[leg];
+            let mut stream = vec![
+                ("local port", Value::Int(i64::from(l.local.port))),
+                (
+                    "stats",
+                    Value::dict([
+                        ("packets", Value::Int(s.packets as i64)),
+                        ("bytes", Value::Int(s.bytes as i64)),
+                        ("errors", Value::Int(s.dropped as i64)),
+                    ]),
+                ),
+            ];
+            if let Some(a) = l.remote.addr() {
+                let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
+                stream.push((
+                    "endpoint",
+                    Value::dict([
+                        ("family", Value::str(family)),
+                        ("address", Value::str(&a.ip().to_string())),
+                        ("port", Value::Int(i64::from(a.port()))),
+                    ]),
+                ));
+            }
+            let kind = if l.media == media_kind::VIDEO { "video" } else { "audio" };
+            Value::dict([
+                ("index", Value::Int(*i as i64 + 1)),
+                ("type", Value::str(kind)),
+                ("streams", Value::List(vec![Value::dict(stream)])),
+            ])
+        })
+        .collect();
+    let mut fields = vec![("tag", Value::str(tag))];
+    if let Some(o) = other {
+        fields.push(("in dialogue with", Value::str(o)));
+    }
+    fields.push(("medias", Value::List(medias)));
+    Value::dict(fields)
 }
 
 /// `created` and `totals` as `query` and `delete` return them.
