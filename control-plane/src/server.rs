@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::media::{MediaHandle, SpawnSpec, SupervisorOptions};
+use crate::b2bua::{MediaAnswer, MediaRequest, MediaSettings};
+use crate::media::{MediaHandle, MediaNotice, SpawnSpec, SupervisorOptions};
 use bytes::Bytes;
+use ferroswitch_shared::msg::{SessionSpec, StreamStats};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -128,6 +130,25 @@ impl Server {
         // rest is cleared (the driver sends and stores what that emits before anything else).
         switch.recover(Instant::now(), &loaded.calls, &loaded.live_channels, &loaded.dialogs);
         let media = start_media(&config, media_program);
+        // Bridged calls' media goes through the media plane when there is one.
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        if let Some(m) = &media {
+            switch.set_media(MediaSettings {
+                enabled: true,
+                rtp_ip: config.media.rtp_ip,
+                prefs: config.media.codec_prefs.clone(),
+                rtp_timeout_secs: config.media.rtp_timeout_secs,
+            });
+            let mut notices = m.subscribe();
+            let to_driver = media_tx.clone();
+            tokio::spawn(async move {
+                while let Some(MediaNotice::RtpTimeout { id }) = notices.recv().await {
+                    if to_driver.send(MediaInput::Timeout(id)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let ng = match (config.ng.listen, &media) {
             (Some(addr), Some(m)) => {
                 let sock = tokio::net::UdpSocket::bind(addr).await.map_err(|source| StartError::Bind {
@@ -178,8 +199,10 @@ impl Server {
             symmetric: config.sip.symmetric_response,
             stats: stats_tx,
             storage,
+            media: media.clone(),
+            media_tx,
         };
-        let task = tokio::spawn(driver.run(from_transports, shutdown_rx));
+        let task = tokio::spawn(driver.run(from_transports, media_rx, shutdown_rx));
         for a in &udp_addrs {
             info!(addr = %a, "SIP listening on UDP");
         }
@@ -244,10 +267,59 @@ struct Driver {
     symmetric: bool,
     stats: watch::Sender<Stats>,
     storage: StorageHandle,
+    /// The media plane (None: `media.mode = "off"`), and where its answers come back.
+    media: Option<MediaHandle>,
+    media_tx: mpsc::UnboundedSender<MediaInput>,
+}
+
+/// What the media plane tells the SIP driver.
+enum MediaInput {
+    /// The answer to a B2BUA's session request.
+    Answer(MediaAnswer),
+    /// A session's RTP timed out.
+    Timeout(u64),
+    /// A session of a call that ended is gone, with its final counters.
+    Destroyed { cdr: [Option<String>; 2], echo: bool, stats: StreamStats },
+}
+
+/// How long a call waits for the media plane to create its sessions.
+const MEDIA_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Creates one session per spec, in order; on a failure, those already created are
+/// destroyed and the reason returned.
+async fn create_sessions(
+    media: &MediaHandle,
+    specs: Vec<Option<SessionSpec>>,
+) -> Result<Vec<Option<(u64, SessionSpec)>>, String> {
+    let mut out: Vec<Option<(u64, SessionSpec)>> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let Some(spec) = spec else {
+            out.push(None);
+            continue;
+        };
+        let why = match tokio::time::timeout(MEDIA_WAIT, media.create_confirmed(spec)).await {
+            Ok(Ok(held)) => {
+                out.push(Some(held));
+                continue;
+            }
+            Ok(Err(why)) => why,
+            Err(_) => format!("the media plane did not answer in {MEDIA_WAIT:?}"),
+        };
+        for (id, _) in out.iter().flatten() {
+            media.destroy(*id).await;
+        }
+        return Err(why);
+    }
+    Ok(out)
 }
 
 impl Driver {
-    async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut from_media: mpsc::UnboundedReceiver<MediaInput>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| warn!(error = %e, "SIGHUP reload unavailable"))
             .ok();
@@ -275,6 +347,20 @@ impl Driver {
                         }
                     }
                 }
+                Some(input) = from_media.recv() => {
+                    let now = Instant::now();
+                    match input {
+                        MediaInput::Answer(a) => self.switch.handle_media_answer(now, a),
+                        MediaInput::Timeout(id) => self.switch.handle_media_timeout(now, id),
+                        MediaInput::Destroyed { cdr, echo, stats } => {
+                            for (leg, uuid) in cdr.into_iter().enumerate() {
+                                let Some(uuid) = uuid else { continue };
+                                let media = crate::b2bua::media::cdr_media(&stats, leg, echo);
+                                self.storage.write(crate::storage::Write::AddCdrMedia { uuid, media });
+                            }
+                        }
+                    }
+                }
                 _ = sleep => {}
                 Some(()) = async {
                     match hangup.as_mut() {
@@ -299,6 +385,9 @@ impl Driver {
     /// publishes its counters.
     async fn after_turn(&mut self) {
         self.flush().await;
+        while let Some(req) = self.switch.poll_media() {
+            self.media_request(req);
+        }
         while let Some(change) = self.switch.poll_change() {
             self.storage.write(persist::write_of(change));
         }
@@ -338,6 +427,35 @@ impl Driver {
                 Err(e) => warn!(error = %e, "dialplan reload refused: the previous dialplan stays in force"),
             },
             None => self.switch.set_dialplan(crate::dialplan::Dialplan::embedded_default()),
+        }
+    }
+
+    /// Carries out a B2BUA's media request; a creation's answer comes back through
+    /// `media_tx`.
+    fn media_request(&self, req: MediaRequest) {
+        match (req, self.media.clone()) {
+            (MediaRequest::Create { token, specs }, Some(media)) => {
+                let tx = self.media_tx.clone();
+                tokio::spawn(async move {
+                    let result = create_sessions(&media, specs).await;
+                    let _ = tx.send(MediaInput::Answer(MediaAnswer { token, result }));
+                });
+            }
+            (MediaRequest::Create { token, .. }, None) => {
+                let result = Err("media.mode = \"off\"".to_string());
+                let _ = self.media_tx.send(MediaInput::Answer(MediaAnswer { token, result }));
+            }
+            (MediaRequest::Update { id, spec }, Some(media)) => media.update(id, spec),
+            (MediaRequest::Destroy { id, cdr, echo }, Some(media)) => {
+                let tx = self.media_tx.clone();
+                tokio::spawn(async move {
+                    // The final counters go to the legs' CDRs.
+                    if let Ok(Some(stats)) = tokio::time::timeout(MEDIA_WAIT, media.destroy_confirmed(id)).await {
+                        let _ = tx.send(MediaInput::Destroyed { cdr, echo, stats });
+                    }
+                });
+            }
+            (_, None) => {}
         }
     }
 

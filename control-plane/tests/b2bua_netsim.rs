@@ -13,15 +13,18 @@ use bytes::Bytes;
 use control_plane::auth::{Algorithm, Authenticator, Credentials, Secret};
 use control_plane::b2bua::channel::ChannelState::{self, *};
 use control_plane::b2bua::recovery::RecoveryReport;
+use control_plane::b2bua::{MediaAnswer, MediaRequest, MediaSettings};
 use control_plane::config::Config;
 use control_plane::ids::IdGen;
 use control_plane::netsim::Network;
+use control_plane::sdp::Sdp;
 use control_plane::sip::message::write::{response_to, Writer};
 use control_plane::sip::message::{Framing, HeaderName, Message, Method};
 use control_plane::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use control_plane::sip::transport::{Peer, TransportKind};
-use control_plane::storage::{CdrRow, Loaded, Storage, Write};
+use control_plane::storage::{CdrRow, Direction, Loaded, Storage, Write};
 use control_plane::switch::Switch;
+use ferroswitch_shared::msg::{session_flags, Endpoint, SessionSpec};
 
 const SW: &str = "127.0.0.1:5060";
 const UAC: &str = "127.0.0.1:5070";
@@ -61,6 +64,10 @@ struct Ua {
     ack_2xx: bool,
     /// The body of the last 183 received (early media SDP).
     early_sdp: Option<Vec<u8>>,
+    /// The body of the last 2xx to its INVITE.
+    answer_sdp: Option<Vec<u8>>,
+    /// The body its ACKs carry (an answer to an offer in a 2xx).
+    ack_body: Vec<u8>,
 }
 
 impl Ua {
@@ -80,6 +87,8 @@ impl Ua {
             last_request: None,
             ack_2xx: true,
             early_sdp: None,
+            answer_sdp: None,
+            ack_body: Vec::new(),
         }
     }
 
@@ -226,8 +235,10 @@ impl Ua {
                     let from = String::from_utf8_lossy(msg.header(HeaderName::From).unwrap()).into_owned();
                     let call_id = String::from_utf8_lossy(msg.call_id()).into_owned();
                     self.dialog = Some((target, to, from, call_id));
+                    self.answer_sdp = Some(msg.body().to_vec());
                     if self.ack_2xx {
-                        self.in_dialog(now, "ACK", msg.cseq());
+                        let body = self.ack_body.clone();
+                        self.in_dialog_with(now, "ACK", msg.cseq(), &body);
                     }
                 }
             }
@@ -260,6 +271,58 @@ struct World {
     uac: Ua,
     uas: Ua,
     writes: Vec<Write>,
+    /// The media plane, faked: it answers every request at once.
+    media: Option<FakeMedia>,
+}
+
+/// A media plane that holds sessions and gives each leg a port, in order from 30000.
+#[derive(Default)]
+struct FakeMedia {
+    sessions: std::collections::BTreeMap<u64, SessionSpec>,
+    next_id: u64,
+    next_port: u16,
+    /// Destroyed sessions with the CDR legs they report to.
+    destroyed: Vec<(u64, [Option<String>; 2])>,
+    /// Updates applied, in order.
+    updates: Vec<(u64, SessionSpec)>,
+    /// Refuse creations with this reason.
+    refuse: Option<String>,
+}
+
+impl FakeMedia {
+    fn handle(&mut self, req: MediaRequest) -> Option<MediaAnswer> {
+        match req {
+            MediaRequest::Create { token, specs } => {
+                if let Some(why) = &self.refuse {
+                    return Some(MediaAnswer { token, result: Err(why.clone()) });
+                }
+                let mut held = Vec::new();
+                for spec in specs {
+                    held.push(spec.map(|mut spec| {
+                        for leg in &mut spec.legs {
+                            let ip = leg.local.addr().unwrap().ip();
+                            leg.local = Endpoint::from_addr(SocketAddr::new(ip, 30000 + self.next_port));
+                            self.next_port += 2;
+                        }
+                        self.next_id += 1;
+                        self.sessions.insert(self.next_id, spec);
+                        (self.next_id, spec)
+                    }));
+                }
+                Some(MediaAnswer { token, result: Ok(held) })
+            }
+            MediaRequest::Update { id, spec } => {
+                assert!(self.sessions.insert(id, spec).is_some(), "update of an unknown session {id}");
+                self.updates.push((id, spec));
+                None
+            }
+            MediaRequest::Destroy { id, cdr, .. } => {
+                assert!(self.sessions.remove(&id).is_some(), "destroy of an unknown session {id}");
+                self.destroyed.push((id, cdr));
+                None
+            }
+        }
+    }
 }
 
 impl World {
@@ -278,7 +341,16 @@ impl World {
             uac: Ua::new(addr(UAC), "1000", seed + 1),
             uas: Ua::new(addr(UAS), "1001", seed + 2),
             writes: vec![],
+            media: None,
         }
+    }
+
+    /// A world whose switch sends bridged calls' media through a (fake) media plane.
+    fn with_media(seed: u64) -> World {
+        let mut w = World::new(seed, 0.0);
+        w.switch.set_media(MediaSettings { enabled: true, ..MediaSettings::default() });
+        w.media = Some(FakeMedia::default());
+        w
     }
 
     /// Runs until `done` holds or `limit` of virtual time passes; returns whether it held.
@@ -339,6 +411,13 @@ impl World {
             }
             while let Some(w) = self.switch.poll_write() {
                 self.writes.push(w);
+            }
+            while let Some(req) = self.switch.poll_media() {
+                let media = self.media.as_mut().expect("media requests only with the media plane on");
+                if let Some(answer) = media.handle(req) {
+                    self.switch.handle_media_answer(now, answer);
+                }
+                moved = true;
             }
             for ua in [&mut self.uac, &mut self.uas] {
                 while let Some(o) = ua.layer.poll_output() {
@@ -909,4 +988,194 @@ fn a_caller_parked_in_echo_at_the_crash_is_cleared_and_gets_a_bye() {
     );
     assert!(crashed[0].answer_at.is_some());
     w.assert_channels_cleaned();
+}
+
+// ---- The calls' media through the media plane (issue 6), with a fake media plane ----
+
+/// Where the first stream of an SDP points.
+fn media_addr(body: &[u8]) -> SocketAddr {
+    let sdp = Sdp::parse(body).unwrap();
+    SocketAddr::new(sdp.connection_for(0).and_then(|c| c.ip()).unwrap(), sdp.media[0].port)
+}
+
+fn media(w: &World) -> &FakeMedia {
+    w.media.as_ref().unwrap()
+}
+
+/// The only session, with its legs' local addresses.
+fn only_session(w: &World) -> (u64, SessionSpec, SocketAddr, SocketAddr) {
+    assert_eq!(media(w).sessions.len(), 1, "one session per call with one stream");
+    let (&id, &spec) = media(w).sessions.iter().next().unwrap();
+    (id, spec, spec.legs[0].local.addr().unwrap(), spec.legs[1].local.addr().unwrap())
+}
+
+#[test]
+fn a_bridged_calls_media_crosses_the_media_plane_both_ways() {
+    let mut w = World::with_media(31);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    let (id, spec, leg_a, leg_b) = only_session(&w);
+    assert_eq!(spec.legs[0].remote.addr(), Some(addr("127.0.0.1:40000")), "leg A's peer: A's offer");
+    assert_eq!(spec.legs[1].remote.addr(), None, "leg B's peer is unknown before B answers");
+    assert_eq!(spec.rtp_timeout_secs, 300);
+    // B is offered leg B's port (RTCP on the next one), with A's codec.
+    let offer = w.callee_invite().unwrap().body().to_vec();
+    assert_eq!(media_addr(&offer), leg_b);
+    let offer = Sdp::parse(&offer).unwrap();
+    assert_eq!(
+        (offer.media[0].formats.clone(), offer.media[0].rtcp_port()),
+        (vec!["0".into()], Some(leg_b.port() + 1))
+    );
+    assert_eq!(offer.origin.address, "127.0.0.1");
+    w.callee_answers(180, b"");
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    // A is answered with leg A's port; leg B's peer is now B's answer.
+    assert_eq!(media_addr(w.uac.answer_sdp.as_deref().unwrap()), leg_a);
+    assert_eq!(media(&w).sessions[&id].legs[1].remote.addr(), Some(addr("127.0.0.1:42000")));
+    assert_eq!(media(&w).sessions[&id].legs[0].remote.addr(), Some(addr("127.0.0.1:40000")));
+    // The caller hangs up: the session goes, its counters to both legs' CDRs.
+    let now = w.now;
+    w.uac.in_dialog(now, "BYE", 10);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Bye)));
+    assert!(media(&w).sessions.is_empty());
+    let cdrs = w.cdrs();
+    let uuid_of = |d: Direction| cdrs.iter().find(|c| c.direction == d).map(|c| c.uuid.clone());
+    assert_eq!(media(&w).destroyed, [(id, [uuid_of(Direction::Inbound), uuid_of(Direction::Outbound)])]);
+    assert_eq!(w.cdr_causes(), ["NORMAL_CLEARING", "NORMAL_CLEARING"]);
+}
+
+#[test]
+fn a_late_offer_gets_the_switchs_offer_on_both_legs_and_the_callers_answer_in_its_ack() {
+    let mut w = World::with_media(32);
+    w.register_callee();
+    w.uac.ack_body = SDP_A.to_vec();
+    let now = w.now;
+    w.uac.send(now, "INVITE", "sip:1001@127.0.0.1", "<sip:1001@127.0.0.1>", "call-a", &[], b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    let (id, spec, leg_a, leg_b) = only_session(&w);
+    assert_eq!((spec.legs[0].remote.addr(), spec.legs[1].remote.addr()), (None, None));
+    // B gets the switch's offer: the preferences (OPUS,G722,PCMU,PCMA) and telephone-event.
+    let offer = w.callee_invite().unwrap().body().to_vec();
+    assert_eq!(media_addr(&offer), leg_b);
+    let names: Vec<String> =
+        Sdp::parse(&offer).unwrap().media[0].rtpmaps().iter().map(|r| r.encoding.clone()).collect();
+    assert_eq!(names, ["OPUS", "G722", "PCMU", "PCMA", "telephone-event"]);
+    // B answers PCMU: A is offered B's choice at leg A's port, and answers in its ACK.
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    let to_a = w.uac.answer_sdp.clone().unwrap();
+    assert_eq!(media_addr(&to_a), leg_a);
+    assert_eq!(Sdp::parse(&to_a).unwrap().media[0].formats, ["0"]);
+    assert!(w.run_until(Duration::from_secs(5), |w| media(w).sessions[&id].legs[0].remote.addr().is_some()));
+    assert_eq!(media(&w).sessions[&id].legs[0].remote.addr(), Some(addr("127.0.0.1:40000")));
+    assert_eq!(media(&w).sessions[&id].legs[1].remote.addr(), Some(addr("127.0.0.1:42000")));
+}
+
+#[test]
+fn no_media_session_fails_the_call_with_503_before_the_callee_rings() {
+    let mut w = World::with_media(33);
+    w.media.as_mut().unwrap().refuse = Some("no free port".into());
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(503)));
+    assert!(w.callee_invite().is_none());
+    assert_eq!(w.cdr_causes(), ["NORMAL_TEMPORARY_FAILURE"]);
+    assert_eq!(w.switch.calls(), 0);
+}
+
+#[test]
+fn an_rtp_timeout_hangs_the_call_up_with_media_timeout() {
+    let mut w = World::with_media(34);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    let (id, ..) = only_session(&w);
+    let now = w.now;
+    w.switch.handle_media_timeout(now, id);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.requests.contains(&Method::Bye)
+        && w.uas.requests.contains(&Method::Bye)));
+    assert_eq!(w.cdr_causes(), ["MEDIA_TIMEOUT", "MEDIA_TIMEOUT"]);
+    assert!(media(&w).sessions.is_empty());
+    assert_eq!(w.switch.calls(), 0);
+}
+
+#[test]
+fn hold_and_resume_re_invites_are_pointed_at_the_media_plane_and_pause_the_rtp_timer() {
+    let mut w = World::with_media(35);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)
+        && w.uac.got(Method::Invite, 200)));
+    let (id, _, leg_a, leg_b) = only_session(&w);
+    let invites = |w: &World| w.uas.requests.iter().filter(|m| **m == Method::Invite).count();
+    let oks = |w: &World| w.uac.statuses.iter().filter(|s| **s == (Method::Invite, 200)).count();
+    // Hold from a new address: B gets it at leg B's port, still sendonly; leg A's peer moves.
+    let hold = b"v=0\r\no=a 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 40010 RTP/AVP 0\r\na=sendonly\r\n";
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 5, hold);
+    assert!(w.run_until(Duration::from_secs(5), |w| invites(w) == 2));
+    let relayed = w.callee_invite().unwrap().body().to_vec();
+    assert_eq!(media_addr(&relayed), leg_b);
+    let relayed = Sdp::parse(&relayed).unwrap();
+    assert_eq!(relayed.media[0].direction(relayed.direction()), control_plane::sdp::Direction::SendOnly);
+    let held = media(&w).sessions[&id];
+    assert_eq!((held.legs[0].remote.addr(), held.rtp_timeout_secs), (Some(addr("127.0.0.2:40010")), 0));
+    // B's answer comes back at leg A's port.
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| oks(w) == 2));
+    assert_eq!(media_addr(w.uac.answer_sdp.as_deref().unwrap()), leg_a);
+    // Resume: the RTP timer runs again.
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 6, SDP_A);
+    assert!(w.run_until(Duration::from_secs(5), |w| invites(w) == 3));
+    assert_eq!(media(&w).sessions[&id].rtp_timeout_secs, 300);
+    assert_eq!(media(&w).sessions[&id].legs[0].remote.addr(), Some(addr("127.0.0.1:40000")));
+}
+
+#[test]
+fn echo_loops_the_callers_media_through_an_echo_session() {
+    let mut w = World::with_media(36);
+    w.call("9196");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    let (id, spec, leg_a, _) = only_session(&w);
+    assert_eq!(spec.flags & session_flags::ECHO, session_flags::ECHO);
+    assert_eq!(spec.legs[0].remote.addr(), Some(addr("127.0.0.1:40000")));
+    let answer = w.uac.answer_sdp.clone().unwrap();
+    assert_eq!(media_addr(&answer), leg_a);
+    assert_eq!(Sdp::parse(&answer).unwrap().media[0].formats, ["0"]);
+    let now = w.now;
+    w.uac.in_dialog(now, "BYE", 10);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Bye, 200)));
+    let a = w.cdrs()[0].uuid.clone();
+    assert_eq!(media(&w).destroyed, [(id, [Some(a), None])]);
+}
+
+#[test]
+fn bypass_media_leaves_the_sdp_untouched() {
+    let mut w = World::with_media(37);
+    let plan = control_plane::dialplan::Dialplan::parse(
+        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
+        <extension name="bypass"><condition field="destination_number" expression="^(1001)$">
+        <action application="set" data="bypass_media=true"/>
+        <action application="bridge" data="user/$1"/></condition></extension>
+        </context></section></document>"#,
+        "bypass.xml",
+        &control_plane::dialplan::Variables::new(),
+    )
+    .unwrap();
+    w.switch.set_dialplan(plan);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    assert_eq!(w.callee_invite().unwrap().body(), SDP_A);
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    assert_eq!(w.uac.answer_sdp.as_deref(), Some(SDP_B));
+    assert!(media(&w).sessions.is_empty() && media(&w).destroyed.is_empty());
 }

@@ -293,6 +293,9 @@ pub mod session_flags {
     /// Echo: leg A's media goes back to leg A's peer, from leg A's own port (the dialplan's
     /// `echo` application); leg B is not used.
     pub const ECHO: u32 = 1;
+    /// The legs share no codec: the media plane transcodes between them (each leg's first
+    /// codec is the one it speaks).
+    pub const TRANSCODE: u32 = 2;
 }
 
 /// Media kinds ([`LegSpec::media`]).

@@ -8,12 +8,14 @@
 //! CS_ROUTING → CS_CONSUME_MEDIA), relays their 180/183 to the caller, and on the first
 //! 200 moves that B-leg to CS_EXCHANGE_MEDIA, cancels the others and answers the caller
 //! with the callee's SDP. A BYE from either side ends both; each leg then goes CS_HANGUP
-//! → CS_REPORTING (its CDR is written) → CS_DESTROY. SDP passes between the legs
-//! unchanged: the media session manager (issue 6) will sit between the legs there.
-//! After a restart, [`recovery`] takes the bridged calls back from the stored rows.
+//! → CS_REPORTING (its CDR is written) → CS_DESTROY. With the media plane on, each
+//! call's media crosses it ([`media`]): the B2BUA asks for sessions and waits for them
+//! before it offers B (or answers for `echo`); without it, or with `bypass_media`, SDP
+//! passes between the legs unchanged. After a restart, [`recovery`] takes the bridged calls back from the stored rows.
 
 pub mod channel;
 pub mod dialog;
+pub mod media;
 pub mod recovery;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -27,7 +29,9 @@ use tracing::{info, warn};
 use crate::config::User;
 use crate::dialplan::{AppCall, DialString, Dialplan, Endpoint, Variables};
 use crate::ids::IdGen;
+use crate::media::negotiate::parse_codec_string;
 use crate::registrar::Registrar;
+use crate::sdp::Sdp;
 use crate::sip::message::uri::unescape;
 use crate::sip::message::write::{default_reason, response_to, Writer};
 use crate::sip::message::{Framing, HeaderName, Message, Method};
@@ -36,6 +40,8 @@ use crate::sip::transport::{Peer, TransportKind};
 use crate::storage::{CallRow, CdrRow, ChannelRow, Direction as RowDirection, Write};
 use channel::{Channel, ChannelState, Direction, HangupCause};
 use dialog::Dialog;
+use media::{CallMedia, Waiting};
+pub use media::{MediaAnswer, MediaRequest, MediaSettings};
 
 /// How long `bridge` waits for an answer when the channel sets no `call_timeout`.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -150,6 +156,8 @@ struct Call {
     last_failure: Option<(HangupCause, Option<u16>)>,
     created_unix: u64,
     answered_unix: Option<u64>,
+    /// The call's media sessions (None: no media plane, `bypass_media`, or not yet asked).
+    media: Option<CallMedia>,
 }
 
 /// A leg's dialog, with the leg's channel uuid and direction (for its row). It takes the
@@ -178,6 +186,16 @@ struct Relay {
     peer: Peer,
 }
 
+/// How `answer`, `pre_answer` and `echo` went with the media plane.
+enum LocalMedia {
+    /// The sessions are being made; the application goes on when they exist.
+    Waiting,
+    /// The caller got the switch's answer at the media plane's ports.
+    Done,
+    /// No media plane for this call: the applications work as without one.
+    Off,
+}
+
 /// Every call in progress.
 #[derive(Default)]
 pub struct B2bua {
@@ -189,6 +207,14 @@ pub struct B2bua {
     /// (Call-ID, our tag) → the call, the leg, and the remote tag (for the storage row).
     dialogs: HashMap<(String, String), (CallId, Side, String)>,
     timers: BTreeSet<(Instant, CallId)>,
+    media: MediaSettings,
+    /// Requests for the media plane, in order.
+    media_out: VecDeque<MediaRequest>,
+    /// Creations waiting for the media plane, by token.
+    media_tokens: HashMap<u64, CallId>,
+    /// Media session → its call (RTP timeouts).
+    media_calls: HashMap<u64, CallId>,
+    next_token: u64,
 }
 
 fn text(b: &[u8]) -> String {
@@ -329,6 +355,7 @@ impl B2bua {
             last_failure: None,
             created_unix: io.unix,
             answered_unix: None,
+            media: None,
         };
         self.calls.insert(id, call);
         self.a_invites.insert(tx, id);
@@ -367,6 +394,9 @@ impl B2bua {
             if call.phase != Phase::Executing || !call.a.channel.is_up() {
                 return;
             }
+            if call.media.as_ref().is_some_and(|m| m.waiting.is_some()) {
+                return; // on_media_answer goes on
+            }
             let Some(app) = call.apps.pop_front() else {
                 // The applications ran out: hang up, with the bridge's failure if one failed.
                 let (cause, status) = call.last_failure.unwrap_or((HangupCause::NORMAL_CLEARING, None));
@@ -384,12 +414,24 @@ impl B2bua {
                 "unset" => call.vars.unset(&data),
                 "log" => info!(call = %call.uuid, "{data}"),
                 "ring_ready" => self.provisional_a(io, id, 180, None),
-                "pre_answer" => self.provisional_a(io, id, 183, None),
-                "answer" => self.answer_a(io, id, None),
+                "pre_answer" => match self.local_media(io, id, Waiting::Answer(183)) {
+                    LocalMedia::Waiting => return,
+                    LocalMedia::Done => {}
+                    LocalMedia::Off => self.provisional_a(io, id, 183, None),
+                },
+                "answer" => match self.local_media(io, id, Waiting::Answer(200)) {
+                    LocalMedia::Waiting => return,
+                    LocalMedia::Done => {}
+                    LocalMedia::Off => self.answer_a(io, id, None),
+                },
                 "echo" => {
-                    // Until the media plane loops RTP, the caller's own SDP is the answer,
-                    // so its media comes straight back to it.
-                    self.answer_a(io, id, None);
+                    call.phase = Phase::Parked;
+                    // The media plane loops the caller's RTP. Without it, the caller's own
+                    // SDP is the answer, so its media comes straight back to it.
+                    match self.local_media(io, id, Waiting::Echo) {
+                        LocalMedia::Waiting | LocalMedia::Done => {}
+                        LocalMedia::Off => self.answer_a(io, id, None),
+                    }
                     if let Some(c) = self.calls.get_mut(&id) {
                         c.phase = Phase::Parked;
                     }
@@ -433,7 +475,13 @@ impl B2bua {
                                 .unwrap_or(DEFAULT_CALL_TIMEOUT.as_secs());
                             let at = io.now + Duration::from_secs(secs);
                             self.arm(id, at);
-                            self.start_group(io, id);
+                            if self.want_media(id) {
+                                // The B-legs are offered the media plane's ports, once it has them.
+                                self.request_media(io, id, Waiting::Bridge);
+                            } else {
+                                self.offer_after_local_answer(id);
+                                self.start_group(io, id);
+                            }
                         }
                         Err(e) => {
                             warn!(call = %call.uuid, error = %e, "bad dial string");
@@ -450,6 +498,9 @@ impl B2bua {
     /// Originates the next group of `bridge` (legs ring together; groups in turn).
     fn start_group(&mut self, io: &mut Io<'_>, id: CallId) {
         let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.media.as_ref().is_some_and(|m| m.waiting.is_some()) {
+            return; // on_media_answer starts it
+        }
         let Some(group) = call.groups.pop_front() else {
             self.bridge_failed(io, id);
             return;
@@ -508,6 +559,226 @@ impl B2bua {
         }
     }
 
+    /// Whether the call's media is to go through the media plane and is not there yet.
+    fn want_media(&self, id: CallId) -> bool {
+        let Some(call) = self.calls.get(&id) else { return false };
+        self.media.enabled && call.media.is_none() && call.vars.get("bypass_media") != Some("true")
+    }
+
+    /// Asks the media plane for the call's sessions; `waiting` goes on once they exist
+    /// ([`B2bua::on_media_answer`]).
+    fn request_media(&mut self, io: &mut Io<'_>, id: CallId, waiting: Waiting) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(setup) = &call.a.setup else { return };
+        let body = setup.invite.body();
+        let offer = match (!body.is_empty()).then(|| Sdp::parse(body)) {
+            None => None,
+            Some(Ok(sdp)) => Some(sdp),
+            Some(Err(e)) => {
+                warn!(call = %call.uuid, error = %e, "the caller's SDP does not parse");
+                self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+                return;
+            }
+        };
+        let ip = self.media.rtp_ip.unwrap_or_else(|| media_ip_of(call.a.peer));
+        let timeout =
+            call.vars.get("rtp_timeout_sec").and_then(|v| v.parse().ok()).unwrap_or(self.media.rtp_timeout_secs);
+        let prefs = match call.vars.get("absolute_codec_string").map(parse_codec_string) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                warn!(call = %call.uuid, error = %e, "absolute_codec_string ignored");
+                self.media.prefs.clone()
+            }
+            None => self.media.prefs.clone(),
+        };
+        let (specs, outgoing) = match (waiting, &offer) {
+            (Waiting::Echo, Some(a)) => media::plan_answer(a, &prefs, ip, timeout, true),
+            (Waiting::Answer(_), Some(a)) => media::plan_answer(a, &prefs, ip, timeout, false),
+            _ => media::plan_bridge(offer.as_ref(), &prefs, ip, timeout),
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        self.media_tokens.insert(token, id);
+        self.media_out.push_back(MediaRequest::Create { token, specs });
+        call.media = Some(CallMedia {
+            ip,
+            sessions: Vec::new(),
+            a_offer: offer,
+            outgoing,
+            to_b: Vec::new(),
+            local: None,
+            waiting: Some(waiting),
+            timeout,
+            to_a: None,
+        });
+    }
+
+    /// `answer`, `pre_answer` or `echo` (`what`) with the media plane: the caller gets the
+    /// switch's own answer at the media plane's ports, once the sessions exist (Waiting),
+    /// or at once when an earlier application made them (Done). Off: no media plane, no
+    /// offer from the caller, or `bypass_media`.
+    fn local_media(&mut self, io: &mut Io<'_>, id: CallId, what: Waiting) -> LocalMedia {
+        let Some(call) = self.calls.get_mut(&id) else { return LocalMedia::Off };
+        if let Some(m) = &mut call.media {
+            let Some(body) = m.local.clone() else { return LocalMedia::Off };
+            if what == Waiting::Echo {
+                for (session, spec) in m.sessions.iter_mut().flatten() {
+                    spec.flags |= ferroswitch_shared::msg::session_flags::ECHO;
+                    self.media_out.push_back(MediaRequest::Update { id: *session, spec: *spec });
+                }
+            }
+            match what {
+                Waiting::Answer(183) => self.provisional_a(io, id, 183, Some(body)),
+                _ => self.answer_a(io, id, Some(body)),
+            }
+            return LocalMedia::Done;
+        }
+        let offered = call.a.setup.as_ref().is_some_and(|s| !s.invite.body().is_empty());
+        if !offered || !self.want_media(id) {
+            return LocalMedia::Off;
+        }
+        self.request_media(io, id, what);
+        LocalMedia::Waiting
+    }
+
+    /// A bridge after the switch answered A itself: B is offered what A was answered,
+    /// at leg B's ports.
+    fn offer_after_local_answer(&mut self, id: CallId) {
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return };
+        if m.local.is_some() && m.to_b.is_empty() {
+            let mut offer = m.outgoing.clone();
+            media::point(&mut offer, &m.sessions, 1, m.ip);
+            m.to_b = offer.write().into_bytes();
+        }
+    }
+
+    /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
+    /// returned (None: nothing for A). Without media, B's SDP as it is.
+    fn media_from_b(&mut self, id: CallId, msg: &Message) -> Option<Vec<u8>> {
+        let call = self.calls.get_mut(&id)?;
+        let Some(m) = call.media.as_mut() else { return Some(msg.body().to_vec()) };
+        if msg.body().is_empty() {
+            return None;
+        }
+        let b = match Sdp::parse(msg.body()) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(call = %call.uuid, error = %e, "the callee's SDP does not parse");
+                return None;
+            }
+        };
+        let moved = media::follow(&mut m.sessions, &b, 1, m.ip, m.timeout);
+        let (to_a, updates) = match &m.a_offer {
+            Some(a) => {
+                let (answer, marked) = media::answer_for_a(a, &b, &mut m.sessions, m.ip);
+                (answer, media::merge(moved, marked))
+            }
+            None => {
+                // Late offer: B's answer is the switch's offer to A.
+                let mut offer = b;
+                media::point(&mut offer, &m.sessions, 0, m.ip);
+                (offer, moved)
+            }
+        };
+        self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
+        let body = to_a.write().into_bytes();
+        m.to_a = Some(body.clone());
+        Some(body)
+    }
+
+    /// SDP from leg `side` in an in-dialog message (re-offer, its answer, an ACK): that
+    /// leg's peer moves, and the SDP pointed at the other leg's ports is returned. None:
+    /// no media here, or no SDP; pass the body on as it is.
+    fn media_body(&mut self, id: CallId, side: Side, msg: &Message) -> Result<Option<Vec<u8>>, String> {
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return Ok(None) };
+        let sdp_type = msg.header(HeaderName::ContentType).is_some_and(|ct| {
+            let mime = ct.split(|&c| c == b';').next().unwrap_or_default();
+            mime.trim_ascii().eq_ignore_ascii_case(b"application/sdp")
+        });
+        if msg.body().is_empty() || !sdp_type || m.waiting.is_some() {
+            return Ok(None);
+        }
+        let sdp = Sdp::parse(msg.body()).map_err(|e| e.to_string())?;
+        let leg = if side == Side::A { 0 } else { 1 };
+        let updates = media::follow(&mut m.sessions, &sdp, leg, m.ip, m.timeout);
+        self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
+        let mut out = sdp;
+        media::point(&mut out, &m.sessions, 1 - leg, m.ip);
+        Ok(Some(out.write().into_bytes()))
+    }
+
+    /// How the B2BUA handles media (the media plane is off until this is called).
+    pub fn set_media(&mut self, settings: MediaSettings) {
+        self.media = settings;
+    }
+
+    /// The next request for the media plane.
+    pub fn poll_media(&mut self) -> Option<MediaRequest> {
+        self.media_out.pop_front()
+    }
+
+    /// The media plane answered a [`MediaRequest::Create`]: what waited goes on (B-legs
+    /// offered, or the echo answered), or the call fails with 503. Sessions of a call
+    /// that ended meanwhile are destroyed.
+    pub fn on_media_answer(&mut self, io: &mut Io<'_>, answer: MediaAnswer) {
+        let id = self.media_tokens.remove(&answer.token);
+        let live = id.filter(|id| self.calls.get(id).is_some_and(|c| c.a.channel.is_up() && c.media.is_some()));
+        let Some(id) = live else {
+            for (session, _) in answer.result.iter().flatten().flatten() {
+                self.media_out.push_back(MediaRequest::Destroy { id: *session, cdr: [None, None], echo: false });
+            }
+            return;
+        };
+        let call = self.calls.get_mut(&id).expect("checked above");
+        let m = call.media.as_mut().expect("checked above");
+        let sessions = match answer.result {
+            Ok(s) => s,
+            Err(why) => {
+                warn!(call = %call.uuid, %why, "no media session: the call fails");
+                call.media = None;
+                self.hangup_a(io, id, HangupCause::NORMAL_TEMPORARY_FAILURE, Some(503));
+                return;
+            }
+        };
+        for (session, _) in sessions.iter().flatten() {
+            self.media_calls.insert(*session, id);
+        }
+        m.sessions = sessions;
+        let waiting = m.waiting.take();
+        info!(call = %call.uuid, sessions = m.ids().count(), "media sessions ready");
+        if waiting == Some(Waiting::Bridge) {
+            // B's offer goes out at leg B's ports.
+            media::point(&mut m.outgoing, &m.sessions, 1, m.ip);
+            m.to_b = m.outgoing.write().into_bytes();
+            self.start_group(io, id);
+            return;
+        }
+        // The switch's own answer, at leg A's ports.
+        media::point(&mut m.outgoing, &m.sessions, 0, m.ip);
+        let body = m.outgoing.write().into_bytes();
+        m.local = Some(body.clone());
+        match waiting {
+            Some(Waiting::Answer(183)) => {
+                self.provisional_a(io, id, 183, Some(body));
+                self.run(io, id);
+            }
+            Some(Waiting::Answer(_)) => {
+                self.answer_a(io, id, Some(body));
+                self.run(io, id);
+            }
+            _ => self.answer_a(io, id, Some(body)),
+        }
+    }
+
+    /// No RTP on a media session for its timeout: its call hangs up with MEDIA_TIMEOUT.
+    pub fn on_media_timeout(&mut self, io: &mut Io<'_>, session: u64) {
+        let Some(&id) = self.media_calls.get(&session) else { return };
+        if let Some(call) = self.calls.get(&id) {
+            info!(call = %call.uuid, session, "no RTP for the timeout: MEDIA_TIMEOUT");
+        }
+        self.hangup_a(io, id, HangupCause::MEDIA_TIMEOUT, None);
+    }
+
     /// Sends one B-leg INVITE.
     fn originate(&mut self, io: &mut Io<'_>, id: CallId, dest: &str, ruri: &str, peer: Peer) {
         let Some(call) = self.calls.get_mut(&id) else { return };
@@ -517,7 +788,7 @@ impl B2bua {
         channel.set_state(ChannelState::CS_ROUTING);
         channel.set_state(ChannelState::CS_CONSUME_MEDIA);
         let Some(Setup { invite: a, .. }) = &call.a.setup else { return };
-        let body = a.body();
+        let body = call.media.as_ref().map_or(a.body(), |m| m.to_b.as_slice());
         let mf = a.max_forwards().map_or(70, |m| m.saturating_sub(1));
         let host = peer.local;
         let name = call.vars.get("caller_id_name").unwrap_or_default().replace('"', "");
@@ -540,7 +811,8 @@ impl B2bua {
         w.header("Allow", crate::switch::policy::ALLOW);
         w.header("User-Agent", crate::SERVER_NAME);
         if !body.is_empty() {
-            w.header("Content-Type", a.header(HeaderName::ContentType).unwrap_or(b"application/sdp"));
+            let ct = a.header(HeaderName::ContentType).filter(|_| call.media.is_none());
+            w.header("Content-Type", ct.unwrap_or(b"application/sdp"));
         }
         w.finish(body);
         let invite = match Message::parse(Bytes::from(buf), Framing::Datagram) {
@@ -596,7 +868,10 @@ impl B2bua {
                     call.forks[i].state = Fork::Ringing;
                 }
                 if call.answered.is_none() && call.a.channel.is_up() {
-                    let sdp = (!msg.body().is_empty()).then(|| msg.body().to_vec());
+                    // After a late offer A has made no offer, so B's early SDP is not for A.
+                    let late = call.media.as_ref().is_some_and(CallMedia::late);
+                    let sdp = if msg.body().is_empty() { None } else { self.media_from_b(id, msg) };
+                    let sdp = sdp.filter(|_| !late);
                     let code = if sdp.is_some() { 183 } else { 180 };
                     self.provisional_a(io, id, code, sdp);
                 }
@@ -680,7 +955,11 @@ impl B2bua {
             b_leg_uuid: fork.channel.uuid.clone(),
             created_at: io.unix as i64,
         }));
-        let sdp = ok.body().to_vec();
+        let sdp = match self.media_from_b(id, ok) {
+            Some(sdp) => sdp,
+            // No SDP in the 2xx: the answer came in a 183 already.
+            None => self.calls.get(&id).and_then(|c| c.media.as_ref()?.to_a.clone()).unwrap_or_default(),
+        };
         self.disarm(id);
         self.cancel_forks(io, id, HangupCause::LOSE_RACE);
         self.answer_a(io, id, Some(sdp));
@@ -890,6 +1169,15 @@ impl B2bua {
         // Forks still cancelling keep their transactions; nothing more is expected of them.
         let call = self.calls.remove(&id).expect("looked up above");
         self.disarm_removed(id, &call);
+        let b_leg = call.answered.map(|i| call.forks[i].channel.uuid.clone());
+        for (session, spec) in call.media.iter().flat_map(|m| m.sessions.iter().flatten()) {
+            self.media_calls.remove(session);
+            self.media_out.push_back(MediaRequest::Destroy {
+                id: *session,
+                cdr: [Some(call.a.channel.uuid.clone()), b_leg.clone()],
+                echo: spec.flags & ferroswitch_shared::msg::session_flags::ECHO != 0,
+            });
+        }
         if let Some(setup) = &call.a.setup {
             self.a_invites.remove(&setup.tx);
         }
@@ -973,22 +1261,27 @@ impl B2bua {
         true
     }
 
+    /// An ACK for a 2xx (outside any transaction). One with SDP answers the switch's offer
+    /// (a late offer): that leg's peer moves.
+    pub fn on_ack(&mut self, ack: &Message) {
+        let key = (text(ack.call_id()), ack.to_tag().map(text).unwrap_or_default());
+        let Some(&(id, side, _)) = self.dialogs.get(&key) else { return };
+        if let Err(why) = self.media_body(id, side, ack) {
+            warn!(%why, "SDP in an ACK refused");
+        }
+    }
+
     /// Relays an in-dialog request (re-INVITE, UPDATE, INFO, OPTIONS, …) to the other leg
     /// of a bridged call on that leg's dialog; the answer comes back in `relay_response`.
     /// Without a bridged other leg the switch answers itself: 200 to OPTIONS and INFO, 488
     /// to an offer it cannot take. A re-INVITE while one is pending gets 491 (RFC 3261 §14.2).
     fn relay(&mut self, io: &mut Io<'_>, id: CallId, from: Side, tx: TxId, req: &Message, peer: Peer) {
         let method = req.method();
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let other = match (from, call.answered) {
-            (Side::A, Some(i)) => leg_dialog(&mut call.a, &mut call.forks, Side::B(i)),
-            (Side::B(_), Some(_)) => leg_dialog(&mut call.a, &mut call.forks, Side::A),
-            _ => None,
-        };
-        let Some((dialog, uuid, direction)) = other else {
-            let code = if matches!(method, Method::Options | Method::Info) { 200 } else { 488 };
-            return respond_simple(io, tx, req, peer, code);
-        };
+        let Some(call) = self.calls.get(&id) else { return };
+        let alone = || if matches!(method, Method::Options | Method::Info) { 200 } else { 488 };
+        if call.answered.is_none() {
+            return respond_simple(io, tx, req, peer, alone());
+        }
         if matches!(method, Method::Invite | Method::Update)
             && self
                 .relays
@@ -998,7 +1291,25 @@ impl B2bua {
             info!(call = %call.uuid, "glare: an offer is already pending");
             return respond_simple(io, tx, req, peer, 491);
         }
-        let mut buf = Vec::with_capacity(1024 + req.body().len());
+        // A new offer moves this leg's peer and is pointed at the other leg's ports.
+        let body = match self.media_body(id, from, req) {
+            Ok(b) => b,
+            Err(why) => {
+                warn!(%why, "re-offer refused");
+                return respond_simple(io, tx, req, peer, 488);
+            }
+        };
+        let body = body.as_deref().unwrap_or(req.body());
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let other = match (from, call.answered) {
+            (Side::A, Some(i)) => leg_dialog(&mut call.a, &mut call.forks, Side::B(i)),
+            (Side::B(_), Some(_)) => leg_dialog(&mut call.a, &mut call.forks, Side::A),
+            _ => None,
+        };
+        let Some((dialog, uuid, direction)) = other else {
+            return respond_simple(io, tx, req, peer, alone());
+        };
+        let mut buf = Vec::with_capacity(1024 + body.len());
         let mut w = dialog.request(
             &String::from_utf8_lossy(req.method_bytes()),
             &format!("z9hG4bK{}", io.ids.hex(8)),
@@ -1010,7 +1321,7 @@ impl B2bua {
                 w.header(name.as_str(), v);
             }
         }
-        w.finish(req.body());
+        w.finish(body);
         // The request took the next CSeq: the row follows, for a restart (recovery).
         io.writes.push_back(Write::UpsertDialog(dialog.row(uuid, direction)));
         let out_peer = dialog.peer;
@@ -1060,7 +1371,20 @@ impl B2bua {
                 }
             }
         }
-        let mut buf = Vec::with_capacity(768 + msg.body().len());
+        // The answer moves the other leg's peer and is pointed at this leg's ports.
+        let other = match (from, self.calls.get(&id).and_then(|c| c.answered)) {
+            (Side::A, Some(i)) => Side::B(i),
+            _ => Side::A,
+        };
+        let body = match self.media_body(id, other, msg) {
+            Ok(b) => b,
+            Err(why) => {
+                warn!(%why, "SDP in a relayed answer refused; passed on as it is");
+                None
+            }
+        };
+        let body = body.as_deref().unwrap_or(msg.body());
+        let mut buf = Vec::with_capacity(768 + body.len());
         let to_tag = match self.calls.get(&id) {
             Some(c) => match from {
                 Side::A => c.a.to_tag.clone(),
@@ -1077,7 +1401,7 @@ impl B2bua {
             w.header("Content-Type", ct);
         }
         w.header("Server", crate::SERVER_NAME);
-        w.finish(msg.body());
+        w.finish(body);
         if let Err(e) = io.tx.respond(io.now, server_tx, status, Bytes::from(buf)) {
             warn!(error = %e, "could not relay the answer");
         }
@@ -1140,6 +1464,16 @@ fn respond_simple(io: &mut Io<'_>, tx: TxId, req: &Message, peer: Peer, code: u1
     }
 }
 
+/// The switch's media address for a leg whose signalling uses `peer`: the SIP
+/// listener's address (loopback for a wildcard listener: set `media.rtp_ip` then).
+fn media_ip_of(peer: Peer) -> std::net::IpAddr {
+    match peer.local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    }
+}
+
 /// A response to the caller's INVITE, with our To tag, Contact and an optional SDP body.
 fn build_to_a(invite: &Message, code: u16, to_tag: &str, peer: Peer, sdp: Option<&[u8]>) -> Bytes {
     let mut buf = Vec::with_capacity(768 + sdp.map_or(0, <[u8]>::len));
@@ -1193,6 +1527,7 @@ fn cdr_row(
         hangup_cause: cause.to_string(),
         q850_cause: cause.q850(),
         sip_status,
+        media: None,
     }
 }
 

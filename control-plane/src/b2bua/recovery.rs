@@ -193,6 +193,7 @@ impl B2bua {
             last_failure: None,
             created_unix: unix(a.channel.created_at),
             answered_unix: Some(answered(a.channel)),
+            media: None,
         };
         // The rows already say all this: nothing to write until the call ends.
         self.calls.insert(id, call);
@@ -261,5 +262,6 @@ fn crash_cdr(c: &ChannelRow, call_uuid: Option<String>, now: i64) -> CdrRow {
         hangup_cause: cause.to_string(),
         q850_cause: cause.q850(),
         sip_status: None,
+        media: None,
     }
 }

@@ -153,6 +153,10 @@ pub struct NgConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// The codecs bridged calls prefer when `media.codec_prefs` is not set: FreeSWITCH's
+/// `global_codec_prefs` default, audio part.
+pub const DEFAULT_CODEC_PREFS: &str = "OPUS,G722,PCMU,PCMA";
+
 /// `[media]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaConfig {
@@ -181,6 +185,13 @@ pub struct MediaConfig {
     pub sqpoll_idle: Option<std::time::Duration>,
     /// How long a media worker keeps polling after work.
     pub busy_poll: std::time::Duration,
+    /// The address bridged calls' media uses on the switch (None: the SIP listener's).
+    pub rtp_ip: Option<std::net::IpAddr>,
+    /// The switch's codec preferences for bridged calls, as a FreeSWITCH codec string.
+    pub codec_prefs: Vec<crate::media::negotiate::CodecPref>,
+    /// Seconds without RTP before a bridged call hangs up with MEDIA_TIMEOUT (0: never);
+    /// a call's `rtp_timeout_sec` variable overrides it.
+    pub rtp_timeout_secs: u32,
 }
 
 impl MediaConfig {
@@ -371,6 +382,9 @@ struct RawMedia {
     stats_interval_secs: Option<Spanned<u64>>,
     sqpoll_idle_ms: Option<Spanned<u64>>,
     busy_poll_us: Option<Spanned<u64>>,
+    rtp_ip: Option<Spanned<String>>,
+    codec_prefs: Option<Spanned<String>>,
+    rtp_timeout_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -807,7 +821,26 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         None | Some("") => storage_dir.join("media.sock"),
         Some(p) => PathBuf::from(p),
     };
+    let rtp_ip = match &m.rtp_ip {
+        None => None,
+        Some(v) if v.get_ref().is_empty() => None,
+        Some(v) => Some(v.get_ref().parse::<std::net::IpAddr>().map_err(|_| {
+            cx.err("media.rtp_ip", v.span().start, format!("\"{}\" is not an IP address", v.get_ref()))
+        })?),
+    };
+    if rtp_ip.is_some_and(|ip| ip.is_unspecified() || ip.is_multicast()) {
+        let off = m.rtp_ip.as_ref().map_or(0, |v| v.span().start);
+        return Err(cx.err("media.rtp_ip", off, "must be a unicast address the peers can reach"));
+    }
+    let codec_prefs = match &m.codec_prefs {
+        None => crate::media::negotiate::parse_codec_string(DEFAULT_CODEC_PREFS).expect("the default parses"),
+        Some(v) => crate::media::negotiate::parse_codec_string(v.get_ref())
+            .map_err(|e| cx.err("media.codec_prefs", v.span().start, e.to_string()))?,
+    };
     let media = MediaConfig {
+        rtp_ip,
+        codec_prefs,
+        rtp_timeout_secs: ranged(cx, "media.rtp_timeout_secs", &m.rtp_timeout_secs, 300, 0, 86_400)? as u32,
         rtp_port_min: min,
         rtp_port_max: max,
         cores,

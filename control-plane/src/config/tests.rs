@@ -248,3 +248,26 @@ fn freeswitch_xml_directory_as_users_file() {
     assert!(e.message.contains("needs a password or a1-hash"), "{}", e.message);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bridged_media_keys_are_checked() {
+    let c = Config::parse(
+        "[media]\nrtp_ip = \"192.0.2.7\"\ncodec_prefs = \"PCMA,opus@48000h@20i\"\nrtp_timeout_secs = 0\n",
+        "m.toml",
+    )
+    .unwrap();
+    assert_eq!(c.media.rtp_ip, Some("192.0.2.7".parse().unwrap()));
+    assert_eq!(c.media.codec_prefs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["PCMA", "opus"]);
+    assert_eq!(c.media.rtp_timeout_secs, 0);
+    let d = Config::embedded().unwrap();
+    assert_eq!((d.media.rtp_ip, d.media.rtp_timeout_secs, d.media.codec_prefs.len()), (None, 300, 4));
+    let e = err("[media]\nrtp_ip = \"nowhere\"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "media.rtp_ip"));
+    let e = err("[media]\nrtp_ip = \"0.0.0.0\"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "media.rtp_ip"));
+    let e = err("[media]\n\ncodec_prefs = \"PCMU,@8000h\"\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "media.codec_prefs"));
+    assert!(e.message.contains("bad codec name"), "{}", e.message);
+    let e = err("[media]\nrtp_timeout_secs = 100000\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "media.rtp_timeout_secs"));
+}

@@ -9,4 +9,4 @@ pub mod rewrite;
 pub mod supervisor;
 
 pub use link::{Desired, HeldSession, LinkEvent, LinkStats, MediaLink};
-pub use supervisor::{MediaHandle, MediaState, SpawnSpec, SupervisorOptions};
+pub use supervisor::{MediaHandle, MediaNotice, MediaState, SpawnSpec, SupervisorOptions};

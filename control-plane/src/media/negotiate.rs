@@ -89,7 +89,7 @@ impl CodecPref {
 }
 
 /// The static payload type of a codec, when it has one (RFC 3551).
-fn static_pt(name: &str, rate: u32) -> Option<u8> {
+pub fn static_pt(name: &str, rate: u32) -> Option<u8> {
     Some(match (name.to_ascii_uppercase().as_str(), rate) {
         ("PCMU", 8000) => 0,
         ("PCMA", 8000) => 8,

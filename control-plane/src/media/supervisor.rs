@@ -97,6 +97,14 @@ enum Request {
     Sessions(oneshot::Sender<Vec<(u64, Desired)>>),
     Query(oneshot::Sender<Vec<HeldSession>>),
     Stop(oneshot::Sender<()>),
+    Subscribe(mpsc::UnboundedSender<MediaNotice>),
+}
+
+/// What the media plane reports on its own about a session, for [`MediaHandle::subscribe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaNotice {
+    /// No RTP for the session's `rtp_timeout_secs`.
+    RtpTimeout { id: u64 },
 }
 
 /// The switch's handle on the media plane. Cheap to clone.
@@ -176,6 +184,13 @@ impl MediaHandle {
         rx.await.ok()
     }
 
+    /// The sessions' notices (RTP timeouts), from now on.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<MediaNotice> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send(Request::Subscribe(tx));
+        rx
+    }
+
     /// The current state.
     pub fn state(&self) -> MediaState {
         self.state.borrow().clone()
@@ -239,6 +254,8 @@ struct Supervisor {
     destroyed: HashMap<u64, Vec<oneshot::Sender<Option<StreamStats>>>>,
     /// Each session's latest periodic counters.
     last_stats: HashMap<u64, StreamStats>,
+    /// Who hears about RTP timeouts.
+    subscribers: Vec<mpsc::UnboundedSender<MediaNotice>>,
     /// Media planes that died before attaching, in a row (backs restarts off).
     failed_starts: u32,
     /// No new media plane before this.
@@ -261,6 +278,7 @@ impl Supervisor {
             confirm: HashMap::new(),
             destroyed: HashMap::new(),
             last_stats: HashMap::new(),
+            subscribers: Vec::new(),
         }
     }
 
@@ -575,8 +593,12 @@ impl Supervisor {
                         let _ = tx.send(Some(stats));
                     }
                 }
-                LinkEvent::Stats { id, stats } | LinkEvent::RtpTimeout { id, stats } => {
+                LinkEvent::Stats { id, stats } => {
                     self.last_stats.insert(id, stats);
+                }
+                LinkEvent::RtpTimeout { id, stats } => {
+                    self.last_stats.insert(id, stats);
+                    self.subscribers.retain(|s| s.send(MediaNotice::RtpTimeout { id }).is_ok());
                 }
                 _ => {}
             }
@@ -636,6 +658,7 @@ impl Supervisor {
                 }
             }
             Request::Stop(tx) => return Err(tx),
+            Request::Subscribe(tx) => self.subscribers.push(tx),
         }
         let n = self.link.sessions().len();
         self.state.send_if_modified(|s| std::mem::replace(&mut s.sessions, n) != n);

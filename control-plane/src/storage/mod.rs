@@ -31,7 +31,7 @@ use tracing::warn;
 
 pub use error::StorageError;
 pub use reader::Reader;
-pub use rows::{BindingRow, CallRow, CdrRow, ChannelRow, DialogRow, Direction};
+pub use rows::{BindingRow, CallRow, CdrMedia, CdrRow, ChannelRow, DialogRow, Direction};
 
 use writer::{Counters, Msg};
 
@@ -111,6 +111,14 @@ pub enum Write {
         /// The call.
         uuid: String,
     },
+    /// Adds a stream's media counters to a leg's CDR (a call with several streams gets
+    /// one per stream); nothing if the CDR is not stored.
+    AddCdrMedia {
+        /// The leg.
+        uuid: String,
+        /// The stream's counters.
+        media: CdrMedia,
+    },
     /// Appends a call detail record; one whose uuid is already stored is rejected and
     /// counted in [`StorageHandle::failed`].
     InsertCdr(CdrRow),
@@ -132,6 +140,7 @@ impl Write {
             Write::DeleteChannel { .. } => "DeleteChannel",
             Write::UpsertCall(_) => "UpsertCall",
             Write::DeleteCall { .. } => "DeleteCall",
+            Write::AddCdrMedia { .. } => "AddCdrMedia",
             Write::InsertCdr(_) => "InsertCdr",
         }
     }

@@ -249,11 +249,29 @@ pub struct CdrRow {
     pub q850_cause: u16,
     /// The final SIP status of the leg, when it had one.
     pub sip_status: Option<u16>,
+    /// The leg's media counters (None: its media did not cross the media plane).
+    #[serde(flatten)]
+    pub media: Option<CdrMedia>,
+}
+
+/// A leg's media counters in its CDR, summed over the call's streams: what the media
+/// plane received from the leg's peer (in) and sent to it (out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CdrMedia {
+    pub media_in_packets: i64,
+    pub media_in_bytes: i64,
+    pub media_out_packets: i64,
+    pub media_out_bytes: i64,
+    /// Packets from the peer lost on the way (sequence gaps).
+    pub media_lost: i64,
+    /// Packets from the peer the media plane dropped (strict source, no peer yet).
+    pub media_dropped: i64,
 }
 
 pub(crate) const CDR_COLUMNS: &str = "uuid, call_uuid, direction, caller_id_name, caller_id_number, \
      destination_number, context, start_at, answer_at, end_at, duration, billsec, hangup_cause, \
-     q850_cause, sip_status";
+     q850_cause, sip_status, media_in_packets, media_in_bytes, media_out_packets, media_out_bytes, \
+     media_lost, media_dropped";
 
 impl CdrRow {
     pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CdrRow> {
@@ -273,6 +291,17 @@ impl CdrRow {
             hangup_cause: r.get(12)?,
             q850_cause: r.get(13)?,
             sip_status: r.get(14)?,
+            media: match r.get::<_, Option<i64>>(15)? {
+                None => None,
+                Some(media_in_packets) => Some(CdrMedia {
+                    media_in_packets,
+                    media_in_bytes: r.get::<_, Option<i64>>(16)?.unwrap_or(0),
+                    media_out_packets: r.get::<_, Option<i64>>(17)?.unwrap_or(0),
+                    media_out_bytes: r.get::<_, Option<i64>>(18)?.unwrap_or(0),
+                    media_lost: r.get::<_, Option<i64>>(19)?.unwrap_or(0),
+                    media_dropped: r.get::<_, Option<i64>>(20)?.unwrap_or(0),
+                }),
+            },
         })
     }
 }

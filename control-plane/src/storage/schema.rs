@@ -92,6 +92,16 @@ ALTER TABLE sip_dialogs ADD COLUMN peer_transport TEXT NOT NULL DEFAULT '';
 ALTER TABLE sip_dialogs ADD COLUMN peer_remote    TEXT NOT NULL DEFAULT '';
 ALTER TABLE sip_dialogs ADD COLUMN peer_local     TEXT NOT NULL DEFAULT '';
 ",
+    // 3: each leg's media counters in its CDR, summed over its streams (FreeSWITCH's
+    // rtp_audio_in_* variables); NULL when the call's media did not cross the media plane.
+    "
+ALTER TABLE cdr ADD COLUMN media_in_packets  INTEGER;
+ALTER TABLE cdr ADD COLUMN media_in_bytes    INTEGER;
+ALTER TABLE cdr ADD COLUMN media_out_packets INTEGER;
+ALTER TABLE cdr ADD COLUMN media_out_bytes   INTEGER;
+ALTER TABLE cdr ADD COLUMN media_lost        INTEGER;
+ALTER TABLE cdr ADD COLUMN media_dropped     INTEGER;
+",
 ];
 
 /// Brings the database at `path` up to `migrations.len()`, running each missing migration

@@ -80,6 +80,7 @@ pub(crate) fn cdr(uuid: &str, end_at: i64) -> CdrRow {
         hangup_cause: "NORMAL_CLEARING".into(),
         q850_cause: 16,
         sip_status: Some(200),
+        media: None,
     }
 }
 
@@ -120,11 +121,11 @@ fn migrations_run_once_across_reopen() {
     let (h, _) = Storage::open(tmp.path()).expect("first open");
     let db = h.db_path().to_path_buf();
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3]);
     let (h, loaded) = Storage::open(tmp.path()).expect("second open");
     h.close();
     assert_eq!(loaded, Loaded::default());
-    assert_eq!(schema_versions(&db), vec![1, 2]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3]);
 }
 
 #[test]
@@ -172,7 +173,7 @@ fn a_schema_newer_than_the_build_is_refused() {
         .expect("insert");
     match Storage::open(tmp.path()) {
         Err(StorageError::SchemaTooNew { found, known, .. }) => {
-            assert_eq!((found, known), (99, 2));
+            assert_eq!((found, known), (99, 3));
         }
         Err(other) => panic!("expected SchemaTooNew, got {other}"),
         Ok(_) => panic!("expected SchemaTooNew, got a handle"),
@@ -211,9 +212,9 @@ fn a_version_1_dialog_row_loads_after_migration_2_with_empty_recovery_columns() 
     )
     .expect("a version 1 row");
     drop(conn);
-    let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to 2");
+    let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to the latest");
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3]);
     let mut old = dialog("c1", "ua-1", "confirmed", 1);
     old.local_uri.clear();
     old.remote_uri.clear();
@@ -668,4 +669,40 @@ fn a_coalesced_batch_commits_the_same_tables_as_writes_applied_one_by_one() {
     assert_eq!((a.failed(), b.failed(), a.dropped(), b.dropped()), (0, 0, 0, 0));
     a.close();
     b.close();
+}
+
+#[test]
+fn media_counters_add_up_in_a_legs_cdr_one_stream_at_a_time() {
+    let tmp = TempDir::new("cdr-media");
+    let (h, _) = Storage::open(tmp.path()).expect("open");
+    h.write(Write::InsertCdr(cdr("leg-a", 1000)));
+    h.write(Write::InsertCdr(cdr("leg-b", 1000)));
+    let audio = CdrMedia {
+        media_in_packets: 100,
+        media_in_bytes: 17200,
+        media_out_packets: 98,
+        media_out_bytes: 16856,
+        media_lost: 1,
+        media_dropped: 0,
+    };
+    let video = CdrMedia { media_in_packets: 10, media_in_bytes: 9000, media_dropped: 2, ..CdrMedia::default() };
+    h.write(Write::AddCdrMedia { uuid: "leg-a".into(), media: audio });
+    h.write(Write::AddCdrMedia { uuid: "leg-a".into(), media: video });
+    h.write(Write::AddCdrMedia { uuid: "no-such-leg".into(), media: audio });
+    let db = h.db_path().to_path_buf();
+    h.close();
+    let rows = Reader::open(&db).expect("reader").list_cdr(10).expect("cdr");
+    let a = rows.iter().find(|r| r.uuid == "leg-a").unwrap();
+    let b = rows.iter().find(|r| r.uuid == "leg-b").unwrap();
+    let sum = CdrMedia {
+        media_in_packets: 110,
+        media_in_bytes: 26200,
+        media_out_packets: 98,
+        media_out_bytes: 16856,
+        media_lost: 1,
+        media_dropped: 2,
+    };
+    assert_eq!(a.media, Some(sum));
+    assert_eq!(b.media, None, "no media through the media plane: NULL");
+    assert_eq!(rows.len(), 2);
 }

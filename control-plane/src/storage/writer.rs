@@ -242,7 +242,8 @@ impl Sql {
             ),
             insert_cdr: format!(
                 "INSERT INTO cdr ({CDR_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                 ?16, ?17, ?18, ?19, ?20, ?21)"
             ),
         })
     }
@@ -316,6 +317,24 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
             tx.prepare_cached(&sql.upsert_call)?.execute(params![c.uuid, c.a_leg_uuid, c.b_leg_uuid, c.created_at])
         }
         Write::DeleteCall { uuid } => tx.prepare_cached("DELETE FROM calls WHERE uuid = ?1")?.execute(params![uuid]),
+        Write::AddCdrMedia { uuid, media: m } => tx
+            .prepare_cached(
+                "UPDATE cdr SET media_in_packets = COALESCE(media_in_packets, 0) + ?2, \
+                 media_in_bytes = COALESCE(media_in_bytes, 0) + ?3, \
+                 media_out_packets = COALESCE(media_out_packets, 0) + ?4, \
+                 media_out_bytes = COALESCE(media_out_bytes, 0) + ?5, \
+                 media_lost = COALESCE(media_lost, 0) + ?6, \
+                 media_dropped = COALESCE(media_dropped, 0) + ?7 WHERE uuid = ?1",
+            )?
+            .execute(params![
+                uuid,
+                m.media_in_packets,
+                m.media_in_bytes,
+                m.media_out_packets,
+                m.media_out_bytes,
+                m.media_lost,
+                m.media_dropped
+            ]),
         Write::InsertCdr(c) => tx.prepare_cached(&sql.insert_cdr)?.execute(params![
             c.uuid,
             c.call_uuid,
@@ -331,7 +350,13 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
             c.billsec,
             c.hangup_cause,
             c.q850_cause,
-            c.sip_status
+            c.sip_status,
+            c.media.map(|m| m.media_in_packets),
+            c.media.map(|m| m.media_in_bytes),
+            c.media.map(|m| m.media_out_packets),
+            c.media.map(|m| m.media_out_bytes),
+            c.media.map(|m| m.media_lost),
+            c.media.map(|m| m.media_dropped)
         ]),
     }
 }

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{AuthOutcome, Authenticator, Challenger};
 use crate::b2bua::channel::ChannelState;
 use crate::b2bua::recovery::RecoveryReport;
-use crate::b2bua::{B2bua, Io};
+use crate::b2bua::{B2bua, Io, MediaAnswer, MediaRequest, MediaSettings};
 use crate::config::{Cidr, Config, User};
 use crate::dialplan::Dialplan;
 use crate::ids::IdGen;
@@ -249,6 +249,31 @@ impl Switch {
         self.drain(now);
     }
 
+    /// How bridged calls' media is handled (off until called: SDP passes unchanged).
+    pub fn set_media(&mut self, settings: MediaSettings) {
+        self.b2bua.set_media(settings);
+    }
+
+    /// The next request for the media plane; the driver answers creations through
+    /// [`Switch::handle_media_answer`].
+    pub fn poll_media(&mut self) -> Option<MediaRequest> {
+        self.b2bua.poll_media()
+    }
+
+    /// The media plane's answer to a [`MediaRequest::Create`].
+    pub fn handle_media_answer(&mut self, now: Instant, answer: MediaAnswer) {
+        let unix = self.unix(now);
+        self.b2bua.on_media_answer(&mut io!(self, now, unix), answer);
+        self.drain(now);
+    }
+
+    /// A media session saw no RTP for its timeout.
+    pub fn handle_media_timeout(&mut self, now: Instant, session: u64) {
+        let unix = self.unix(now);
+        self.b2bua.on_media_timeout(&mut io!(self, now, unix), session);
+        self.drain(now);
+    }
+
     /// When to call [`Switch::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.registrar.next_expiry().map(|t| self.instant_of(t));
@@ -285,7 +310,10 @@ impl Switch {
                 let _enter = span.enter();
                 match tx {
                     Some(tx) => self.on_request(now, tx, &msg, peer, cancels),
-                    None => debug!(method = "ACK", "absorbed ACK outside a transaction"),
+                    None => {
+                        debug!(method = "ACK", "ACK outside a transaction");
+                        self.b2bua.on_ack(&msg);
+                    }
                 }
             }
             Event::Response { tx, msg } => {

@@ -1,0 +1,432 @@
+//! The B2BUA's media: every bridged call's streams cross the media plane, one media
+//! session per m-line. Sans-IO: the B2BUA queues [`MediaRequest`]s, the driver carries
+//! them out against the media supervisor and hands back a [`MediaAnswer`] (and RTP
+//! timeouts); the SDP work is here, as functions of the SDPs and the sessions.
+//!
+//! - **Early offer** (A's INVITE has SDP): leg A of each session is A's stream, leg B is
+//!   allocated. B is offered, at leg B's ports, the codecs of A's offer the switch accepts
+//!   ([`negotiate::b_leg_offer`]); B's answer (183 or 200) gives leg B its peer and becomes
+//!   A's answer at leg A's ports, with A's payload types ([`negotiate::a_leg_answer`]).
+//! - **Late offer** (no SDP from A): the switch offers B its own preferences; B's 200
+//!   becomes the switch's offer to A (B's choice, at leg A's ports), and A's answer comes
+//!   in its ACK.
+//! - **Re-offers** (re-INVITE, UPDATE) move the sending leg's peer and are pointed at the
+//!   other leg's ports, and so are their answers; a stream put on hold stops the RTP timer.
+//! - **Echo**: one session whose leg A's media goes back to it.
+//!
+//! When the legs share no codec the session is marked [`session_flags::TRANSCODE`]
+//! instead of failing the call.
+
+use std::net::IpAddr;
+
+use ferroswitch_shared::msg::{session_flags, LegSpec, SessionSpec, StreamStats};
+
+use crate::media::negotiate::{self, CodecPref};
+use crate::media::rewrite::{finish, leg_from, rewrite, usable, Flags};
+use crate::sdp::{Attribute, Connection, Direction, Media, Origin, RtpMap, Sdp};
+use crate::storage::CdrMedia;
+
+/// The codecs the media plane is to transcode between (the transcoding issue fills them in).
+pub const TRANSCODABLE: &[&str] = &["PCMU", "PCMA", "G722", "OPUS"];
+
+/// The payload type the switch's own offers give telephone-event.
+const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// How the B2BUA handles media (from `[media]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaSettings {
+    /// Bridged calls' media goes through the media plane (false: SDP passes unchanged).
+    pub enabled: bool,
+    /// The address the media plane uses for calls (None: the SIP listener's).
+    pub rtp_ip: Option<IpAddr>,
+    /// The switch's codec preferences.
+    pub prefs: Vec<CodecPref>,
+    /// Seconds without RTP before MEDIA_TIMEOUT (0: never).
+    pub rtp_timeout_secs: u32,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            enabled: false,
+            rtp_ip: None,
+            prefs: negotiate::parse_codec_string(crate::config::DEFAULT_CODEC_PREFS).expect("the default parses"),
+            rtp_timeout_secs: 300,
+        }
+    }
+}
+
+/// What the B2BUA asks of the media plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaRequest {
+    /// Create a session per spec (None: no session for that m-line) and answer with a
+    /// [`MediaAnswer`] carrying `token`.
+    Create { token: u64, specs: Vec<Option<SessionSpec>> },
+    /// Replace a session's spec (no answer).
+    Update { id: u64, spec: SessionSpec },
+    /// Destroy a session (no answer); its final counters go to the CDRs of `cdr`'s legs
+    /// (A's, B's channel uuids; see [`cdr_media`]).
+    Destroy { id: u64, cdr: [Option<String>; 2], echo: bool },
+}
+
+/// A leg's CDR counters from a destroyed session's final ones: what the media plane
+/// received on the leg (in) and on the other leg, which it sent this one (out). An echo
+/// sends leg A back what it received.
+pub fn cdr_media(stats: &StreamStats, leg: usize, echo: bool) -> CdrMedia {
+    let (this, other) = (&stats.legs[leg], &stats.legs[if echo { leg } else { 1 - leg }]);
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    CdrMedia {
+        media_in_packets: n(this.packets),
+        media_in_bytes: n(this.bytes),
+        media_out_packets: n(other.packets),
+        media_out_bytes: n(other.bytes),
+        media_lost: n(this.lost),
+        media_dropped: n(this.dropped),
+    }
+}
+
+/// The media plane's answer to [`MediaRequest::Create`]: per m-line, the session id and
+/// the spec with the local ports filled in, or why it failed (then none was kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaAnswer {
+    pub token: u64,
+    pub result: Result<Vec<Option<(u64, SessionSpec)>>, String>,
+}
+
+/// What waits for the media plane's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waiting {
+    /// `bridge`: the B-legs are sent once the sessions exist.
+    Bridge,
+    /// `answer` (200) or `pre_answer` (183): the switch answers the caller itself, then
+    /// the applications go on.
+    Answer(u16),
+    /// `echo`: the caller is answered once its session exists.
+    Echo,
+}
+
+/// One call's media.
+#[derive(Debug, Clone)]
+pub(super) struct CallMedia {
+    /// The address the switch's side of both legs uses.
+    pub ip: IpAddr,
+    /// Per m-line: the session and its spec as last sent (None: no session).
+    pub sessions: Vec<Option<(u64, SessionSpec)>>,
+    /// A's offer, for A's answer (None: late offer).
+    pub a_offer: Option<Sdp>,
+    /// The SDP the switch sends once the sessions exist: B's offer (bridge) or its own
+    /// answer to A (answer, echo), pointed at the media plane then.
+    pub outgoing: Sdp,
+    /// B's offer, pointed at leg B.
+    pub to_b: Vec<u8>,
+    /// The switch's own answer to A (answer, pre_answer, echo), pointed at leg A.
+    pub local: Option<Vec<u8>>,
+    /// What waits for the sessions.
+    pub waiting: Option<Waiting>,
+    /// The call's RTP timeout (seconds, 0: none).
+    pub timeout: u32,
+    /// The SDP A was last sent from B's side (a 2xx without SDP reuses the 183's).
+    pub to_a: Option<Vec<u8>>,
+}
+
+impl CallMedia {
+    /// Whether A made no offer (the switch offers A in its 200 and gets A's answer in the ACK).
+    pub fn late(&self) -> bool {
+        self.a_offer.is_none()
+    }
+
+    /// The session ids.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.sessions.iter().flatten().map(|(id, _)| *id)
+    }
+}
+
+/// How the B2BUA has the SDP rewritten: ICE is stripped (the media plane is the peer),
+/// and the origin and connection name the switch.
+pub(super) fn flags() -> Flags {
+    Flags { ice_remove: true, replace: vec!["origin".into(), "session-connection".into()], ..Flags::default() }
+}
+
+/// Whether section `m` is media the media plane relays (RTP, not rejected).
+fn relayed(m: &Media) -> bool {
+    !m.is_rejected() && m.proto.to_ascii_uppercase().contains("RTP/")
+}
+
+/// The peer's RTP address for section `i` of `sdp` (None: unusable, latch it).
+fn peer_of(sdp: &Sdp, i: usize) -> Option<std::net::SocketAddr> {
+    let m = &sdp.media[i];
+    usable(sdp.connection_for(i).and_then(Connection::ip), m.port)
+}
+
+/// Whether section `i` of `sdp` puts the stream on hold (no media will come from its sender).
+fn on_hold(sdp: &Sdp, i: usize) -> bool {
+    let m = &sdp.media[i];
+    let zero = sdp.connection_for(i).and_then(Connection::ip).is_some_and(|ip| ip.is_unspecified());
+    zero || matches!(m.direction(sdp.direction()), Direction::SendOnly | Direction::Inactive)
+}
+
+/// The sessions and B's offer for a call whose caller offered `a` (None: late offer).
+pub(super) fn plan_bridge(
+    a: Option<&Sdp>,
+    prefs: &[CodecPref],
+    ip: IpAddr,
+    timeout: u32,
+) -> (Vec<Option<SessionSpec>>, Sdp) {
+    let f = flags();
+    let Some(a) = a else {
+        let offer = own_offer(prefs, ip);
+        let m = &offer.media[0];
+        let leg = leg_from(m, None, ip, &f, false);
+        return (vec![Some(SessionSpec { legs: [leg, leg], rtp_timeout_secs: timeout, flags: 0 })], offer);
+    };
+    let mut b = a.clone();
+    let mut specs = Vec::with_capacity(a.media.len());
+    for (i, m) in a.media.iter().enumerate() {
+        if !relayed(m) {
+            b.media[i].port = 0;
+            specs.push(None);
+            continue;
+        }
+        let mut session = 0;
+        if m.kind.eq_ignore_ascii_case("audio") {
+            let offer = negotiate::b_leg_offer(m, prefs);
+            let mut codecs = offer.codecs;
+            codecs.extend(offer.telephone_event);
+            set_codecs(&mut b.media[i], &codecs, &[m]);
+            if offer.transcode {
+                session |= session_flags::TRANSCODE;
+            }
+        }
+        let leg_a = leg_from(m, peer_of(a, i), ip, &f, true);
+        let leg_b = leg_from(&b.media[i], None, ip, &f, false);
+        specs.push(Some(SessionSpec { legs: [leg_a, leg_b], rtp_timeout_secs: timeout, flags: session }));
+    }
+    (specs, b)
+}
+
+/// The sessions for the switch answering A itself, and the answer A gets: per audio
+/// stream, the first of A's codecs the switch prefers (else A's first), with
+/// telephone-event if offered. `echo`: the sessions send A's media back to it.
+pub(super) fn plan_answer(
+    a: &Sdp,
+    prefs: &[CodecPref],
+    ip: IpAddr,
+    timeout: u32,
+    echo: bool,
+) -> (Vec<Option<SessionSpec>>, Sdp) {
+    let f = flags();
+    let mut answer = a.clone();
+    let mut specs = Vec::with_capacity(a.media.len());
+    for (i, m) in a.media.iter().enumerate() {
+        if !relayed(m) {
+            answer.media[i].port = 0;
+            specs.push(None);
+            continue;
+        }
+        let maps = m.rtpmaps();
+        let dtmf = |r: &RtpMap| r.encoding.eq_ignore_ascii_case("telephone-event");
+        let choice = prefs
+            .iter()
+            .find_map(|p| maps.iter().find(|r| !dtmf(r) && p.matches(r)))
+            .or_else(|| maps.iter().find(|r| !dtmf(r)));
+        if let Some(c) = choice {
+            let mut codecs = vec![c.clone()];
+            codecs.extend(maps.iter().find(|r| dtmf(r)).cloned());
+            set_codecs(&mut answer.media[i], &codecs, &[m]);
+        }
+        let d = m.direction(a.direction()).answer();
+        answer.media[i].set_direction(d);
+        let leg = leg_from(m, peer_of(a, i), ip, &f, true);
+        let flags = if echo { session_flags::ECHO } else { 0 };
+        specs.push(Some(SessionSpec { legs: [leg, leg], rtp_timeout_secs: timeout, flags }));
+    }
+    answer.attributes.retain(|at| !is_direction(&at.name));
+    (specs, answer)
+}
+
+fn is_direction(name: &str) -> bool {
+    ["sendrecv", "sendonly", "recvonly", "inactive"].iter().any(|d| name.eq_ignore_ascii_case(d))
+}
+
+/// The switch's own offer (late offer toward B): one audio stream with the preferences
+/// and telephone-event.
+fn own_offer(prefs: &[CodecPref], ip: IpAddr) -> Sdp {
+    let mut next = 96u8;
+    let mut codecs: Vec<RtpMap> = Vec::new();
+    for p in prefs {
+        let probe = p.to_rtpmap(0);
+        let pt = negotiate::static_pt(&probe.encoding, probe.clock_rate).unwrap_or_else(|| {
+            while next == TELEPHONE_EVENT_PT || codecs.iter().any(|c| c.pt == next) {
+                next += 1;
+            }
+            next
+        });
+        if !codecs.iter().any(|c| c.pt == pt) {
+            codecs.push(p.to_rtpmap(pt));
+        }
+    }
+    codecs.push(RtpMap {
+        pt: TELEPHONE_EVENT_PT,
+        encoding: "telephone-event".into(),
+        clock_rate: 8000,
+        channels: None,
+    });
+    let mut m = Media {
+        kind: "audio".into(),
+        port: 9,
+        port_count: None,
+        proto: "RTP/AVP".into(),
+        formats: Vec::new(),
+        lines: Vec::new(),
+        connection: None,
+        attributes: vec![Attribute { name: "sendrecv".into(), value: None }],
+    };
+    set_codecs(&mut m, &codecs, &[]);
+    m.attributes.push(Attribute { name: "fmtp".into(), value: Some(format!("{TELEPHONE_EVENT_PT} 0-16")) });
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    Sdp {
+        origin: Origin {
+            username: "ferroswitch".into(),
+            session_id: "1".into(),
+            session_version: 1,
+            net_type: "IN".into(),
+            addr_type: family.into(),
+            address: ip.to_string(),
+        },
+        session_name: "ferroswitch".into(),
+        lines: vec![('t', "0 0".into())],
+        connection: Some(Connection { net_type: "IN".into(), addr_type: family.into(), address: ip.to_string() }),
+        attributes: Vec::new(),
+        media: vec![m],
+    }
+}
+
+/// Sets section `m`'s formats to `codecs` (their payload types, in order) with an rtpmap
+/// each and the fmtp of the same codec in the first of `sources` that has one (matched
+/// by name and rate, so another side's payload type number does not matter).
+fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
+    let mut lines = Vec::with_capacity(codecs.len() * 2);
+    for c in codecs {
+        let rate = match c.channels {
+            Some(ch) => format!("{}/{}/{ch}", c.encoding, c.clock_rate),
+            None => format!("{}/{}", c.encoding, c.clock_rate),
+        };
+        lines.push(Attribute { name: "rtpmap".into(), value: Some(format!("{} {rate}", c.pt)) });
+        let fmtp = sources.iter().find_map(|s| {
+            let r = s
+                .rtpmaps()
+                .into_iter()
+                .find(|r| r.encoding.eq_ignore_ascii_case(&c.encoding) && r.clock_rate == c.clock_rate)?;
+            s.fmtp(r.pt).map(str::to_string)
+        });
+        if let Some(params) = fmtp {
+            lines.push(Attribute { name: "fmtp".into(), value: Some(format!("{} {params}", c.pt)) });
+        }
+    }
+    m.formats = codecs.iter().map(|c| c.pt.to_string()).collect();
+    let rest = m
+        .attributes
+        .drain(..)
+        .filter(|a| !a.name.eq_ignore_ascii_case("rtpmap") && !a.name.eq_ignore_ascii_case("fmtp"));
+    lines.extend(rest);
+    m.attributes = lines;
+}
+
+/// Points every section of `sdp` at leg `leg` of its session (rejecting sections without
+/// one), and the session level at `ip`.
+pub(super) fn point(sdp: &mut Sdp, sessions: &[Option<(u64, SessionSpec)>], leg: usize, ip: IpAddr) {
+    let f = flags();
+    for i in 0..sdp.media.len() {
+        match sessions.get(i) {
+            Some(Some((_, spec))) => rewrite(sdp, i, &spec.legs[leg].local, &f),
+            _ => sdp.media[i].port = 0,
+        }
+    }
+    finish(sdp, ip, &f);
+    sdp.origin.username = "ferroswitch".into();
+}
+
+/// What a peer's SDP changes: leg `leg` of each session takes the peer's stream from
+/// `sdp` (its address, codecs, rtcp), and the RTP timer stops while the stream is on hold.
+/// Returns the updates to send.
+pub(super) fn follow(
+    sessions: &mut [Option<(u64, SessionSpec)>],
+    sdp: &Sdp,
+    leg: usize,
+    ip: IpAddr,
+    timeout: u32,
+) -> Vec<(u64, SessionSpec)> {
+    let f = flags();
+    let mut updates = Vec::new();
+    for (i, m) in sdp.media.iter().enumerate() {
+        let Some(Some((id, spec))) = sessions.get_mut(i) else { continue };
+        let mut next = *spec;
+        if relayed(m) {
+            next.legs[leg] = LegSpec { local: spec.legs[leg].local, ..leg_from(m, peer_of(sdp, i), ip, &f, true) };
+        }
+        if next.flags & session_flags::ECHO == 0 {
+            next.rtp_timeout_secs = if on_hold(sdp, i) || m.is_rejected() { 0 } else { timeout };
+        }
+        if next != *spec {
+            *spec = next;
+            updates.push((*id, next));
+        }
+    }
+    updates
+}
+
+/// A's answer from B's answer (early offer): B's section with, for audio, the codec B
+/// chose as A offered it (A's payload type), or the best one A can be transcoded to.
+/// Sessions whose legs differ in codec are marked to transcode. Sections B left out are
+/// rejected. Returns the answer (pointed at leg A) and the sessions' updates.
+pub(super) fn answer_for_a(
+    a_offer: &Sdp,
+    b_answer: &Sdp,
+    sessions: &mut [Option<(u64, SessionSpec)>],
+    ip: IpAddr,
+) -> (Sdp, Vec<(u64, SessionSpec)>) {
+    let mut out = b_answer.clone();
+    out.media.truncate(a_offer.media.len());
+    for m in &a_offer.media[out.media.len()..] {
+        out.media.push(Media { port: 0, ..m.clone() });
+    }
+    let mut updates = Vec::new();
+    for i in 0..out.media.len() {
+        let (am, bm) = (&a_offer.media[i], &b_answer.media.get(i));
+        let Some(bm) = bm else { continue };
+        if !am.kind.eq_ignore_ascii_case("audio") || !relayed(bm) {
+            continue;
+        }
+        let Some(ans) = negotiate::a_leg_answer(am, bm, TRANSCODABLE) else { continue };
+        let mut codecs = vec![ans.codec];
+        codecs.extend(ans.telephone_event);
+        set_codecs(&mut out.media[i], &codecs, &[bm, am]);
+        if let Some(Some((id, spec))) = sessions.get_mut(i) {
+            let flags = if ans.transcode {
+                spec.flags | session_flags::TRANSCODE
+            } else {
+                spec.flags & !session_flags::TRANSCODE
+            };
+            if flags != spec.flags {
+                spec.flags = flags;
+                updates.push((*id, *spec));
+            }
+        }
+    }
+    point(&mut out, sessions, 0, ip);
+    (out, updates)
+}
+
+/// Merges `later` updates into `earlier` (one spec per session, the latest).
+pub(super) fn merge(mut earlier: Vec<(u64, SessionSpec)>, later: Vec<(u64, SessionSpec)>) -> Vec<(u64, SessionSpec)> {
+    for (id, spec) in later {
+        match earlier.iter_mut().find(|(i, _)| *i == id) {
+            Some(e) => e.1 = spec,
+            None => earlier.push((id, spec)),
+        }
+    }
+    earlier
+}
+
+#[cfg(test)]
+mod tests;
