@@ -8,40 +8,14 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
 /// Runs `calls` calls at `rate` calls/s from 1000 to `called`; `callee` is a scenario in
 /// tools/sipp/ run as the registered 1001, or None when nobody registers.
 fn run_call(sw: &SwitchProcess, calls: u32, rate: u32, called: &str, caller: &str, callee: Option<&str>) -> Output {
-    ensure_tool("sipp");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/run_call.sh");
-    let logs = TempDir::new("sipp-call");
-    // run_call.sh bounds itself (about calls/rate + 30 s + grace); the outer timeout is a backstop.
-    let limit = (calls / rate + 120).to_string();
-    Command::new("timeout")
-        .args([limit.as_str(), "bash", script, "-S", "-t", "30"])
-        .args(["-m", &calls.to_string(), "-r", &rate.to_string(), "-s", called])
-        .args(["-p", &free_port().to_string()])
-        .arg("-l")
-        .arg(&logs.0)
-        .arg(sw.udp.to_string())
-        .arg(caller)
-        .arg(callee.unwrap_or("none"))
-        .output()
-        .expect("run tools/sipp/run_call.sh")
-}
-
-/// run_call.sh exits 0 only when the caller passed all its calls and (-S) the callee too.
-fn assert_all_passed(what: &str, out: Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what}: SIPp calls failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_call_in(&TempDir::new("sipp-call"), sw, (calls, rate), called, caller, callee, &[])
 }
 
 #[test]

@@ -21,22 +21,25 @@
 # N/R + 60 s. Logs (SIPp stdout, -trace_err, -trace_stat if asked) stay in -l DIR (default: a
 # temporary directory, removed on success and kept and printed on failure).
 # Options: -m N (calls, default 10)  -r R (calls/s, default 10)  -s CALLED (default 1001)
-#          -p PORT (callee port)  -l DIR (keep logs there)  -t SECS (extra time allowed, default 30)
+#          -p PORT (callee port)  -l DIR (keep logs there; SIPp runs in it, so files a
+#          scenario plays go there)  -t SECS (extra time allowed, default 30)
 #          -S (strict: callee must pass too)  -q (quiet: no SIPp screens on failure)
+#          -e ARG (an extra argument for the callee's SIPp, e.g. -e -rtp_echo; repeatable)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/sipp-lib.sh"
 
-calls=10 rate=10 called=1001 port="" logdir="" extra_time=30 strict=0 quiet=0
-while getopts "m:r:s:p:l:t:Sq" o; do
+calls=10 rate=10 called=1001 port="" logdir="" extra_time=30 strict=0 quiet=0 callee_extra=()
+while getopts "m:r:s:p:l:t:e:Sq" o; do
   case $o in
     m) calls=$OPTARG ;; r) rate=$OPTARG ;; s) called=$OPTARG ;; p) port=$OPTARG ;;
     l) logdir=$OPTARG ;; t) extra_time=$OPTARG ;; S) strict=1 ;; q) quiet=1 ;;
-    *) sed -n '2,27p' "$0" >&2; exit 2 ;;
+    e) callee_extra+=("$OPTARG") ;;
+    *) sed -n '2,30p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 2 ] || { sed -n '2,27p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,30p' "$0" >&2; exit 2; }
 switch=$1 caller=$2 callee=${3:-none}
 shift 2; [ $# -gt 0 ] && [ "$1" != "--" ] && shift
 [ "${1:-}" = "--" ] && shift
@@ -90,7 +93,7 @@ if [ "$callee" != none ]; then
   registered=1
   # 2. The callee on the registered port, in the background.
   (cd "$logdir" && exec timeout $((budget + 10)) sipp -sf "$callee" -p "$port" -mp "$(free_media_port)" -m "$calls" \
-      "${common[@]}" -timeout "$((budget + 5))s" -timeout_error >callee.out 2>&1) &
+      "${common[@]}" -timeout "$((budget + 5))s" -timeout_error "${callee_extra[@]}" >callee.out 2>&1) &
   callee_pid=$!
   sleep 0.3
 fi

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A switch process, killed when dropped.
@@ -255,4 +255,46 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (code, body)
+}
+
+/// Runs tools/sipp/run_call.sh: `calls` calls at `rate` calls/s from 1000 to `called`;
+/// `callee` is a scenario in tools/sipp/ run as the registered 1001 (None: nobody
+/// registers), with `callee_args` for its SIPp. SIPp works (and keeps its logs) in `logs`.
+/// run_call.sh exits 0 only when the caller passed all its calls and (-S) the callee too.
+pub fn run_call_in(
+    logs: &TempDir,
+    sw: &SwitchProcess,
+    (calls, rate): (u32, u32),
+    called: &str,
+    caller: &str,
+    callee: Option<&str>,
+    callee_args: &[&str],
+) -> Output {
+    ensure_tool("sipp");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/run_call.sh");
+    // run_call.sh bounds itself (about calls/rate + 30 s + grace); the outer timeout is a backstop.
+    let limit = (calls / rate + 120).to_string();
+    Command::new("timeout")
+        .args([limit.as_str(), "bash", script, "-S", "-t", "30"])
+        .args(["-m", &calls.to_string(), "-r", &rate.to_string(), "-s", called])
+        .args(["-p", &free_port().to_string()])
+        .args(callee_args.iter().flat_map(|a| ["-e", a]))
+        .arg("-l")
+        .arg(&logs.0)
+        .arg(sw.udp.to_string())
+        .arg(caller)
+        .arg(callee.unwrap_or("none"))
+        .output()
+        .expect("run tools/sipp/run_call.sh")
+}
+
+/// run_call.sh exits 0 only when the caller passed all its calls and (-S) the callee too.
+pub fn assert_all_passed(what: &str, out: Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: SIPp calls failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
