@@ -95,6 +95,9 @@ struct Live {
     relay: Relay,
     socks: [[Option<UdpSocket>; 2]; 2],
     rtp_timeout: Option<Duration>,
+    /// When the RTP timer was (re)armed: the session's creation, or the update that set
+    /// its timeout (a call resumed from hold starts afresh).
+    armed_ns: u64,
     timed_out: bool,
 }
 
@@ -198,7 +201,8 @@ impl Core {
         } else {
             Relay::new(spec.legs)
         };
-        self.slots[slot] = Some(Live { id, relay, socks, rtp_timeout, timed_out: false });
+        let armed_ns = self.now_ns();
+        self.slots[slot] = Some(Live { id, relay, socks, rtp_timeout, armed_ns, timed_out: false });
         self.by_id.insert(id, slot);
         Ok(())
     }
@@ -368,8 +372,9 @@ impl Core {
             if live.timed_out {
                 continue;
             }
-            // A session that never saw a packet times out from its creation (idle since 0).
-            let idle = live.relay.idle_ns(now).unwrap_or(now);
+            // Idle since the last packet, or since the timer was armed if that is later.
+            let since_armed = now.saturating_sub(live.armed_ns);
+            let idle = live.relay.idle_ns(now).map_or(since_armed, |i| i.min(since_armed));
             if idle >= limit.as_nanos() as u64 {
                 live.timed_out = true;
                 let e =
@@ -502,10 +507,16 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                             if let (Some(&slot), Some(s)) =
                                 (c.by_id.get(&e.header.session), table.get(e.header.session))
                             {
+                                let now = c.now_ns();
                                 if let Some(live) = c.slots[slot].as_mut() {
                                     live.relay.update(s.spec.legs);
-                                    live.rtp_timeout = (s.spec.rtp_timeout_secs > 0)
+                                    let timeout = (s.spec.rtp_timeout_secs > 0)
                                         .then(|| Duration::from_secs(u64::from(s.spec.rtp_timeout_secs)));
+                                    if timeout != live.rtp_timeout {
+                                        live.rtp_timeout = timeout;
+                                        live.armed_ns = now;
+                                        live.timed_out = false;
+                                    }
                                 }
                             }
                         }

@@ -209,6 +209,17 @@ fn telephone_events_and_rtp_timeouts_are_reported(backend: worker::Backend, port
     assert!(core.events.pop().is_none_or(|e| e.kind() != Some(EventKind::RtpTimeout)), "reported once");
 }
 
+fn the_rtp_timer_runs_from_the_sessions_creation_not_the_workers_start(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_on(ports, backend);
+    // The worker has run longer than the timeout before the session exists.
+    std::thread::sleep(Duration::from_millis(1300));
+    let before = Instant::now();
+    create(&mut core, 6, leg(None, 0), leg(None, 0), 1);
+    let e = core.expect(EventKind::RtpTimeout);
+    assert_eq!(e.header.session, 6);
+    assert!(before.elapsed() >= Duration::from_secs(1), "timed out {:?} after its creation", before.elapsed());
+}
+
 fn video_and_rtcp_feedback_are_relayed_like_audio(backend: worker::Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
     let (pa, pb) = (peer(), peer());
@@ -284,6 +295,11 @@ macro_rules! on_backend {
             #[test]
             fn dtmf_and_rtp_timeout_events() {
                 super::telephone_events_and_rtp_timeouts_are_reported($backend, $base + 800);
+            }
+
+            #[test]
+            fn rtp_timer_starts_at_creation() {
+                super::the_rtp_timer_runs_from_the_sessions_creation_not_the_workers_start($backend, $base + 600);
             }
 
             #[test]
