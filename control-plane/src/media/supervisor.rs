@@ -34,6 +34,9 @@ use tracing::{error, info, warn};
 
 use super::link::{Desired, HeldSession, LinkEvent, LinkStats, MediaLink};
 
+/// Requests applied in one pass of the attached loop, beyond the one that woke it.
+const REQUEST_BATCH: usize = 255;
+
 /// How to start the media plane when none answers.
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
@@ -487,7 +490,11 @@ impl Supervisor {
             };
             let loss = tokio::select! {
                 r = rx.recv() => match r {
-                    Some(r) => self.request(r).err().map(Loss::Stop),
+                    // Whatever else is queued goes in the same pass: one doorbell for a
+                    // burst of requests (concurrent NG set-ups), not one each.
+                    Some(r) => std::iter::once(r)
+                        .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(REQUEST_BATCH))
+                        .find_map(|r| self.request(r).err().map(Loss::Stop)),
                     None => Some(Loss::Closed),
                 },
                 _ = any_bell => None,

@@ -10,7 +10,7 @@
 //! redone: it gets the first answer, or, while that is still being worked out, the answer
 //! when it is ready.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,6 +24,7 @@ use super::command::{self, OfferAnswer, Request};
 use crate::media::rewrite::{finish, leg_from, rewrite};
 use crate::media::MediaHandle;
 use crate::sdp::{Connection, Sdp};
+use crate::FastMap;
 
 /// How long an answer is kept for a retransmitted request.
 pub const COOKIE_TTL: Duration = Duration::from_secs(30);
@@ -75,7 +76,7 @@ pub enum Output {
     /// Send an answer.
     Send(SocketAddr, Vec<u8>),
     /// Run a job ([`Job::run`]) and hand its result to [`Ng::handle_done`].
-    Run(Job),
+    Run(Box<Job>),
 }
 
 /// A cookie seen within [`COOKIE_TTL`].
@@ -90,10 +91,10 @@ enum Cookie {
 /// The NG server's state, sans-IO.
 #[derive(Default)]
 pub struct Ng {
-    calls: HashMap<String, Call>,
+    calls: FastMap<String, Call>,
     /// Call-IDs with a job running, and the requests waiting behind it.
-    busy: HashMap<String, VecDeque<(Vec<u8>, Request)>>,
-    cookies: HashMap<Vec<u8>, Cookie>,
+    busy: FastMap<String, VecDeque<(Vec<u8>, Request)>>,
+    cookies: FastMap<Vec<u8>, Cookie>,
     /// Answered cookies, oldest first, to forget them after [`COOKIE_TTL`].
     expiry: VecDeque<(Instant, Vec<u8>)>,
     out: VecDeque<Output>,
@@ -187,7 +188,7 @@ impl Ng {
 
     fn start(&mut self, cookie: Vec<u8>, call_id: String, req: Request) {
         let call = self.calls.get(&call_id).cloned();
-        self.out.push_back(Output::Run(Job { cookie, call_id, req, call }));
+        self.out.push_back(Output::Run(Box::new(Job { cookie, call_id, req, call })));
     }
 
     fn answered(&mut self, now: Instant, cookie: Vec<u8>, to: Vec<SocketAddr>, answer: Vec<u8>) {
