@@ -37,6 +37,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+source "$here/bench-lib.sh"
 
 steps="500 1000 2000" secs=5 flat=500 targets="ferroswitch ferroswitch-epoll rtpengine forwarder" search=1 count=1 build=1 max=3800
 while getopts "s:d:f:t:m:BCn" o; do
@@ -124,21 +125,6 @@ EOF
 # ferroswitch's two I/O backends: "ferroswitch" runs the default (io_uring where the
 # kernel allows it), "ferroswitch-epoll" forces the epoll + recvmmsg backend.
 sed 's/^mode = "attach"$/mode = "attach"\nbackend = "epoll"/' "$work/media.toml" >"$work/media-epoll.toml"
-
-# wait_for SECONDS COMMAND...: true once COMMAND succeeds.
-wait_for() {
-  local t=$1; shift
-  for _ in $(seq $((t * 20))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
-  return 1
-}
-ng_ping() {
-  python3 - "$ng_port" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3)
-s.sendto(b"bench d7:command4:pinge", ("127.0.0.1", int(sys.argv[1])))
-sys.exit(0 if b"pong" in s.recv(4096) else 1)
-PY
-}
 
 # start_relay TARGET SESSIONS: starts it on CPU 1; sets relay_pid and target_args.
 start_relay() {

@@ -16,6 +16,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+source "$here/bench-lib.sh"
 clients=64 calls=500 rounds=3 build=1
 while getopts "c:n:r:B" o; do
   case $o in
@@ -59,19 +60,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ng_port=12223
-wait_for() {
-  local t=$1; shift
-  for _ in $(seq $((t * 20))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
-  return 1
-}
-ng_ping() {
-  python3 - "$ng_port" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3)
-s.sendto(b"bench d7:command4:pinge", ("127.0.0.1", int(sys.argv[1])))
-sys.exit(0 if b"pong" in s.recv(4096) else 1)
-PY
-}
 
 cat >"$work/sw.toml" <<EOF
 [sip]
