@@ -23,27 +23,63 @@ fn a_calls_rtp_crosses_the_media_plane_both_ways_and_its_counters_reach_the_cdrs
     assert_all_passed("call with RTP", out);
     // The counters follow the call's end (the media plane reports them when the session goes).
     let deadline = Instant::now() + Duration::from_secs(10);
-    let media = loop {
-        let (code, body) = sw.http_get("/cdr");
-        assert_eq!(code, 200, "{body}");
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-        let counted: Vec<(String, [i64; 4])> = rows
-            .iter()
-            .filter(|r| r["media_in_packets"].is_i64())
-            .map(|r| {
-                let n = |k: &str| r[k].as_i64().unwrap();
-                let dir = r["direction"].as_str().unwrap().to_string();
-                (dir, [n("media_in_packets"), n("media_out_packets"), n("media_lost"), n("media_dropped")])
-            })
-            .collect();
-        if counted.len() == 2 || Instant::now() > deadline {
-            assert_eq!(rows.len(), 2, "{body}");
-            break counted;
-        }
+    while cdrs(&sw).iter().any(|c| c.2.is_none()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+    let media: Vec<(String, [i64; 4])> = cdrs(&sw).into_iter().map(|c| (c.0, c.2.unwrap_or_default())).collect();
+    assert_eq!(media.len(), 2, "{media:?}");
     let leg = |d: &str| media.iter().find(|(dir, _)| dir == d).map(|x| x.1);
     // A-leg: 100 in from the caller, 100 echoed out to it; B-leg: the same, mirrored.
     assert_eq!(leg("inbound"), Some([100, 100, 0, 0]), "{media:?}");
     assert_eq!(leg("outbound"), Some([100, 100, 0, 0]), "{media:?}");
+}
+
+/// The CDRs the switch wrote: (direction, hangup cause, media counters if any).
+fn cdrs(sw: &SwitchProcess) -> Vec<(String, String, Option<[i64; 4]>)> {
+    let (code, body) = sw.http_get("/cdr");
+    assert_eq!(code, 200, "{body}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    rows.iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_i64();
+            let media = n("media_in_packets")
+                .map(|i| [i, n("media_out_packets").unwrap(), n("media_lost").unwrap(), n("media_dropped").unwrap()]);
+            (r["direction"].as_str().unwrap().to_string(), r["hangup_cause"].as_str().unwrap().to_string(), media)
+        })
+        .collect()
+}
+
+#[test]
+fn echo_9196_sends_the_callers_rtp_back_through_the_media_plane() {
+    let sw = SwitchProcess::start("");
+    let logs = TempDir::new("sipp-echo");
+    std::fs::write(logs.0.join("audio.ulaw"), [0xffu8; 8000]).unwrap();
+    let out = run_call_in(&logs, &sw, (1, 1), "9196", "uac_call_auth_rtp.xml", None, &[]);
+    assert_all_passed("call to 9196 with RTP", out);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cdrs(&sw).iter().any(|c| c.2.is_none()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cdrs(&sw), [("inbound".to_string(), "NORMAL_CLEARING".to_string(), Some([100, 100, 0, 0]))]);
+}
+
+#[test]
+fn a_call_without_rtp_hangs_up_with_media_timeout() {
+    // Neither phone sends RTP; with a 2 s RTP timeout the switch hangs up both legs, and
+    // the caller and the callee each get its BYE.
+    let sw = SwitchProcess::start_with(TempDir::new("switch"), "", "rtp_timeout_secs = 2");
+    let out = run_call_in(
+        &TempDir::new("sipp-timeout"),
+        &sw,
+        (1, 1),
+        "1001",
+        "uac_call_wait_bye.xml",
+        Some("uas_answer.xml"),
+        &[],
+    );
+    assert_all_passed("a call hung up on its RTP timeout", out);
+    let mut got: Vec<(String, String)> = cdrs(&sw).into_iter().map(|c| (c.0, c.1)).collect();
+    got.sort();
+    let want = |d: &str| (d.to_string(), "MEDIA_TIMEOUT".to_string());
+    assert_eq!(got, [want("inbound"), want("outbound")]);
 }
