@@ -4,6 +4,7 @@
 #   tools/cps-bench.sh                         # rates 500 1000 2000 5000 10000, 3 s of calls each
 #   tools/cps-bench.sh -r "200 500" -d 5       # other rates, 5 s of calls per rate
 #   tools/cps-bench.sh -o a                    # only (a); -o b: only (b); -n: do not build
+#   tools/cps-bench.sh -M off                  # (b) without the media plane (SDP passes unchanged)
 #
 # In one run, for each target rate R it places N = R x D calls (D = -d seconds, default 3) and
 # measures:
@@ -20,8 +21,9 @@
 # Columns: target calls/s; calls placed; achieved = successful calls / (time from the first
 # call to the last call's end - mean call length), i.e. the rate at which calls were set up
 # and completed; successful and failed calls (failed includes calls that never finished);
-# CPU% of the SIPp caller (and of ferroswitch in (b)) over the step, 100% = one core; in
-# (b) also the switch's CPU time (all threads, user + system) per call placed.
+# CPU% of the SIPp caller (and of ferroswitch in (b), with its media plane) over the step,
+# 100% = one core; in (b) also the switch's CPU time (all threads of both planes, user +
+# system) per call placed.
 # Numbers come from SIPp's -trace_stat file (-fd 1). Each step is bounded (timeout N/R + 30 s);
 # a failing switch shows up as failed calls / "error" rows, never as a hang.
 set -uo pipefail
@@ -29,9 +31,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 source "$here/sipp/sipp-lib.sh"
 
-rates="500 1000 2000 5000 10000" secs=3 only=ab build=1
-while getopts "r:d:o:n" o; do
-  case $o in r) rates=$OPTARG ;; d) secs=$OPTARG ;; o) only=$OPTARG ;; n) build=0 ;; *) sed -n '2,30p' "$0" >&2; exit 2 ;; esac
+rates="500 1000 2000 5000 10000" secs=3 only=ab build=1 media=spawn
+while getopts "r:d:o:nM:" o; do
+  case $o in
+    r) rates=$OPTARG ;; d) secs=$OPTARG ;; o) only=$OPTARG ;; n) build=0 ;; M) media=$OPTARG ;;
+    *) sed -n '2,32p' "$0" >&2; exit 2 ;;
+  esac
 done
 [ -x /usr/bin/time ] || { echo "cps-bench: needs /usr/bin/time (Debian package time)" >&2; exit 2; }
 command -v sipp >/dev/null || { echo "cps-bench: sipp not found (ci/install-deps.sh test)" >&2; exit 2; }
@@ -47,6 +52,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The switch's ticks with its media plane's (the child process it spawns).
+switch_ticks() {
+  local t; t=$(cpu_ticks "$1")
+  for c in $(pgrep -P "$1"); do t=$((t + $(cpu_ticks "$c"))); done
+  echo "$t"
+}
 hz=$(getconf CLK_TCK)
 
 # summarize STATFILE CALLS UAC_CPU% [SWITCH_CPU%]: one table row from a -trace_stat file.
@@ -127,6 +138,8 @@ dir = "$work/switch/var"
 http_listen = ""
 [ng]
 listen = ""
+[media]
+mode = "$media"
 [log]
 level = "error"
 TOML
@@ -149,12 +162,12 @@ TOML
     if ! kill -0 "$sw_pid" 2>/dev/null; then
       printf '%-28s %6s %7s %s\n' "sipp->ferroswitch->sipp" "$r" "$calls" "error: ferroswitch is not running"; continue
     fi
-    s0=$(cpu_ticks "$sw_pid") t0=$(date +%s.%N)
+    s0=$(switch_ticks "$sw_pid") t0=$(date +%s.%N)
     # run_call.sh registers the callee as 1001 and runs it; the caller gets the statistics flags.
     "$here/sipp/run_call.sh" -q -m "$calls" -r "$r" -t 30 -l "$d" "$sw" uac_call_auth.xml uas_answer.xml -- \
       -l $((r * 4 + 100)) -buff_size 4194304 -trace_stat -stf stat.csv -fd 1 >"$d/run_call.out" 2>&1
     rc=$?
-    s1=$(cpu_ticks "$sw_pid") t1=$(date +%s.%N)
+    s1=$(switch_ticks "$sw_pid") t1=$(date +%s.%N)
     swcpu=$(python3 -c "print(f'{100*($s1-$s0)/$hz/max(0.001,$t1-$t0):.0f}%')")
     # The switch's CPU time (all its threads, user + system) per call placed.
     swper=$(python3 -c "print(f'{1e6*($s1-$s0)/$hz/$calls:.0f}us')")

@@ -1009,6 +1009,19 @@ fn only_session(w: &World) -> (u64, SessionSpec, SocketAddr, SocketAddr) {
     (id, spec, spec.legs[0].local.addr().unwrap(), spec.legs[1].local.addr().unwrap())
 }
 
+/// A call from 1000 to 1001 answered with SDP_B, its media through the fake media plane,
+/// both sides past their 2xx.
+fn bridged_with_media(seed: u64) -> World {
+    let mut w = World::with_media(seed);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)
+        && w.uac.got(Method::Invite, 200)));
+    w
+}
+
 #[test]
 fn a_bridged_calls_media_crosses_the_media_plane_both_ways() {
     let mut w = World::with_media(31);
@@ -1105,13 +1118,7 @@ fn an_rtp_timeout_hangs_the_call_up_with_media_timeout() {
 
 #[test]
 fn hold_and_resume_re_invites_are_pointed_at_the_media_plane_and_pause_the_rtp_timer() {
-    let mut w = World::with_media(35);
-    w.register_callee();
-    w.call("1001");
-    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
-    w.callee_answers(200, SDP_B);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)
-        && w.uac.got(Method::Invite, 200)));
+    let mut w = bridged_with_media(35);
     let (id, _, leg_a, leg_b) = only_session(&w);
     let invites = |w: &World| w.uas.requests.iter().filter(|m| **m == Method::Invite).count();
     let oks = |w: &World| w.uac.statuses.iter().filter(|s| **s == (Method::Invite, 200)).count();
@@ -1178,4 +1185,49 @@ fn bypass_media_leaves_the_sdp_untouched() {
     assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
     assert_eq!(w.uac.answer_sdp.as_deref(), Some(SDP_B));
     assert!(media(&w).sessions.is_empty() && media(&w).destroyed.is_empty());
+}
+
+#[test]
+fn a_re_offer_that_adds_a_stream_gets_a_session_for_it_and_one_that_removes_it_rejects_it() {
+    let mut w = bridged_with_media(38);
+    let (audio, ..) = only_session(&w);
+    let invites = |w: &World| w.uas.requests.iter().filter(|m| **m == Method::Invite).count();
+    // The caller adds video: the re-INVITE waits for a session for it, then reaches B with
+    // both streams at the media plane.
+    let with_video = b"v=0\r\no=a 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\nm=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 5, with_video);
+    assert!(w.run_until(Duration::from_secs(5), |w| invites(w) == 2));
+    assert_eq!(media(&w).sessions.len(), 2);
+    let (&video, spec) = media(&w).sessions.iter().find(|(id, _)| **id != audio).unwrap();
+    assert_eq!(spec.legs[0].remote.addr(), Some(addr("127.0.0.1:40002")), "A's video address");
+    let relayed = Sdp::parse(w.callee_invite().unwrap().body()).unwrap();
+    assert_eq!(relayed.media.len(), 2);
+    assert_eq!(relayed.media[1].port, spec.legs[1].local.addr().unwrap().port());
+    assert_eq!(relayed.media[1].formats, ["96"]);
+    // B accepts both: A hears video at its leg's port.
+    let b_video = b"v=0\r\no=b 2 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\nm=video 42002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    w.callee_answers(200, b_video);
+    let oks = |w: &World| w.uac.statuses.iter().filter(|s| **s == (Method::Invite, 200)).count();
+    assert!(w.run_until(Duration::from_secs(5), |w| oks(w) == 2));
+    let answer = Sdp::parse(w.uac.answer_sdp.as_deref().unwrap()).unwrap();
+    let video_spec = media(&w).sessions[&video];
+    assert_eq!(answer.media[1].port, video_spec.legs[0].local.addr().unwrap().port());
+    assert_eq!(video_spec.legs[1].remote.addr(), Some(addr("127.0.0.1:42002")));
+    // The caller drops video again: B sees it rejected; the session stays, its timer off.
+    let no_video = b"v=0\r\no=a 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\n";
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 6, no_video);
+    assert!(w.run_until(Duration::from_secs(5), |w| invites(w) == 3));
+    let relayed = Sdp::parse(w.callee_invite().unwrap().body()).unwrap();
+    assert_eq!((relayed.media[0].port > 0, relayed.media[1].port), (true, 0));
+    assert_eq!(media(&w).sessions[&video].rtp_timeout_secs, 0);
+    // Hang-up destroys both sessions.
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| oks(w) == 3));
+    let now = w.now;
+    w.uac.in_dialog(now, "BYE", 7);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Bye)));
+    assert!(media(&w).sessions.is_empty());
+    assert_eq!(media(&w).destroyed.len(), 2);
 }

@@ -103,6 +103,8 @@ pub(super) enum Waiting {
     Answer(u16),
     /// `echo`: the caller is answered once its session exists.
     Echo,
+    /// A re-offer with streams the call had no session for: it is relayed once they exist.
+    Reoffer,
 }
 
 /// One call's media.
@@ -127,6 +129,23 @@ pub(super) struct CallMedia {
     pub timeout: u32,
     /// The SDP A was last sent from B's side (a 2xx without SDP reuses the 183's).
     pub to_a: Option<Vec<u8>>,
+}
+
+/// Sessions for the streams a re-offer from leg `leg` adds (its sections from index
+/// `from` on): that leg's peer from the offer, the other leg's learnt from the answer.
+/// None for a section that is rejected or not RTP.
+pub(super) fn plan_added(sdp: &Sdp, from: usize, leg: usize, ip: IpAddr, timeout: u32) -> Vec<Option<SessionSpec>> {
+    let f = flags();
+    (from..sdp.media.len())
+        .map(|i| {
+            let m = &sdp.media[i];
+            relayed(m).then(|| {
+                let mut legs = [leg_from(m, None, ip, &f, false); 2];
+                legs[leg] = leg_from(m, peer_of(sdp, i), ip, &f, true);
+                SessionSpec { legs, rtp_timeout_secs: timeout, flags: 0 }
+            })
+        })
+        .collect()
 }
 
 impl CallMedia {
@@ -333,12 +352,13 @@ fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
 }
 
 /// Points every section of `sdp` at leg `leg` of its session (rejecting sections without
-/// one), and the session level at `ip`.
+/// one, and keeping rejected ones so), and the session level at `ip`.
 pub(super) fn point(sdp: &mut Sdp, sessions: &[Option<(u64, SessionSpec)>], leg: usize, ip: IpAddr) {
     let f = flags();
     for i in 0..sdp.media.len() {
         match sessions.get(i) {
-            Some(Some((_, spec))) => rewrite(sdp, i, &spec.legs[leg].local, &f),
+            // A stream the peer rejects (port 0) stays rejected.
+            Some(Some((_, spec))) if !sdp.media[i].is_rejected() => rewrite(sdp, i, &spec.legs[leg].local, &f),
             _ => sdp.media[i].port = 0,
         }
     }

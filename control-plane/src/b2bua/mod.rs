@@ -212,6 +212,8 @@ pub struct B2bua {
     media_out: VecDeque<MediaRequest>,
     /// Creations waiting for the media plane, by token.
     media_tokens: HashMap<u64, CallId>,
+    /// Re-offers waiting for sessions for the streams they add, by call.
+    reoffers: HashMap<CallId, Relay>,
     /// Media session → its call (RTP timeouts).
     media_calls: HashMap<u64, CallId>,
     next_token: u64,
@@ -707,6 +709,29 @@ impl B2bua {
         Ok(Some(out.write().into_bytes()))
     }
 
+    /// A re-offer with more streams than the call has sessions: asks for sessions for the
+    /// new ones and keeps the request until they exist (true). False: nothing to wait for.
+    fn media_for_added_streams(&mut self, id: CallId, from: Side, tx: TxId, req: &Message, peer: Peer) -> bool {
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return false };
+        if req.body().is_empty() || m.waiting.is_some() {
+            return false;
+        }
+        let Ok(sdp) = Sdp::parse(req.body()) else { return false };
+        let known = m.sessions.len();
+        if sdp.media.len() <= known {
+            return false;
+        }
+        let leg = if from == Side::A { 0 } else { 1 };
+        let specs = media::plan_added(&sdp, known, leg, m.ip, m.timeout);
+        let token = self.next_token;
+        self.next_token += 1;
+        self.media_tokens.insert(token, id);
+        self.media_out.push_back(MediaRequest::Create { token, specs });
+        m.waiting = Some(Waiting::Reoffer);
+        self.reoffers.insert(id, Relay { call: id, from, server_tx: tx, request: req.clone(), peer });
+        true
+    }
+
     /// How the B2BUA handles media (the media plane is off until this is called).
     pub fn set_media(&mut self, settings: MediaSettings) {
         self.media = settings;
@@ -731,6 +756,26 @@ impl B2bua {
         };
         let call = self.calls.get_mut(&id).expect("checked above");
         let m = call.media.as_mut().expect("checked above");
+        if m.waiting == Some(Waiting::Reoffer) {
+            // The re-offer's new streams: their sessions join the call's, then it is relayed
+            // (or refused with 488 without them).
+            m.waiting = None;
+            let Some(r) = self.reoffers.remove(&id) else { return };
+            match answer.result {
+                Ok(added) => {
+                    for (session, _) in added.iter().flatten() {
+                        self.media_calls.insert(*session, id);
+                    }
+                    m.sessions.extend(added);
+                    self.relay(io, id, r.from, r.server_tx, &r.request, r.peer);
+                }
+                Err(why) => {
+                    warn!(call = %call.uuid, %why, "no media session for the re-offer's new streams");
+                    respond_simple(io, r.server_tx, &r.request, r.peer, 488);
+                }
+            }
+            return;
+        }
         let sessions = match answer.result {
             Ok(s) => s,
             Err(why) => {
@@ -1182,6 +1227,7 @@ impl B2bua {
             self.a_invites.remove(&setup.tx);
         }
         self.relays.retain(|_, r| r.call != id);
+        self.reoffers.remove(&id);
         if let Some(d) = &call.a.dialog {
             untrack_dialog(&mut self.dialogs, io, &d.key());
         }
@@ -1282,14 +1328,21 @@ impl B2bua {
         if call.answered.is_none() {
             return respond_simple(io, tx, req, peer, alone());
         }
-        if matches!(method, Method::Invite | Method::Update)
-            && self
-                .relays
-                .values()
-                .any(|r| r.call == id && matches!(r.request.method(), Method::Invite | Method::Update))
+        let offering = matches!(method, Method::Invite | Method::Update);
+        let reoffer_waits = call.media.as_ref().is_some_and(|m| m.waiting == Some(Waiting::Reoffer));
+        if offering
+            && (reoffer_waits
+                || self
+                    .relays
+                    .values()
+                    .any(|r| r.call == id && matches!(r.request.method(), Method::Invite | Method::Update)))
         {
             info!(call = %call.uuid, "glare: an offer is already pending");
             return respond_simple(io, tx, req, peer, 491);
+        }
+        // Streams the call has no session for wait for theirs; the relay resumes then.
+        if offering && self.media_for_added_streams(id, from, tx, req, peer) {
+            return;
         }
         // A new offer moves this leg's peer and is pointed at the other leg's ports.
         let body = match self.media_body(id, from, req) {
