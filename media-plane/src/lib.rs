@@ -4,6 +4,7 @@
 //! control plane through the rings of `ferroswitch-shared` (issues 4 and 5).
 
 pub mod epoll;
+pub mod pool;
 pub mod relay;
 pub mod server;
 pub mod sessions;

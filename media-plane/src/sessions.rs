@@ -71,6 +71,15 @@ impl Ports {
     fn release(&mut self, port: u16) {
         self.used.remove(&port);
     }
+
+    /// The ports [`Ports::allocate`] hands out next, in that order, at most `n`.
+    fn upcoming(&self, n: usize) -> impl Iterator<Item = u16> + '_ {
+        let (slots, start) = (self.slots(), u32::from(self.next - self.min) / 2);
+        (0..slots)
+            .map(move |i| self.min + (((start + i) % slots) * 2) as u16)
+            .filter(|p| !self.used.contains(p))
+            .take(n)
+    }
 }
 
 /// The sessions of one media core.
@@ -121,6 +130,12 @@ impl SessionTable {
     /// allocations skip it.
     pub fn block(&mut self, port: u16) {
         self.ports.used.insert(port & !1);
+    }
+
+    /// The RTP ports the next creates will get (at most `n`, in order) unless a replay
+    /// claims some first: the worker binds them ahead. Their RTCP ports are one above.
+    pub fn upcoming_ports(&self, n: usize) -> impl Iterator<Item = u16> + '_ {
+        self.ports.upcoming(n)
     }
 
     /// Every session, in no particular order.
@@ -299,6 +314,23 @@ mod tests {
         let ports: Vec<u16> = ev[0].body::<Created>().local.iter().map(|e| e.port).collect();
         assert_eq!(ports, vec![20000, 20002]);
         assert_eq!(t.get(1).unwrap().spec.legs[1].local.port, 20002);
+    }
+
+    #[test]
+    fn upcoming_ports_are_the_ones_the_next_creates_get_within_the_range() {
+        // Five RTP ports: 20000..=20008 (RTCP up to 20009, the range's end).
+        let mut t = SessionTable::new(0, 20000, 20009);
+        run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)));
+        t.block(20006);
+        // From the cursor on, skipping used and blocked ports, wrapping at the range's end.
+        assert_eq!(t.upcoming_ports(8).collect::<Vec<_>>(), vec![20004, 20008]);
+        run(&mut t, &cmd(CommandKind::Destroy, 1, 1, &spec(4000)));
+        assert_eq!(t.upcoming_ports(8).collect::<Vec<_>>(), vec![20004, 20008, 20000, 20002]);
+        assert_eq!(t.upcoming_ports(3).collect::<Vec<_>>(), vec![20004, 20008, 20000]);
+        let ev = run(&mut t, &cmd(CommandKind::Create, 2, 1, &spec(4000)));
+        let ports: Vec<u16> = ev[0].body::<Created>().local.iter().map(|e| e.port).collect();
+        assert_eq!(ports, vec![20004, 20008], "the first two upcoming");
+        assert_eq!(SessionTable::new(0, 20000, 20000).upcoming_ports(4).count(), 0, "no room for RTP and RTCP");
     }
 
     #[test]

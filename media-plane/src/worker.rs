@@ -9,9 +9,10 @@
 //! - **epoll** ([`crate::epoll`]): readiness, then `recvmmsg` batches and a `sendto` per
 //!   packet, for kernels or sandboxes without io_uring.
 //!
-//! A loop turn drains commands (binding or closing sockets as sessions come and go), runs
-//! every received packet through its session's [`Relay`] and sends it on from the other
-//! leg's socket. Before sleeping the worker announces it on the command ring, so the
+//! A loop turn drains commands (taking sockets from the [`Pool`] of ports bound ahead, or
+//! binding them, as sessions come; closing them as they go), runs every received packet
+//! through its session's [`Relay`] and sends it on from the other leg's socket. Once the
+//! turn's events are out, the pool is refilled and the closed sessions' sockets closed. Before sleeping the worker announces it on the command ring, so the
 //! control plane rings the doorbell only then. Nothing here is shared with other cores;
 //! buffers are allocated once.
 
@@ -32,6 +33,7 @@ use ferroswitch_shared::segment::MediaEnds;
 use tracing::{info, warn};
 
 use crate::epoll::{Epoll, RecvBatch};
+use crate::pool::{bind_media_socket, Pool};
 use crate::relay::rtp::{classify, Kind};
 use crate::relay::session::{Notice, Relay, Verdict};
 use crate::sessions::SessionTable;
@@ -111,6 +113,10 @@ struct Core {
     gens: Vec<u16>,
     free: Vec<usize>,
     by_id: HashMap<u64, usize>,
+    /// Sockets of the ports the table hands out next.
+    pool: Pool,
+    /// Sockets of closed sessions, closed once the turn's events are out.
+    closing: Vec<UdpSocket>,
     start: Instant,
     dropped_events: u64,
 }
@@ -178,8 +184,9 @@ impl Core {
             if l.flags & leg_flags::RTCP_MUX == 0 {
                 addrs.push((SocketAddr::new(rtp.ip(), rtp.port() + 1), true));
             }
+            self.pool.note(rtp.ip(), addrs.len() == 2);
             for (addr, rtcp) in addrs {
-                let s = bind_media_socket(addr);
+                let s = self.pool.take(addr).map_or_else(|| bind_media_socket(addr), Ok);
                 match s {
                     Ok(s) => {
                         if let Err(e) = self.io.watch_socket(s.as_raw_fd(), token(gen, slot, leg, rtcp)) {
@@ -222,7 +229,9 @@ impl Core {
             }
         }
         self.free.push(slot);
-        Some(live.relay.stats(self.now_ns()))
+        let stats = live.relay.stats(self.now_ns());
+        self.closing.extend(live.socks.into_iter().flatten().flatten());
+        Some(stats)
     }
 
     /// Runs one packet that arrived on socket `tok` through its session: where to send
@@ -455,6 +464,8 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         gens: Vec::new(),
         free: Vec::new(),
         by_id: HashMap::new(),
+        pool: Pool::default(),
+        closing: Vec::new(),
         start: Instant::now(),
         dropped_events: 0,
     };
@@ -490,6 +501,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
             }
         }
         let mut commands = 0;
+        let mut created = false;
         if let Some(a) = attached.as_mut() {
             let mut out = Vec::new();
             commands = a.ends.commands.drain(COMMAND_BATCH, |cmd| {
@@ -498,6 +510,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                 for mut e in evs {
                     match (cmd.kind(), e.kind()) {
                         (_, Some(EventKind::Created)) => {
+                            created = true;
                             if let Err(why) = open_or_retry(&mut c, &mut table, cmd, &mut e) {
                                 e = Event::new(EventKind::Error as u16, core, e.header.session, e.header.generation)
                                     .with_body(&ErrorInfo::new(error_code::NO_PORT, &why));
@@ -588,19 +601,12 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
             // queries the state instead).
             pending.clear();
         }
+        // Off the create-to-confirm path: the next creates' sockets, the last ones' closes.
+        c.closing.clear();
+        if created {
+            c.pool.refill(&table);
+        }
     }
-}
-
-/// A non-blocking UDP socket on `addr`, with SO_REUSEADDR: a media plane replaying its
-/// sessions after a restart binds the same ports while the killed one's io_uring may still
-/// hold its sockets for a moment.
-fn bind_media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let s =
-        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    Ok(s.into())
 }
 
 /// Ports tried for one session when others turn out to be held by another process.

@@ -28,13 +28,17 @@ struct Core {
 
 impl Core {
     fn start_on(port_min: u16, backend: worker::Backend) -> Core {
+        Core::start_with(port_min, port_min + 199, backend)
+    }
+
+    fn start_with(port_min: u16, port_max: u16, backend: worker::Backend) -> Core {
         let (commands, worker_commands) = pair::<Command>(64).unwrap();
         let (worker_events, events) = pair::<Event>(256).unwrap();
         let commands_bell = Doorbell::new().unwrap();
         let events_bell = Doorbell::new().unwrap();
         let wake = Doorbell::new().unwrap();
         let (tx, rx) = mpsc::channel();
-        let table = SessionTable::new(0, port_min, port_min + 199);
+        let table = SessionTable::new(0, port_min, port_max);
         let wake_worker = Doorbell::from_fd(wake.fd().try_clone().unwrap());
         let bell_worker = Doorbell::from_fd(commands_bell.fd().try_clone().unwrap());
         let held = Arc::new(AtomicUsize::new(0));
@@ -276,6 +280,47 @@ fn an_echo_session_sends_leg_as_media_back_to_it(backend: worker::Backend, ports
     }
 }
 
+fn the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay(backend: worker::Backend, ports: u16) {
+    // Five RTP ports: ports, +2, .. +8 (RTCP up to +9, the range's end).
+    let mut core = Core::start_with(ports, ports + 9, backend);
+    let (pa, pb) = (peer(), peer());
+    let [l0a, l0b] = create(&mut core, 1, leg(None, 0), leg(None, 0), 0);
+    assert_eq!([l0a.port(), l0b.port()], [ports, ports + 2]);
+    // Once the create is answered the worker binds the next ports: a command after it
+    // (the ping) is taken in a later turn, after the refill.
+    core.send(Command::new(CommandKind::Ping as u16, 0, 0, 0));
+    core.expect(EventKind::Pong);
+    for p in ports + 4..=ports + 9 {
+        assert!(UdpSocket::bind(("127.0.0.1", p)).is_err(), "port {p} is bound ahead");
+    }
+    for p in [ports - 2, ports - 1, ports + 10, ports + 11] {
+        assert!(UdpSocket::bind(("127.0.0.1", p)).is_ok(), "port {p} is outside the range and left alone");
+    }
+    // A stranger's packet to a port bound ahead, before its session exists, is dropped.
+    let stranger = peer();
+    let next: SocketAddr = ("127.0.0.1".parse::<std::net::IpAddr>().unwrap(), ports + 4).into();
+    stranger.send_to(&rtp(0, 999, 0, 0xdead, &[0; 160]), next).unwrap();
+    // The next session gets the ports the table hands out next, and relays on them.
+    let [la, lb] =
+        create(&mut core, 2, leg(Some(pa.local_addr().unwrap()), 0), leg(Some(pb.local_addr().unwrap()), 0), 0);
+    assert_eq!([la.port(), lb.port()], [ports + 4, ports + 6]);
+    let p = rtp(0, 1, 160, 0xa, &[0x11; 160]);
+    pa.send_to(&p, la).unwrap();
+    assert_eq!(recv(&pb), (p, lb), "the first packet B gets is A's, not the stranger's");
+    let p = rtp(0, 1, 160, 0xb, &[0x22; 160]);
+    pb.send_to(&p, lb).unwrap();
+    assert_eq!(recv(&pa), (p, la));
+    // A destroyed session's sockets are closed.
+    core.send(Command::new(CommandKind::Destroy as u16, 0, 2, 1));
+    core.expect(EventKind::Destroyed);
+    core.send(Command::new(CommandKind::Ping as u16, 0, 0, 0));
+    core.expect(EventKind::Pong);
+    drop(stranger);
+    for p in ports + 4..=ports + 7 {
+        assert!(UdpSocket::bind(("127.0.0.1", p)).is_ok(), "port {p} is free again");
+    }
+}
+
 /// Every relay test, on each backend, each with a port range of its own.
 macro_rules! on_backend {
     ($name:ident, $backend:expr, $base:expr) => {
@@ -310,6 +355,11 @@ macro_rules! on_backend {
             #[test]
             fn no_free_port() {
                 super::ports_all_held_elsewhere_fail_the_create_and_leave_nothing($backend, $base + 1600);
+            }
+
+            #[test]
+            fn ports_bound_ahead() {
+                super::the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay($backend, $base + 200);
             }
 
             #[test]

@@ -1,0 +1,153 @@
+//! Sockets bound ahead of need (issue 6): a worker keeps the RTP and RTCP sockets of the
+//! ports its [`SessionTable`] hands out next already bound, so a create takes them instead
+//! of calling `socket()` and `bind()` four times before it can confirm.
+//!
+//! The table still chooses every port (the pool only follows its cursor), so a session
+//! gets the ports it would have got without the pool, a replay still claims its own, and
+//! nothing is bound outside the core's range. The worker refills the pool after a turn's
+//! events are out, off the create-to-confirm path. A socket that waited in the pool is
+//! emptied when taken: what reached its port before the session existed is dropped, as it
+//! was when nothing was bound there.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd};
+
+use crate::sessions::SessionTable;
+
+/// RTP ports bound ahead (each with its RTCP port unless sessions use rtcp-mux): two legs
+/// for each of a full command batch's creates.
+pub const AHEAD: usize = 128;
+
+/// The sockets of upcoming ports, on the local address of the last session opened.
+#[derive(Default)]
+pub struct Pool {
+    /// The address sessions bind (the control plane's media address); None until the
+    /// first session says it.
+    ip: Option<IpAddr>,
+    /// Whether the last leg opened had an RTCP port (no rtcp-mux).
+    rtcp: bool,
+    /// Per upcoming RTP port: its RTP and RTCP sockets (None: taken, or the bind failed,
+    /// and the create binds it itself).
+    ports: HashMap<u16, [Option<UdpSocket>; 2]>,
+}
+
+impl Pool {
+    /// The pool's socket for `addr`, if it holds one, emptied of anything that arrived
+    /// before now.
+    pub fn take(&mut self, addr: SocketAddr) -> Option<UdpSocket> {
+        if self.ip != Some(addr.ip()) {
+            return None;
+        }
+        let port = addr.port();
+        let s = self.ports.get_mut(&(port & !1))?[usize::from(port & 1)].take()?;
+        drain(&s);
+        Some(s)
+    }
+
+    /// A session opened a leg on `ip`, with an RTCP port or not: the pool binds the same.
+    pub fn note(&mut self, ip: IpAddr, rtcp: bool) {
+        if self.ip != Some(ip) {
+            self.ports.clear();
+            self.ip = Some(ip);
+        }
+        self.rtcp = rtcp;
+    }
+
+    /// Closes the sockets of ports the table no longer hands out next (taken, or passed)
+    /// and binds those it does; a port that cannot be bound is left to the create.
+    pub fn refill(&mut self, table: &SessionTable) {
+        let Some(ip) = self.ip else { return };
+        let want: Vec<u16> = table.upcoming_ports(AHEAD).collect();
+        let mut sorted = want.clone();
+        sorted.sort_unstable();
+        self.ports.retain(|p, _| sorted.binary_search(p).is_ok());
+        for port in want {
+            let rtcp = self.rtcp;
+            self.ports.entry(port).or_insert_with(|| {
+                let rtp = bind_media_socket(SocketAddr::new(ip, port)).ok();
+                let rtcp =
+                    rtp.as_ref().filter(|_| rtcp).and_then(|_| bind_media_socket(SocketAddr::new(ip, port + 1)).ok());
+                [rtp, rtcp]
+            });
+        }
+    }
+
+    /// Sockets held.
+    pub fn len(&self) -> usize {
+        self.ports.values().flatten().flatten().count()
+    }
+
+    /// Whether no socket is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A non-blocking UDP socket on `addr`, with SO_REUSEADDR: a media plane replaying its
+/// sessions after a restart binds the same ports while the killed one's io_uring may still
+/// hold its sockets for a moment. Created non-blocking and close-on-exec in one call.
+pub fn bind_media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: a plain socket(2) call; the descriptor is owned by the Socket at once.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket nobody else owns.
+    let s = unsafe { socket2::Socket::from_raw_fd(fd) };
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Reads and drops whatever waits on `s` (a non-blocking socket).
+fn drain(s: &UdpSocket) {
+    let mut byte = [0u8; 1];
+    // SAFETY: a recv into a valid one-byte buffer; longer datagrams are truncated and dropped.
+    while unsafe { libc::recv(s.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_TRUNC) } >= 0 {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroswitch_shared::msg::{Command, CommandKind, Endpoint, LegSpec, SessionSpec};
+
+    #[test]
+    fn the_pool_binds_the_tables_next_ports_and_hands_them_out_emptied() {
+        // media-plane/tests/relay.rs gives each test a 200-port block from 30000 and 32000;
+        // 31000 (30000 + 1000) is no test's.
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut table = SessionTable::new(0, 31000, 31009);
+        let mut pool = Pool::default();
+        pool.refill(&table);
+        assert!(pool.is_empty(), "nothing bound before a session says which address");
+        pool.note(ip, true);
+        pool.refill(&table);
+        assert_eq!(pool.len(), 10, "five RTP ports and their RTCP ports");
+        for p in 31000..=31009 {
+            assert!(UdpSocket::bind((ip, p)).is_err(), "port {p} is held by the pool");
+        }
+        let stranger = UdpSocket::bind((ip, 0)).unwrap();
+        stranger.send_to(b"early", (ip, 31000)).unwrap();
+        let leg = LegSpec { local: Endpoint::from_addr(SocketAddr::new(ip, 0)), ..LegSpec::default() };
+        let spec = SessionSpec { legs: [leg, leg], rtp_timeout_secs: 0, flags: 0 };
+        table.apply(&Command::new(CommandKind::Create as u16, 0, 1, 1).with_body(&spec), |_| {});
+        let s = pool.take(SocketAddr::new(ip, 31000)).expect("the create's first port is pooled");
+        assert_eq!(s.local_addr().unwrap().port(), 31000);
+        let mut buf = [0u8; 16];
+        assert!(s.recv(&mut buf).is_err(), "what came before the session is dropped");
+        assert!(pool.take(SocketAddr::new(ip, 31000)).is_none(), "taken once");
+        assert!(pool.take(SocketAddr::new("127.0.0.2".parse().unwrap(), 31002)).is_none(), "another address");
+        drop(s);
+        // The table took 31000 and 31002: their leftovers are closed, the rest stays.
+        pool.refill(&table);
+        assert_eq!(pool.len(), 6);
+        assert!(UdpSocket::bind((ip, 31003)).is_ok(), "a passed port is closed");
+        pool.note(ip, false);
+        table.apply(&Command::new(CommandKind::Destroy as u16, 0, 1, 1), |_| {});
+        pool.refill(&table);
+        assert_eq!(pool.len(), 8, "freed ports come back, without RTCP once sessions use rtcp-mux");
+    }
+}
