@@ -73,8 +73,7 @@ impl NgClient {
         // cookies (a server answers a repeated cookie from its cache without redoing it).
         let port = self.sock.local_addr().map_or(0, |a| a.port());
         let cookie = format!("{}_{port}_{}", std::process::id(), self.cookies);
-        let mut msg = format!("{cookie} ").into_bytes();
-        request.encode_canonical_into(&mut msg);
+        let msg = frame(&cookie, request);
         let mut buf = vec![0u8; 65536];
         for _ in 0..self.tries {
             self.sock.send_to(&msg, self.server).map_err(|e| format!("ng send to {}: {e}", self.server))?;
@@ -87,19 +86,10 @@ impl NgClient {
                     }
                     Err(e) => return Err(format!("ng receive: {e}")),
                 };
-                let Some(body) = buf[..n].strip_prefix(cookie.as_bytes()).and_then(|b| b.strip_prefix(b" ")) else {
-                    continue; // a late answer to an earlier try
-                };
-                let reply = Value::decode(body).map_err(|e| format!("ng reply: {e}"))?;
-                return match reply.get("result").and_then(Value::as_str) {
-                    Some("ok") => Ok(reply),
-                    other => Err(format!(
-                        "ng {}: {} ({})",
-                        request.get("command").and_then(Value::as_str).unwrap_or_default(),
-                        other.unwrap_or("no result"),
-                        reply.get("error-reason").and_then(Value::as_str).unwrap_or_default()
-                    )),
-                };
+                match split_reply(&buf[..n]) {
+                    Some((c, body)) if c == cookie.as_bytes() => return check_reply(request, body),
+                    _ => continue, // a late answer to an earlier try
+                }
             }
         }
         Err(format!("ng: no answer from {} after {} tries", self.server, self.tries))
@@ -107,13 +97,7 @@ impl NgClient {
 
     /// `offer` from `caller`: the address the callee must send to.
     pub fn offer(&mut self, call_id: &str, from_tag: &str, caller: SocketAddr) -> Result<SocketAddr, String> {
-        let req = Value::dict([
-            ("command", Value::str("offer")),
-            ("call-id", Value::str(call_id)),
-            ("from-tag", Value::str(from_tag)),
-            ("sdp", Value::str(&sdp_for(caller, 1))),
-        ]);
-        reply_addr(&self.call(&req)?)
+        reply_addr(&self.call(&offer_request(call_id, from_tag, caller))?)
     }
 
     /// `answer` from `callee`: the address the caller must send to.
@@ -124,28 +108,74 @@ impl NgClient {
         to_tag: &str,
         callee: SocketAddr,
     ) -> Result<SocketAddr, String> {
-        let req = Value::dict([
-            ("command", Value::str("answer")),
-            ("call-id", Value::str(call_id)),
-            ("from-tag", Value::str(from_tag)),
-            ("to-tag", Value::str(to_tag)),
-            ("sdp", Value::str(&sdp_for(callee, 1))),
-        ]);
-        reply_addr(&self.call(&req)?)
+        reply_addr(&self.call(&answer_request(call_id, from_tag, to_tag, callee))?)
     }
 
     /// `delete` of the whole call.
     pub fn delete(&mut self, call_id: &str, from_tag: &str) -> Result<(), String> {
-        let req = Value::dict([
-            ("command", Value::str("delete")),
-            ("call-id", Value::str(call_id)),
-            ("from-tag", Value::str(from_tag)),
-        ]);
-        self.call(&req).map(|_| ())
+        self.call(&delete_request(call_id, from_tag)).map(|_| ())
     }
 }
 
-fn reply_addr(reply: &Value) -> Result<SocketAddr, String> {
+/// An `offer` from `caller` (its SDP offers PCMU there).
+pub fn offer_request(call_id: &str, from_tag: &str, caller: SocketAddr) -> Value {
+    Value::dict([
+        ("command", Value::str("offer")),
+        ("call-id", Value::str(call_id)),
+        ("from-tag", Value::str(from_tag)),
+        ("sdp", Value::str(&sdp_for(caller, 1))),
+    ])
+}
+
+/// An `answer` from `callee`.
+pub fn answer_request(call_id: &str, from_tag: &str, to_tag: &str, callee: SocketAddr) -> Value {
+    Value::dict([
+        ("command", Value::str("answer")),
+        ("call-id", Value::str(call_id)),
+        ("from-tag", Value::str(from_tag)),
+        ("to-tag", Value::str(to_tag)),
+        ("sdp", Value::str(&sdp_for(callee, 1))),
+    ])
+}
+
+/// A `delete` of the whole call.
+pub fn delete_request(call_id: &str, from_tag: &str) -> Value {
+    Value::dict([
+        ("command", Value::str("delete")),
+        ("call-id", Value::str(call_id)),
+        ("from-tag", Value::str(from_tag)),
+    ])
+}
+
+/// The datagram for `request` under `cookie`.
+pub fn frame(cookie: &str, request: &Value) -> Vec<u8> {
+    let mut msg = format!("{cookie} ").into_bytes();
+    request.encode_canonical_into(&mut msg);
+    msg
+}
+
+/// A reply datagram's cookie and bencoded body.
+pub fn split_reply(datagram: &[u8]) -> Option<(&[u8], &[u8])> {
+    let space = datagram.iter().position(|&c| c == b' ')?;
+    Some((&datagram[..space], &datagram[space + 1..]))
+}
+
+/// The reply dictionary to `request` in `body`; an `error` result (or none) is an `Err`.
+pub fn check_reply(request: &Value, body: &[u8]) -> Result<Value, String> {
+    let reply = Value::decode(body).map_err(|e| format!("ng reply: {e}"))?;
+    match reply.get("result").and_then(Value::as_str) {
+        Some("ok") => Ok(reply),
+        other => Err(format!(
+            "ng {}: {} ({})",
+            request.get("command").and_then(Value::as_str).unwrap_or_default(),
+            other.unwrap_or("no result"),
+            reply.get("error-reason").and_then(Value::as_str).unwrap_or_default()
+        )),
+    }
+}
+
+/// The first audio stream's address in a reply's SDP.
+pub fn reply_addr(reply: &Value) -> Result<SocketAddr, String> {
     let sdp = reply.get("sdp").and_then(Value::as_str).ok_or("ng reply without an sdp")?;
     sdp_media_addr(sdp).ok_or_else(|| format!("no audio address in the reply's SDP: {sdp:?}"))
 }
