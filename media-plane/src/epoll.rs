@@ -1,5 +1,6 @@
 //! The epoll backend's system calls, wrapped: an epoll instance, and batched UDP receive
-//! (`recvmmsg`) into buffers allocated once per worker.
+//! (`recvmmsg`) into buffers allocated once per worker, and batched sends (`sendmmsg`).
+//! The control plane's NG listener batches its datagrams with the same two.
 //!
 //! This is the backend for kernels or sandboxes without io_uring; the worker's loop is
 //! the same either way (readiness in, packets through the relay, sends out).
@@ -60,14 +61,27 @@ pub const BATCH: usize = 32;
 /// Bytes per datagram buffer (anything longer is truncated and dropped as malformed).
 pub const BUF: usize = 2048;
 
-/// Preallocated buffers and headers for one `recvmmsg` of up to [`BATCH`] datagrams.
+/// All-zero bytes are a valid `T` for the C structs used here (sockaddr_storage, iovec,
+/// mmsghdr: null pointers and zero lengths, set before every use).
+fn zeroed<T>(n: usize) -> Box<[T]> {
+    // SAFETY: only called for the C structs above.
+    (0..n).map(|_| unsafe { MaybeUninit::<T>::zeroed().assume_init() }).collect()
+}
+
+/// Preallocated buffers and headers for one `recvmmsg`.
 pub struct RecvBatch {
-    bufs: Box<[[u8; BUF]; BATCH]>,
-    addrs: Box<[libc::sockaddr_storage; BATCH]>,
-    iovs: Box<[libc::iovec; BATCH]>,
-    hdrs: Box<[libc::mmsghdr; BATCH]>,
+    /// `hdrs.len()` buffers of `buf` bytes each, one after the other.
+    bufs: Box<[u8]>,
+    buf: usize,
+    addrs: Box<[libc::sockaddr_storage]>,
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
     n: usize,
 }
+
+// SAFETY: the headers' pointers lead into the batch's own heap buffers (which move with
+// it) and are set again before every call; nothing is shared between threads.
+unsafe impl Send for RecvBatch {}
 
 impl Default for RecvBatch {
     fn default() -> Self {
@@ -76,27 +90,36 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Buffers for one batch.
+    /// Buffers for [`BATCH`] datagrams of [`BUF`] bytes (the media plane's).
     pub fn new() -> RecvBatch {
-        // SAFETY: all-zero is a valid sockaddr_storage, iovec and mmsghdr (null pointers,
-        // zero lengths); the pointers are set in recv before use.
-        let zeroed = |_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() };
+        RecvBatch::with_sizes(BATCH, BUF)
+    }
+
+    /// Buffers for `batch` datagrams of up to `buf` bytes (memory is touched as datagrams
+    /// fill it).
+    pub fn with_sizes(batch: usize, buf: usize) -> RecvBatch {
         RecvBatch {
-            bufs: Box::new([[0; BUF]; BATCH]),
-            // SAFETY: as above.
-            addrs: Box::new(unsafe { MaybeUninit::zeroed().assume_init() }),
-            // SAFETY: as above.
-            iovs: Box::new(unsafe { MaybeUninit::zeroed().assume_init() }),
-            hdrs: Box::new(std::array::from_fn(zeroed)),
+            bufs: vec![0; batch * buf].into_boxed_slice(),
+            buf,
+            addrs: zeroed(batch),
+            iovs: zeroed(batch),
+            hdrs: zeroed(batch),
             n: 0,
         }
     }
 
-    /// Receives up to [`BATCH`] datagrams from non-blocking `fd`; returns how many (0
+    /// Receives up to a batch of datagrams from non-blocking `fd`; returns how many (0
     /// when none is waiting).
     pub fn recv(&mut self, fd: RawFd) -> usize {
-        for i in 0..BATCH {
-            self.iovs[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: BUF };
+        self.try_recv(fd).unwrap_or(0)
+    }
+
+    /// As [`RecvBatch::recv`], with the error (`WouldBlock` when nothing is waiting).
+    pub fn try_recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let base = self.bufs.as_mut_ptr();
+        for i in 0..self.hdrs.len() {
+            // SAFETY: i * buf + buf <= bufs.len().
+            self.iovs[i] = libc::iovec { iov_base: unsafe { base.add(i * self.buf) }.cast(), iov_len: self.buf };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -109,10 +132,24 @@ impl RecvBatch {
         }
         // SAFETY: every header points into buffers owned by self that outlive the call.
         let n = unsafe {
-            libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         self.n = n.max(0) as usize;
-        self.n
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(self.n)
+    }
+
+    /// Datagrams per batch.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
     }
 
     /// Datagram `i` of the last batch: its bytes (writable, for in-place rewriting), its
@@ -121,10 +158,60 @@ impl RecvBatch {
         if i >= self.n {
             return None;
         }
-        let len = (self.hdrs[i].msg_len as usize).min(BUF);
+        let len = (self.hdrs[i].msg_len as usize).min(self.buf);
         let truncated = self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         let src = from_storage(&self.addrs[i])?;
-        Some((&mut self.bufs[i][..len], src, truncated))
+        Some((&mut self.bufs[i * self.buf..][..len], src, truncated))
+    }
+}
+
+/// Headers for sending several datagrams, each to its own address, with one `sendmmsg`.
+pub struct SendBatch {
+    addrs: Box<[libc::sockaddr_storage]>,
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+}
+
+// SAFETY: the headers' pointers are set before every call and only read during it; between
+// calls they are never followed.
+unsafe impl Send for SendBatch {}
+
+impl SendBatch {
+    /// Headers for up to `batch` datagrams per call.
+    pub fn new(batch: usize) -> SendBatch {
+        SendBatch { addrs: zeroed(batch), iovs: zeroed(batch), hdrs: zeroed(batch) }
+    }
+
+    /// Sends the first datagrams of `msgs` (as many as a batch holds) from non-blocking
+    /// `fd`: how many went. An error means the first one did not (`WouldBlock`: the
+    /// socket's buffer is full); a failure after the first ends the batch early, and the
+    /// next call reports it.
+    pub fn send<B: AsRef<[u8]>>(&mut self, fd: RawFd, msgs: &[(SocketAddr, B)]) -> io::Result<usize> {
+        let n = msgs.len().min(self.hdrs.len());
+        for (i, (to, bytes)) in msgs[..n].iter().enumerate() {
+            let (storage, len) = sockaddr(*to);
+            self.addrs[i] = storage;
+            let bytes = bytes.as_ref();
+            self.iovs[i] = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = len;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the headers point into self and into msgs, both borrowed for the call; the
+        // kernel only reads the datagrams.
+        let rc = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc as usize)
     }
 }
 
@@ -206,6 +293,28 @@ mod tests {
         assert_eq!(b.recv(rx.as_raw_fd()), 8);
         assert_eq!(b.get(7).unwrap().0, &[39u8; 10]);
         assert_eq!(b.recv(rx.as_raw_fd()), 0);
+    }
+
+    #[test]
+    fn a_send_batch_sends_each_datagram_to_its_address_and_big_buffers_take_big_datagrams() {
+        let (a, b) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
+        let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        a.set_nonblocking(true).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let big = vec![7u8; 9000];
+        let msgs = [(aa, vec![1u8; 3]), (ba, vec![2u8; 4]), (aa, big.clone())];
+        let mut s = SendBatch::new(2);
+        assert_eq!(s.send(tx.as_raw_fd(), &msgs).unwrap(), 2, "a batch's worth");
+        assert_eq!(s.send(tx.as_raw_fd(), &msgs[2..]).unwrap(), 1);
+        let mut r = RecvBatch::with_sizes(4, 65536);
+        assert_eq!(r.try_recv(a.as_raw_fd()).unwrap(), 2);
+        let tx_addr = tx.local_addr().unwrap();
+        assert_eq!(r.get(0).map(|(d, from, t)| (d.to_vec(), from, t)), Some((vec![1u8; 3], tx_addr, false)));
+        assert_eq!(r.get(1).map(|(d, _, t)| (d.to_vec(), t)), Some((big, false)));
+        assert_eq!(r.try_recv(a.as_raw_fd()).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let mut buf = [0u8; 16];
+        assert_eq!(b.recv_from(&mut buf).unwrap(), (4, tx_addr));
     }
 
     #[test]

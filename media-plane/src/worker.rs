@@ -319,7 +319,7 @@ impl Core {
                                 send_to(out_fd, pkt, to);
                             }
                         }
-                        if got < crate::epoll::BATCH {
+                        if got < batch.capacity() {
                             break;
                         }
                     }

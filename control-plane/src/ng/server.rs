@@ -12,9 +12,13 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ferroswitch_media_plane::epoll::{RecvBatch, SendBatch};
 use ferroswitch_shared::msg::{media_kind, Endpoint, LegSpec, SessionSpec, StreamStats};
+use std::os::fd::AsRawFd;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -30,8 +34,14 @@ use crate::FastMap;
 pub const COOKIE_TTL: Duration = Duration::from_secs(30);
 /// How long a request waits for the media plane.
 const MEDIA_WAIT: Duration = Duration::from_secs(3);
-/// Datagrams read in one go before the finished jobs get their turn.
-const RECV_BATCH: usize = 64;
+/// Datagrams read with one `recvmmsg`.
+const RECV_BATCH: usize = 16;
+/// `recvmmsg` calls in one go before the finished jobs get their turn.
+const RECV_ROUNDS: usize = 4;
+/// Answers sent with one `sendmmsg`.
+const SEND_BATCH: usize = 64;
+/// The largest datagram (an IPv4 UDP payload is at most 65,507 bytes).
+const MAX_DATAGRAM: usize = 65536;
 
 /// One call (Call-ID) the NG side knows.
 #[derive(Debug, Clone)]
@@ -73,8 +83,8 @@ enum Outcome {
 /// What the core asks of its driver.
 #[derive(Debug)]
 pub enum Output {
-    /// Send an answer.
-    Send(SocketAddr, Vec<u8>),
+    /// Send an answer (shared with the cookie cache).
+    Send(SocketAddr, Arc<[u8]>),
     /// Run a job ([`Job::run`]) and hand its result to [`Ng::handle_done`].
     Run(Box<Job>),
 }
@@ -84,8 +94,9 @@ enum Cookie {
     /// Its job runs; these addresses (the first copy's and any retransmission's) get the
     /// answer.
     Pending(Vec<SocketAddr>),
-    /// Answered with this.
-    Answered(Vec<u8>),
+    /// Answered with this (held at its exact size: the cache keeps every answer for
+    /// [`COOKIE_TTL`], and at set-up rates its growth is most of what the server allocates).
+    Answered(Arc<[u8]>),
 }
 
 /// The NG server's state, sans-IO.
@@ -109,7 +120,7 @@ impl Ng {
             Err(why) => {
                 let cookie = datagram.split(|&c| c == b' ').next().unwrap_or_default();
                 warn!(%why, "NG request refused");
-                self.out.push_back(Output::Send(from, command::error(cookie, &why)));
+                self.out.push_back(Output::Send(from, command::error(cookie, &why).into()));
                 return;
             }
         };
@@ -192,6 +203,7 @@ impl Ng {
     }
 
     fn answered(&mut self, now: Instant, cookie: Vec<u8>, to: Vec<SocketAddr>, answer: Vec<u8>) {
+        let answer: Arc<[u8]> = answer.into();
         for addr in to {
             self.out.push_back(Output::Send(addr, answer.clone()));
         }
@@ -213,22 +225,41 @@ impl Ng {
     }
 }
 
-/// Serves NG requests on `socket` until `shutdown` turns true.
+/// Serves NG requests on `socket` until `shutdown` turns true. Datagrams come in with
+/// `recvmmsg` and answers go out with `sendmmsg`, a burst of each per system call.
 pub async fn serve(socket: UdpSocket, media: MediaHandle, media_ip: IpAddr, mut shutdown: watch::Receiver<bool>) {
     let mut ng = Ng::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let mut buf = vec![0u8; 65536];
+    let fd = socket.as_raw_fd();
+    let mut inbox = RecvBatch::with_sizes(RECV_BATCH, MAX_DATAGRAM);
+    let mut outbox = SendBatch::new(SEND_BATCH);
+    let mut answers: Vec<(SocketAddr, Arc<[u8]>)> = Vec::new();
     loop {
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let mut r = r;
-                for _ in 0..RECV_BATCH {
-                    match r {
-                        Ok((n, from)) => ng.handle_datagram(Instant::now(), from, &buf[..n]),
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    warn!(error = %e, "NG socket failed");
+                    return;
+                }
+                for _ in 0..RECV_ROUNDS {
+                    match socket.try_io(Interest::READABLE, || inbox.try_recv(fd)) {
+                        Ok(n) => {
+                            let now = Instant::now();
+                            for i in 0..n {
+                                if let Some((datagram, from, _)) = inbox.get(i) {
+                                    ng.handle_datagram(now, from, datagram);
+                                }
+                            }
+                            if n < RECV_BATCH {
+                                break;
+                            }
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => warn!(error = %e, "NG receive error"),
+                        Err(e) => {
+                            warn!(error = %e, "NG receive error");
+                            break;
+                        }
                     }
-                    r = socket.try_recv_from(&mut buf);
                 }
             }
             Some(done) = done_rx.recv() => {
@@ -241,17 +272,36 @@ pub async fn serve(socket: UdpSocket, media: MediaHandle, media_ip: IpAddr, mut 
         }
         while let Some(out) = ng.poll_output() {
             match out {
-                Output::Send(to, answer) => {
-                    if let Err(e) = socket.send_to(&answer, to).await {
-                        debug!(%to, error = %e, "NG answer not sent");
-                    }
-                }
+                Output::Send(to, answer) => answers.push((to, answer)),
                 Output::Run(job) => {
                     let (media, done_tx) = (media.clone(), done_tx.clone());
                     tokio::spawn(async move {
                         let _ = done_tx.send(job.run(&media, media_ip).await);
                     });
                 }
+            }
+        }
+        send_all(&socket, &mut outbox, &answers).await;
+        answers.clear();
+    }
+}
+
+/// Sends every answer, a batch per `sendmmsg`, waiting while the socket's buffer is full;
+/// an answer the kernel refuses is logged and skipped.
+async fn send_all(socket: &UdpSocket, outbox: &mut SendBatch, answers: &[(SocketAddr, Arc<[u8]>)]) {
+    let fd = socket.as_raw_fd();
+    let mut at = 0;
+    while at < answers.len() {
+        match socket.try_io(Interest::WRITABLE, || outbox.send(fd, &answers[at..])) {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if socket.writable().await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                debug!(to = %answers[at].0, error = %e, "NG answer not sent");
+                at += 1;
             }
         }
     }
@@ -484,7 +534,7 @@ mod tests {
     fn sends(out: &[Output]) -> Vec<(SocketAddr, Vec<u8>)> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Send(to, a) => Some((*to, a.clone())),
+                Output::Send(to, a) => Some((*to, a.to_vec())),
                 Output::Run(_) => None,
             })
             .collect()
