@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # NG session set-up side by side (issue 6): ferroswitch's NG server and rtpengine's, one
 # after the other in one run, driven by the same ng-setup-bench (offer -> answer -> delete
-# per call, CLIENTS client threads in parallel).
-#   tools/ng-setup-bench.sh [-c CLIENTS] [-n CALLS_PER_CLIENT] [-r ROUNDS] [-B]
-#     -c  client threads (default 64)      -n  calls per client and round (default 500)
+# per call, CLIENTS clients in parallel, one request out each, over THREADS threads).
+#   tools/ng-setup-bench.sh [-c CLIENTS] [-t THREADS] [-n CALLS_PER_CLIENT] [-r ROUNDS] [-B]
+#     -c  clients (default 64)             -t  client threads sharing them (default 4)
+#     -n  calls per client and round (default 500)
 #     -r  rounds per server (default 3)    -B  do not build (use the release binaries there)
 # It installs rtpengine-daemon with apt-get if missing (userspace only: --table=-1) and
 # builds ferroswitch and ng-setup-bench in release (flock /tmp/ferroswitch-cargo.lock;
@@ -17,11 +18,11 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 source "$here/bench-lib.sh"
-clients=64 calls=500 rounds=3 build=1
-while getopts "c:n:r:B" o; do
+clients=64 threads=4 calls=500 rounds=3 build=1
+while getopts "c:t:n:r:B" o; do
   case $o in
-    c) clients=$OPTARG ;; n) calls=$OPTARG ;; r) rounds=$OPTARG ;; B) build=0 ;;
-    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+    c) clients=$OPTARG ;; t) threads=$OPTARG ;; n) calls=$OPTARG ;; r) rounds=$OPTARG ;; B) build=0 ;;
+    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
   esac
 done
 [ "$(nproc --all)" -ge 2 ] || { echo "ng-setup-bench: needs 2 CPUs (server on 1, clients on 0)" >&2; exit 2; }
@@ -103,7 +104,7 @@ for server in ferroswitch rtpengine; do
   rates=()
   for round in $(seq "$rounds"); do
     line=$(timeout 300 nice -n -20 taskset -c 0 "$bin/ng-setup-bench" --ng 127.0.0.1:$ng_port --clients "$clients" \
-      --calls "$calls" --label "$server" | grep '^RESULT') || { echo "ng-setup-bench: $server round $round failed" >&2; exit 1; }
+      --threads "$threads" --calls "$calls" --label "$server" | grep '^RESULT') || { echo "ng-setup-bench: $server round $round failed" >&2; exit 1; }
     echo "$line round=$round"
     rates+=("$(sed -E 's/.*sessions_per_s=([0-9]+).*/\1/' <<<"$line")")
   done
@@ -111,4 +112,4 @@ for server in ferroswitch rtpengine; do
   median[$server]=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n "$(( (${#rates[@]} + 1) / 2 ))p")
 done
 ratio=$(python3 -c "print(f'{${median[ferroswitch]} / max(${median[rtpengine]}, 1):.2f}')")
-echo "MEDIAN ferroswitch=${median[ferroswitch]} rtpengine=${median[rtpengine]} sessions/s ratio=$ratio clients=$clients sessions=$((clients * calls)) per round"
+echo "MEDIAN ferroswitch=${median[ferroswitch]} rtpengine=${median[rtpengine]} sessions/s ratio=$ratio clients=$clients threads=$threads sessions=$((clients * calls)) per round"
