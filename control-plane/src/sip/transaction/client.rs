@@ -18,9 +18,10 @@ pub(super) struct ClientTx {
     pub(super) timers: Deadlines,
     invite: bool,
     reliable: bool,
-    request: Message,
-    /// The request as sent, for retransmissions.
-    bytes: Bytes,
+    /// The request and its bytes as sent, for retransmissions and the ACK of a non-2xx;
+    /// dropped once a final response arrives (the transaction may linger for 32 s more,
+    /// and the request is most of its memory).
+    sent: Option<(Message, Bytes)>,
     /// The current Timer A or E interval.
     interval: Duration,
     /// The ACK for a non-2xx final response, re-sent for each retransmission of it.
@@ -43,8 +44,7 @@ impl ClientTx {
             timers: Deadlines::default(),
             invite,
             reliable,
-            request,
-            bytes: bytes.clone(),
+            sent: Some((request, bytes.clone())),
             interval: cfg.first_retransmit(),
             ack: None,
         };
@@ -83,6 +83,7 @@ impl ClientTx {
                     self.timers.clear(Slot::Retransmit);
                     self.timers.clear(Slot::Timeout);
                     self.timers.set(Slot::Terminate, after(now, cfg.transaction_timeout()));
+                    self.sent = None;
                 }
                 out.push(Action::Response(msg));
             }
@@ -90,9 +91,11 @@ impl ClientTx {
                 self.state = State::Completed;
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
-                let ack = build_ack(&self.request, &msg);
-                out.push(Action::Transmit(ack.clone()));
-                self.ack = Some(ack);
+                if let Some((request, _)) = self.sent.take() {
+                    let ack = build_ack(&request, &msg);
+                    out.push(Action::Transmit(ack.clone()));
+                    self.ack = Some(ack);
+                }
                 out.push(Action::Response(msg));
                 let d = if self.reliable { Duration::ZERO } else { TIMER_D_UNRELIABLE };
                 linger(now, d, &mut self.timers, out);
@@ -130,6 +133,7 @@ impl ClientTx {
                 self.state = State::Completed;
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
+                self.sent = None;
                 out.push(Action::Response(msg));
                 let k = if self.reliable { Duration::ZERO } else { cfg.t4 };
                 linger(now, k, &mut self.timers, out);
@@ -151,7 +155,8 @@ impl ClientTx {
                     State::Proceeding if !self.invite => cfg.proceeding_retransmit(),
                     _ => return,
                 };
-                out.push(Action::Transmit(self.bytes.clone()));
+                let Some((_, bytes)) = &self.sent else { return };
+                out.push(Action::Transmit(bytes.clone()));
                 self.interval = next;
                 self.timers.set(Slot::Retransmit, after(now, next));
             }

@@ -74,6 +74,8 @@ impl ServerTx {
                 self.state = State::Confirmed;
                 self.timers.clear(Slot::Retransmit);
                 self.timers.clear(Slot::Timeout);
+                // Nothing is re-sent from here on: the response's memory goes now.
+                self.last = None;
                 let i = if self.reliable { Duration::ZERO } else { cfg.t4 };
                 linger(now, i, &mut self.timers, out);
                 AckOutcome::Absorbed
@@ -83,6 +85,8 @@ impl ServerTx {
                 // transaction stays until Timer L to absorb retransmitted INVITEs.
                 self.acked = true;
                 self.timers.clear(Slot::Retransmit);
+                // Nothing is re-sent from here on (Timer L only absorbs): drop the 2xx.
+                self.last = None;
                 AckOutcome::PassUp
             }
             _ => AckOutcome::Absorbed,
