@@ -1231,3 +1231,30 @@ fn a_re_offer_that_adds_a_stream_gets_a_session_for_it_and_one_that_removes_it_r
     assert!(media(&w).sessions.is_empty());
     assert_eq!(media(&w).destroyed.len(), 2);
 }
+
+#[test]
+fn a_re_invite_without_sdp_gets_the_other_legs_offer_and_its_ack_carries_the_answer_on() {
+    let mut w = bridged_with_media(39);
+    let (id, _, leg_a, leg_b) = only_session(&w);
+    let acks = |w: &World| w.uas.received.iter().filter(|m| m.method() == Method::Ack).count();
+    let before = acks(&w);
+    // The caller asks for an offer: a re-INVITE without SDP reaches B without SDP.
+    w.uac.ack_body =
+        b"v=0\r\no=a 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 40020 RTP/AVP 0\r\n"
+            .to_vec();
+    let now = w.now;
+    w.uac.in_dialog(now, "INVITE", 5);
+    assert!(
+        w.run_until(Duration::from_secs(5), |w| w.uas.requests.iter().filter(|m| **m == Method::Invite).count() == 2)
+    );
+    assert!(w.callee_invite().unwrap().body().is_empty());
+    // B offers in its 2xx; A gets that offer at leg A's port, and no ACK reaches B yet.
+    w.callee_answers(200, SDP_B);
+    let oks = |w: &World| w.uac.statuses.iter().filter(|s| **s == (Method::Invite, 200)).count();
+    assert!(w.run_until(Duration::from_secs(5), |w| oks(w) == 2 && acks(w) == before + 1));
+    assert_eq!(media_addr(w.uac.answer_sdp.as_deref().unwrap()), leg_a);
+    // A's answer in its ACK moves leg A and reaches B, pointed at leg B.
+    let ack = w.uas.received.iter().rev().find(|m| m.method() == Method::Ack).unwrap();
+    assert_eq!(media_addr(ack.body()), leg_b);
+    assert_eq!(media(&w).sessions[&id].legs[0].remote.addr(), Some(addr("127.0.0.3:40020")));
+}

@@ -214,6 +214,9 @@ pub struct B2bua {
     media_tokens: HashMap<u64, CallId>,
     /// Re-offers waiting for sessions for the streams they add, by call.
     reoffers: HashMap<CallId, Relay>,
+    /// The ACK the switch owes a leg whose 2xx to an offerless re-INVITE made an offer:
+    /// that leg and the 2xx's CSeq, by call. The answer comes in the other leg's ACK.
+    pending_acks: HashMap<CallId, (Side, u32)>,
     /// Media session → its call (RTP timeouts).
     media_calls: HashMap<u64, CallId>,
     next_token: u64,
@@ -1228,6 +1231,7 @@ impl B2bua {
         }
         self.relays.retain(|_, r| r.call != id);
         self.reoffers.remove(&id);
+        self.pending_acks.remove(&id);
         if let Some(d) = &call.a.dialog {
             untrack_dialog(&mut self.dialogs, io, &d.key());
         }
@@ -1307,14 +1311,39 @@ impl B2bua {
         true
     }
 
-    /// An ACK for a 2xx (outside any transaction). One with SDP answers the switch's offer
-    /// (a late offer): that leg's peer moves.
-    pub fn on_ack(&mut self, ack: &Message) {
+    /// An ACK for a 2xx (outside any transaction). One with SDP answers an offer: the
+    /// switch's own (late offer) or the other leg's, made in the 2xx to a re-INVITE without
+    /// SDP; that leg's peer moves, and in the second case the answer goes on to the other
+    /// leg in the ACK the switch owes it.
+    pub fn on_ack(&mut self, io: &mut Io<'_>, ack: &Message) {
         let key = (text(ack.call_id()), ack.to_tag().map(text).unwrap_or_default());
         let Some(&(id, side, _)) = self.dialogs.get(&key) else { return };
-        if let Err(why) = self.media_body(id, side, ack) {
-            warn!(%why, "SDP in an ACK refused");
+        let body = match self.media_body(id, side, ack) {
+            Ok(b) => b,
+            Err(why) => {
+                warn!(%why, "SDP in an ACK refused");
+                None
+            }
+        };
+        let Some(&(owed, cseq)) = self.pending_acks.get(&id) else { return };
+        if owed == side {
+            return;
         }
+        self.pending_acks.remove(&id);
+        let Some(call) = self.calls.get(&id) else { return };
+        let dialog = match owed {
+            Side::A => call.a.dialog.as_ref(),
+            Side::B(i) => call.forks.get(i).and_then(|f| f.dialog.as_ref()),
+        };
+        let Some(d) = dialog else { return };
+        let body = body.as_deref().unwrap_or(ack.body());
+        let mut buf = Vec::with_capacity(512 + body.len());
+        let mut w = d.ack(cseq, &format!("z9hG4bK{}", io.ids.hex(8)), &mut buf);
+        if !body.is_empty() {
+            w.header("Content-Type", "application/sdp");
+        }
+        w.finish(body);
+        io.tx.send_stateless(d.peer, Bytes::from(buf));
     }
 
     /// Relays an in-dialog request (re-INVITE, UPDATE, INFO, OPTIONS, …) to the other leg
@@ -1409,15 +1438,24 @@ impl B2bua {
         };
         let (id, from, server_tx, peer) = (relay_ref.call, relay_ref.from, relay_ref.server_tx, relay_ref.peer);
         let request = relay_ref.request.clone();
-        // ACK the other leg's 2xx to a relayed re-INVITE ourselves (RFC 3261 §13.2.2.4).
+        // ACK the other leg's 2xx to a relayed re-INVITE ourselves (RFC 3261 §13.2.2.4),
+        // unless the re-INVITE had no offer: then the 2xx carries one, and the ACK must
+        // carry the answer, which comes in the sender's ACK (see `on_ack`).
         if request.method() == Method::Invite && (200..300).contains(&status) {
             if let Some(call) = self.calls.get(&id) {
-                let other = match (from, call.answered) {
-                    (Side::A, Some(i)) => call.forks[i].dialog.as_ref(),
-                    (Side::B(_), Some(_)) => call.a.dialog.as_ref(),
+                let other_side = match (from, call.answered) {
+                    (Side::A, Some(i)) => Some(Side::B(i)),
+                    (Side::B(_), Some(_)) => Some(Side::A),
                     _ => None,
                 };
-                if let Some(d) = other {
+                let other = match other_side {
+                    Some(Side::B(i)) => call.forks[i].dialog.as_ref(),
+                    Some(Side::A) => call.a.dialog.as_ref(),
+                    None => None,
+                };
+                if let (Some(side), true) = (other_side, request.body().is_empty() && !msg.body().is_empty()) {
+                    self.pending_acks.insert(id, (side, msg.cseq()));
+                } else if let Some(d) = other {
                     let mut buf = Vec::with_capacity(512);
                     d.ack(msg.cseq(), &format!("z9hG4bK{}", io.ids.hex(8)), &mut buf).finish(b"");
                     io.tx.send_stateless(d.peer, Bytes::from(buf));

@@ -312,7 +312,8 @@ impl Switch {
                     Some(tx) => self.on_request(now, tx, &msg, peer, cancels),
                     None => {
                         debug!(method = "ACK", "ACK outside a transaction");
-                        self.b2bua.on_ack(&msg);
+                        let unix = self.unix(now);
+                        self.b2bua.on_ack(&mut io!(self, now, unix), &msg);
                     }
                 }
             }
