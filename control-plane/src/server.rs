@@ -139,6 +139,15 @@ impl Server {
                 prefs: config.media.codec_prefs.clone(),
                 rtp_timeout_secs: config.media.rtp_timeout_secs,
             });
+            // Calls taken back from the database get their sessions once the media plane
+            // (kept running, or restarted and replayed) is attached and reconciled.
+            let (handle, to_driver) = (m.clone(), media_tx.clone());
+            tokio::spawn(async move {
+                if handle.wait_for(|s| s.ready).await.ready {
+                    let held = handle.sessions().await.into_iter().map(|(id, d)| (id, d.spec)).collect();
+                    let _ = to_driver.send(MediaInput::Held(held));
+                }
+            });
             let mut notices = m.subscribe();
             let to_driver = media_tx.clone();
             tokio::spawn(async move {
@@ -278,6 +287,8 @@ enum MediaInput {
     Answer(MediaAnswer),
     /// A session's RTP timed out.
     Timeout(u64),
+    /// What the media plane holds, once it is ready after the start.
+    Held(Vec<(u64, SessionSpec)>),
     /// A session of a call that ended is gone, with its final counters.
     Destroyed { cdr: [Option<String>; 2], echo: bool, stats: StreamStats },
 }
@@ -352,6 +363,7 @@ impl Driver {
                     match input {
                         MediaInput::Answer(a) => self.switch.handle_media_answer(now, a),
                         MediaInput::Timeout(id) => self.switch.handle_media_timeout(now, id),
+                        MediaInput::Held(held) => self.switch.adopt_media(&held),
                         MediaInput::Destroyed { cdr, echo, stats } => {
                             for (leg, uuid) in cdr.into_iter().enumerate() {
                                 let Some(uuid) = uuid else { continue };

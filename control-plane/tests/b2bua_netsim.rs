@@ -495,6 +495,15 @@ impl World {
         let mut switch = Switch::new(&Config::embedded().unwrap(), IdGen::from_seed(9_999), self.now, self.unix());
         let sw = addr(SW);
         switch.set_locals(vec![Peer { transport: TransportKind::Udp, remote: sw, local: sw }]);
+        if let Some(media) = &self.media {
+            switch.set_media(MediaSettings { enabled: true, ..MediaSettings::default() });
+            // The media plane outlived the crash: it still holds the sessions.
+            let held: Vec<(u64, SessionSpec)> = media.sessions.iter().map(|(id, spec)| (*id, *spec)).collect();
+            let report = switch.recover(self.now, &loaded.calls, &loaded.live_channels, &loaded.dialogs);
+            switch.adopt_media(&held);
+            self.switch = switch;
+            return (loaded, report);
+        }
         let report = switch.recover(self.now, &loaded.calls, &loaded.live_channels, &loaded.dialogs);
         self.switch = switch;
         (loaded, report)
@@ -1257,4 +1266,32 @@ fn a_re_invite_without_sdp_gets_the_other_legs_offer_and_its_ack_carries_the_ans
     let ack = w.uas.received.iter().rev().find(|m| m.method() == Method::Ack).unwrap();
     assert_eq!(media_addr(ack.body()), leg_b);
     assert_eq!(media(&w).sessions[&id].legs[0].remote.addr(), Some(addr("127.0.0.3:40020")));
+}
+
+#[test]
+fn a_call_taken_back_after_a_crash_keeps_its_media_sessions() {
+    let mut w = bridged_with_media(40);
+    let (id, _, _, leg_b) = only_session(&w);
+    let (loaded, report) = w.crash_and_recover();
+    assert_eq!(report.recovered.len(), 1);
+    assert_eq!(loaded.calls[0].media_sessions, id.to_string(), "the row names the session");
+    // A re-INVITE after the restart is still pointed at the media plane ...
+    let hold = b"v=0\r\no=a 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=sendonly\r\n";
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 5, hold);
+    assert!(
+        w.run_until(Duration::from_secs(5), |w| w.uas.requests.iter().filter(|m| **m == Method::Invite).count() == 2)
+    );
+    assert_eq!(media_addr(w.callee_invite().unwrap().body()), leg_b);
+    assert_eq!(media(&w).sessions[&id].rtp_timeout_secs, 0, "on hold");
+    w.callee_answers(200, SDP_B);
+    let oks = |w: &World| w.uac.statuses.iter().filter(|s| **s == (Method::Invite, 200)).count();
+    assert!(w.run_until(Duration::from_secs(5), |w| oks(w) == 2));
+    // ... and the hangup destroys the session, its counters for both legs' CDRs.
+    let now = w.now;
+    w.uac.in_dialog(now, "BYE", 6);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Bye)));
+    assert!(media(&w).sessions.is_empty());
+    let legs = [Some(loaded.calls[0].a_leg_uuid.clone()), Some(loaded.calls[0].b_leg_uuid.clone())];
+    assert_eq!(media(&w).destroyed, [(id, legs)]);
 }

@@ -117,8 +117,9 @@ pub(super) struct CallMedia {
     /// A's offer, for A's answer (None: late offer).
     pub a_offer: Option<Sdp>,
     /// The SDP the switch sends once the sessions exist: B's offer (bridge) or its own
-    /// answer to A (answer, echo), pointed at the media plane then.
-    pub outgoing: Sdp,
+    /// answer to A (answer, echo), pointed at the media plane then (None for a call taken
+    /// back after a restart).
+    pub outgoing: Option<Sdp>,
     /// B's offer, pointed at leg B.
     pub to_b: Vec<u8>,
     /// The switch's own answer to A (answer, pre_answer, echo), pointed at leg A.
@@ -157,6 +158,25 @@ impl CallMedia {
     /// The session ids.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.sessions.iter().flatten().map(|(id, _)| *id)
+    }
+
+    /// The media of a call taken back after a restart: its sessions as the media plane
+    /// still holds them (their specs say the address and the RTP timeout).
+    pub fn adopted(sessions: Vec<Option<(u64, SessionSpec)>>) -> Option<CallMedia> {
+        let (_, first) = sessions.iter().flatten().next()?;
+        let ip = first.legs[0].local.addr()?.ip();
+        let timeout = sessions.iter().flatten().map(|(_, s)| s.rtp_timeout_secs).max().unwrap_or(0);
+        Some(CallMedia {
+            ip,
+            sessions,
+            a_offer: None,
+            outgoing: None,
+            to_b: Vec::new(),
+            local: None,
+            waiting: None,
+            timeout,
+            to_a: None,
+        })
     }
 }
 

@@ -40,6 +40,7 @@ use crate::sip::transport::{Peer, TransportKind};
 use crate::storage::{CallRow, CdrRow, ChannelRow, Direction as RowDirection, Write};
 use channel::{Channel, ChannelState, Direction, HangupCause};
 use dialog::Dialog;
+use ferroswitch_shared::msg::SessionSpec;
 use media::{CallMedia, Waiting};
 pub use media::{MediaAnswer, MediaRequest, MediaSettings};
 
@@ -214,6 +215,9 @@ pub struct B2bua {
     media_tokens: HashMap<u64, CallId>,
     /// Re-offers waiting for sessions for the streams they add, by call.
     reoffers: HashMap<CallId, Relay>,
+    /// Calls taken back after a restart, with the media sessions their rows name, until
+    /// the media plane says what it holds ([`B2bua::adopt_media`]).
+    unadopted: HashMap<CallId, Vec<u64>>,
     /// The ACK the switch owes a leg whose 2xx to an offerless re-INVITE made an offer:
     /// that leg and the 2xx's CSeq, by call. The answer comes in the other leg's ACK.
     pending_acks: HashMap<CallId, (Side, u32)>,
@@ -609,7 +613,7 @@ impl B2bua {
             ip,
             sessions: Vec::new(),
             a_offer: offer,
-            outgoing,
+            outgoing: Some(outgoing),
             to_b: Vec::new(),
             local: None,
             waiting: Some(waiting),
@@ -650,8 +654,8 @@ impl B2bua {
     /// at leg B's ports.
     fn offer_after_local_answer(&mut self, id: CallId) {
         let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return };
-        if m.local.is_some() && m.to_b.is_empty() {
-            let mut offer = m.outgoing.clone();
+        if let (Some(_), Some(answered), true) = (&m.local, &m.outgoing, m.to_b.is_empty()) {
+            let mut offer = answered.clone();
             media::point(&mut offer, &m.sessions, 1, m.ip);
             m.to_b = offer.write().into_bytes();
         }
@@ -770,6 +774,10 @@ impl B2bua {
                         self.media_calls.insert(*session, id);
                     }
                     m.sessions.extend(added);
+                    // The row names every session, for a restart.
+                    if let Some(row) = call_row(call) {
+                        io.writes.push_back(Write::UpsertCall(row));
+                    }
                     self.relay(io, id, r.from, r.server_tx, &r.request, r.peer);
                 }
                 Err(why) => {
@@ -794,16 +802,17 @@ impl B2bua {
         m.sessions = sessions;
         let waiting = m.waiting.take();
         info!(call = %call.uuid, sessions = m.ids().count(), "media sessions ready");
+        let Some(outgoing) = m.outgoing.as_mut() else { return };
         if waiting == Some(Waiting::Bridge) {
             // B's offer goes out at leg B's ports.
-            media::point(&mut m.outgoing, &m.sessions, 1, m.ip);
-            m.to_b = m.outgoing.write().into_bytes();
+            media::point(outgoing, &m.sessions, 1, m.ip);
+            m.to_b = outgoing.write().into_bytes();
             self.start_group(io, id);
             return;
         }
         // The switch's own answer, at leg A's ports.
-        media::point(&mut m.outgoing, &m.sessions, 0, m.ip);
-        let body = m.outgoing.write().into_bytes();
+        media::point(outgoing, &m.sessions, 0, m.ip);
+        let body = outgoing.write().into_bytes();
         m.local = Some(body.clone());
         match waiting {
             Some(Waiting::Answer(183)) => {
@@ -815,6 +824,28 @@ impl B2bua {
                 self.run(io, id);
             }
             _ => self.answer_a(io, id, Some(body)),
+        }
+    }
+
+    /// The sessions the media plane holds, once it is attached after a restart: calls
+    /// taken back from the database get theirs again (by the ids their rows name), so
+    /// their re-offers are pointed at the media plane, their RTP timeouts hang them up,
+    /// and their hangup destroys them with their counters in the CDRs.
+    pub fn adopt_media(&mut self, held: &[(u64, SessionSpec)]) {
+        let specs: HashMap<u64, SessionSpec> = held.iter().copied().collect();
+        let waiting = std::mem::take(&mut self.unadopted);
+        for (id, ids) in waiting {
+            let Some(call) = self.calls.get_mut(&id) else { continue };
+            let sessions: Vec<Option<(u64, SessionSpec)>> =
+                ids.iter().map(|s| specs.get(s).map(|spec| (*s, *spec))).collect();
+            if sessions.iter().any(Option::is_none) {
+                warn!(call = %call.uuid, ?ids, "the media plane lost some of this call's sessions");
+            }
+            for (session, _) in sessions.iter().flatten() {
+                self.media_calls.insert(*session, id);
+            }
+            call.media = CallMedia::adopted(sessions);
+            info!(call = %call.uuid, sessions = ids.len(), "media sessions taken back");
         }
     }
 
@@ -997,12 +1028,9 @@ impl B2bua {
         fork.dialog = Some(dialog);
         call.answered = Some(i);
         call.phase = Phase::Bridged;
-        io.writes.push_back(Write::UpsertCall(CallRow {
-            uuid: call.uuid.clone(),
-            a_leg_uuid: call.a.channel.uuid.clone(),
-            b_leg_uuid: fork.channel.uuid.clone(),
-            created_at: io.unix as i64,
-        }));
+        if let Some(row) = call_row(call) {
+            io.writes.push_back(Write::UpsertCall(row));
+        }
         let sdp = match self.media_from_b(id, ok) {
             Some(sdp) => sdp,
             // No SDP in the 2xx: the answer came in a 183 already.
@@ -1589,6 +1617,19 @@ fn build_to_a(invite: &Message, code: u16, to_tag: &str, peer: Peer, sdp: Option
         _ => w.finish(b""),
     }
     Bytes::from(buf)
+}
+
+/// The `calls` row of a bridged call: its legs, when they were bridged, its media sessions.
+fn call_row(call: &Call) -> Option<CallRow> {
+    let b = call.forks.get(call.answered?)?;
+    let media_sessions: Vec<String> = call.media.iter().flat_map(CallMedia::ids).map(|s| s.to_string()).collect();
+    Some(CallRow {
+        uuid: call.uuid.clone(),
+        a_leg_uuid: call.a.channel.uuid.clone(),
+        b_leg_uuid: b.channel.uuid.clone(),
+        created_at: b.answered_unix.unwrap_or(call.created_unix) as i64,
+        media_sessions: media_sessions.join(" "),
+    })
 }
 
 /// The CDR of one leg at CS_REPORTING; `times` are start, answer and end (unix seconds).

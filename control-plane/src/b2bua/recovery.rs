@@ -197,6 +197,10 @@ impl B2bua {
         };
         // The rows already say all this: nothing to write until the call ends.
         self.calls.insert(id, call);
+        let sessions: Vec<u64> = row.media_sessions.split_whitespace().filter_map(|s| s.parse().ok()).collect();
+        if !sessions.is_empty() {
+            self.unadopted.insert(id, sessions);
+        }
     }
 }
 

@@ -222,6 +222,7 @@ async fn serves_each_table_as_exact_json_over_tcp() {
         a_leg_uuid: "chan-a".into(),
         b_leg_uuid: "chan-b".into(),
         created_at: 1_700_000_003,
+        media_sessions: String::new(),
     }));
     store.write(Write::InsertCdr(cdr("leg-1", 1_700_000_100)));
     store.write(Write::InsertCdr(cdr("leg-2", 1_700_000_200)));
@@ -248,7 +249,7 @@ async fn serves_each_table_as_exact_json_over_tcp() {
     );
     assert_eq!(
         exchange(addr, get("/calls").as_bytes()).await,
-        ok_json(r#"[{"uuid":"call-1","a_leg_uuid":"chan-a","b_leg_uuid":"chan-b","created_at":1700000003}]"#)
+        ok_json(r#"[{"uuid":"call-1","a_leg_uuid":"chan-a","b_leg_uuid":"chan-b","created_at":1700000003,"media_sessions":""}]"#)
     );
     assert_eq!(
         exchange(addr, get("/cdr?limit=1").as_bytes()).await,

@@ -206,13 +206,22 @@ pub struct CallRow {
     pub b_leg_uuid: String,
     /// When the legs were bridged, in unix seconds.
     pub created_at: i64,
+    /// The call's media sessions on the media plane, space-separated ids ("" for none):
+    /// a switch restarted after a crash takes them back with the call.
+    pub media_sessions: String,
 }
 
-pub(crate) const CALL_COLUMNS: &str = "uuid, a_leg_uuid, b_leg_uuid, created_at";
+pub(crate) const CALL_COLUMNS: &str = "uuid, a_leg_uuid, b_leg_uuid, created_at, media_sessions";
 
 impl CallRow {
     pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
-        Ok(CallRow { uuid: r.get(0)?, a_leg_uuid: r.get(1)?, b_leg_uuid: r.get(2)?, created_at: r.get(3)? })
+        Ok(CallRow {
+            uuid: r.get(0)?,
+            a_leg_uuid: r.get(1)?,
+            b_leg_uuid: r.get(2)?,
+            created_at: r.get(3)?,
+            media_sessions: r.get(4)?,
+        })
     }
 }
 

@@ -102,6 +102,10 @@ ALTER TABLE cdr ADD COLUMN media_out_bytes   INTEGER;
 ALTER TABLE cdr ADD COLUMN media_lost        INTEGER;
 ALTER TABLE cdr ADD COLUMN media_dropped     INTEGER;
 ",
+    // 4: a bridged call's media sessions, so a restarted switch takes them back with it.
+    "
+ALTER TABLE calls ADD COLUMN media_sessions TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// Brings the database at `path` up to `migrations.len()`, running each missing migration

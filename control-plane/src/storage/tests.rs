@@ -121,11 +121,11 @@ fn migrations_run_once_across_reopen() {
     let (h, _) = Storage::open(tmp.path()).expect("first open");
     let db = h.db_path().to_path_buf();
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2, 3]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4]);
     let (h, loaded) = Storage::open(tmp.path()).expect("second open");
     h.close();
     assert_eq!(loaded, Loaded::default());
-    assert_eq!(schema_versions(&db), vec![1, 2, 3]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4]);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn a_schema_newer_than_the_build_is_refused() {
         .expect("insert");
     match Storage::open(tmp.path()) {
         Err(StorageError::SchemaTooNew { found, known, .. }) => {
-            assert_eq!((found, known), (99, 3));
+            assert_eq!((found, known), (99, 4));
         }
         Err(other) => panic!("expected SchemaTooNew, got {other}"),
         Ok(_) => panic!("expected SchemaTooNew, got a handle"),
@@ -214,7 +214,7 @@ fn a_version_1_dialog_row_loads_after_migration_2_with_empty_recovery_columns() 
     drop(conn);
     let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to the latest");
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2, 3]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4]);
     let mut old = dialog("c1", "ua-1", "confirmed", 1);
     old.local_uri.clear();
     old.remote_uri.clear();
@@ -227,7 +227,13 @@ fn a_version_1_dialog_row_loads_after_migration_2_with_empty_recovery_columns() 
 #[test]
 fn calls_dialogs_and_answer_times_are_reloaded_by_the_next_open() {
     let tmp = TempDir::new("calls-reload");
-    let call = CallRow { uuid: "a-1".into(), a_leg_uuid: "a-1".into(), b_leg_uuid: "b-1".into(), created_at: 15 };
+    let call = CallRow {
+        uuid: "a-1".into(),
+        a_leg_uuid: "a-1".into(),
+        b_leg_uuid: "b-1".into(),
+        created_at: 15,
+        media_sessions: String::new(),
+    };
     let (h, _) = Storage::open(tmp.path()).expect("open");
     h.write(Write::UpsertChannel(channel("a-1", 10)));
     h.write(Write::SetChannelAnswered { uuid: "a-1".into(), answered_at: 15 });
@@ -365,6 +371,7 @@ fn dialogs_and_calls_upsert_and_delete() {
         a_leg_uuid: "chan-a".into(),
         b_leg_uuid: "chan-b".into(),
         created_at: 1_700_000_000,
+        media_sessions: String::new(),
     };
     h.write(Write::UpsertCall(call.clone()));
     h.sync().expect("sync");
@@ -526,8 +533,13 @@ fn a_reader_opens_a_database_whose_writer_has_closed() {
     let tmp = TempDir::new("reader-after-close");
     let (h, _) = Storage::open(tmp.path()).expect("open");
     let db = h.db_path().to_path_buf();
-    let call =
-        CallRow { uuid: "call-1".into(), a_leg_uuid: "chan-a".into(), b_leg_uuid: "chan-b".into(), created_at: 5 };
+    let call = CallRow {
+        uuid: "call-1".into(),
+        a_leg_uuid: "chan-a".into(),
+        b_leg_uuid: "chan-b".into(),
+        created_at: 5,
+        media_sessions: String::new(),
+    };
     h.write(Write::UpsertCall(call.clone()));
     h.close();
     let r = Reader::open(&db).expect("reader");
@@ -562,8 +574,20 @@ fn call_lifetimes() -> Vec<Write> {
     a1.call_uuid = Some("call-1".into());
     let b1 = channel("b-1", 11);
     let a2 = channel("a-2", 12);
-    let call1 = CallRow { uuid: "call-1".into(), a_leg_uuid: "a-1".into(), b_leg_uuid: "b-1".into(), created_at: 10 };
-    let call2 = CallRow { uuid: "call-2".into(), a_leg_uuid: "a-2".into(), b_leg_uuid: String::new(), created_at: 12 };
+    let call1 = CallRow {
+        uuid: "call-1".into(),
+        a_leg_uuid: "a-1".into(),
+        b_leg_uuid: "b-1".into(),
+        created_at: 10,
+        media_sessions: String::new(),
+    };
+    let call2 = CallRow {
+        uuid: "call-2".into(),
+        a_leg_uuid: "a-2".into(),
+        b_leg_uuid: String::new(),
+        created_at: 12,
+        media_sessions: String::new(),
+    };
     let state = |uuid: &str, s: &str| Write::SetChannelState { uuid: uuid.into(), state: s.into() };
     vec![
         Write::UpsertChannel(a1),

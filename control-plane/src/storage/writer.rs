@@ -236,9 +236,10 @@ impl Sql {
                  answered_at = excluded.answered_at, call_uuid = excluded.call_uuid"
             ),
             upsert_call: format!(
-                "INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4) \
+                "INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (uuid) DO UPDATE SET a_leg_uuid = excluded.a_leg_uuid, \
-                 b_leg_uuid = excluded.b_leg_uuid, created_at = excluded.created_at"
+                 b_leg_uuid = excluded.b_leg_uuid, created_at = excluded.created_at, \
+                 media_sessions = excluded.media_sessions"
             ),
             insert_cdr: format!(
                 "INSERT INTO cdr ({CDR_COLUMNS}) \
@@ -313,9 +314,13 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
         Write::DeleteChannel { uuid } => {
             tx.prepare_cached("DELETE FROM channels WHERE uuid = ?1")?.execute(params![uuid])
         }
-        Write::UpsertCall(c) => {
-            tx.prepare_cached(&sql.upsert_call)?.execute(params![c.uuid, c.a_leg_uuid, c.b_leg_uuid, c.created_at])
-        }
+        Write::UpsertCall(c) => tx.prepare_cached(&sql.upsert_call)?.execute(params![
+            c.uuid,
+            c.a_leg_uuid,
+            c.b_leg_uuid,
+            c.created_at,
+            c.media_sessions
+        ]),
         Write::DeleteCall { uuid } => tx.prepare_cached("DELETE FROM calls WHERE uuid = ?1")?.execute(params![uuid]),
         Write::AddCdrMedia { uuid, media: m } => tx
             .prepare_cached(

@@ -267,6 +267,12 @@ impl Switch {
         self.drain(now);
     }
 
+    /// What the media plane holds once attached after a start: calls taken back from the
+    /// database get their sessions again.
+    pub fn adopt_media(&mut self, held: &[(u64, ferroswitch_shared::msg::SessionSpec)]) {
+        self.b2bua.adopt_media(held);
+    }
+
     /// A media session saw no RTP for its timeout.
     pub fn handle_media_timeout(&mut self, now: Instant, session: u64) {
         let unix = self.unix(now);
