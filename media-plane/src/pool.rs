@@ -5,13 +5,14 @@
 //! The table still chooses every port (the pool only follows its cursor), so a session
 //! gets the ports it would have got without the pool, a replay still claims its own, and
 //! nothing is bound outside the core's range. The worker refills the pool after a turn's
-//! events are out, off the create-to-confirm path. A socket that waited in the pool is
-//! emptied when taken: what reached its port before the session existed is dropped, as it
-//! was when nothing was bound there.
+//! events are out, off the create-to-confirm path. Sockets that waited in the pool are
+//! emptied ([`empty`]) before the session watches them: what reached a port before its
+//! session existed is dropped, as it was when nothing was bound there (a stranger spraying
+//! the range ahead must not be the first source a new session latches).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{FromRawFd, RawFd};
 
 use crate::sessions::SessionTable;
 
@@ -33,16 +34,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The pool's socket for `addr`, if it holds one, emptied of anything that arrived
-    /// before now.
+    /// The pool's socket for `addr`, if it holds one. What arrived on it meanwhile is
+    /// still there: [`empty`] it before use.
     pub fn take(&mut self, addr: SocketAddr) -> Option<UdpSocket> {
         if self.ip != Some(addr.ip()) {
             return None;
         }
         let port = addr.port();
-        let s = self.ports.get_mut(&(port & !1))?[usize::from(port & 1)].take()?;
-        drain(&s);
-        Some(s)
+        self.ports.get_mut(&(port & !1))?[usize::from(port & 1)].take()
     }
 
     /// A session opened a leg on `ip`, with an RTCP port or not: the pool binds the same.
@@ -101,11 +100,23 @@ pub fn bind_media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// Reads and drops whatever waits on `s` (a non-blocking socket).
-fn drain(s: &UdpSocket) {
+/// Reads and drops whatever waits on the non-blocking sockets `fds` (at most four: a
+/// session's): one `poll` for all of them, and receives only on those with data.
+pub fn empty(fds: &[RawFd]) {
+    let mut polled = [libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 }; 4];
+    for (p, &fd) in polled.iter_mut().zip(fds) {
+        p.fd = fd;
+    }
+    let n = fds.len().min(polled.len());
+    // SAFETY: polled is a valid array of n pollfds; a zero timeout never blocks.
+    if n == 0 || unsafe { libc::poll(polled.as_mut_ptr(), n as libc::nfds_t, 0) } <= 0 {
+        return;
+    }
     let mut byte = [0u8; 1];
-    // SAFETY: a recv into a valid one-byte buffer; longer datagrams are truncated and dropped.
-    while unsafe { libc::recv(s.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_TRUNC) } >= 0 {
+    for p in polled[..n].iter().filter(|p| p.revents & libc::POLLIN != 0) {
+        // SAFETY: a recv into a valid one-byte buffer; longer datagrams are truncated and
+        // dropped all the same.
+        while unsafe { libc::recv(p.fd, byte.as_mut_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_TRUNC) } >= 0 {}
     }
 }
 
@@ -113,6 +124,7 @@ fn drain(s: &UdpSocket) {
 mod tests {
     use super::*;
     use ferroswitch_shared::msg::{Command, CommandKind, Endpoint, LegSpec, SessionSpec};
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn the_pool_binds_the_tables_next_ports_and_hands_them_out_emptied() {
@@ -136,8 +148,15 @@ mod tests {
         table.apply(&Command::new(CommandKind::Create as u16, 0, 1, 1).with_body(&spec), |_| {});
         let s = pool.take(SocketAddr::new(ip, 31000)).expect("the create's first port is pooled");
         assert_eq!(s.local_addr().unwrap().port(), 31000);
+        let t = pool.take(SocketAddr::new(ip, 31001)).expect("and its RTCP port");
+        stranger.send_to(b"early rtcp", (ip, 31001)).unwrap();
+        stranger.send_to(b"early rtcp", (ip, 31001)).unwrap();
+        empty(&[s.as_raw_fd(), t.as_raw_fd()]);
         let mut buf = [0u8; 16];
-        assert!(s.recv(&mut buf).is_err(), "what came before the session is dropped");
+        assert!(s.recv(&mut buf).is_err() && t.recv(&mut buf).is_err(), "what came before the session is dropped");
+        stranger.send_to(b"now", (ip, 31000)).unwrap();
+        assert_eq!(s.recv(&mut buf).unwrap(), 3, "what comes after is kept");
+        drop(t);
         assert!(pool.take(SocketAddr::new(ip, 31000)).is_none(), "taken once");
         assert!(pool.take(SocketAddr::new("127.0.0.2".parse().unwrap(), 31002)).is_none(), "another address");
         drop(s);

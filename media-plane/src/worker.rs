@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -175,30 +175,39 @@ impl Core {
         self.gens[slot] = self.gens[slot].wrapping_add(1);
         let gen = self.gens[slot];
         let mut socks: [[Option<UdpSocket>; 2]; 2] = Default::default();
+        // Sockets that waited in the pool, emptied together before anything is watched.
+        let mut pooled: [RawFd; 4] = [-1; 4];
+        let mut n_pooled = 0;
         for (leg, l) in spec.legs.iter().enumerate() {
             let Some(rtp) = l.local.addr() else {
                 self.free.push(slot);
                 return Err((None, format!("leg {leg}: no local address")));
             };
-            let mut addrs = vec![(rtp, false)];
-            if l.flags & leg_flags::RTCP_MUX == 0 {
-                addrs.push((SocketAddr::new(rtp.ip(), rtp.port() + 1), true));
-            }
-            self.pool.note(rtp.ip(), addrs.len() == 2);
-            for (addr, rtcp) in addrs {
-                let s = self.pool.take(addr).map_or_else(|| bind_media_socket(addr), Ok);
-                match s {
-                    Ok(s) => {
-                        if let Err(e) = self.io.watch_socket(s.as_raw_fd(), token(gen, slot, leg, rtcp)) {
-                            self.free.push(slot);
-                            return Err((None, format!("watch: {e}")));
-                        }
-                        socks[leg][usize::from(rtcp)] = Some(s);
+            let rtcp_too = l.flags & leg_flags::RTCP_MUX == 0;
+            self.pool.note(rtp.ip(), rtcp_too);
+            for rtcp in [false, true].into_iter().take(1 + usize::from(rtcp_too)) {
+                let addr = SocketAddr::new(rtp.ip(), rtp.port() + u16::from(rtcp));
+                let s = match self.pool.take(addr) {
+                    Some(s) => {
+                        pooled[n_pooled] = s.as_raw_fd();
+                        n_pooled += 1;
+                        s
                     }
-                    Err(e) => {
+                    None => bind_media_socket(addr).map_err(|e| {
                         self.free.push(slot);
-                        return Err((Some(rtp.port()), format!("bind {addr}: {e}")));
-                    }
+                        (Some(rtp.port()), format!("bind {addr}: {e}"))
+                    })?,
+                };
+                socks[leg][usize::from(rtcp)] = Some(s);
+            }
+        }
+        crate::pool::empty(&pooled[..n_pooled]);
+        for (leg, pair) in socks.iter().enumerate() {
+            for (rtcp, s) in pair.iter().enumerate() {
+                let Some(s) = s else { continue };
+                if let Err(e) = self.io.watch_socket(s.as_raw_fd(), token(gen, slot, leg, rtcp == 1)) {
+                    self.free.push(slot);
+                    return Err((None, format!("watch: {e}")));
                 }
             }
         }
