@@ -173,7 +173,9 @@ pub fn error(cookie: &[u8], reason: &str) -> Vec<u8> {
 }
 
 fn frame(cookie: &[u8], v: Value) -> Vec<u8> {
-    let mut out = cookie.to_vec();
+    // Room for an answer with a short SDP, so that it is not grown step by step.
+    let mut out = Vec::with_capacity(cookie.len() + 512);
+    out.extend_from_slice(cookie);
     out.push(b' ');
     v.encode_into(&mut out);
     out

@@ -91,9 +91,9 @@ pub enum Output {
 
 /// A cookie seen within [`COOKIE_TTL`].
 enum Cookie {
-    /// Its job runs; these addresses (the first copy's and any retransmission's) get the
+    /// Its job runs; these addresses (the first copy's, and any retransmission's) get the
     /// answer.
-    Pending(Vec<SocketAddr>),
+    Pending(SocketAddr, Vec<SocketAddr>),
     /// Answered with this (held at its exact size: the cache keeps every answer for
     /// [`COOKIE_TTL`], and at set-up rates its growth is most of what the server allocates).
     Answered(Arc<[u8]>),
@@ -106,8 +106,9 @@ pub struct Ng {
     /// Call-IDs with a job running, and the requests waiting behind it.
     busy: FastMap<String, VecDeque<(Vec<u8>, Request)>>,
     cookies: FastMap<Vec<u8>, Cookie>,
-    /// Answered cookies, oldest first, to forget them after [`COOKIE_TTL`].
-    expiry: VecDeque<(Instant, Vec<u8>)>,
+    /// Answers, oldest first, to forget their cookies after [`COOKIE_TTL`]. An answer
+    /// starts with its cookie and a space.
+    expiry: VecDeque<(Instant, Arc<[u8]>)>,
     out: VecDeque<Output>,
 }
 
@@ -129,8 +130,8 @@ impl Ng {
                 self.out.push_back(Output::Send(from, answer.clone()));
                 return;
             }
-            Some(Cookie::Pending(waiting)) => {
-                waiting.push(from);
+            Some(Cookie::Pending(_, more)) => {
+                more.push(from);
                 return;
             }
             None => {}
@@ -140,22 +141,22 @@ impl Ng {
             Ok(req) => req,
             Err(why) => {
                 let answer = command::error(&cookie, &why);
-                return self.answered(now, cookie, vec![from], answer);
+                return self.answered(now, cookie, [from], answer);
             }
         };
         let call_id = match &req {
-            Request::Ping => return self.answered(now, cookie.clone(), vec![from], command::pong(&cookie)),
+            Request::Ping => return self.answered(now, cookie.clone(), [from], command::pong(&cookie)),
             Request::List { limit } => {
                 let mut ids: Vec<&String> = self.calls.keys().collect();
                 ids.sort();
                 let calls = ids.into_iter().take(*limit).map(|c| Value::str(c)).collect();
                 let answer = command::ok(&cookie, vec![("calls", Value::List(calls))]);
-                return self.answered(now, cookie, vec![from], answer);
+                return self.answered(now, cookie, [from], answer);
             }
             Request::Offer(o) | Request::Answer(o) => o.call_id.clone(),
             Request::Delete { call_id } | Request::Query { call_id } => call_id.clone(),
         };
-        self.cookies.insert(cookie.clone(), Cookie::Pending(vec![from]));
+        self.cookies.insert(cookie.clone(), Cookie::Pending(from, Vec::new()));
         match self.busy.get_mut(&call_id) {
             Some(queue) => queue.push_back((cookie, req)),
             None => {
@@ -178,11 +179,11 @@ impl Ng {
                 self.calls.remove(&done.call_id);
             }
         }
-        let waiting = match self.cookies.remove(&done.cookie) {
-            Some(Cookie::Pending(w)) => w,
-            _ => Vec::new(),
+        let (first, more) = match self.cookies.remove(&done.cookie) {
+            Some(Cookie::Pending(first, more)) => (Some(first), more),
+            _ => (None, Vec::new()),
         };
-        self.answered(now, done.cookie, waiting, done.answer);
+        self.answered(now, done.cookie, first.into_iter().chain(more), done.answer);
         let next = self.busy.get_mut(&done.call_id).and_then(VecDeque::pop_front);
         match next {
             Some((cookie, req)) => self.start(cookie, done.call_id, req),
@@ -202,12 +203,13 @@ impl Ng {
         self.out.push_back(Output::Run(Box::new(Job { cookie, call_id, req, call })));
     }
 
-    fn answered(&mut self, now: Instant, cookie: Vec<u8>, to: Vec<SocketAddr>, answer: Vec<u8>) {
+    fn answered(&mut self, now: Instant, cookie: Vec<u8>, to: impl IntoIterator<Item = SocketAddr>, answer: Vec<u8>) {
+        debug_assert!(answer.starts_with(&cookie) && answer.get(cookie.len()) == Some(&b' '));
         let answer: Arc<[u8]> = answer.into();
         for addr in to {
             self.out.push_back(Output::Send(addr, answer.clone()));
         }
-        self.expiry.push_back((now, cookie.clone()));
+        self.expiry.push_back((now, answer.clone()));
         self.cookies.insert(cookie, Cookie::Answered(answer));
     }
 
@@ -216,10 +218,11 @@ impl Ng {
             if now.duration_since(*t) < COOKIE_TTL {
                 break;
             }
-            let (_, cookie) = self.expiry.pop_front().expect("front exists");
-            // A cookie reused after it expired is pending again: keep that one.
-            if matches!(self.cookies.get(&cookie), Some(Cookie::Answered(_))) {
-                self.cookies.remove(&cookie);
+            let (_, answer) = self.expiry.pop_front().expect("front exists");
+            let cookie = answer.split(|&c| c == b' ').next().unwrap_or_default();
+            // A cookie reused after it expired is pending, or answered anew: keep that one.
+            if matches!(self.cookies.get(cookie), Some(Cookie::Answered(a)) if Arc::ptr_eq(a, &answer)) {
+                self.cookies.remove(cookie);
             }
         }
     }
