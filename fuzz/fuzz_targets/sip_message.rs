@@ -1,11 +1,12 @@
 //! Any bytes as a UDP datagram and as a framed stream message: parsing never panics,
 //! every typed view of an accepted message works, serialization re-parses to the same
-//! headers, and a refused request still gets a well-formed error response.
+//! headers, a refused request still gets a well-formed error response, and the
+//! transaction layer's header scan never disagrees with the full parse.
 #![no_main]
 
 use bytes::Bytes;
 use control_plane::sip::message::write::{error_response_raw, write_message};
-use control_plane::sip::message::{Framing, HeaderName, Message};
+use control_plane::sip::message::{scan_dialog_ids, Framing, HeaderName, Message};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,8 +20,13 @@ fuzz_target!(|data: &[u8]| {
                 let again = Message::parse(Bytes::from(out), Framing::Datagram).expect("a written message re-parses");
                 assert_eq!(again.headers().len(), m.headers().len());
                 assert_eq!(again.body(), m.body());
+                if let (Some(ids), Framing::Datagram) = (scan_dialog_ids(data), framing) {
+                    assert_eq!((ids.call_id, ids.cseq, ids.to_tag), (m.call_id(), m.cseq(), m.to_tag()));
+                }
             }
             Err(e) => {
+                // Never panics on bytes the parser refuses either.
+                let _ = scan_dialog_ids(data);
                 let mut out = Vec::new();
                 if error_response_raw(data, e.status(), "Bad Request", b"tag", None, &mut out) {
                     assert!(out.starts_with(b"SIP/2.0 "));

@@ -249,7 +249,9 @@ async fn serves_each_table_as_exact_json_over_tcp() {
     );
     assert_eq!(
         exchange(addr, get("/calls").as_bytes()).await,
-        ok_json(r#"[{"uuid":"call-1","a_leg_uuid":"chan-a","b_leg_uuid":"chan-b","created_at":1700000003,"media_sessions":""}]"#)
+        ok_json(
+            r#"[{"uuid":"call-1","a_leg_uuid":"chan-a","b_leg_uuid":"chan-b","created_at":1700000003,"media_sessions":""}]"#
+        )
     );
     assert_eq!(
         exchange(addr, get("/cdr?limit=1").as_bytes()).await,

@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 pub use addr::NameAddr;
 pub use header::HeaderName;
-pub use parse::{Framing, ParseError};
+pub use parse::{scan_dialog_ids, DialogIds, Framing, ParseError};
 pub use uri::{Scheme, Uri};
 pub use via::Via;
 

@@ -161,6 +161,54 @@ pub(super) fn parse(buf: Bytes, framing: Framing, max_size: usize) -> Result<Mes
 
 /// Returns the line starting at `pos` (without CRLF) and the position after its CRLF.
 /// A bare CR or LF inside the line is refused by returning `None` for a missing CRLF.
+/// What the transaction layer needs of a final response to an INVITE it is about to send
+/// (the ACK's key): Call-ID, CSeq number and To tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogIds<'a> {
+    pub call_id: &'a [u8],
+    pub cseq: u32,
+    pub to_tag: Option<&'a [u8]>,
+}
+
+/// Reads [`DialogIds`] from a serialized response by scanning its header lines, without
+/// parsing and validating the whole message: for the switch's own responses, which its
+/// writer built. `None` when anything is unusual (folded lines, a header missing or
+/// repeated, a malformed value): the caller then parses the message in full.
+pub fn scan_dialog_ids(b: &[u8]) -> Option<DialogIds<'_>> {
+    let (_, mut pos) = read_line(b, 0)?;
+    let (mut call_id, mut cseq, mut to) = (None, None, None);
+    loop {
+        let (line, next) = read_line(b, pos)?;
+        pos = next;
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            return None;
+        }
+        let (name, _, after_colon) = HeaderName::read_line_name(line)?;
+        let value = trim_lws(&line[after_colon..]);
+        let slot = match name {
+            HeaderName::CallId => &mut call_id,
+            HeaderName::CSeq => &mut cseq,
+            HeaderName::To => &mut to,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+    }
+    let call_id = call_id.filter(|c| !c.is_empty())?;
+    let mut c = Cursor::new(cseq?);
+    let n = parse_digits(c.take(&DIGITS), u32::MAX as u64)?;
+    let to_tag = match NameAddr::parse(to?).ok()?.tag_param() {
+        Some(Some(t)) if !t.is_empty() && t.iter().all(|&c| TOKEN[c as usize]) => Some(t),
+        Some(_) => return None,
+        None => None,
+    };
+    Some(DialogIds { call_id, cseq: n as u32, to_tag })
+}
+
 fn read_line(b: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let rest = b.get(pos..)?;
     // One scan for either byte: the first must be the CR of a CRLF.
@@ -421,3 +469,68 @@ static DIGITS: [bool; 256] = {
     }
     t
 };
+
+#[cfg(test)]
+mod scan_tests {
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn response(headers: &[String]) -> Vec<u8> {
+        let mut s = String::from("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx\r\n");
+        for h in headers {
+            s.push_str(h);
+            s.push_str("\r\n");
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        s.into_bytes()
+    }
+
+    #[test]
+    fn unusual_responses_get_no_scan_result() {
+        let base = ["From: <sip:a@x>;tag=f".to_string(), "Call-ID: c1".into(), "CSeq: 2 INVITE".into()];
+        let with = |extra: &[&str]| {
+            let mut h = base.to_vec();
+            h.extend(extra.iter().map(|s| s.to_string()));
+            scan_dialog_ids(&response(&h)).map(|d| (d.call_id.to_vec(), d.cseq, d.to_tag.map(<[u8]>::to_vec)))
+        };
+        assert_eq!(with(&["To: <sip:b@x>;tag=t1"]), Some((b"c1".to_vec(), 2, Some(b"t1".to_vec()))));
+        assert_eq!(with(&[]), None, "no To");
+        assert_eq!(with(&["To: <sip:b@x>;tag=t1", "t: <sip:b@x>;tag=t2"]), None, "two To headers");
+        assert_eq!(with(&["To: <sip:b@x>;tag=t1", " ;x=1"]), None, "a folded line");
+        assert_eq!(with(&["To: <sip:b@x>;tag="]), None, "an empty tag");
+        assert_eq!(with(&["To: <sip:b@x"]), None, "a malformed To");
+    }
+
+    proptest! {
+        /// Whatever the scan reads agrees with the full parse, for any header order, compact
+        /// forms and tags.
+        #[test]
+        fn the_scan_agrees_with_the_full_parse(
+            call_id in "[a-zA-Z0-9.!%*_+`'~()<>:\\\\\"/?{}-]{1,20}(@[a-z0-9.]{1,10})?",
+            cseq in any::<u32>(),
+            tag in proptest::option::of("[a-zA-Z0-9.!%*_+`'~-]{1,12}"),
+            compact in any::<bool>(),
+            order in any::<u8>(),
+        ) {
+            let to = match &tag {
+                Some(t) => format!("{}: \"B\" <sip:b@example.com>;tag={t}", if compact { "t" } else { "To" }),
+                None => format!("{}: <sip:b@example.com>", if compact { "t" } else { "To" }),
+            };
+            let mut headers = vec![
+                to,
+                format!("{}: {call_id}", if compact { "i" } else { "Call-ID" }),
+                format!("CSeq: {cseq} INVITE"),
+                "From: <sip:a@example.com>;tag=f".to_string(),
+            ];
+            headers.rotate_left(usize::from(order) % 4);
+            let bytes = response(&headers);
+            let full = Message::parse(Bytes::from(bytes.clone()), Framing::Datagram).unwrap();
+            let ids = scan_dialog_ids(&bytes).unwrap();
+            prop_assert_eq!(ids.call_id, full.call_id());
+            prop_assert_eq!(ids.cseq, full.cseq());
+            prop_assert_eq!(ids.to_tag, full.to_tag());
+        }
+    }
+}

@@ -139,4 +139,9 @@ impl AckKey {
     pub(super) fn new(msg: &Message) -> AckKey {
         AckKey { call_id: msg.call_id().to_vec(), cseq: msg.cseq(), to_tag: msg.to_tag().map(<[u8]>::to_vec) }
     }
+
+    /// The key of a 2xx read with [`crate::sip::message::scan_dialog_ids`].
+    pub(super) fn from_ids(ids: &crate::sip::message::DialogIds<'_>) -> AckKey {
+        AckKey { call_id: ids.call_id.to_vec(), cseq: ids.cseq, to_tag: ids.to_tag.map(<[u8]>::to_vec) }
+    }
 }

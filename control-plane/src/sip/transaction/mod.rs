@@ -43,7 +43,7 @@ use self::key::{AckKey, ClientKey, MergeKey, ServerKey};
 use self::server::{AckOutcome, ServerTx};
 use self::timers::{Deadlines, Entry, TimerHeap};
 use crate::sip::message::write::{default_reason, response_to};
-use crate::sip::message::{Framing, Message, Method, ParseError};
+use crate::sip::message::{scan_dialog_ids, Framing, Message, Method, ParseError};
 use crate::sip::transport::Peer;
 
 pub use self::timers::{TimerConfig, TIMER_D_UNRELIABLE};
@@ -280,9 +280,17 @@ impl TransactionLayer {
             Some(Role::Server(s)) => s.invite,
             _ => return Err(TransactionError::NoSuchTransaction(tx)),
         };
-        // The To tag of a final response to an INVITE: the ACK must carry it.
+        // The To tag of a final response to an INVITE: the ACK must carry it. The TU's own
+        // responses are scanned for it; anything unusual gets the full parse.
         let parsed = if invite && code >= 200 {
-            Some(Message::parse(bytes.clone(), Framing::Datagram).map_err(TransactionError::MalformedResponse)?)
+            Some(match scan_dialog_ids(&bytes) {
+                Some(ids) => (ids.to_tag.map(<[u8]>::to_vec), AckKey::from_ids(&ids)),
+                None => {
+                    let m = Message::parse(bytes.clone(), Framing::Datagram)
+                        .map_err(TransactionError::MalformedResponse)?;
+                    (m.to_tag().map(<[u8]>::to_vec), AckKey::new(&m))
+                }
+            })
         } else {
             None
         };
@@ -293,8 +301,8 @@ impl TransactionLayer {
             })
             .unwrap_or(Err(TransactionError::NoSuchTransaction(tx)));
         if result.is_ok() {
-            if let Some(resp) = parsed {
-                self.note_final_response(tx, code, &resp);
+            if let Some((to_tag, ack_key)) = parsed {
+                self.note_final_response(tx, code, to_tag, ack_key);
             }
         }
         self.prune_timers();
@@ -566,15 +574,14 @@ impl TransactionLayer {
 
     /// Records what later ACKs are matched with, once a final response to an INVITE
     /// was accepted by its transaction.
-    fn note_final_response(&mut self, id: TxId, code: u16, resp: &Message) {
+    fn note_final_response(&mut self, id: TxId, code: u16, to_tag: Option<Vec<u8>>, ack_key: AckKey) {
         let Some(t) = self.txs.get_mut(&id) else {
             return;
         };
         if let Role::Server(s) = &mut t.role {
-            s.response_to_tag = resp.to_tag().map(<[u8]>::to_vec);
+            s.response_to_tag = to_tag;
         }
         if (200..300).contains(&code) {
-            let ack_key = AckKey::new(resp);
             if let Some(old) = t.ack_key.replace(ack_key.clone()) {
                 self.ack_keys.remove(&old);
             }
