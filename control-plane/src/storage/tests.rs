@@ -121,11 +121,11 @@ fn migrations_run_once_across_reopen() {
     let (h, _) = Storage::open(tmp.path()).expect("first open");
     let db = h.db_path().to_path_buf();
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
     let (h, loaded) = Storage::open(tmp.path()).expect("second open");
     h.close();
     assert_eq!(loaded, Loaded::default());
-    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn a_schema_newer_than_the_build_is_refused() {
         .expect("insert");
     match Storage::open(tmp.path()) {
         Err(StorageError::SchemaTooNew { found, known, .. }) => {
-            assert_eq!((found, known), (99, 4));
+            assert_eq!((found, known), (99, 5));
         }
         Err(other) => panic!("expected SchemaTooNew, got {other}"),
         Ok(_) => panic!("expected SchemaTooNew, got a handle"),
@@ -214,7 +214,7 @@ fn a_version_1_dialog_row_loads_after_migration_2_with_empty_recovery_columns() 
     drop(conn);
     let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to the latest");
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
     let mut old = dialog("c1", "ua-1", "confirmed", 1);
     old.local_uri.clear();
     old.remote_uri.clear();
@@ -729,4 +729,41 @@ fn media_counters_add_up_in_a_legs_cdr_one_stream_at_a_time() {
     assert_eq!(a.media, Some(sum));
     assert_eq!(b.media, None, "no media through the media plane: NULL");
     assert_eq!(rows.len(), 2);
+}
+
+#[test]
+fn live_rows_of_a_version_4_database_survive_migration_5() {
+    let (tmp, db, mut conn) = bare_database("migrate-v4-live");
+    schema::migrate(&mut conn, &db, &schema::MIGRATIONS[..4]).expect("v4");
+    conn.execute_batch(
+        "INSERT INTO channels (uuid, direction, state, caller_id_name, caller_id_number, destination_number, \
+         context, created_at, answered_at, call_uuid) \
+         VALUES ('chan-1', 'inbound', 'CS_INIT', 'Alice', '1000', '1001', 'default', 500, NULL, NULL); \
+         INSERT INTO calls (uuid, a_leg_uuid, b_leg_uuid, created_at, media_sessions) \
+         VALUES ('call-1', 'chan-1', 'chan-2', 501, '7 8');",
+    )
+    .expect("version 4 rows");
+    drop(conn);
+    let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to the latest");
+    h.close();
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
+    assert_eq!(loaded.live_channels, vec![channel("chan-1", 500)]);
+    let call = CallRow {
+        uuid: "call-1".into(),
+        a_leg_uuid: "chan-1".into(),
+        b_leg_uuid: "chan-2".into(),
+        created_at: 501,
+        media_sessions: "7 8".into(),
+    };
+    assert_eq!(loaded.calls, vec![call]);
+    let without_rowid: i64 = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('channels', 'calls', 'sip_dialogs') \
+             AND sql LIKE '%WITHOUT ROWID%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(without_rowid, 3);
 }
