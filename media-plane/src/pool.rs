@@ -20,12 +20,19 @@ use crate::sessions::SessionTable;
 /// for each of a full command batch's creates.
 pub const AHEAD: usize = 128;
 
-/// The sockets of upcoming ports, on the local address of the last session opened.
+/// Legs opened on another address, one after the other, before the pool moves to it (so
+/// sessions alternating between two addresses, the NG listener's and the switch's RTP
+/// address say, leave it where it is instead of rebinding it each time).
+const MOVE_AFTER: u32 = 16;
+
+/// The sockets of upcoming ports, on the local address sessions use.
 #[derive(Default)]
 pub struct Pool {
     /// The address sessions bind (the control plane's media address); None until the
     /// first session says it.
     ip: Option<IpAddr>,
+    /// Legs opened on another address since the last one on `ip`.
+    elsewhere: u32,
     /// Whether the last leg opened had an RTCP port (no rtcp-mux).
     rtcp: bool,
     /// Per upcoming RTP port: its RTP and RTCP sockets (None: taken, or the bind failed,
@@ -44,11 +51,18 @@ impl Pool {
         self.ports.get_mut(&(port & !1))?[usize::from(port & 1)].take()
     }
 
-    /// A session opened a leg on `ip`, with an RTCP port or not: the pool binds the same.
+    /// A session opened a leg on `ip`, with an RTCP port or not: the pool binds the same
+    /// (it moves to another address once [`MOVE_AFTER`] legs in a row were opened there).
     pub fn note(&mut self, ip: IpAddr, rtcp: bool) {
-        if self.ip != Some(ip) {
+        if self.ip == Some(ip) {
+            self.elsewhere = 0;
+        } else {
+            self.elsewhere += 1;
+            if self.ip.is_some() && self.elsewhere < MOVE_AFTER {
+                return;
+            }
             self.ports.clear();
-            self.ip = Some(ip);
+            (self.ip, self.elsewhere) = (Some(ip), 0);
         }
         self.rtcp = rtcp;
     }
@@ -168,5 +182,19 @@ mod tests {
         table.apply(&Command::new(CommandKind::Destroy as u16, 0, 1, 1), |_| {});
         pool.refill(&table);
         assert_eq!(pool.len(), 8, "freed ports come back, without RTCP once sessions use rtcp-mux");
+        // Legs on another address now and then leave the pool where it is; a run of them
+        // moves it.
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            pool.note(other, false);
+            pool.note(ip, false);
+        }
+        assert_eq!(pool.len(), 8);
+        for _ in 0..MOVE_AFTER {
+            pool.note(other, false);
+        }
+        assert!(pool.is_empty());
+        pool.refill(&table);
+        assert!(pool.take(SocketAddr::new(other, 31004)).is_some(), "bound on the new address");
     }
 }
