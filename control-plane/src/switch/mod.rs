@@ -36,6 +36,16 @@ use crate::sip::transport::Peer;
 use crate::storage::{CallRow, ChannelRow, DialogRow, Write};
 use policy::Refusal;
 
+/// Bytes shown as text, converted only when a log line is written (the span's field
+/// is formatted only if the span is enabled).
+struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
+    }
+}
+
 /// Counters a test or the management API can read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -311,8 +321,7 @@ impl Switch {
     fn on_event(&mut self, now: Instant, e: Event) {
         match e {
             Event::Request { tx, msg, peer, cancels } => {
-                let call_id = String::from_utf8_lossy(msg.call_id());
-                let span = tracing::info_span!("sip", call_id = %call_id);
+                let span = tracing::info_span!("sip", call_id = %Lossy(msg.call_id()));
                 let _enter = span.enter();
                 match tx {
                     Some(tx) => self.on_request(now, tx, &msg, peer, cancels),
@@ -324,8 +333,7 @@ impl Switch {
                 }
             }
             Event::Response { tx, msg } => {
-                let call_id = String::from_utf8_lossy(msg.call_id());
-                let span = tracing::info_span!("sip", call_id = %call_id);
+                let span = tracing::info_span!("sip", call_id = %Lossy(msg.call_id()));
                 let _enter = span.enter();
                 let unix = self.unix(now);
                 if !self.b2bua.on_response(&mut io!(self, now, unix), tx, &msg) {
