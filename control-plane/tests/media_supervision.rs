@@ -13,13 +13,14 @@ use control_plane::media::ctl::test_spec;
 use control_plane::media::supervisor::{self, SpawnSpec, SupervisorOptions};
 
 /// A config with the media socket and database under `dir`, and an RTP port range of
-/// its own (tests run in parallel, each with its media plane binding real ports).
+/// its own (tests run in parallel, each with its media plane binding real ports), below
+/// the kernel's ephemeral ports (32768 and up), which any client socket may take.
 fn config(dir: &TempDir, mode: &str) -> std::path::PathBuf {
     let base = match dir.0.file_name().and_then(|n| n.to_str()) {
-        Some(n) if n.contains("media-kill") => 40000,
-        Some(n) if n.contains("media-stall") => 41000,
-        Some(n) if n.contains("media-forward") => 43000,
-        _ => 42000,
+        Some(n) if n.contains("media-kill") => 12000,
+        Some(n) if n.contains("media-stall") => 13000,
+        Some(n) if n.contains("media-forward") => 15000,
+        _ => 14000,
     };
     let text = format!(
         "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{dir}/var\"\n\

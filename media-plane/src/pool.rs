@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn the_pool_binds_the_tables_next_ports_and_hands_them_out_emptied() {
-        // media-plane/tests/relay.rs gives each test a 200-port block from 30000 and 32000;
-        // 31000 (30000 + 1000) is no test's.
+        // Ports no other test of this binary uses, below the kernel's ephemeral range
+        // (32768 and up), where a client socket could take one at any moment.
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let mut table = SessionTable::new(0, 31000, 31009);
         let mut pool = Pool::default();
