@@ -281,17 +281,22 @@ struct Driver {
     media_tx: mpsc::UnboundedSender<MediaInput>,
 }
 
-/// What the media plane tells the SIP driver.
+/// What background tasks (the media plane, the resolver) tell the SIP driver.
 enum MediaInput {
     /// The answer to a B2BUA's session request.
     Answer(MediaAnswer),
     /// A session's RTP timed out.
     Timeout(u64),
+    /// A host name's addresses, for a `sofia/` leg.
+    Resolved { token: u64, result: Result<Vec<SocketAddr>, String> },
     /// What the media plane holds, once it is ready after the start.
     Held(Vec<(u64, SessionSpec)>),
     /// A session of a call that ended is gone, with its final counters.
     Destroyed { cdr: [Option<String>; 2], echo: bool, stats: StreamStats },
 }
+
+/// How long a `sofia/` leg waits for its host name to resolve.
+const RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a call waits for the media plane to create its sessions.
 const MEDIA_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -364,6 +369,7 @@ impl Driver {
                         MediaInput::Answer(a) => self.switch.handle_media_answer(now, a),
                         MediaInput::Timeout(id) => self.switch.handle_media_timeout(now, id),
                         MediaInput::Held(held) => self.switch.adopt_media(&held),
+                        MediaInput::Resolved { token, result } => self.switch.handle_resolved(now, token, result),
                         MediaInput::Destroyed { cdr, echo, stats } => {
                             for (leg, uuid) in cdr.into_iter().enumerate() {
                                 let Some(uuid) = uuid else { continue };
@@ -399,6 +405,18 @@ impl Driver {
         self.flush().await;
         while let Some(req) = self.switch.poll_media() {
             self.media_request(req);
+        }
+        while let Some(r) = self.switch.poll_resolve() {
+            let tx = self.media_tx.clone();
+            tokio::spawn(async move {
+                let lookup = tokio::net::lookup_host((r.host.as_str(), r.port));
+                let result = match tokio::time::timeout(RESOLVE_WAIT, lookup).await {
+                    Ok(Ok(addrs)) => Ok(addrs.collect()),
+                    Ok(Err(e)) => Err(format!("{}: {e}", r.host)),
+                    Err(_) => Err(format!("{}: no answer in {RESOLVE_WAIT:?}", r.host)),
+                };
+                let _ = tx.send(MediaInput::Resolved { token: r.token, result });
+            });
         }
         while let Some(change) = self.switch.poll_change() {
             self.storage.write(persist::write_of(change));

@@ -412,6 +412,15 @@ impl World {
             while let Some(w) = self.switch.poll_write() {
                 self.writes.push(w);
             }
+            // A resolver that knows one name: callee.test is the callee's address.
+            while let Some(r) = self.switch.poll_resolve() {
+                let result = match r.host.as_str() {
+                    "callee.test" => Ok(vec![SocketAddr::new(self.uas.addr.ip(), r.port)]),
+                    other => Err(format!("{other}: no such name")),
+                };
+                self.switch.handle_resolved(now, r.token, result);
+                moved = true;
+            }
             while let Some(req) = self.switch.poll_media() {
                 let media = self.media.as_mut().expect("media requests only with the media plane on");
                 if let Some(answer) = media.handle(req) {
@@ -1294,4 +1303,42 @@ fn a_call_taken_back_after_a_crash_keeps_its_media_sessions() {
     assert!(media(&w).sessions.is_empty());
     let legs = [Some(loaded.calls[0].a_leg_uuid.clone()), Some(loaded.calls[0].b_leg_uuid.clone())];
     assert_eq!(media(&w).destroyed, [(id, legs)]);
+}
+
+/// A dialplan whose 5555 bridges to a host name that resolves to the callee, and 6666 to
+/// one that does not resolve.
+fn dialplan_with_host_names() -> control_plane::dialplan::Dialplan {
+    control_plane::dialplan::Dialplan::parse(
+        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
+        <extension name="gw"><condition field="destination_number" expression="^5555$">
+        <action application="bridge" data="sofia/external/1001@callee.test:5080"/></condition></extension>
+        <extension name="nx"><condition field="destination_number" expression="^6666$">
+        <action application="bridge" data="sofia/external/1001@nowhere.test"/></condition></extension>
+        </context></section></document>"#,
+        "hosts.xml",
+        &control_plane::dialplan::Variables::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_sofia_dial_string_with_a_host_name_reaches_the_address_it_resolves_to() {
+    let mut w = World::new(41, 0.0);
+    w.switch.set_dialplan(dialplan_with_host_names());
+    w.call("5555");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()), "{:?}", w.uac.statuses);
+    assert_eq!(w.callee_invite().unwrap().request_uri_bytes(), b"sip:1001@callee.test:5080");
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+}
+
+#[test]
+fn a_host_name_that_does_not_resolve_fails_the_call_with_no_route_destination() {
+    let mut w = World::new(42, 0.0);
+    w.switch.set_dialplan(dialplan_with_host_names());
+    w.call("6666");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.statuses.contains(&(Method::Invite, 404))));
+    assert_eq!(w.uac.statuses.iter().filter(|s| s.1 >= 300).map(|s| s.1).collect::<Vec<_>>(), [407, 404]);
+    assert!(w.callee_invite().is_none());
+    assert_eq!(w.cdr_causes(), ["NO_ROUTE_DESTINATION"]);
 }

@@ -58,3 +58,36 @@ fn unknown_number_gives_404() {
     let sw = SwitchProcess::start("");
     assert_all_passed("unknown number", run_call(&sw, 5, 5, "5555", "uac_call_notfound.xml", None));
 }
+
+#[test]
+fn a_sofia_dial_string_to_localhost_resolves_and_reaches_the_callee() {
+    // 5555 bridges to sofia/external/1001@localhost:<port>: the host name goes through the
+    // system resolver (/etc/hosts), and the SIPp callee listening on that port answers.
+    let port = free_port();
+    let dir = TempDir::new("switch-dns");
+    let plan = dir.0.join("dialplan.xml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"<include><context name="default"><extension name="by_name">
+            <condition field="destination_number" expression="^5555$">
+            <action application="bridge" data="sofia/external/1001@localhost:{port}"/>
+            </condition></extension></context></include>"#
+        ),
+    )
+    .unwrap();
+    let sw = SwitchProcess::start_in(dir, &format!("\n[dialplan]\nfile = \"{}\"\n", plan.display()));
+    ensure_tool("sipp");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/run_call.sh");
+    let logs = TempDir::new("sipp-dns");
+    let out = std::process::Command::new("timeout")
+        .args(["150", "bash", script, "-S", "-t", "30", "-m", "3", "-r", "3", "-s", "5555"])
+        .args(["-p", &port.to_string()])
+        .arg("-l")
+        .arg(&logs.0)
+        .arg(sw.udp.to_string())
+        .args(["uac_call_auth.xml", "uas_answer.xml"])
+        .output()
+        .expect("run tools/sipp/run_call.sh");
+    assert_all_passed("a call to a host name", out);
+}

@@ -159,6 +159,9 @@ struct Call {
     answered_unix: Option<u64>,
     /// The call's media sessions (None: no media plane, `bypass_media`, or not yet asked).
     media: Option<CallMedia>,
+    /// Which `bridge` group is ringing (counts up), and its host names still resolving.
+    group: u32,
+    pending_resolutions: u32,
 }
 
 /// A leg's dialog, with the leg's channel uuid and direction (for its row). It takes the
@@ -185,6 +188,17 @@ struct Relay {
     server_tx: TxId,
     request: Message,
     peer: Peer,
+}
+
+/// A host name of a `sofia/` dial string to resolve (A/AAAA), for the leg to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveRequest {
+    /// Answered with the same token.
+    pub token: u64,
+    /// The host name.
+    pub host: String,
+    /// The port (the URI's, or 5060).
+    pub port: u16,
 }
 
 /// How `answer`, `pre_answer` and `echo` went with the media plane.
@@ -215,6 +229,10 @@ pub struct B2bua {
     media_tokens: HashMap<u64, CallId>,
     /// Re-offers waiting for sessions for the streams they add, by call.
     reoffers: HashMap<CallId, Relay>,
+    /// Host names to resolve for `sofia/` endpoints, in order.
+    resolve_out: VecDeque<ResolveRequest>,
+    /// Resolutions under way, by token: the call, its group, the user and the URI.
+    resolving: HashMap<u64, (CallId, u32, String, String)>,
     /// Calls taken back after a restart, with the media sessions their rows name, until
     /// the media plane says what it holds ([`B2bua::adopt_media`]).
     unadopted: HashMap<CallId, Vec<u64>>,
@@ -365,6 +383,8 @@ impl B2bua {
             created_unix: io.unix,
             answered_unix: None,
             media: None,
+            group: 0,
+            pending_resolutions: 0,
         };
         self.calls.insert(id, call);
         self.a_invites.insert(tx, id);
@@ -510,6 +530,9 @@ impl B2bua {
         if call.media.as_ref().is_some_and(|m| m.waiting.is_some()) {
             return; // on_media_answer starts it
         }
+        // A new group: host names still resolving for the last one are forgotten.
+        call.group += 1;
+        call.pending_resolutions = 0;
         let Some(group) = call.groups.pop_front() else {
             self.bridge_failed(io, id);
             return;
@@ -532,19 +555,34 @@ impl B2bua {
                     }
                 }
                 Endpoint::Sofia { uri, .. } => {
-                    let parsed = crate::sip::message::Uri::parse(uri.as_bytes()).ok();
-                    let addr = parsed.as_ref().and_then(|u| {
-                        let host = text(u.host_unbracketed());
-                        let ip: std::net::IpAddr = host.parse().ok()?;
-                        Some(std::net::SocketAddr::new(ip, u.port.unwrap_or(5060)))
-                    });
-                    let user = parsed.as_ref().and_then(|u| u.user.map(|x| text(&unescape(x)))).unwrap_or_default();
-                    match addr
-                        .and_then(|a| io.local_for(TransportKind::Udp, a.is_ipv4()).map(|l| Peer { remote: a, ..l }))
-                    {
-                        Some(peer) => targets.push((user, uri.clone(), peer)),
-                        // Host names would need DNS (RFC 3263), which the switch does not do yet.
-                        None => failure = Some((HangupCause::NETWORK_OUT_OF_ORDER, None)),
+                    // FreeSWITCH's `sofia/<profile>/1001@host` has no scheme: it is a SIP URI.
+                    let lower = uri.to_ascii_lowercase();
+                    let uri = if lower.starts_with("sip:") || lower.starts_with("sips:") {
+                        uri
+                    } else {
+                        format!("sip:{uri}")
+                    };
+                    let Ok(parsed) = crate::sip::message::Uri::parse(uri.as_bytes()) else {
+                        failure = Some((HangupCause::INVALID_NUMBER_FORMAT, None));
+                        continue;
+                    };
+                    let host = text(parsed.host_unbracketed());
+                    let port = parsed.port.unwrap_or(5060);
+                    let user = parsed.user.map(|x| text(&unescape(x))).unwrap_or_default();
+                    match host.parse::<std::net::IpAddr>() {
+                        Ok(ip) => match io.local_for(TransportKind::Udp, ip.is_ipv4()) {
+                            Some(l) => targets.push((user, uri.clone(), Peer { remote: (ip, port).into(), ..l })),
+                            None => failure = Some((HangupCause::NETWORK_OUT_OF_ORDER, None)),
+                        },
+                        // A host name: its address comes from the resolver (A/AAAA; RFC 3263's
+                        // NAPTR and SRV steps are not done), and the leg starts then.
+                        Err(_) => {
+                            let token = self.next_token;
+                            self.next_token += 1;
+                            self.resolve_out.push_back(ResolveRequest { token, host, port });
+                            self.resolving.insert(token, (id, call.group, user, uri.clone()));
+                            call.pending_resolutions += 1;
+                        }
                     }
                 }
                 Endpoint::Error { cause } => {
@@ -560,7 +598,9 @@ impl B2bua {
             call.last_failure = Some(f);
         }
         if targets.is_empty() {
-            self.next_group_or_continue(io, id);
+            if call.pending_resolutions == 0 {
+                self.next_group_or_continue(io, id);
+            }
             return;
         }
         for (dest, ruri, peer) in targets {
@@ -1071,8 +1111,39 @@ impl B2bua {
         if call.phase != Phase::Bridging || call.answered.is_some() {
             return;
         }
-        if call.forks.iter().all(|f| matches!(f.state, Fork::Failed | Fork::Cancelled)) {
+        if call.pending_resolutions == 0 && call.forks.iter().all(|f| matches!(f.state, Fork::Failed | Fork::Cancelled))
+        {
             self.next_group_or_continue(io, id);
+        }
+    }
+
+    /// The next host name to resolve for a `sofia/` endpoint; the driver answers through
+    /// [`B2bua::on_resolved`].
+    pub fn poll_resolve(&mut self) -> Option<ResolveRequest> {
+        self.resolve_out.pop_front()
+    }
+
+    /// A host name's addresses (or why there are none): the leg to it starts, if its
+    /// group is still ringing; a host that resolves to nothing fails that leg
+    /// (NO_ROUTE_DESTINATION).
+    pub fn on_resolved(&mut self, io: &mut Io<'_>, token: u64, result: Result<Vec<std::net::SocketAddr>, String>) {
+        let Some((id, group, user, ruri)) = self.resolving.remove(&token) else { return };
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.group != group || call.phase != Phase::Bridging || call.answered.is_some() || !call.a.channel.is_up() {
+            return;
+        }
+        call.pending_resolutions -= 1;
+        let peer = result.as_ref().ok().and_then(|addrs| {
+            addrs.iter().find_map(|a| io.local_for(TransportKind::Udp, a.is_ipv4()).map(|l| Peer { remote: *a, ..l }))
+        });
+        match peer {
+            Some(peer) => self.originate(io, id, &user, &ruri, peer),
+            None => {
+                let why = result.err().unwrap_or_else(|| "no address the switch can reach".into());
+                info!(call = %call.uuid, %ruri, %why, "host not resolved");
+                call.last_failure = Some((HangupCause::NO_ROUTE_DESTINATION, None));
+                self.check_group(io, id);
+            }
         }
     }
 

@@ -194,6 +194,8 @@ impl B2bua {
             created_unix: unix(a.channel.created_at),
             answered_unix: Some(answered(a.channel)),
             media: None,
+            group: 0,
+            pending_resolutions: 0,
         };
         // The rows already say all this: nothing to write until the call ends.
         self.calls.insert(id, call);

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{AuthOutcome, Authenticator, Challenger};
 use crate::b2bua::channel::ChannelState;
 use crate::b2bua::recovery::RecoveryReport;
-use crate::b2bua::{B2bua, Io, MediaAnswer, MediaRequest, MediaSettings};
+use crate::b2bua::{B2bua, Io, MediaAnswer, MediaRequest, MediaSettings, ResolveRequest};
 use crate::config::{Cidr, Config, User};
 use crate::dialplan::Dialplan;
 use crate::ids::IdGen;
@@ -281,6 +281,18 @@ impl Switch {
     /// database get their sessions again.
     pub fn adopt_media(&mut self, held: &[(u64, ferroswitch_shared::msg::SessionSpec)]) {
         self.b2bua.adopt_media(held);
+    }
+
+    /// The next host name a `sofia/` leg waits for; answer with [`Switch::handle_resolved`].
+    pub fn poll_resolve(&mut self) -> Option<ResolveRequest> {
+        self.b2bua.poll_resolve()
+    }
+
+    /// A host name's addresses, or why there are none.
+    pub fn handle_resolved(&mut self, now: Instant, token: u64, result: Result<Vec<std::net::SocketAddr>, String>) {
+        let unix = self.unix(now);
+        self.b2bua.on_resolved(&mut io!(self, now, unix), token, result);
+        self.drain(now);
     }
 
     /// A media session saw no RTP for its timeout.
