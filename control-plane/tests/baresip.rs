@@ -17,7 +17,8 @@ struct Baresip {
 
 impl Baresip {
     /// `rtp_base`: the first of the 100 RTP ports the phone may use. Tests keep them out of
-    /// the test switches' media ports (20000-31999, tests/common) and of the kernel's
+    /// the test switches' media ports (20000-31999, tests/common), of the default media
+    /// range (16384-32767) a switch running on the machine may hold, and of the kernel's
     /// ephemeral range (32768 and up).
     fn start(switch: std::net::SocketAddr, user: &str, rtp_base: u16, commands: &[&str]) -> Baresip {
         ensure_tool("baresip");
@@ -93,7 +94,7 @@ fn assert_ok(what: &str, out: &std::process::Output) {
 #[test]
 fn baresip_registers_as_1001_and_answers_calls_from_sipp_through_the_switch() {
     let sw = SwitchProcess::start("");
-    let _phone = Baresip::start(sw.udp, "1001", 17000, &[]);
+    let _phone = Baresip::start(sw.udp, "1001", 10000, &[]);
     let regs = wait_registered(&sw, "baresip");
     assert!(regs.contains("\"aor\":\"1001\""), "{regs}");
     let mp = free_port().to_string();
@@ -118,7 +119,7 @@ fn baresip_calls_a_sipp_callee_answering_the_407_itself() {
     let callee = std::thread::spawn(move || sipp(&["-m", "1", "-p", &p, "-mp", &mp], "uas_answer_then_bye.xml", None));
     std::thread::sleep(Duration::from_millis(300));
     let dial = format!("/dial sip:1000@{}", sw.udp);
-    let _phone = Baresip::start(sw.udp, "1001", 17100, &[&dial]);
+    let _phone = Baresip::start(sw.udp, "1001", 10100, &[&dial]);
     let out = callee.join().unwrap();
     assert_ok("the SIPp callee (answers, then hangs up)", &out);
 }
