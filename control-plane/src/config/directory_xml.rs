@@ -1,7 +1,9 @@
 //! Users from a FreeSWITCH XML directory (`directory/default/1000.xml` and friends), so
 //! operators bring the directory they have: every `<user id="…">` anywhere in the
 //! document, its `password` or `a1-hash` param, and its variables, with
-//! `effective_caller_id_name` / `effective_caller_id_number` as the caller ID.
+//! `effective_caller_id_name` / `effective_caller_id_number` as the caller ID. The
+//! `<params>` and `<variables>` of an enclosing `<domain>` or `<group>` apply to each of
+//! its users, as in FreeSWITCH; a user's own override them.
 //! X-PRE-PROCESS `include` and `set` work as in dialplans; `$${default_password}` and
 //! `$${domain}` are predefined.
 
@@ -29,14 +31,42 @@ pub fn read(path: &Path, default_password: &str, domain: &str) -> Result<Vec<Use
     let src = Source { text: &text, file: Arc::from(name.as_str()), dir: path.parent() };
     let root = read_document(&src, &mut globals, 0).map_err(|e| to_config(e.file, e.line, e.message))?;
     let mut users = Vec::new();
-    collect(&root, &mut users).map_err(|(file, line, message)| to_config(file, line, message))?;
+    collect(&root, &Settings::default(), &mut users).map_err(|(file, line, message)| to_config(file, line, message))?;
     Ok(users)
 }
 
-fn collect(e: &Element, users: &mut Vec<User>) -> Result<(), (String, usize, String)> {
+/// The `<params>` and `<variables>` in force at an element: its enclosing domains' and
+/// groups', the innermost last (it wins).
+#[derive(Default, Clone)]
+struct Settings {
+    params: Vec<(String, String)>,
+    variables: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// These settings with `e`'s own `<params>` and `<variables>` added after them.
+    fn with(&self, e: &Element) -> Settings {
+        let mut s = self.clone();
+        for section in &e.children {
+            for item in &section.children {
+                let (Some(name), Some(value)) = (item.attr("name"), item.attr("value")) else { continue };
+                let pair = (name.to_string(), value.to_string());
+                match (section.name.as_str(), item.name.as_str()) {
+                    ("params", "param") => s.params.push(pair),
+                    ("variables", "variable") => s.variables.push(pair),
+                    _ => {}
+                }
+            }
+        }
+        s
+    }
+}
+
+fn collect(e: &Element, inherited: &Settings, users: &mut Vec<User>) -> Result<(), (String, usize, String)> {
     if e.name != "user" {
+        let here = if matches!(e.name.as_str(), "domain" | "group") { inherited.with(e) } else { inherited.clone() };
         for c in &e.children {
-            collect(c, users)?;
+            collect(c, &here, users)?;
         }
         return Ok(());
     }
@@ -45,26 +75,21 @@ fn collect(e: &Element, users: &mut Vec<User>) -> Result<(), (String, usize, Str
     let mut password = None;
     let mut ha1 = None;
     let mut user = User::new(id.to_string(), Secret::Password(String::new()));
-    for section in &e.children {
-        for item in &section.children {
-            let (Some(name), Some(value)) = (item.attr("name"), item.attr("value")) else { continue };
-            match (section.name.as_str(), item.name.as_str()) {
-                ("params", "param") => match name {
-                    "password" => password = Some(value.to_string()),
-                    "a1-hash" => ha1 = Some(value.to_ascii_lowercase()),
-                    _ => {}
-                },
-                ("variables", "variable") => {
-                    match name {
-                        "effective_caller_id_name" => user.caller_id_name = value.to_string(),
-                        "effective_caller_id_number" => user.caller_id_number = value.to_string(),
-                        _ => {}
-                    }
-                    user.variables.insert(name.to_string(), value.to_string());
-                }
-                _ => {}
-            }
+    let settings = inherited.with(e);
+    for (name, value) in &settings.params {
+        match name.as_str() {
+            "password" => password = Some(value.clone()),
+            "a1-hash" => ha1 = Some(value.to_ascii_lowercase()),
+            _ => {}
         }
+    }
+    for (name, value) in &settings.variables {
+        match name.as_str() {
+            "effective_caller_id_name" => user.caller_id_name = value.clone(),
+            "effective_caller_id_number" => user.caller_id_number = value.clone(),
+            _ => {}
+        }
+        user.variables.insert(name.clone(), value.clone());
     }
     user.secret = match (password, ha1) {
         (_, Some(h)) if h.len() == 32 && h.bytes().all(|c| c.is_ascii_hexdigit()) => {

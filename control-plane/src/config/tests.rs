@@ -271,3 +271,48 @@ fn bridged_media_keys_are_checked() {
     let e = err("[media]\nrtp_timeout_secs = 100000\n");
     assert_eq!((e.line, e.key.as_str()), (2, "media.rtp_timeout_secs"));
 }
+
+#[test]
+fn a_directory_domains_and_groups_params_and_variables_apply_to_their_users() {
+    let dir = std::env::temp_dir().join(format!("ferroswitch-fsdomain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("directory.xml"),
+        r#"<document type="freeswitch/xml"><section name="directory">
+  <domain name="$${domain}">
+    <params><param name="password" value="domain-pw"/></params>
+    <variables>
+      <variable name="user_context" value="public"/>
+      <variable name="toll_allow" value="domestic"/>
+    </variables>
+    <groups>
+      <group name="sales">
+        <variables><variable name="callgroup" value="sales"/></variables>
+        <users>
+          <user id="3000"/>
+          <user id="3001">
+            <params><param name="password" value="own-pw"/></params>
+            <variables><variable name="user_context" value="default"/></variables>
+          </user>
+        </users>
+      </group>
+    </groups>
+  </domain>
+</section></document>
+"#,
+    )
+    .unwrap();
+    let cfg = dir.join("ferroswitch.toml");
+    std::fs::write(&cfg, "[directory]\nusers = []\nusers_file = \"directory.xml\"\n").unwrap();
+    let c = Config::load(&cfg).unwrap();
+    let var = |i: usize, k: &str| c.directory.users[i].variables.get(k).cloned();
+    assert_eq!(c.directory.users.len(), 2);
+    assert_eq!(c.directory.users[0].secret, Secret::Password("domain-pw".into()));
+    assert_eq!(c.directory.users[1].secret, Secret::Password("own-pw".into()), "the user's own param wins");
+    assert_eq!(
+        (var(0, "user_context"), var(0, "toll_allow"), var(0, "callgroup")),
+        (Some("public".into()), Some("domestic".into()), Some("sales".into()))
+    );
+    assert_eq!(var(1, "user_context"), Some("default".into()), "the user's own variable wins");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
