@@ -9,6 +9,13 @@
 //! emptied ([`empty`]) before the session watches them: what reached a port before its
 //! session existed is dropped, as it was when nothing was bound there (a stranger spraying
 //! the range ahead must not be the first source a new session latches).
+//!
+//! The pool also holds the sockets of closed sessions (the quarantine), by address, instead
+//! of closing them: the table hands a freed port out again after it cooled down
+//! ([`crate::sessions::PORT_REUSE_DELAY`]), and the session that gets it takes the socket
+//! still bound there, emptied like the others, so what the previous call's peers sent in
+//! between is dropped. The quarantine holds at most its cap of sockets; one freed when it
+//! is full is closed (the oldest stay: they are the ones the table hands out first).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -26,7 +33,6 @@ pub const AHEAD: usize = 128;
 const MOVE_AFTER: u32 = 16;
 
 /// The sockets of upcoming ports, on the local address sessions use.
-#[derive(Default)]
 pub struct Pool {
     /// The address sessions bind (the control plane's media address); None until the
     /// first session says it.
@@ -38,17 +44,52 @@ pub struct Pool {
     /// Per upcoming RTP port: its RTP and RTCP sockets (None: taken, or the bind failed,
     /// and the create binds it itself).
     ports: HashMap<u16, [Option<UdpSocket>; 2]>,
+    /// Closed sessions' sockets, by local address.
+    quarantine: HashMap<SocketAddr, UdpSocket>,
+    /// At most this many sockets in the quarantine.
+    cap: usize,
+}
+
+/// The quarantine's cap per worker unless the server sets one ([`Pool::with_cap`]).
+pub const QUARANTINE_CAP: usize = 1024;
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool::with_cap(QUARANTINE_CAP)
+    }
 }
 
 impl Pool {
-    /// The pool's socket for `addr`, if it holds one. What arrived on it meanwhile is
-    /// still there: [`empty`] it before use.
+    /// An empty pool whose quarantine holds at most `cap` sockets.
+    pub fn with_cap(cap: usize) -> Pool {
+        Pool { ip: None, elsewhere: 0, rtcp: false, ports: HashMap::new(), quarantine: HashMap::new(), cap }
+    }
+
+    /// The pool's socket for `addr` (bound ahead, or left by a closed session), if it
+    /// holds one. What arrived on it meanwhile is still there: [`empty`] it before use.
     pub fn take(&mut self, addr: SocketAddr) -> Option<UdpSocket> {
-        if self.ip != Some(addr.ip()) {
-            return None;
+        if self.ip == Some(addr.ip()) {
+            let port = addr.port();
+            if let Some(s) = self.ports.get_mut(&(port & !1)).and_then(|p| p[usize::from(port & 1)].take()) {
+                return Some(s);
+            }
         }
-        let port = addr.port();
-        self.ports.get_mut(&(port & !1))?[usize::from(port & 1)].take()
+        self.quarantine.remove(&addr)
+    }
+
+    /// Keeps a closed session's socket bound on `addr` for the port's next session; gives
+    /// it back (to be closed) when the quarantine is full.
+    pub fn put(&mut self, addr: SocketAddr, s: UdpSocket) -> Option<UdpSocket> {
+        if self.quarantine.len() >= self.cap || self.quarantine.contains_key(&addr) {
+            return Some(s);
+        }
+        self.quarantine.insert(addr, s);
+        None
+    }
+
+    /// Sockets in the quarantine.
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.len()
     }
 
     /// A session opened a leg on `ip`, with an RTCP port or not: the pool binds the same
@@ -74,19 +115,29 @@ impl Pool {
         let want: Vec<u16> = table.upcoming_ports(AHEAD).collect();
         let mut sorted = want.clone();
         sorted.sort_unstable();
-        self.ports.retain(|p, _| sorted.binary_search(p).is_ok());
+        // Sockets of ports no longer upcoming go back to the quarantine (or are closed).
+        let passed: Vec<u16> = self.ports.keys().copied().filter(|p| sorted.binary_search(p).is_err()).collect();
+        for port in passed {
+            let pair = self.ports.remove(&port).unwrap_or_default();
+            for (i, s) in pair.into_iter().enumerate() {
+                if let Some(s) = s {
+                    drop(self.put(SocketAddr::new(ip, port + i as u16), s));
+                }
+            }
+        }
         for port in want {
-            let rtcp = self.rtcp;
+            let (rtcp, quarantine) = (self.rtcp, &mut self.quarantine);
             self.ports.entry(port).or_insert_with(|| {
-                let rtp = bind_media_socket(SocketAddr::new(ip, port)).ok();
-                let rtcp =
-                    rtp.as_ref().filter(|_| rtcp).and_then(|_| bind_media_socket(SocketAddr::new(ip, port + 1)).ok());
+                // A port's socket left by a closed session is used, never a second one.
+                let mut open = |addr: SocketAddr| quarantine.remove(&addr).or_else(|| bind_media_socket(addr).ok());
+                let rtp = open(SocketAddr::new(ip, port));
+                let rtcp = rtp.as_ref().filter(|_| rtcp).and_then(|_| open(SocketAddr::new(ip, port + 1)));
                 [rtp, rtcp]
             });
         }
     }
 
-    /// Sockets held.
+    /// Sockets bound ahead (the quarantine's not counted).
     pub fn len(&self) -> usize {
         self.ports.values().flatten().flatten().count()
     }
@@ -174,14 +225,17 @@ mod tests {
         assert!(pool.take(SocketAddr::new(ip, 31000)).is_none(), "taken once");
         assert!(pool.take(SocketAddr::new("127.0.0.2".parse().unwrap(), 31002)).is_none(), "another address");
         drop(s);
-        // The table took 31000 and 31002: their leftovers are closed, the rest stays.
+        // The table took 31000 and 31002: the sockets bound ahead for 31002 wait in the
+        // quarantine, the rest stays.
         pool.refill(&table);
-        assert_eq!(pool.len(), 6);
-        assert!(UdpSocket::bind((ip, 31003)).is_ok(), "a passed port is closed");
+        assert_eq!((pool.len(), pool.quarantined()), (6, 2));
+        assert!(UdpSocket::bind((ip, 31003)).is_err(), "a passed port's socket stays bound");
         pool.note(ip, false);
         table.apply(&Command::new(CommandKind::Destroy as u16, 0, 1, 1), |_| {});
         pool.refill(&table);
-        assert_eq!(pool.len(), 8, "freed ports come back, without RTCP once sessions use rtcp-mux");
+        // Freed ports come back (after the fresh ones: they cool), without RTCP once
+        // sessions use rtcp-mux: 31002's socket leaves the quarantine, 31003's stays.
+        assert_eq!((pool.len(), pool.quarantined()), (8, 1));
         // Legs on another address now and then leave the pool where it is; a run of them
         // moves it.
         let other: IpAddr = "127.0.0.2".parse().unwrap();
@@ -196,5 +250,23 @@ mod tests {
         assert!(pool.is_empty());
         pool.refill(&table);
         assert!(pool.take(SocketAddr::new(other, 31004)).is_some(), "bound on the new address");
+    }
+
+    #[test]
+    fn the_quarantine_gives_a_closed_sessions_socket_back_once_and_closes_what_it_has_no_room_for() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut pool = Pool::with_cap(2);
+        let addrs: Vec<SocketAddr> = (31020..31023).map(|p| SocketAddr::new(ip, p)).collect();
+        let socks: Vec<UdpSocket> = addrs.iter().map(|&a| bind_media_socket(a).unwrap()).collect();
+        let mut socks = socks.into_iter();
+        assert!(pool.put(addrs[0], socks.next().unwrap()).is_none());
+        assert!(pool.put(addrs[1], socks.next().unwrap()).is_none());
+        assert!(pool.put(addrs[2], socks.next().unwrap()).is_some(), "full: the caller closes it");
+        assert_eq!(pool.quarantined(), 2);
+        assert!(UdpSocket::bind(addrs[0]).is_err(), "a quarantined port stays bound");
+        let s = pool.take(addrs[0]).expect("the same socket, for the port's next session");
+        assert_eq!(s.local_addr().unwrap(), addrs[0]);
+        assert!(pool.take(addrs[0]).is_none(), "taken once");
+        assert!(pool.take(SocketAddr::new("127.0.0.2".parse().unwrap(), 31021)).is_none(), "by address");
     }
 }

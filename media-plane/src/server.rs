@@ -157,6 +157,8 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         );
     }
     let n = opts.workers.len();
+    let quarantine_cap = quarantine_cap(n);
+    info!(per_worker = quarantine_cap, "closed sessions' sockets kept bound for reuse");
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let mut workers = Vec::with_capacity(n);
     for (i, pin) in opts.workers.iter().enumerate() {
@@ -171,7 +173,7 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         let handle = std::thread::Builder::new()
             .name(format!("media-core-{i}"))
             .spawn(move || {
-                let cfg = WorkerConfig { pin, backend, stats_interval, sqpoll_idle, busy_poll };
+                let cfg = WorkerConfig { pin, backend, stats_interval, sqpoll_idle, busy_poll, quarantine_cap };
                 worker::run(table, cfg, rx, wake_worker, &counts[i])
             })
             .map_err(|source| MediaError::Spawn { core: i, source })?;
@@ -333,6 +335,17 @@ fn bind(path: &std::path::Path) -> Result<UnixListener, MediaError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|source| MediaError::Socket { path: path.to_path_buf(), source })?;
     Ok(l)
+}
+
+/// Most sockets one worker keeps in its quarantine: enough to reuse every socket of a
+/// default range's worth of ports (16,384 sockets), within half the process's descriptor
+/// limit shared by the `workers` (live sessions, rings and the pool ahead use the rest).
+fn quarantine_cap(workers: usize) -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the limit into a valid rlimit.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 1024 };
+    let share = usize::try_from(soft).unwrap_or(usize::MAX) / 2 / workers.max(1);
+    share.min(16_384)
 }
 
 #[cfg(test)]

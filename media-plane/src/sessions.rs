@@ -5,8 +5,13 @@
 //! the same table) and answers every command with the state it holds. The worker thread
 //! only moves commands from the ring into [`SessionTable::apply`] and events back out;
 //! the relay (issue 5) will hang its per-stream state off [`Session`].
+//!
+//! Freed ports cool down before they are handed out again ([`PORT_REUSE_DELAY`]), then
+//! come back first, oldest first, so the worker can give the next session the sockets a
+//! closed one left bound (`crate::pool`). Time is an input: [`SessionTable::set_clock`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
 
 use ferroswitch_shared::msg::{
     error_code, Command, CommandKind, Count, Created, Endpoint, ErrorInfo, Event, EventKind, SessionSpec, StreamStats,
@@ -24,6 +29,13 @@ pub struct Session {
     pub stats: StreamStats,
 }
 
+/// How long a freed port waits before the table hands it out again, so RTP still coming
+/// from the previous call's peers has stopped before the next call gets the port. A port
+/// comes back sooner only when every other port of the range is taken or cooling (the
+/// range is too small for the rate: the oldest freed port is then the one handed out, as
+/// a cycle through the range did before).
+pub const PORT_REUSE_DELAY: Duration = Duration::from_secs(2);
+
 /// A contiguous range of even RTP ports (RTCP on the odd port above each).
 #[derive(Debug, Clone)]
 struct Ports {
@@ -31,14 +43,62 @@ struct Ports {
     max: u16,
     /// Ports in use (RTP ports, even).
     used: BTreeSet<u16>,
-    /// Where the next search starts, so freed ports are not reused at once.
+    /// Where the search for a never-freed port starts.
     next: u16,
+    /// Freed ports, oldest first: (port, when freed, sequence number). An entry counts
+    /// while `cooling_seq` holds its sequence number for the port (a claim or a block
+    /// takes a port out of the middle by removing it there).
+    cooling: VecDeque<(u16, u64, u64)>,
+    cooling_seq: HashMap<u16, u64>,
+    seq: u64,
+    delay_ns: u64,
 }
 
 impl Ports {
-    fn new(min: u16, max: u16) -> Ports {
+    fn new(min: u16, max: u16, delay: Duration) -> Ports {
         let min = min + (min & 1); // first even port
-        Ports { min, max, used: BTreeSet::new(), next: min }
+        Ports {
+            min,
+            max,
+            used: BTreeSet::new(),
+            next: min,
+            cooling: VecDeque::new(),
+            cooling_seq: HashMap::new(),
+            seq: 0,
+            delay_ns: delay.as_nanos().min(u128::from(u64::MAX)) as u64,
+        }
+    }
+
+    fn is_cooling(&self, port: u16) -> bool {
+        self.cooling_seq.contains_key(&port)
+    }
+
+    /// The cooling entries still valid, oldest first.
+    fn cooling_valid(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.cooling.iter().filter(|(p, _, q)| self.cooling_seq.get(p) == Some(q)).map(|&(p, t, _)| (p, t))
+    }
+
+    /// Drops the stale entries at the front of the cooling queue.
+    fn trim(&mut self) {
+        while let Some(&(p, _, q)) = self.cooling.front() {
+            if self.cooling_seq.get(&p) == Some(&q) {
+                break;
+            }
+            self.cooling.pop_front();
+        }
+        // Entries taken out of the middle (claims, blocks) are dropped when the queue holds
+        // twice as many as count.
+        if self.cooling.len() > 2 * self.cooling_seq.len() + 64 {
+            let seqs = &self.cooling_seq;
+            self.cooling.retain(|(p, _, q)| seqs.get(p) == Some(q));
+        }
+    }
+
+    /// Takes `port` out of the cooling set (it is used again, or blocked).
+    fn uncool(&mut self, port: u16) {
+        if self.cooling_seq.remove(&port).is_some() {
+            self.trim();
+        }
     }
 
     /// Even ports in the range whose RTCP port (+1) is in the range too.
@@ -50,35 +110,52 @@ impl Ports {
         }
     }
 
-    fn allocate(&mut self) -> Option<u16> {
-        let n = self.slots();
-        for i in 0..n {
-            let offset = (u32::from(self.next - self.min) / 2 + i) % n;
-            let port = self.min + (offset * 2) as u16;
-            if self.used.insert(port) {
-                self.next = if u32::from(port) + 2 > u32::from(self.max) { self.min } else { port + 2 };
-                return Some(port);
-            }
+    /// The next port ([`Ports::upcoming`]'s first), taken.
+    fn allocate(&mut self, now: u64) -> Option<u16> {
+        let port = self.upcoming(1, now).next()?;
+        self.used.insert(port);
+        if self.cooling_seq.remove(&port).is_some() {
+            self.trim();
+        } else {
+            self.next = if u32::from(port) + 2 > u32::from(self.max) { self.min } else { port + 2 };
         }
-        None
+        Some(port)
     }
 
-    /// Takes a specific port (a replayed session keeps the ports its SDP announced).
+    /// Takes a specific port (a replayed session keeps the ports its SDP announced), cooling
+    /// or not.
     fn claim(&mut self, port: u16) -> bool {
-        port >= self.min && port < self.max && port % 2 == self.min % 2 && self.used.insert(port)
+        let ok = port >= self.min && port < self.max && port % 2 == self.min % 2 && self.used.insert(port);
+        if ok {
+            self.uncool(port);
+        }
+        ok
     }
 
-    fn release(&mut self, port: u16) {
-        self.used.remove(&port);
+    /// Frees `port` at `now`: it cools down before it is handed out again.
+    fn release(&mut self, port: u16, now: u64) {
+        if self.used.remove(&port) {
+            self.seq += 1;
+            self.cooling.push_back((port, now, self.seq));
+            self.cooling_seq.insert(port, self.seq);
+        }
     }
 
-    /// The ports [`Ports::allocate`] hands out next, in that order, at most `n`.
-    fn upcoming(&self, n: usize) -> impl Iterator<Item = u16> + '_ {
+    /// The ports [`Ports::allocate`] hands out next at `now`, in that order, at most `n`:
+    /// the freed ports whose delay has passed (oldest first), then ports never freed (from
+    /// the cursor on), then, when the range has nothing else, the ports still cooling
+    /// (oldest first).
+    fn upcoming(&self, n: usize, now: u64) -> impl Iterator<Item = u16> + '_ {
+        let delay = self.delay_ns;
+        let cooled = self.cooling_valid().take_while(move |&(_, t)| now.saturating_sub(t) >= delay).map(|(p, _)| p);
         let (slots, start) = (self.slots(), u32::from(self.next - self.min) / 2);
-        (0..slots)
+        // Every slot is used or cooling: no need to walk the range.
+        let fresh_left = (self.used.len() + self.cooling_seq.len()) < slots as usize;
+        let fresh = (0..if fresh_left { slots } else { 0 })
             .map(move |i| self.min + (((start + i) % slots) * 2) as u16)
-            .filter(|p| !self.used.contains(p))
-            .take(n)
+            .filter(|p| !self.used.contains(p) && !self.is_cooling(*p));
+        let cooling = self.cooling_valid().filter(move |&(_, t)| now.saturating_sub(t) < delay).map(|(p, _)| p);
+        cooled.chain(fresh).chain(cooling).take(n)
     }
 }
 
@@ -88,12 +165,26 @@ pub struct SessionTable {
     core: u16,
     ports: Ports,
     sessions: HashMap<u64, Session>,
+    /// The time commands apply at (nanoseconds on the worker's clock).
+    now: u64,
 }
 
 impl SessionTable {
-    /// An empty table for `core`, handing out RTP ports from `port_min..=port_max`.
+    /// An empty table for `core`, handing out RTP ports from `port_min..=port_max`, freed
+    /// ports again after [`PORT_REUSE_DELAY`].
     pub fn new(core: u16, port_min: u16, port_max: u16) -> SessionTable {
-        SessionTable { core, ports: Ports::new(port_min, port_max), sessions: HashMap::new() }
+        SessionTable::with_reuse_delay(core, port_min, port_max, PORT_REUSE_DELAY)
+    }
+
+    /// The same with freed ports handed out again after `delay`.
+    pub fn with_reuse_delay(core: u16, port_min: u16, port_max: u16, delay: Duration) -> SessionTable {
+        SessionTable { core, ports: Ports::new(port_min, port_max, delay), sessions: HashMap::new(), now: 0 }
+    }
+
+    /// Sets the clock the next commands apply at (nanoseconds from any fixed start; it
+    /// must not go back): ports freed then start cooling then.
+    pub fn set_clock(&mut self, now_ns: u64) {
+        self.now = self.now.max(now_ns);
     }
 
     /// The core this table belongs to.
@@ -121,7 +212,7 @@ impl SessionTable {
     pub fn remove(&mut self, id: u64) -> Option<Session> {
         let s = self.sessions.remove(&id)?;
         for leg in &s.spec.legs {
-            self.ports.release(leg.local.port);
+            self.ports.release(leg.local.port, self.now);
         }
         Some(s)
     }
@@ -130,12 +221,13 @@ impl SessionTable {
     /// allocations skip it.
     pub fn block(&mut self, port: u16) {
         self.ports.used.insert(port & !1);
+        self.ports.uncool(port & !1);
     }
 
     /// The RTP ports the next creates will get (at most `n`, in order) unless a replay
     /// claims some first: the worker binds them ahead. Their RTCP ports are one above.
     pub fn upcoming_ports(&self, n: usize) -> impl Iterator<Item = u16> + '_ {
-        self.ports.upcoming(n)
+        self.ports.upcoming(n, self.now)
     }
 
     /// Every session, in no particular order.
@@ -174,7 +266,7 @@ impl SessionTable {
             Some(CommandKind::Destroy) => match self.sessions.remove(&h.session) {
                 Some(s) => {
                     for leg in &s.spec.legs {
-                        self.ports.release(leg.local.port);
+                        self.ports.release(leg.local.port, self.now);
                     }
                     let mut e = reply(EventKind::Destroyed).with_body(&s.stats);
                     e.header.generation = s.generation;
@@ -226,7 +318,7 @@ impl SessionTable {
         let mut taken = Vec::with_capacity(2);
         for (i, leg) in held.legs.iter_mut().enumerate() {
             let port = if leg.local.port == 0 {
-                self.ports.allocate()
+                self.ports.allocate(self.now)
             } else if self.ports.claim(leg.local.port) {
                 Some(leg.local.port)
             } else {
@@ -239,7 +331,8 @@ impl SessionTable {
                 }
                 None => {
                     for p in taken {
-                        self.ports.release(p);
+                        // Never given to a session: back to where it was, not cooling.
+                        self.ports.used.remove(&p);
                     }
                     let text = if leg.local.port == 0 {
                         format!("no free port on core {} for leg {i}", self.core)
@@ -331,6 +424,50 @@ mod tests {
         let ports: Vec<u16> = ev[0].body::<Created>().local.iter().map(|e| e.port).collect();
         assert_eq!(ports, vec![20004, 20008], "the first two upcoming");
         assert_eq!(SessionTable::new(0, 20000, 20000).upcoming_ports(4).count(), 0, "no room for RTP and RTCP");
+    }
+
+    #[test]
+    fn a_destroyed_sessions_ports_come_back_only_after_the_reuse_delay_oldest_first() {
+        let ms = |n: u64| n * 1_000_000;
+        let mut t = SessionTable::with_reuse_delay(0, 20000, 20099, Duration::from_millis(2000));
+        let ports = |ev: &[Event]| -> Vec<u16> { ev[0].body::<Created>().local.iter().map(|e| e.port).collect() };
+        t.set_clock(ms(1000));
+        assert_eq!(ports(&run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)))), vec![20000, 20002]);
+        assert_eq!(ports(&run(&mut t, &cmd(CommandKind::Create, 2, 1, &spec(4000)))), vec![20004, 20006]);
+        run(&mut t, &Command::new(CommandKind::Destroy as u16, 0, 2, 0));
+        t.set_clock(ms(1500));
+        run(&mut t, &Command::new(CommandKind::Destroy as u16, 0, 1, 0));
+        // Cooling: the next creates get ports never used.
+        t.set_clock(ms(2999));
+        assert_eq!(t.upcoming_ports(2).collect::<Vec<_>>(), vec![20008, 20010]);
+        assert_eq!(ports(&run(&mut t, &cmd(CommandKind::Create, 3, 1, &spec(4000)))), vec![20008, 20010]);
+        // 2 s after session 2 was destroyed its ports come back first; session 1's not yet.
+        t.set_clock(ms(3000));
+        assert_eq!(t.upcoming_ports(3).collect::<Vec<_>>(), vec![20004, 20006, 20012]);
+        assert_eq!(ports(&run(&mut t, &cmd(CommandKind::Create, 4, 1, &spec(4000)))), vec![20004, 20006]);
+        assert_eq!(ports(&run(&mut t, &cmd(CommandKind::Create, 5, 1, &spec(4000)))), vec![20012, 20014]);
+        t.set_clock(ms(3500));
+        assert_eq!(ports(&run(&mut t, &cmd(CommandKind::Create, 6, 1, &spec(4000)))), vec![20000, 20002]);
+    }
+
+    #[test]
+    fn a_full_range_hands_out_the_oldest_cooling_port_and_a_replay_claims_a_cooling_one() {
+        // Three RTP ports: 20000, 20002, 20004.
+        let mut t = SessionTable::with_reuse_delay(0, 20000, 20005, Duration::from_secs(2));
+        run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)));
+        t.set_clock(1);
+        run(&mut t, &Command::new(CommandKind::Destroy as u16, 0, 1, 0));
+        // 20000 and 20002 cool; 20004 is fresh, then the oldest cooling port.
+        assert_eq!(t.upcoming_ports(4).collect::<Vec<_>>(), vec![20004, 20000, 20002]);
+        let mut s = spec(4000);
+        s.legs[0].local.port = 20002;
+        s.legs[1].local.port = 20004;
+        let ev = run(&mut t, &cmd(CommandKind::Create, 9, 1, &s));
+        assert_eq!(ev[0].kind(), Some(EventKind::Created), "a replay gets its exact ports, cooling or not");
+        assert_eq!(t.upcoming_ports(4).collect::<Vec<_>>(), vec![20000]);
+        let ev = run(&mut t, &cmd(CommandKind::Create, 10, 1, &spec(4000)));
+        assert_eq!(ev[0].body::<ErrorInfo>().code, error_code::NO_PORT);
+        assert_eq!(t.upcoming_ports(4).collect::<Vec<_>>(), vec![20000], "a failed create leaks nothing");
     }
 
     #[test]

@@ -9,11 +9,19 @@
 //! - **epoll** ([`crate::epoll`]): readiness, then `recvmmsg` batches and a `sendto` per
 //!   packet, for kernels or sandboxes without io_uring.
 //!
-//! A loop turn drains commands (taking sockets from the [`Pool`] of ports bound ahead, or
-//! binding them, as sessions come; closing them as they go), runs every received packet
-//! through its session's [`Relay`] and sends it on from the other leg's socket. Once the
-//! turn's events are out, the pool is refilled and the closed sessions' sockets closed. Before sleeping the worker announces it on the command ring, so the
-//! control plane rings the doorbell only then. Nothing here is shared with other cores;
+//! A loop turn drains commands (taking sockets from the [`Pool`] of ports bound ahead or
+//! left by closed sessions, or binding them, as sessions come; handing them to the pool's
+//! quarantine as they go), runs every received packet through its session's [`Relay`] and
+//! sends it on from the other leg's socket. Once the turn's events are out, the pool is
+//! refilled and the sockets the quarantine had no room for closed. Before sleeping the
+//! worker announces it on the command ring, so the control plane rings the doorbell only
+//! then.
+//!
+//! A socket moving from a closed session to a new one keeps its fd but gets a new token
+//! (the slot's generation is bumped on every open): with epoll it is deleted from the
+//! interest list on close and added again on open; with io_uring its multishot receive is
+//! cancelled on close and a new one armed on open, and a completion still carrying the old
+//! token (queued before the cancel) fails the generation check and is dropped. Nothing here is shared with other cores;
 //! buffers are allocated once.
 
 use std::collections::HashMap;
@@ -96,6 +104,8 @@ struct Live {
     id: u64,
     relay: Relay,
     socks: [[Option<UdpSocket>; 2]; 2],
+    /// Each leg's local RTP address (its RTCP socket's is one port above).
+    local: [Option<SocketAddr>; 2],
     rtp_timeout: Option<Duration>,
     /// When the RTP timer was (re)armed: the session's creation, or the update that set
     /// its timeout (a call resumed from hold starts afresh).
@@ -115,7 +125,8 @@ struct Core {
     by_id: HashMap<u64, usize>,
     /// Sockets of the ports the table hands out next.
     pool: Pool,
-    /// Sockets of closed sessions, closed once the turn's events are out.
+    /// Sockets of closed sessions the quarantine had no room for, closed once the turn's
+    /// events are out.
     closing: Vec<UdpSocket>,
     start: Instant,
     dropped_events: u64,
@@ -178,11 +189,14 @@ impl Core {
         // Sockets that waited in the pool, emptied together before anything is watched.
         let mut pooled: [RawFd; 4] = [-1; 4];
         let mut n_pooled = 0;
+        let mut local = [None; 2];
         for (leg, l) in spec.legs.iter().enumerate() {
             let Some(rtp) = l.local.addr() else {
                 self.free.push(slot);
+                self.quarantine(&mut socks, &local);
                 return Err((None, format!("leg {leg}: no local address")));
             };
+            local[leg] = Some(rtp);
             let rtcp_too = l.flags & leg_flags::RTCP_MUX == 0;
             self.pool.note(rtp.ip(), rtcp_too);
             for rtcp in [false, true].into_iter().take(1 + usize::from(rtcp_too)) {
@@ -193,10 +207,14 @@ impl Core {
                         n_pooled += 1;
                         s
                     }
-                    None => bind_media_socket(addr).map_err(|e| {
-                        self.free.push(slot);
-                        (Some(rtp.port()), format!("bind {addr}: {e}"))
-                    })?,
+                    None => match bind_media_socket(addr) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.free.push(slot);
+                            self.quarantine(&mut socks, &local);
+                            return Err((Some(rtp.port()), format!("bind {addr}: {e}")));
+                        }
+                    },
                 };
                 socks[leg][usize::from(rtcp)] = Some(s);
             }
@@ -207,6 +225,8 @@ impl Core {
                 let Some(s) = s else { continue };
                 if let Err(e) = self.io.watch_socket(s.as_raw_fd(), token(gen, slot, leg, rtcp == 1)) {
                     self.free.push(slot);
+                    self.unwatch_sockets(slot, &socks);
+                    self.quarantine(&mut socks, &local);
                     return Err((None, format!("watch: {e}")));
                 }
             }
@@ -218,28 +238,48 @@ impl Core {
             Relay::new(spec.legs)
         };
         let armed_ns = self.now_ns();
-        self.slots[slot] = Some(Live { id, relay, socks, rtp_timeout, armed_ns, timed_out: false });
+        self.slots[slot] = Some(Live { id, relay, socks, local, rtp_timeout, armed_ns, timed_out: false });
         self.by_id.insert(id, slot);
         Ok(())
     }
 
-    /// Closes the session's sockets; its final counters.
-    fn close(&mut self, id: u64) -> Option<StreamStats> {
-        let slot = self.by_id.remove(&id)?;
-        let live = self.slots[slot].take()?;
-        if let Io::Uring(u) = &mut self.io {
-            // The ring holds each socket until its receive is cancelled.
-            for (leg, pair) in live.socks.iter().enumerate() {
-                for (rtcp, s) in pair.iter().enumerate() {
-                    if s.is_some() {
-                        u.unwatch(token(self.gens[slot], slot, leg, rtcp == 1), false);
-                    }
+    /// Stops watching the sockets of `slot` (its current generation's tokens).
+    fn unwatch_sockets(&mut self, slot: usize, socks: &[[Option<UdpSocket>; 2]; 2]) {
+        for (leg, pair) in socks.iter().enumerate() {
+            for (rtcp, s) in pair.iter().enumerate() {
+                let Some(s) = s else { continue };
+                match &mut self.io {
+                    // The socket stays open: level-triggered readiness under the old token
+                    // would fire on every wait.
+                    Io::Epoll { epoll, .. } => epoll.delete(s.as_raw_fd()),
+                    // The ring holds each socket until its receive is cancelled.
+                    Io::Uring(u) => u.unwatch(token(self.gens[slot], slot, leg, rtcp == 1), false),
                 }
             }
         }
+    }
+
+    /// Hands sockets to the pool's quarantine (`local`: each leg's RTP address); those it
+    /// has no room for are closed after the turn.
+    fn quarantine(&mut self, socks: &mut [[Option<UdpSocket>; 2]; 2], local: &[Option<SocketAddr>; 2]) {
+        for (pair, rtp) in socks.iter_mut().zip(local) {
+            for (rtcp, s) in pair.iter_mut().enumerate() {
+                let (Some(s), Some(rtp)) = (s.take(), rtp) else { continue };
+                let addr = SocketAddr::new(rtp.ip(), rtp.port() + rtcp as u16);
+                self.closing.extend(self.pool.put(addr, s));
+            }
+        }
+    }
+
+    /// Stops watching the session's sockets and hands them to the quarantine; its final
+    /// counters.
+    fn close(&mut self, id: u64) -> Option<StreamStats> {
+        let slot = self.by_id.remove(&id)?;
+        let mut live = self.slots[slot].take()?;
+        self.unwatch_sockets(slot, &live.socks);
         self.free.push(slot);
         let stats = live.relay.stats(self.now_ns());
-        self.closing.extend(live.socks.into_iter().flatten().flatten());
+        self.quarantine(&mut live.socks, &live.local);
         Some(stats)
     }
 
@@ -434,6 +474,9 @@ pub struct WorkerConfig {
     /// Keep polling this long after the last packet or command before sleeping (trades
     /// a core's idle time for wake-up latency; zero: sleep at once).
     pub busy_poll: Duration,
+    /// At most this many closed sessions' sockets kept bound for reuse
+    /// ([`crate::pool::QUARANTINE_CAP`] is a default).
+    pub quarantine_cap: usize,
 }
 
 /// Runs core `table.core()` until [`WorkerMsg::Stop`] (or the sender is gone); `held`
@@ -473,7 +516,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         gens: Vec::new(),
         free: Vec::new(),
         by_id: HashMap::new(),
-        pool: Pool::default(),
+        pool: Pool::with_cap(cfg.quarantine_cap),
         closing: Vec::new(),
         start: Instant::now(),
         dropped_events: 0,
@@ -511,6 +554,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         }
         let mut commands = 0;
         let mut created = false;
+        table.set_clock(c.now_ns());
         if let Some(a) = attached.as_mut() {
             let mut out = Vec::new();
             commands = a.ends.commands.drain(COMMAND_BATCH, |cmd| {

@@ -32,13 +32,16 @@ impl Core {
     }
 
     fn start_with(port_min: u16, port_max: u16, backend: worker::Backend) -> Core {
+        Core::start_table(SessionTable::new(0, port_min, port_max), backend)
+    }
+
+    fn start_table(table: SessionTable, backend: worker::Backend) -> Core {
         let (commands, worker_commands) = pair::<Command>(64).unwrap();
         let (worker_events, events) = pair::<Event>(256).unwrap();
         let commands_bell = Doorbell::new().unwrap();
         let events_bell = Doorbell::new().unwrap();
         let wake = Doorbell::new().unwrap();
         let (tx, rx) = mpsc::channel();
-        let table = SessionTable::new(0, port_min, port_max);
         let wake_worker = Doorbell::from_fd(wake.fd().try_clone().unwrap());
         let bell_worker = Doorbell::from_fd(commands_bell.fd().try_clone().unwrap());
         let held = Arc::new(AtomicUsize::new(0));
@@ -48,6 +51,7 @@ impl Core {
             stats_interval: Duration::from_millis(400),
             sqpoll_idle: None,
             busy_poll: Duration::ZERO,
+            quarantine_cap: ferroswitch_media_plane::pool::QUARANTINE_CAP,
         };
         let thread = std::thread::spawn(move || worker::run(table, cfg, rx, wake_worker, &held));
         tx.send(WorkerMsg::Attach {
@@ -310,15 +314,55 @@ fn the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay(backend: w
     let p = rtp(0, 1, 160, 0xb, &[0x22; 160]);
     pb.send_to(&p, lb).unwrap();
     assert_eq!(recv(&pa), (p, la));
-    // A destroyed session's sockets are closed.
+    // A destroyed session's sockets stay bound, in the quarantine, for the port's next
+    // session.
     core.send(Command::new(CommandKind::Destroy as u16, 0, 2, 1));
     core.expect(EventKind::Destroyed);
     core.send(Command::new(CommandKind::Ping as u16, 0, 0, 0));
     core.expect(EventKind::Pong);
     drop(stranger);
     for p in ports + 4..=ports + 7 {
-        assert!(UdpSocket::bind(("127.0.0.1", p)).is_ok(), "port {p} is free again");
+        assert!(UdpSocket::bind(("127.0.0.1", p)).is_err(), "port {p} is still held, quarantined");
     }
+}
+
+fn a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays(backend: worker::Backend, ports: u16) {
+    // No reuse delay, so the next create gets the freed ports at once (the delay itself is
+    // the table's, tested there with its clock).
+    let table = SessionTable::with_reuse_delay(0, ports, ports + 199, Duration::ZERO);
+    let mut core = Core::start_table(table, backend);
+    let (pa, pb) = (peer(), peer());
+    let [a1, b1] = create(&mut core, 1, leg(None, 0), leg(None, 0), 0);
+    core.send(Command::new(CommandKind::Destroy as u16, 0, 1, 1));
+    core.expect(EventKind::Destroyed);
+    for p in [a1, b1] {
+        assert!(UdpSocket::bind(p).is_err(), "{p} stays bound while quarantined");
+    }
+    // Late RTP from the first call's peers reaches the quarantined sockets.
+    let late = peer();
+    for p in [a1, b1] {
+        late.send_to(&rtp(0, 7, 0, 0xdead, &[0x99; 160]), p).unwrap();
+    }
+    let [a2, b2] =
+        create(&mut core, 2, leg(Some(pa.local_addr().unwrap()), 0), leg(Some(pb.local_addr().unwrap()), 0), 0);
+    assert_eq!([a2, b2], [a1, b1], "the next session gets the freed ports");
+    for round in 0..3u16 {
+        let p = rtp(0, round, 160, 0xa, &[0x11; 160]);
+        pa.send_to(&p, a2).unwrap();
+        assert_eq!(recv(&pb), (p, b2), "what B gets is A's, never the late packet");
+        let p = rtp(0, round, 160, 0xb, &[0x22; 160]);
+        pb.send_to(&p, b2).unwrap();
+        assert_eq!(recv(&pa), (p, a2), "what A gets is B's, never the late packet");
+    }
+    // Once more around: the second session's sockets go back and serve a third.
+    core.send(Command::new(CommandKind::Destroy as u16, 0, 2, 1));
+    core.expect(EventKind::Destroyed);
+    let [a3, b3] =
+        create(&mut core, 3, leg(Some(pa.local_addr().unwrap()), 0), leg(Some(pb.local_addr().unwrap()), 0), 0);
+    assert_eq!([a3, b3], [a1, b1]);
+    let p = rtp(0, 9, 160, 0xa, &[0x33; 160]);
+    pa.send_to(&p, a3).unwrap();
+    assert_eq!(recv(&pb), (p, b3));
 }
 
 /// Every relay test, on each backend, each with a port range of its own.
@@ -355,6 +399,11 @@ macro_rules! on_backend {
             #[test]
             fn no_free_port() {
                 super::ports_all_held_elsewhere_fail_the_create_and_leave_nothing($backend, $base + 1600);
+            }
+
+            #[test]
+            fn reused_sockets() {
+                super::a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays($backend, $base + 1000);
             }
 
             #[test]
