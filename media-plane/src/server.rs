@@ -157,13 +157,12 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         );
     }
     let n = opts.workers.len();
-    let quarantine_cap = quarantine_cap(n);
-    info!(per_worker = quarantine_cap, "closed sessions' sockets kept bound for reuse");
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let mut workers = Vec::with_capacity(n);
     for (i, pin) in opts.workers.iter().enumerate() {
         let (lo, hi) = port_slice(opts.port_min, opts.port_max, i, n);
         let table = SessionTable::new(i as u16, lo, hi);
+        let quarantine_cap = quarantine_cap(n, lo, hi);
         let (tx, rx) = mpsc::channel();
         let wake = Doorbell::new().map_err(|source| MediaError::Spawn { core: i, source })?;
         let wake_worker =
@@ -177,7 +176,7 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
                 worker::run(table, cfg, rx, wake_worker, &counts[i])
             })
             .map_err(|source| MediaError::Spawn { core: i, source })?;
-        info!(core = i, cpu = ?pin, ports = %format!("{lo}-{hi}"), "media worker started");
+        info!(core = i, cpu = ?pin, ports = %format!("{lo}-{hi}"), quarantine_cap, "media worker started");
         workers.push((tx, wake, handle));
     }
     // For scripts and tests; a closed stdout (its reader gone) is not a reason to stop.
@@ -337,16 +336,21 @@ fn bind(path: &std::path::Path) -> Result<UnixListener, MediaError> {
     Ok(l)
 }
 
-/// Most sockets one worker keeps in its quarantine: enough to reuse every socket of a
-/// default range's worth of ports (16,384 sockets), within half the process's descriptor
-/// limit shared by the `workers` (live sessions, rings and the pool ahead use the rest).
-fn quarantine_cap(workers: usize) -> usize {
+/// Most sockets the worker of ports `lo..=hi` keeps in its quarantine: one per port of its
+/// range (then every closed session's socket can wait for its port's next session), within
+/// its share of the process's descriptor limit less [`FD_RESERVE`]. A worker's sockets,
+/// live, bound ahead or quarantined, are on distinct ports of its range (per local
+/// address), so this is also what it holds at most when its range is full of calls.
+fn quarantine_cap(workers: usize, lo: u16, hi: u16) -> usize {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes the limit into a valid rlimit.
     let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 1024 };
-    let share = usize::try_from(soft).unwrap_or(usize::MAX) / 2 / workers.max(1);
-    share.min(16_384)
+    let share = usize::try_from(soft).unwrap_or(usize::MAX).saturating_sub(FD_RESERVE) / workers.max(1);
+    share.min(usize::from(hi.saturating_sub(lo)) + 1)
 }
+
+/// Descriptors left for everything but media sockets (rings, eventfds, io_uring, logs).
+const FD_RESERVE: usize = 1024;
 
 #[cfg(test)]
 mod tests {

@@ -123,7 +123,8 @@ struct Core {
     gens: Vec<u16>,
     free: Vec<usize>,
     by_id: HashMap<u64, usize>,
-    /// Sockets of the ports the table hands out next.
+    /// Sockets of the ports the table hands out next, and closed sessions' sockets
+    /// (the quarantine) until their ports' next session takes them.
     pool: Pool,
     /// Sockets of closed sessions the quarantine had no room for, closed once the turn's
     /// events are out.
