@@ -26,6 +26,26 @@ fn no_transparent_huge_pages() {
     }
 }
 
+/// Raises the soft limit on open files to the hard one (for this process and the media
+/// plane it starts): a media worker keeps a socket per port of its range (live sessions,
+/// ports bound ahead, and closed sessions' sockets waiting to be reused), which a soft
+/// limit of 1,024 would starve. A failure only costs that, so it is logged at most.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write only the struct passed to them.
+    let rc = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            0
+        } else {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim)
+        }
+    };
+    if rc != 0 {
+        eprintln!("ferroswitch: could not raise the open-file limit: {}", std::io::Error::last_os_error());
+    }
+}
+
 const USAGE: &str = "usage: ferroswitch [media | media-ctl COMMAND] [--config FILE] [--check-config]
 
   --config FILE    read FILE (TOML; see config/ferroswitch.toml for every key).
@@ -40,6 +60,7 @@ const USAGE: &str = "usage: ferroswitch [media | media-ctl COMMAND] [--config FI
 
 fn main() -> ExitCode {
     no_transparent_huge_pages();
+    raise_open_file_limit();
     let mut config_path: Option<PathBuf> = None;
     let mut check_only = false;
     let mut sub: Option<String> = None;
