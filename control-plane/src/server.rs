@@ -131,7 +131,7 @@ impl Server {
         switch.recover(Instant::now(), &loaded.calls, &loaded.live_channels, &loaded.dialogs);
         let media = start_media(&config, media_program);
         // Bridged calls' media goes through the media plane when there is one.
-        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (reports, media_rx) = mpsc::unbounded_channel();
         if let Some(m) = &media {
             switch.set_media(MediaSettings {
                 enabled: true,
@@ -141,18 +141,18 @@ impl Server {
             });
             // Calls taken back from the database get their sessions once the media plane
             // (kept running, or restarted and replayed) is attached and reconciled.
-            let (handle, to_driver) = (m.clone(), media_tx.clone());
+            let (handle, to_driver) = (m.clone(), reports.clone());
             tokio::spawn(async move {
                 if handle.wait_for(|s| s.ready).await.ready {
                     let held = handle.sessions().await.into_iter().map(|(id, d)| (id, d.spec)).collect();
-                    let _ = to_driver.send(MediaInput::Held(held));
+                    let _ = to_driver.send(TaskReport::Held(held));
                 }
             });
             let mut notices = m.subscribe();
-            let to_driver = media_tx.clone();
+            let to_driver = reports.clone();
             tokio::spawn(async move {
                 while let Some(MediaNotice::RtpTimeout { id }) = notices.recv().await {
-                    if to_driver.send(MediaInput::Timeout(id)).is_err() {
+                    if to_driver.send(TaskReport::Timeout(id)).is_err() {
                         break;
                     }
                 }
@@ -209,7 +209,7 @@ impl Server {
             stats: stats_tx,
             storage,
             media: media.clone(),
-            media_tx,
+            reports,
         };
         let task = tokio::spawn(driver.run(from_transports, media_rx, shutdown_rx));
         for a in &udp_addrs {
@@ -278,11 +278,11 @@ struct Driver {
     storage: StorageHandle,
     /// The media plane (None: `media.mode = "off"`), and where its answers come back.
     media: Option<MediaHandle>,
-    media_tx: mpsc::UnboundedSender<MediaInput>,
+    reports: mpsc::UnboundedSender<TaskReport>,
 }
 
 /// What background tasks (the media plane, the resolver) tell the SIP driver.
-enum MediaInput {
+enum TaskReport {
     /// The answer to a B2BUA's session request.
     Answer(MediaAnswer),
     /// A session's RTP timed out.
@@ -333,7 +333,7 @@ impl Driver {
     async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
-        mut from_media: mpsc::UnboundedReceiver<MediaInput>,
+        mut from_tasks: mpsc::UnboundedReceiver<TaskReport>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -363,14 +363,14 @@ impl Driver {
                         }
                     }
                 }
-                Some(input) = from_media.recv() => {
+                Some(input) = from_tasks.recv() => {
                     let now = Instant::now();
                     match input {
-                        MediaInput::Answer(a) => self.switch.handle_media_answer(now, a),
-                        MediaInput::Timeout(id) => self.switch.handle_media_timeout(now, id),
-                        MediaInput::Held(held) => self.switch.adopt_media(&held),
-                        MediaInput::Resolved { token, result } => self.switch.handle_resolved(now, token, result),
-                        MediaInput::Destroyed { cdr, echo, stats } => {
+                        TaskReport::Answer(a) => self.switch.handle_media_answer(now, a),
+                        TaskReport::Timeout(id) => self.switch.handle_media_timeout(now, id),
+                        TaskReport::Held(held) => self.switch.adopt_media(&held),
+                        TaskReport::Resolved { token, result } => self.switch.handle_resolved(now, token, result),
+                        TaskReport::Destroyed { cdr, echo, stats } => {
                             for (leg, uuid) in cdr.into_iter().enumerate() {
                                 let Some(uuid) = uuid else { continue };
                                 let media = crate::b2bua::media::cdr_media(&stats, leg, echo);
@@ -407,7 +407,7 @@ impl Driver {
             self.media_request(req);
         }
         while let Some(r) = self.switch.poll_resolve() {
-            let tx = self.media_tx.clone();
+            let tx = self.reports.clone();
             tokio::spawn(async move {
                 let lookup = tokio::net::lookup_host((r.host.as_str(), r.port));
                 let result = match tokio::time::timeout(RESOLVE_WAIT, lookup).await {
@@ -415,7 +415,7 @@ impl Driver {
                     Ok(Err(e)) => Err(format!("{}: {e}", r.host)),
                     Err(_) => Err(format!("{}: no answer in {RESOLVE_WAIT:?}", r.host)),
                 };
-                let _ = tx.send(MediaInput::Resolved { token: r.token, result });
+                let _ = tx.send(TaskReport::Resolved { token: r.token, result });
             });
         }
         while let Some(change) = self.switch.poll_change() {
@@ -461,27 +461,27 @@ impl Driver {
     }
 
     /// Carries out a B2BUA's media request; a creation's answer comes back through
-    /// `media_tx`.
+    /// `reports`.
     fn media_request(&self, req: MediaRequest) {
         match (req, self.media.clone()) {
             (MediaRequest::Create { token, specs }, Some(media)) => {
-                let tx = self.media_tx.clone();
+                let tx = self.reports.clone();
                 tokio::spawn(async move {
                     let result = create_sessions(&media, specs).await;
-                    let _ = tx.send(MediaInput::Answer(MediaAnswer { token, result }));
+                    let _ = tx.send(TaskReport::Answer(MediaAnswer { token, result }));
                 });
             }
             (MediaRequest::Create { token, .. }, None) => {
                 let result = Err("media.mode = \"off\"".to_string());
-                let _ = self.media_tx.send(MediaInput::Answer(MediaAnswer { token, result }));
+                let _ = self.reports.send(TaskReport::Answer(MediaAnswer { token, result }));
             }
             (MediaRequest::Update { id, spec }, Some(media)) => media.update(id, spec),
             (MediaRequest::Destroy { id, cdr, echo }, Some(media)) => {
-                let tx = self.media_tx.clone();
+                let tx = self.reports.clone();
                 tokio::spawn(async move {
                     // The final counters go to the legs' CDRs.
                     if let Ok(Some(stats)) = tokio::time::timeout(MEDIA_WAIT, media.destroy_confirmed(id)).await {
-                        let _ = tx.send(MediaInput::Destroyed { cdr, echo, stats });
+                        let _ = tx.send(TaskReport::Destroyed { cdr, echo, stats });
                     }
                 });
             }
