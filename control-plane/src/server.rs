@@ -131,7 +131,7 @@ impl Server {
         switch.recover(Instant::now(), &loaded.calls, &loaded.live_channels, &loaded.dialogs);
         let media = start_media(&config, media_program);
         // Bridged calls' media goes through the media plane when there is one.
-        let (reports, media_rx) = mpsc::unbounded_channel();
+        let (reports, task_reports) = mpsc::unbounded_channel();
         if let Some(m) = &media {
             switch.set_media(MediaSettings {
                 enabled: true,
@@ -211,7 +211,7 @@ impl Server {
             media: media.clone(),
             reports,
         };
-        let task = tokio::spawn(driver.run(from_transports, media_rx, shutdown_rx));
+        let task = tokio::spawn(driver.run(from_transports, task_reports, shutdown_rx));
         for a in &udp_addrs {
             info!(addr = %a, "SIP listening on UDP");
         }
