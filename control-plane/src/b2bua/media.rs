@@ -141,8 +141,8 @@ pub(super) fn plan_added(sdp: &Sdp, from: usize, leg: usize, ip: IpAddr, timeout
         .map(|i| {
             let m = &sdp.media[i];
             relayed(m).then(|| {
-                let mut legs = [leg_from(m, None, ip, &f, false); 2];
-                legs[leg] = leg_from(m, peer_of(sdp, i), ip, &f, true);
+                let mut legs = [leg_from(m, None, ip, f, false); 2];
+                legs[leg] = leg_from(m, peer_of(sdp, i), ip, f, true);
                 SessionSpec { legs, rtp_timeout_secs: timeout, flags: 0 }
             })
         })
@@ -182,8 +182,13 @@ impl CallMedia {
 
 /// How the B2BUA has the SDP rewritten: ICE is stripped (the media plane is the peer),
 /// and the origin and connection name the switch.
-pub(super) fn flags() -> Flags {
-    Flags { ice_remove: true, replace: vec!["origin".into(), "session-connection".into()], ..Flags::default() }
+pub(super) fn flags() -> &'static Flags {
+    static FLAGS: std::sync::LazyLock<Flags> = std::sync::LazyLock::new(|| Flags {
+        ice_remove: true,
+        replace: vec!["origin".into(), "session-connection".into()],
+        ..Flags::default()
+    });
+    &FLAGS
 }
 
 /// Whether section `m` is media the media plane relays (RTP, not rejected).
@@ -215,7 +220,7 @@ pub(super) fn plan_bridge(
     let Some(a) = a else {
         let offer = own_offer(prefs, ip);
         let m = &offer.media[0];
-        let leg = leg_from(m, None, ip, &f, false);
+        let leg = leg_from(m, None, ip, f, false);
         return (vec![Some(SessionSpec { legs: [leg, leg], rtp_timeout_secs: timeout, flags: 0 })], offer);
     };
     let mut b = a.clone();
@@ -236,8 +241,8 @@ pub(super) fn plan_bridge(
                 session |= session_flags::TRANSCODE;
             }
         }
-        let leg_a = leg_from(m, peer_of(a, i), ip, &f, true);
-        let leg_b = leg_from(&b.media[i], None, ip, &f, false);
+        let leg_a = leg_from(m, peer_of(a, i), ip, f, true);
+        let leg_b = leg_from(&b.media[i], None, ip, f, false);
         specs.push(Some(SessionSpec { legs: [leg_a, leg_b], rtp_timeout_secs: timeout, flags: session }));
     }
     (specs, b)
@@ -275,7 +280,7 @@ pub(super) fn plan_answer(
         }
         let d = m.direction(a.direction()).answer();
         answer.media[i].set_direction(d);
-        let leg = leg_from(m, peer_of(a, i), ip, &f, true);
+        let leg = leg_from(m, peer_of(a, i), ip, f, true);
         let flags = if echo { session_flags::ECHO } else { 0 };
         specs.push(Some(SessionSpec { legs: [leg, leg], rtp_timeout_secs: timeout, flags }));
     }
@@ -344,6 +349,7 @@ fn own_offer(prefs: &[CodecPref], ip: IpAddr) -> Sdp {
 /// each and the fmtp of the same codec in the first of `sources` that has one (matched
 /// by name and rate, so another side's payload type number does not matter).
 fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
+    let source_maps: Vec<(&Media, Vec<RtpMap>)> = sources.iter().map(|s| (*s, s.rtpmaps())).collect();
     let mut lines = Vec::with_capacity(codecs.len() * 2);
     for c in codecs {
         let rate = match c.channels {
@@ -351,11 +357,9 @@ fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
             None => format!("{}/{}", c.encoding, c.clock_rate),
         };
         lines.push(Attribute { name: "rtpmap".into(), value: Some(format!("{} {rate}", c.pt)) });
-        let fmtp = sources.iter().find_map(|s| {
-            let r = s
-                .rtpmaps()
-                .into_iter()
-                .find(|r| r.encoding.eq_ignore_ascii_case(&c.encoding) && r.clock_rate == c.clock_rate)?;
+        let fmtp = source_maps.iter().find_map(|(s, maps)| {
+            let r =
+                maps.iter().find(|r| r.encoding.eq_ignore_ascii_case(&c.encoding) && r.clock_rate == c.clock_rate)?;
             s.fmtp(r.pt).map(str::to_string)
         });
         if let Some(params) = fmtp {
@@ -378,11 +382,11 @@ pub(super) fn point(sdp: &mut Sdp, sessions: &[Option<(u64, SessionSpec)>], leg:
     for i in 0..sdp.media.len() {
         match sessions.get(i) {
             // A stream the peer rejects (port 0) stays rejected.
-            Some(Some((_, spec))) if !sdp.media[i].is_rejected() => rewrite(sdp, i, &spec.legs[leg].local, &f),
+            Some(Some((_, spec))) if !sdp.media[i].is_rejected() => rewrite(sdp, i, &spec.legs[leg].local, f),
             _ => sdp.media[i].port = 0,
         }
     }
-    finish(sdp, ip, &f);
+    finish(sdp, ip, f);
     sdp.origin.username = "ferroswitch".into();
 }
 
@@ -402,7 +406,7 @@ pub(super) fn follow(
         let Some(Some((id, spec))) = sessions.get_mut(i) else { continue };
         let mut next = *spec;
         if relayed(m) {
-            next.legs[leg] = LegSpec { local: spec.legs[leg].local, ..leg_from(m, peer_of(sdp, i), ip, &f, true) };
+            next.legs[leg] = LegSpec { local: spec.legs[leg].local, ..leg_from(m, peer_of(sdp, i), ip, f, true) };
         }
         if next.flags & session_flags::ECHO == 0 {
             next.rtp_timeout_secs = if on_hold(sdp, i) || m.is_rejected() { 0 } else { timeout };

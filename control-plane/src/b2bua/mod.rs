@@ -1415,6 +1415,9 @@ impl B2bua {
     /// SDP; that leg's peer moves, and in the second case the answer goes on to the other
     /// leg in the ACK the switch owes it.
     pub fn on_ack(&mut self, io: &mut Io<'_>, ack: &Message) {
+        if !self.media.enabled && self.pending_acks.is_empty() {
+            return; // nothing an ACK could answer: the common case, once per call
+        }
         let key = (text(ack.call_id()), ack.to_tag().map(text).unwrap_or_default());
         let Some(&(id, side, _)) = self.dialogs.get(&key) else { return };
         let body = match self.media_body(id, side, ack) {

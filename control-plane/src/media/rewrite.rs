@@ -71,14 +71,14 @@ pub fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, flags: 
         leg.remote_rtcp_port = p;
     }
     for map in m.rtpmaps().into_iter().take(MAX_CODECS) {
-        let id = match map.encoding.to_ascii_uppercase().as_str() {
-            "PCMU" => codec::PCMU,
-            "PCMA" => codec::PCMA,
-            "G722" => codec::G722,
-            "OPUS" => codec::OPUS,
-            "TELEPHONE-EVENT" => codec::TELEPHONE_EVENT,
-            _ => codec::OTHER,
-        };
+        let named = [
+            ("PCMU", codec::PCMU),
+            ("PCMA", codec::PCMA),
+            ("G722", codec::G722),
+            ("OPUS", codec::OPUS),
+            ("TELEPHONE-EVENT", codec::TELEPHONE_EVENT),
+        ];
+        let id = named.iter().find(|(n, _)| map.encoding.eq_ignore_ascii_case(n)).map_or(codec::OTHER, |(_, id)| *id);
         leg.codecs[usize::from(leg.codec_count)] = PayloadMap {
             clock_rate: map.clock_rate,
             pt: map.pt,

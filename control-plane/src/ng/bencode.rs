@@ -85,58 +85,54 @@ impl Value {
     /// Appends the canonical encoding (BEP 3: dictionary keys in sorted order) to `out`,
     /// as a client sends it.
     pub fn encode_canonical_into(&self, out: &mut Vec<u8>) {
-        match self {
-            Value::List(items) => {
-                out.push(b'l');
-                for i in items {
-                    i.encode_canonical_into(out);
-                }
-                out.push(b'e');
-            }
-            Value::Dict(pairs) => {
-                let mut sorted: Vec<&(Vec<u8>, Value)> = pairs.iter().collect();
-                sorted.sort_by(|a, b| a.0.cmp(&b.0));
-                out.push(b'd');
-                for (k, v) in sorted {
-                    Value::Bytes(k.clone()).encode_into(out);
-                    v.encode_canonical_into(out);
-                }
-                out.push(b'e');
-            }
-            scalar => scalar.encode_into(out),
-        }
+        self.write_to(out, true);
     }
 
     /// Appends the encoding to `out`, dictionary keys in their order.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.write_to(out, false);
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>, sorted: bool) {
+        use std::io::Write as _;
         match self {
             Value::Int(n) => {
-                out.push(b'i');
-                out.extend_from_slice(n.to_string().as_bytes());
-                out.push(b'e');
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, "i{n}e");
             }
-            Value::Bytes(b) => {
-                out.extend_from_slice(b.len().to_string().as_bytes());
-                out.push(b':');
-                out.extend_from_slice(b);
-            }
+            Value::Bytes(b) => put_bytes(out, b),
             Value::List(items) => {
                 out.push(b'l');
                 for i in items {
-                    i.encode_into(out);
+                    i.write_to(out, sorted);
                 }
                 out.push(b'e');
             }
             Value::Dict(pairs) => {
                 out.push(b'd');
-                for (k, v) in pairs {
-                    Value::Bytes(k.clone()).encode_into(out);
-                    v.encode_into(out);
+                let mut put = |(k, v): &(Vec<u8>, Value)| {
+                    put_bytes(out, k);
+                    v.write_to(out, sorted);
+                };
+                if sorted {
+                    let mut order: Vec<&(Vec<u8>, Value)> = pairs.iter().collect();
+                    order.sort_by(|a, b| a.0.cmp(&b.0));
+                    order.into_iter().for_each(&mut put);
+                } else {
+                    pairs.iter().for_each(&mut put);
                 }
                 out.push(b'e');
             }
         }
     }
+}
+
+/// A byte string: `<length>:<bytes>`.
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}:", b.len());
+    out.extend_from_slice(b);
 }
 
 struct Reader<'a> {

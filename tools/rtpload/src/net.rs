@@ -88,29 +88,8 @@ pub struct RawAddr {
 impl RawAddr {
     /// `addr` as a sockaddr.
     pub fn new(addr: SocketAddr) -> RawAddr {
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let mut storage: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
-                let sin = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = a.port().to_be();
-                sin.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
-                size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in6.
-                let sin6 = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
-                sin6.sin6_flowinfo = a.flowinfo();
-                sin6.sin6_scope_id = a.scope_id();
-                size_of::<libc::sockaddr_in6>()
-            }
-        };
-        RawAddr { storage, len: len as libc::socklen_t }
+        let (storage, len) = ferroswitch_media_plane::epoll::sockaddr(addr);
+        RawAddr { storage, len }
     }
 }
 
