@@ -195,6 +195,7 @@ fn run_media(config: &Config) -> ExitCode {
         stats_interval: m.stats_interval,
         sqpoll_idle: m.sqpoll_idle,
         busy_poll: m.busy_poll,
+        learning_window: m.learning_window,
     };
     tracing::info!(socket = %opts.socket.display(), workers = ?opts.workers, "media plane starting");
     match ferroswitch_media_plane::run(opts) {

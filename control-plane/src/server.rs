@@ -138,6 +138,7 @@ impl Server {
                 rtp_ip: config.media.rtp_ip,
                 prefs: config.media.codec_prefs.clone(),
                 rtp_timeout_secs: config.media.rtp_timeout_secs,
+                own_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
             });
             // Calls taken back from the database get their sessions once the media plane
             // (kept running, or restarted and replayed) is attached and reconciled.
@@ -166,7 +167,18 @@ impl Server {
                     source,
                 })?;
                 let local = sock.local_addr().map_err(|source| StartError::Bind { key: "ng.listen", addr, source })?;
-                tokio::spawn(crate::ng::server::serve(sock, m.clone(), local.ip(), shutdown_rx.clone()));
+                let n = &config.ng;
+                let settings = crate::ng::core::Settings {
+                    own: crate::media::rewrite::OwnMedia {
+                        ip: local.ip(),
+                        ports: (config.media.rtp_port_min, config.media.rtp_port_max),
+                    },
+                    timeout_secs: n.timeout_secs,
+                    silent_timeout_secs: n.silent_timeout_secs,
+                    final_timeout_secs: n.final_timeout_secs,
+                    max_calls_per_source: n.max_calls_per_source,
+                };
+                tokio::spawn(crate::ng::server::serve(sock, m.clone(), settings, shutdown_rx.clone()));
                 info!(addr = %local, "NG protocol listening");
                 Some(local)
             }
@@ -292,7 +304,7 @@ enum TaskReport {
     /// What the media plane holds, once it is ready after the start.
     Held(Vec<(u64, SessionSpec)>),
     /// A session of a call that ended is gone, with its final counters.
-    Destroyed { cdr: [Option<String>; 2], echo: bool, stats: StreamStats },
+    Destroyed { cdr: [Option<String>; 2], stats: Box<StreamStats> },
 }
 
 /// How long a `sofia/` leg waits for its host name to resolve.
@@ -370,10 +382,10 @@ impl Driver {
                         TaskReport::Timeout(id) => self.switch.handle_media_timeout(now, id),
                         TaskReport::Held(held) => self.switch.adopt_media(&held),
                         TaskReport::Resolved { token, result } => self.switch.handle_resolved(now, token, result),
-                        TaskReport::Destroyed { cdr, echo, stats } => {
+                        TaskReport::Destroyed { cdr, stats } => {
                             for (leg, uuid) in cdr.into_iter().enumerate() {
                                 let Some(uuid) = uuid else { continue };
-                                let media = crate::b2bua::media::cdr_media(&stats, leg, echo);
+                                let media = crate::b2bua::media::cdr_media(&stats, leg);
                                 self.storage.write(crate::storage::Write::AddCdrMedia { uuid, media });
                             }
                         }
@@ -476,12 +488,12 @@ impl Driver {
                 let _ = self.reports.send(TaskReport::Answer(MediaAnswer { token, result }));
             }
             (MediaRequest::Update { id, spec }, Some(media)) => media.update(id, spec),
-            (MediaRequest::Destroy { id, cdr, echo }, Some(media)) => {
+            (MediaRequest::Destroy { id, cdr }, Some(media)) => {
                 let tx = self.reports.clone();
                 tokio::spawn(async move {
                     // The final counters go to the legs' CDRs.
                     if let Ok(Some(stats)) = tokio::time::timeout(MEDIA_WAIT, media.destroy_confirmed(id)).await {
-                        let _ = tx.send(TaskReport::Destroyed { cdr, echo, stats });
+                        let _ = tx.send(TaskReport::Destroyed { cdr, stats: Box::new(stats) });
                     }
                 });
             }

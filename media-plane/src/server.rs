@@ -31,6 +31,7 @@ use ferroswitch_shared::layout::LAYOUT_HASH;
 use ferroswitch_shared::segment::Segment;
 use tracing::{info, warn};
 
+use crate::relay::session::Policy;
 use crate::sessions::SessionTable;
 use crate::worker::{self, Backend, WorkerConfig, WorkerMsg};
 
@@ -71,6 +72,9 @@ pub struct MediaOptions {
     pub sqpoll_idle: Option<Duration>,
     /// How long a worker keeps polling after work before it sleeps.
     pub busy_poll: Duration,
+    /// After a leg first latches, how long a new SSRC from elsewhere may move the latch
+    /// of a leg whose signalling named no address.
+    pub learning_window: Duration,
 }
 
 /// Why the media plane could not start.
@@ -157,6 +161,8 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         );
     }
     let n = opts.workers.len();
+    let policy = Policy { learning_window_ns: opts.learning_window.as_nanos().min(u128::from(u64::MAX)) as u64 };
+    let own_ports = (opts.port_min, opts.port_max);
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let mut workers = Vec::with_capacity(n);
     for (i, pin) in opts.workers.iter().enumerate() {
@@ -172,7 +178,16 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         let handle = std::thread::Builder::new()
             .name(format!("media-core-{i}"))
             .spawn(move || {
-                let cfg = WorkerConfig { pin, backend, stats_interval, sqpoll_idle, busy_poll, quarantine_cap };
+                let cfg = WorkerConfig {
+                    pin,
+                    backend,
+                    stats_interval,
+                    sqpoll_idle,
+                    busy_poll,
+                    quarantine_cap,
+                    policy,
+                    own_ports,
+                };
                 worker::run(table, cfg, rx, wake_worker, &counts[i])
             })
             .map_err(|source| MediaError::Spawn { core: i, source })?;

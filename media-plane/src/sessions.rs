@@ -187,6 +187,11 @@ impl SessionTable {
         self.now = self.now.max(now_ns);
     }
 
+    /// The RTP port range this table hands out from (inclusive).
+    pub fn port_range(&self) -> (u16, u16) {
+        (self.ports.min, self.ports.max)
+    }
+
     /// The core this table belongs to.
     pub fn core(&self) -> u16 {
         self.core

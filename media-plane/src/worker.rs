@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 use ferroswitch_shared::doorbell::Doorbell;
 use ferroswitch_shared::msg::Endpoint;
 use ferroswitch_shared::msg::{
-    error_code, leg_flags, CommandKind, Dtmf, ErrorInfo, Event, EventKind, Latched, SessionSpec, StreamStats,
+    error_code, leg_flags, session_flags, CommandKind, Dtmf, ErrorInfo, Event, EventKind, Latched, SessionSpec,
+    StreamStats,
 };
 use ferroswitch_shared::ring::Producer;
 use ferroswitch_shared::segment::MediaEnds;
@@ -43,7 +44,7 @@ use tracing::{info, warn};
 use crate::epoll::{Epoll, RecvBatch};
 use crate::pool::{bind_media_socket, Pool};
 use crate::relay::rtp::{classify, Kind};
-use crate::relay::session::{Notice, Relay, Verdict};
+use crate::relay::session::{Drop, Notice, Policy, Relay, Verdict};
 use crate::sessions::SessionTable;
 use crate::uring::{Completion, Uring};
 
@@ -131,6 +132,10 @@ struct Core {
     closing: Vec<UdpSocket>,
     start: Instant,
     dropped_events: u64,
+    policy: Policy,
+    /// The media plane's whole port range (every core's): a datagram from one of these
+    /// ports on a session's own address comes from the media plane itself.
+    own_ports: (u16, u16),
 }
 
 fn token(gen: u16, slot: usize, leg: usize, rtcp: bool) -> u64 {
@@ -233,10 +238,10 @@ impl Core {
             }
         }
         let rtp_timeout = (spec.rtp_timeout_secs > 0).then(|| Duration::from_secs(u64::from(spec.rtp_timeout_secs)));
-        let relay = if spec.flags & ferroswitch_shared::msg::session_flags::ECHO != 0 {
-            Relay::echo(spec.legs[0])
+        let relay = if spec.flags & session_flags::ECHO != 0 {
+            Relay::echo(spec.legs[0], self.policy)
         } else {
-            Relay::new(spec.legs)
+            Relay::new(spec.legs, self.policy)
         };
         let armed_ns = self.now_ns();
         self.slots[slot] = Some(Live { id, relay, socks, local, rtp_timeout, armed_ns, timed_out: false });
@@ -293,7 +298,7 @@ impl Core {
     fn relay_one(
         slots: &mut [Option<Live>],
         gens: &[u16],
-        core: u16,
+        (core, own_ports): (u16, (u16, u16)),
         tok: u64,
         pkt: &mut [u8],
         src: SocketAddr,
@@ -308,8 +313,12 @@ impl Core {
         let id = live.id;
         let mut note = |n: Notice| notify(notice_event(core, id, n));
         let is_rtcp = rtcp || classify(pkt) == Some(Kind::Rtcp);
-        let verdict = if is_rtcp {
-            live.relay.on_rtcp(leg, src, pkt, &mut note)
+        let own =
+            live.local[leg].is_some_and(|l| l.ip() == src.ip()) && (own_ports.0..=own_ports.1).contains(&src.port());
+        let verdict = if own {
+            live.relay.refuse(leg, Drop::Loop)
+        } else if is_rtcp {
+            live.relay.on_rtcp(leg, src, now, pkt, &mut note)
         } else {
             live.relay.on_rtp(leg, src, now, pkt, &mut note)
         };
@@ -332,7 +341,7 @@ impl Core {
         mut notify: impl FnMut(Event),
     ) -> usize {
         let now = self.now_ns();
-        let core = self.core;
+        let here = (self.core, self.own_ports);
         let mut packets = 0;
         match &mut self.io {
             Io::Epoll { epoll, batch, ready } => {
@@ -364,7 +373,7 @@ impl Core {
                                 continue;
                             }
                             let out =
-                                Core::relay_one(&mut self.slots, &self.gens, core, tok, pkt, src, now, &mut notify);
+                                Core::relay_one(&mut self.slots, &self.gens, here, tok, pkt, src, now, &mut notify);
                             if let Some((out_fd, to)) = out {
                                 send_to(out_fd, pkt, to);
                             }
@@ -402,7 +411,7 @@ impl Core {
                             packets += 1;
                             let len = bytes.len();
                             let out =
-                                Core::relay_one(&mut self.slots, &self.gens, core, tok, bytes, src, now, &mut notify);
+                                Core::relay_one(&mut self.slots, &self.gens, here, tok, bytes, src, now, &mut notify);
                             match out {
                                 Some((fd, to)) => u.forward(bid, offset, len, fd, to),
                                 None => u.release(bid),
@@ -446,11 +455,23 @@ impl Core {
 
 fn notice_event(core: u16, id: u64, n: Notice) -> Event {
     match n {
-        Notice::Latched { leg, peer } => Event::new(EventKind::Latched as u16, core, id, 0).with_body(&Latched {
+        Notice::Latched { leg, peer, rtcp } => Event::new(EventKind::Latched as u16, core, id, 0).with_body(&Latched {
             peer: Endpoint::from_addr(peer),
             leg: leg as u8,
-            _pad: [0; 7],
+            rtcp: u8::from(rtcp),
+            relatched: 0,
+            _pad: [0; 5],
         }),
+        Notice::Relatched { leg, from, to, rtcp } => {
+            info!(core, session = id, leg, %from, %to, rtcp, "media peer moved (latched again)");
+            Event::new(EventKind::Latched as u16, core, id, 0).with_body(&Latched {
+                peer: Endpoint::from_addr(to),
+                leg: leg as u8,
+                rtcp: u8::from(rtcp),
+                relatched: 1,
+                _pad: [0; 5],
+            })
+        }
         Notice::Dtmf { leg, event } => Event::new(EventKind::Dtmf as u16, core, id, 0).with_body(&Dtmf {
             duration: u32::from(event.duration),
             event: event.event,
@@ -478,6 +499,10 @@ pub struct WorkerConfig {
     /// At most this many closed sessions' sockets kept bound for reuse
     /// ([`crate::pool::QUARANTINE_CAP`] is a default).
     pub quarantine_cap: usize,
+    /// Latching and re-latching rules.
+    pub policy: Policy,
+    /// The media plane's whole RTP port range (all cores), to refuse media loops.
+    pub own_ports: (u16, u16),
 }
 
 /// Runs core `table.core()` until [`WorkerMsg::Stop`] (or the sender is gone); `held`
@@ -521,6 +546,8 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         closing: Vec::new(),
         start: Instant::now(),
         dropped_events: 0,
+        policy: cfg.policy,
+        own_ports: cfg.own_ports,
     };
     if let Err(e) = c.io.watch_eventfd(wake.as_raw_fd(), TOKEN_WAKE) {
         warn!(core, error = %e, "media worker cannot watch its wake-up eventfd");
@@ -577,6 +604,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                                 let now = c.now_ns();
                                 if let Some(live) = c.slots[slot].as_mut() {
                                     live.relay.update(s.spec.legs);
+                                    live.relay.set_echo(s.spec.flags & session_flags::ECHO != 0);
                                     let timeout = (s.spec.rtp_timeout_secs > 0)
                                         .then(|| Duration::from_secs(u64::from(s.spec.rtp_timeout_secs)));
                                     if timeout != live.rtp_timeout {

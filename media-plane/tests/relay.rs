@@ -36,6 +36,7 @@ impl Core {
     }
 
     fn start_table(table: SessionTable, backend: worker::Backend) -> Core {
+        let own_ports = table.port_range();
         let (commands, worker_commands) = pair::<Command>(64).unwrap();
         let (worker_events, events) = pair::<Event>(256).unwrap();
         let commands_bell = Doorbell::new().unwrap();
@@ -52,6 +53,8 @@ impl Core {
             sqpoll_idle: None,
             busy_poll: Duration::ZERO,
             quarantine_cap: ferroswitch_media_plane::pool::QUARANTINE_CAP,
+            policy: ferroswitch_media_plane::relay::session::Policy::default(),
+            own_ports,
         };
         let thread = std::thread::spawn(move || worker::run(table, cfg, rx, wake_worker, &held));
         tx.send(WorkerMsg::Attach {
@@ -174,8 +177,10 @@ fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port(backend: worker::
 
 fn a_symmetric_leg_latches_and_strict_source_drops_strangers(backend: worker::Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
-    let (pa, pb, stranger) = (peer(), peer(), peer());
-    // B's SDP names an address nobody listens on; B's real peer sends from elsewhere.
+    // The stranger has another address: the same IP on another port is the peer whose
+    // NAT binding changed, and moves the latch.
+    let (pa, pb, stranger) = (peer(), peer(), UdpSocket::bind("127.0.0.2:0").unwrap());
+    // B's SDP names a port nobody listens on; B's real peer sends from another (a NAT).
     let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
     let [la, lb] = create(&mut core, 2, leg(Some(pa.local_addr().unwrap()), 0), leg(Some(nowhere), flags), 0);
@@ -193,7 +198,8 @@ fn a_symmetric_leg_latches_and_strict_source_drops_strangers(backend: worker::Ba
     assert_eq!(recv(&pa).0, rtp(0, 2, 320, 0xb, &[4; 10]), "only B's own packet arrives");
     core.send(Command::new(CommandKind::Destroy as u16, 0, 2, 1));
     let stats = *core.expect(EventKind::Destroyed).body::<StreamStats>();
-    assert_eq!((stats.legs[1].packets, stats.legs[1].dropped), (2, 1));
+    assert_eq!((stats.legs[1].packets, stats.legs[1].dropped, stats.legs[1].drop_strict_source), (2, 1, 1));
+    assert_eq!((stats.legs[0].sent, stats.legs[1].sent), (2, 1));
 }
 
 fn telephone_events_and_rtp_timeouts_are_reported(backend: worker::Backend, ports: u16) {
@@ -365,6 +371,56 @@ fn a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays(backe
     assert_eq!(recv(&pb), (p, b3));
 }
 
+fn rtcp_before_rtp_latches_only_rtcp_and_strangers_never_latch(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_with(ports, ports + 99, backend);
+    let (pa, pa_rtcp, pb, pb_rtcp) = (peer(), peer(), peer(), peer());
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE | leg_flags::LATCH_SIGNALLED;
+    let mut leg_a = leg(Some(pa.local_addr().unwrap()), flags);
+    leg_a.remote_rtcp_port = pa_rtcp.local_addr().unwrap().port();
+    // B before its answer: nothing signalled.
+    let [la, lb] = create(&mut core, 1, leg_a, leg(None, flags), 0);
+    let rtcp = [0x80, 200, 0, 1, 0, 0, 0, 0xb];
+    let lb_rtcp = SocketAddr::new(lb.ip(), lb.port() + 1);
+    // A stranger races the callee for both legs' ports before anyone latched.
+    stranger.send_to(&rtp(0, 1, 160, 0xee, &[9; 10]), lb).unwrap();
+    stranger.send_to(&rtp(0, 1, 160, 0xee, &[9; 10]), la).unwrap();
+    // B's answer, then B sends RTCP first (baresip does), from its RTCP socket.
+    let mut leg_b = leg(Some(pb.local_addr().unwrap()), flags);
+    leg_b.remote_rtcp_port = pb_rtcp.local_addr().unwrap().port();
+    let spec = SessionSpec { legs: [leg_a, leg_b], rtp_timeout_secs: 0, flags: 0 };
+    core.send(Command::new(CommandKind::Update as u16, 0, 1, 2).with_body(&spec));
+    core.expect(EventKind::Updated);
+    pb_rtcp.send_to(&rtcp, lb_rtcp).unwrap();
+    assert_eq!(recv(&pa_rtcp).0, rtcp, "B's RTCP reaches A's RTCP port");
+    // A's RTP reaches B's RTP port (before the fix: dropped, no RTP peer).
+    pa.send_to(&rtp(0, 1, 160, 0xa, &[1; 10]), la).unwrap();
+    assert_eq!(recv(&pb).0, rtp(0, 1, 160, 0xa, &[1; 10]));
+    pb.send_to(&rtp(0, 1, 160, 0xb, &[2; 10]), lb).unwrap();
+    assert_eq!(recv(&pa).0, rtp(0, 1, 160, 0xb, &[2; 10]));
+    core.send(Command::new(CommandKind::Destroy as u16, 0, 1, 2));
+    let st = *core.expect(EventKind::Destroyed).body::<StreamStats>();
+    let (a, b) = (st.legs[0], st.legs[1]);
+    assert_eq!((a.packets, a.drop_strict_source, a.sent), (1, 1, 2), "A: its packet in, the stranger's refused");
+    assert_eq!((b.packets, b.rtcp_packets, b.drop_strict_source, b.sent), (1, 1, 1, 1));
+}
+
+fn a_session_pointed_at_its_own_port_drops_the_loop(backend: worker::Backend, ports: u16) {
+    let mut core = Core::start_with(ports, ports + 99, backend);
+    let pa = peer();
+    let [la, _] = create(&mut core, 1, leg(Some(pa.local_addr().unwrap()), 0), leg(None, 0), 0);
+    // B's "peer" is A's own media port: every packet would come back forever.
+    let spec =
+        SessionSpec { legs: [leg(Some(pa.local_addr().unwrap()), 0), leg(Some(la), 0)], rtp_timeout_secs: 0, flags: 0 };
+    core.send(Command::new(CommandKind::Update as u16, 0, 1, 2).with_body(&spec));
+    core.expect(EventKind::Updated);
+    pa.send_to(&rtp(0, 1, 160, 0xa, &[1; 10]), la).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    core.send(Command::new(CommandKind::Destroy as u16, 0, 1, 2));
+    let st = *core.expect(EventKind::Destroyed).body::<StreamStats>();
+    assert_eq!((st.legs[0].packets, st.legs[0].drop_loop, st.legs[1].sent), (1, 1, 1), "one trip, then dropped");
+}
+
 /// Every relay test, on each backend, each with a port range of its own.
 macro_rules! on_backend {
     ($name:ident, $backend:expr, $base:expr) => {
@@ -409,6 +465,16 @@ macro_rules! on_backend {
             #[test]
             fn ports_bound_ahead() {
                 super::the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay($backend, $base + 200);
+            }
+
+            #[test]
+            fn rtcp_first_and_strangers() {
+                super::rtcp_before_rtp_latches_only_rtcp_and_strangers_never_latch($backend, $base + 1400);
+            }
+
+            #[test]
+            fn media_loop() {
+                super::a_session_pointed_at_its_own_port_drops_the_loop($backend, $base + 1500);
             }
 
             #[test]

@@ -286,6 +286,11 @@ pub mod leg_flags {
     pub const SEND: u32 = 1 << 3;
     /// Media from this leg's peer is accepted.
     pub const RECV: u32 = 1 << 4;
+    /// Latch only from the address the signalling named ([`super::LegSpec::remote`]'s IP,
+    /// any port: NATs change ports); a leg with no remote yet latches nothing and drops
+    /// what comes (a B-leg before its answer). Without it, a leg with no remote latches
+    /// the first source.
+    pub const LATCH_SIGNALLED: u32 = 1 << 5;
 }
 
 /// Session flags ([`SessionSpec::flags`]).
@@ -313,7 +318,9 @@ pub mod media_kind {
 pub struct LegSpec {
     /// The media plane's RTP address for this leg; port 0 in a create: allocate one.
     pub local: Endpoint,
-    /// The peer's RTP address from its SDP (family 0: unknown, latch it).
+    /// The peer's RTP address from its signalling (family 0: unknown). Port 0 with an
+    /// address: the peer's IP is known (latching is allowed from it) but nothing is sent
+    /// until a packet comes.
     pub remote: Endpoint,
     /// The leg's payload types, the first `codec_count` of them used.
     pub codecs: [PayloadMap; MAX_CODECS],
@@ -359,7 +366,7 @@ pub struct Created {
     pub local: [Endpoint; 2],
 }
 
-/// A leg's peer address, learnt from its first packet.
+/// A leg's peer address, learnt from its first packet (or moved since).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, Default)]
 #[repr(C)]
 pub struct Latched {
@@ -367,8 +374,12 @@ pub struct Latched {
     pub peer: Endpoint,
     /// 0 (A) or 1 (B).
     pub leg: u8,
+    /// 1: the RTCP path latched (0: RTP).
+    pub rtcp: u8,
+    /// 1: the latch moved from an earlier address (a NAT binding that changed).
+    pub relatched: u8,
     /// Zero.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 5],
 }
 
 /// An RFC 4733 event received on a leg.
@@ -401,12 +412,27 @@ pub struct LegStats {
     pub out_of_order: u64,
     /// Duplicate packets.
     pub duplicates: u64,
-    /// Packets dropped (strict source, no peer yet).
+    /// Datagrams (RTP and RTCP) from this leg's peer not relayed, for every reason
+    /// below together.
     pub dropped: u64,
     /// Interarrival jitter (RFC 3550 A.8), in timestamp units.
     pub jitter: u32,
     /// Milliseconds since the last packet (u32::MAX: none yet).
     pub idle_ms: u32,
+    /// RTCP packets received (and admitted) from this leg's peer.
+    pub rtcp_packets: u64,
+    /// Datagrams (RTP and RTCP) the media plane sent toward this leg's peer.
+    pub sent: u64,
+    /// Their bytes.
+    pub sent_bytes: u64,
+    /// Dropped: the other leg's peer was not known yet (nowhere to send).
+    pub drop_no_peer: u64,
+    /// Dropped: from a source other than the signalled or latched peer.
+    pub drop_strict_source: u64,
+    /// Dropped: not a valid RTP/RTCP packet.
+    pub drop_malformed: u64,
+    /// Dropped: from one of the media plane's own sockets (a media loop).
+    pub drop_loop: u64,
 }
 
 /// Both legs' counters.
@@ -493,6 +519,7 @@ const _: () = {
     assert!(size_of::<LegSpec>() == 112);
     assert!(size_of::<SessionSpec>() <= BODY_BYTES);
     assert!(size_of::<StreamStats>() <= BODY_BYTES);
+    assert!(size_of::<LegStats>() == 112);
     assert!(size_of::<ErrorInfo>() <= BODY_BYTES);
     assert!(size_of::<Created>() <= BODY_BYTES);
 };

@@ -22,8 +22,8 @@ use std::net::IpAddr;
 use ferroswitch_shared::msg::{session_flags, LegSpec, SessionSpec, StreamStats};
 
 use crate::media::negotiate::{self, CodecPref};
-use crate::media::rewrite::{finish, leg_from, rewrite, usable, Flags};
-use crate::sdp::{Attribute, Connection, Direction, Media, Origin, RtpMap, Sdp};
+use crate::media::rewrite::{finish, leg_from, rewrite, signalled_peer, Flags, OwnMedia, PeerError};
+use crate::sdp::{Attribute, Connection, Media, Origin, RtpMap, Sdp};
 use crate::storage::CdrMedia;
 
 /// The codecs the media plane is to transcode between (the transcoding issue fills them in).
@@ -43,6 +43,17 @@ pub struct MediaSettings {
     pub prefs: Vec<CodecPref>,
     /// Seconds without RTP before MEDIA_TIMEOUT (0: never).
     pub rtp_timeout_secs: u32,
+    /// The media plane's RTP port range: no peer may be told to send there.
+    pub own_ports: (u16, u16),
+}
+
+/// What a peer's address in an SDP is read against: where the leg's signalling came
+/// from (a private SDP address other than it is a NAT) and the media plane's own
+/// address and ports (a peer there is a media loop, refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PeerCheck {
+    pub source: Option<IpAddr>,
+    pub own: OwnMedia,
 }
 
 impl Default for MediaSettings {
@@ -52,6 +63,7 @@ impl Default for MediaSettings {
             rtp_ip: None,
             prefs: negotiate::parse_codec_string(crate::config::DEFAULT_CODEC_PREFS).expect("the default parses"),
             rtp_timeout_secs: 300,
+            own_ports: (16384, 32767),
         }
     }
 }
@@ -66,20 +78,20 @@ pub enum MediaRequest {
     Update { id: u64, spec: SessionSpec },
     /// Destroy a session (no answer); its final counters go to the CDRs of `cdr`'s legs
     /// (A's, B's channel uuids; see [`cdr_media`]).
-    Destroy { id: u64, cdr: [Option<String>; 2], echo: bool },
+    Destroy { id: u64, cdr: [Option<String>; 2] },
 }
 
 /// A leg's CDR counters from a destroyed session's final ones: what the media plane
-/// received on the leg (in) and on the other leg, which it sent this one (out). An echo
-/// sends leg A back what it received.
-pub fn cdr_media(stats: &StreamStats, leg: usize, echo: bool) -> CdrMedia {
-    let (this, other) = (&stats.legs[leg], &stats.legs[if echo { leg } else { 1 - leg }]);
+/// received from the leg's peer (in) and what it sent that peer (out: datagrams actually
+/// sent, the other leg's relayed packets, or the leg's own with echo).
+pub fn cdr_media(stats: &StreamStats, leg: usize) -> CdrMedia {
+    let this = &stats.legs[leg];
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     CdrMedia {
         media_in_packets: n(this.packets),
         media_in_bytes: n(this.bytes),
-        media_out_packets: n(other.packets),
-        media_out_bytes: n(other.bytes),
+        media_out_packets: n(this.sent),
+        media_out_bytes: n(this.sent_bytes),
         media_lost: n(this.lost),
         media_dropped: n(this.dropped),
     }
@@ -130,19 +142,23 @@ pub(super) struct CallMedia {
     pub timeout: u32,
     /// The SDP A was last sent from B's side (a 2xx without SDP reuses the 183's).
     pub to_a: Option<Vec<u8>>,
+    /// Where each leg's signalling comes from (A's INVITE, B's target), for NAT detection.
+    pub sources: [Option<IpAddr>; 2],
+    /// The media plane's RTP port range.
+    pub own_ports: (u16, u16),
 }
 
 /// Sessions for the streams a re-offer from leg `leg` adds (its sections from index
 /// `from` on): that leg's peer from the offer, the other leg's learnt from the answer.
 /// None for a section that is rejected or not RTP.
-pub(super) fn plan_added(sdp: &Sdp, from: usize, leg: usize, ip: IpAddr, timeout: u32) -> Vec<Option<SessionSpec>> {
-    let f = flags();
+pub(super) fn plan_added(sdp: &Sdp, from: usize, leg: usize, timeout: u32, pc: &PeerCheck) -> Vec<Option<SessionSpec>> {
+    let (f, ip) = (flags(), pc.own.ip);
     (from..sdp.media.len())
         .map(|i| {
             let m = &sdp.media[i];
             relayed(m).then(|| {
                 let mut legs = [leg_from(m, None, ip, f, false); 2];
-                legs[leg] = leg_from(m, peer_of(sdp, i), ip, f, true);
+                legs[leg] = leg_from(m, peer_of(sdp, i, pc), ip, f, true);
                 SessionSpec { legs, rtp_timeout_secs: timeout, flags: 0 }
             })
         })
@@ -160,9 +176,19 @@ impl CallMedia {
         self.sessions.iter().flatten().map(|(id, _)| *id)
     }
 
+    /// Leg `leg`'s peers are read against this.
+    pub fn check(&self, leg: usize) -> PeerCheck {
+        PeerCheck { source: self.sources[leg & 1], own: OwnMedia { ip: self.ip, ports: self.own_ports } }
+    }
+
     /// The media of a call taken back after a restart: its sessions as the media plane
-    /// still holds them (their specs say the address and the RTP timeout).
-    pub fn adopted(sessions: Vec<Option<(u64, SessionSpec)>>) -> Option<CallMedia> {
+    /// still holds them (their specs say the address and the RTP timeout); `sources`: the
+    /// legs' dialog peers.
+    pub fn adopted(
+        sessions: Vec<Option<(u64, SessionSpec)>>,
+        sources: [Option<IpAddr>; 2],
+        own_ports: (u16, u16),
+    ) -> Option<CallMedia> {
         let (_, first) = sessions.iter().flatten().next()?;
         let ip = first.legs[0].local.addr()?.ip();
         let timeout = sessions.iter().flatten().map(|(_, s)| s.rtp_timeout_secs).max().unwrap_or(0);
@@ -176,15 +202,20 @@ impl CallMedia {
             waiting: None,
             timeout,
             to_a: None,
+            sources,
+            own_ports,
         })
     }
 }
 
 /// How the B2BUA has the SDP rewritten: ICE is stripped (the media plane is the peer),
-/// and the origin and connection name the switch.
+/// and the origin and connection name the switch. Every leg latches only from its
+/// signalled address and is strict about its source afterwards.
 pub(super) fn flags() -> &'static Flags {
     static FLAGS: std::sync::LazyLock<Flags> = std::sync::LazyLock::new(|| Flags {
         ice_remove: true,
+        strict_source: true,
+        latch_signalled: true,
         replace: vec!["origin".into(), "session-connection".into()],
         ..Flags::default()
     });
@@ -196,27 +227,33 @@ fn relayed(m: &Media) -> bool {
     !m.is_rejected() && m.proto.to_ascii_uppercase().contains("RTP/")
 }
 
-/// The peer's RTP address for section `i` of `sdp` (None: unusable, latch it).
-fn peer_of(sdp: &Sdp, i: usize) -> Option<std::net::SocketAddr> {
+/// The peer's RTP address for section `i` of `sdp` (NAT-detected against the
+/// signalling's source); None: nothing known, or an address refused (a loop, multicast),
+/// so the leg takes no media at all.
+fn peer_of(sdp: &Sdp, i: usize, pc: &PeerCheck) -> Option<std::net::SocketAddr> {
     let m = &sdp.media[i];
-    usable(sdp.connection_for(i).and_then(Connection::ip), m.port)
+    let peer = signalled_peer(sdp.connection_for(i).and_then(Connection::ip), m.port, pc.source, flags())?;
+    pc.own.check(peer).ok().map(|()| peer)
 }
 
-/// Whether section `i` of `sdp` puts the stream on hold (no media will come from its sender).
-fn on_hold(sdp: &Sdp, i: usize) -> bool {
-    let m = &sdp.media[i];
-    let zero = sdp.connection_for(i).and_then(Connection::ip).is_some_and(|ip| ip.is_unspecified());
-    zero || matches!(m.direction(sdp.direction()), Direction::SendOnly | Direction::Inactive)
+/// The first stream of `sdp` the media plane would be told to send somewhere it must
+/// not (its own ports, multicast, broadcast): an offer naming one is refused with 488.
+pub(super) fn refused_peer(sdp: &Sdp, pc: &PeerCheck) -> Option<PeerError> {
+    (0..sdp.media.len()).filter(|&i| relayed(&sdp.media[i])).find_map(|i| {
+        let m = &sdp.media[i];
+        let peer = signalled_peer(sdp.connection_for(i).and_then(Connection::ip), m.port, pc.source, flags())?;
+        pc.own.check(peer).err()
+    })
 }
 
 /// The sessions and B's offer for a call whose caller offered `a` (None: late offer).
 pub(super) fn plan_bridge(
     a: Option<&Sdp>,
     prefs: &[CodecPref],
-    ip: IpAddr,
     timeout: u32,
+    pc: &PeerCheck,
 ) -> (Vec<Option<SessionSpec>>, Sdp) {
-    let f = flags();
+    let (f, ip) = (flags(), pc.own.ip);
     let Some(a) = a else {
         let offer = own_offer(prefs, ip);
         let m = &offer.media[0];
@@ -241,7 +278,7 @@ pub(super) fn plan_bridge(
                 session |= session_flags::TRANSCODE;
             }
         }
-        let leg_a = leg_from(m, peer_of(a, i), ip, f, true);
+        let leg_a = leg_from(m, peer_of(a, i, pc), ip, f, true);
         let leg_b = leg_from(&b.media[i], None, ip, f, false);
         specs.push(Some(SessionSpec { legs: [leg_a, leg_b], rtp_timeout_secs: timeout, flags: session }));
     }
@@ -254,11 +291,11 @@ pub(super) fn plan_bridge(
 pub(super) fn plan_answer(
     a: &Sdp,
     prefs: &[CodecPref],
-    ip: IpAddr,
     timeout: u32,
     echo: bool,
+    pc: &PeerCheck,
 ) -> (Vec<Option<SessionSpec>>, Sdp) {
-    let f = flags();
+    let (f, ip) = (flags(), pc.own.ip);
     let mut answer = a.clone();
     let mut specs = Vec::with_capacity(a.media.len());
     for (i, m) in a.media.iter().enumerate() {
@@ -280,7 +317,7 @@ pub(super) fn plan_answer(
         }
         let d = m.direction(a.direction()).answer();
         answer.media[i].set_direction(d);
-        let leg = leg_from(m, peer_of(a, i), ip, f, true);
+        let leg = leg_from(m, peer_of(a, i, pc), ip, f, true);
         let flags = if echo { session_flags::ECHO } else { 0 };
         specs.push(Some(SessionSpec { legs: [leg, leg], rtp_timeout_secs: timeout, flags }));
     }
@@ -397,19 +434,19 @@ pub(super) fn follow(
     sessions: &mut [Option<(u64, SessionSpec)>],
     sdp: &Sdp,
     leg: usize,
-    ip: IpAddr,
     timeout: u32,
+    pc: &PeerCheck,
 ) -> Vec<(u64, SessionSpec)> {
-    let f = flags();
+    let (f, ip) = (flags(), pc.own.ip);
     let mut updates = Vec::new();
     for (i, m) in sdp.media.iter().enumerate() {
         let Some(Some((id, spec))) = sessions.get_mut(i) else { continue };
         let mut next = *spec;
         if relayed(m) {
-            next.legs[leg] = LegSpec { local: spec.legs[leg].local, ..leg_from(m, peer_of(sdp, i), ip, f, true) };
+            next.legs[leg] = LegSpec { local: spec.legs[leg].local, ..leg_from(m, peer_of(sdp, i, pc), ip, f, true) };
         }
         if next.flags & session_flags::ECHO == 0 {
-            next.rtp_timeout_secs = if on_hold(sdp, i) || m.is_rejected() { 0 } else { timeout };
+            next.rtp_timeout_secs = if sdp.is_on_hold(i) || m.is_rejected() { 0 } else { timeout };
         }
         if next != *spec {
             *spec = next;

@@ -30,6 +30,7 @@ use crate::config::User;
 use crate::dialplan::{AppCall, DialString, Dialplan, Endpoint, Variables};
 use crate::ids::IdGen;
 use crate::media::negotiate::parse_codec_string;
+use crate::media::rewrite::OwnMedia;
 use crate::registrar::Registrar;
 use crate::sdp::Sdp;
 use crate::sip::message::uri::unescape;
@@ -41,7 +42,7 @@ use crate::storage::{CallRow, CdrRow, ChannelRow, Direction as RowDirection, Wri
 use channel::{Channel, ChannelState, Direction, HangupCause};
 use dialog::Dialog;
 use ferroswitch_shared::msg::SessionSpec;
-use media::{CallMedia, Waiting};
+use media::{CallMedia, PeerCheck, Waiting};
 pub use media::{MediaAnswer, MediaRequest, MediaSettings};
 
 /// How long `bridge` waits for an answer when the channel sets no `call_timeout`.
@@ -640,10 +641,17 @@ impl B2bua {
             }
             None => self.media.prefs.clone(),
         };
+        let sources = [Some(call.a.peer.remote.ip()), None];
+        let pc = PeerCheck { source: sources[0], own: OwnMedia { ip, ports: self.media.own_ports } };
+        if let Some(why) = offer.as_ref().and_then(|a| media::refused_peer(a, &pc)) {
+            warn!(call = %call.uuid, source = %call.a.peer.remote, error = %why, "the caller's SDP refused");
+            self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+            return;
+        }
         let (specs, outgoing) = match (waiting, &offer) {
-            (Waiting::Echo, Some(a)) => media::plan_answer(a, &prefs, ip, timeout, true),
-            (Waiting::Answer(_), Some(a)) => media::plan_answer(a, &prefs, ip, timeout, false),
-            _ => media::plan_bridge(offer.as_ref(), &prefs, ip, timeout),
+            (Waiting::Echo, Some(a)) => media::plan_answer(a, &prefs, timeout, true, &pc),
+            (Waiting::Answer(_), Some(a)) => media::plan_answer(a, &prefs, timeout, false, &pc),
+            _ => media::plan_bridge(offer.as_ref(), &prefs, timeout, &pc),
         };
         let token = self.next_token;
         self.next_token += 1;
@@ -659,6 +667,8 @@ impl B2bua {
             waiting: Some(waiting),
             timeout,
             to_a: None,
+            sources,
+            own_ports: self.media.own_ports,
         });
     }
 
@@ -703,8 +713,9 @@ impl B2bua {
 
     /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
     /// returned (None: nothing for A). Without media, B's SDP as it is.
-    fn media_from_b(&mut self, id: CallId, msg: &Message) -> Option<Vec<u8>> {
+    fn media_from_b(&mut self, id: CallId, i: usize, msg: &Message) -> Option<Vec<u8>> {
         let call = self.calls.get_mut(&id)?;
+        let b_source = call.forks.get(i).map(|f| f.peer.remote.ip());
         let Some(m) = call.media.as_mut() else { return Some(msg.body().to_vec()) };
         if msg.body().is_empty() {
             return None;
@@ -716,7 +727,13 @@ impl B2bua {
                 return None;
             }
         };
-        let moved = media::follow(&mut m.sessions, &b, 1, m.ip, m.timeout);
+        m.sources[1] = b_source;
+        if let Some(why) = media::refused_peer(&b, &m.check(1)) {
+            // The leg gets no peer for that stream: nothing is sent there.
+            warn!(call = %call.uuid, error = %why, "the callee's SDP names a refused media address");
+        }
+        let pc = m.check(1);
+        let moved = media::follow(&mut m.sessions, &b, 1, m.timeout, &pc);
         let (to_a, updates) = match &m.a_offer {
             Some(a) => {
                 let (answer, marked) = media::answer_for_a(a, &b, &mut m.sessions, m.ip);
@@ -749,7 +766,11 @@ impl B2bua {
         }
         let sdp = Sdp::parse(msg.body()).map_err(|e| e.to_string())?;
         let leg = if side == Side::A { 0 } else { 1 };
-        let updates = media::follow(&mut m.sessions, &sdp, leg, m.ip, m.timeout);
+        if let Some(why) = media::refused_peer(&sdp, &m.check(leg)) {
+            return Err(why.to_string());
+        }
+        let pc = m.check(leg);
+        let updates = media::follow(&mut m.sessions, &sdp, leg, m.timeout, &pc);
         self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
         let mut out = sdp;
         media::point(&mut out, &m.sessions, 1 - leg, m.ip);
@@ -769,7 +790,10 @@ impl B2bua {
             return false;
         }
         let leg = if from == Side::A { 0 } else { 1 };
-        let specs = media::plan_added(&sdp, known, leg, m.ip, m.timeout);
+        if media::refused_peer(&sdp, &m.check(leg)).is_some() {
+            return false; // refused with 488 by media_body
+        }
+        let specs = media::plan_added(&sdp, known, leg, m.timeout, &m.check(leg));
         let token = self.next_token;
         self.next_token += 1;
         self.media_tokens.insert(token, id);
@@ -797,7 +821,7 @@ impl B2bua {
         let live = id.filter(|id| self.calls.get(id).is_some_and(|c| c.a.channel.is_up() && c.media.is_some()));
         let Some(id) = live else {
             for (session, _) in answer.result.iter().flatten().flatten() {
-                self.media_out.push_back(MediaRequest::Destroy { id: *session, cdr: [None, None], echo: false });
+                self.media_out.push_back(MediaRequest::Destroy { id: *session, cdr: [None, None] });
             }
             return;
         };
@@ -884,7 +908,9 @@ impl B2bua {
             for (session, _) in sessions.iter().flatten() {
                 self.media_calls.insert(*session, id);
             }
-            call.media = CallMedia::adopted(sessions);
+            let b_source = call.answered.and_then(|i| call.forks.get(i)).map(|f| f.peer.remote.ip());
+            let sources = [Some(call.a.peer.remote.ip()), b_source];
+            call.media = CallMedia::adopted(sessions, sources, self.media.own_ports);
             info!(call = %call.uuid, sessions = ids.len(), "media sessions taken back");
         }
     }
@@ -989,7 +1015,7 @@ impl B2bua {
                 if call.answered.is_none() && call.a.channel.is_up() {
                     // After a late offer A has made no offer, so B's early SDP is not for A.
                     let late = call.media.as_ref().is_some_and(CallMedia::late);
-                    let sdp = if msg.body().is_empty() { None } else { self.media_from_b(id, msg) };
+                    let sdp = if msg.body().is_empty() { None } else { self.media_from_b(id, i, msg) };
                     let sdp = sdp.filter(|_| !late);
                     let code = if sdp.is_some() { 183 } else { 180 };
                     self.provisional_a(io, id, code, sdp);
@@ -1071,7 +1097,7 @@ impl B2bua {
         if let Some(row) = call_row(call) {
             io.writes.push_back(Write::UpsertCall(row));
         }
-        let sdp = match self.media_from_b(id, ok) {
+        let sdp = match self.media_from_b(id, i, ok) {
             Some(sdp) => sdp,
             // No SDP in the 2xx: the answer came in a 183 already.
             None => self.calls.get(&id).and_then(|c| c.media.as_ref()?.to_a.clone()).unwrap_or_default(),
@@ -1317,12 +1343,11 @@ impl B2bua {
         let call = self.calls.remove(&id).expect("looked up above");
         self.disarm_removed(id, &call);
         let b_leg = call.answered.map(|i| call.forks[i].channel.uuid.clone());
-        for (session, spec) in call.media.iter().flat_map(|m| m.sessions.iter().flatten()) {
+        for (session, _) in call.media.iter().flat_map(|m| m.sessions.iter().flatten()) {
             self.media_calls.remove(session);
             self.media_out.push_back(MediaRequest::Destroy {
                 id: *session,
                 cdr: [Some(call.a.channel.uuid.clone()), b_leg.clone()],
-                echo: spec.flags & ferroswitch_shared::msg::session_flags::ECHO != 0,
             });
         }
         if let Some(setup) = &call.a.setup {

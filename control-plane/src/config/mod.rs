@@ -151,6 +151,14 @@ pub struct SipConfig {
 pub struct NgConfig {
     /// Where rtpengine's NG protocol is served (UDP); `None` when turned off ("").
     pub listen: Option<SocketAddr>,
+    /// Seconds without RTP before an NG call is deleted (rtpengine's `timeout`).
+    pub timeout_secs: u32,
+    /// The same while a stream is on hold (rtpengine's `silent-timeout`).
+    pub silent_timeout_secs: u32,
+    /// Seconds after its offer an NG call is deleted whatever it does (0: never).
+    pub final_timeout_secs: u32,
+    /// NG calls one client address may hold.
+    pub max_calls_per_source: usize,
 }
 
 /// The codecs bridged calls prefer when `media.codec_prefs` is not set: FreeSWITCH's
@@ -192,6 +200,9 @@ pub struct MediaConfig {
     /// Seconds without RTP before a bridged call hangs up with MEDIA_TIMEOUT (0: never);
     /// a call's `rtp_timeout_sec` variable overrides it.
     pub rtp_timeout_secs: u32,
+    /// After a leg first latches, how long a new SSRC from another address may still
+    /// move the latch of a leg whose signalling named no address.
+    pub learning_window: std::time::Duration,
 }
 
 impl MediaConfig {
@@ -363,6 +374,10 @@ struct RawSip {
 #[serde(deny_unknown_fields)]
 struct RawNg {
     listen: Option<Spanned<String>>,
+    timeout_secs: Option<Spanned<u64>>,
+    silent_timeout_secs: Option<Spanned<u64>>,
+    final_timeout_secs: Option<Spanned<u64>>,
+    max_calls_per_source: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -385,6 +400,7 @@ struct RawMedia {
     rtp_ip: Option<Spanned<String>>,
     codec_prefs: Option<Spanned<String>>,
     rtp_timeout_secs: Option<Spanned<u64>>,
+    learning_window_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -691,7 +707,15 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         }
         None => Some(d("127.0.0.1:2223")),
     };
-    let ng = NgConfig { listen: ng_listen };
+    let n = &raw.ng;
+    let ng = NgConfig {
+        listen: ng_listen,
+        timeout_secs: ranged(cx, "ng.timeout_secs", &n.timeout_secs, 60, 0, 86_400)? as u32,
+        silent_timeout_secs: ranged(cx, "ng.silent_timeout_secs", &n.silent_timeout_secs, 3600, 0, 86_400)? as u32,
+        final_timeout_secs: ranged(cx, "ng.final_timeout_secs", &n.final_timeout_secs, 0, 0, 7 * 86_400)? as u32,
+        max_calls_per_source: ranged(cx, "ng.max_calls_per_source", &n.max_calls_per_source, 2000, 1, 1_000_000)?
+            as usize,
+    };
 
     let m = &raw.media;
     let min = m.rtp_port_min.as_ref().map_or(16384, |v| *v.get_ref());
@@ -871,6 +895,14 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             0,
             0,
             1_000_000,
+        )?),
+        learning_window: std::time::Duration::from_millis(ranged(
+            cx,
+            "media.learning_window_ms",
+            &m.learning_window_ms,
+            3000,
+            0,
+            60_000,
         )?),
     };
 

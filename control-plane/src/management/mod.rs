@@ -171,6 +171,43 @@ struct MediaSessionRow {
 struct MediaLegRow {
     local: Option<String>,
     remote: Option<String>,
+    /// The leg's counters as the media plane last reported them (every
+    /// `media.stats_interval_secs`; null before the first report).
+    counters: Option<MediaCounters>,
+}
+
+/// What a leg's peer sent, what was sent to it, and what was not relayed, by reason.
+#[derive(Serialize)]
+struct MediaCounters {
+    packets: u64,
+    bytes: u64,
+    rtcp_packets: u64,
+    lost: u64,
+    sent: u64,
+    sent_bytes: u64,
+    dropped: u64,
+    dropped_no_peer: u64,
+    dropped_strict_source: u64,
+    dropped_malformed: u64,
+    dropped_loop: u64,
+}
+
+impl From<&ferroswitch_shared::msg::LegStats> for MediaCounters {
+    fn from(s: &ferroswitch_shared::msg::LegStats) -> MediaCounters {
+        MediaCounters {
+            packets: s.packets,
+            bytes: s.bytes,
+            rtcp_packets: s.rtcp_packets,
+            lost: s.lost,
+            sent: s.sent,
+            sent_bytes: s.sent_bytes,
+            dropped: s.dropped,
+            dropped_no_peer: s.drop_no_peer,
+            dropped_strict_source: s.drop_strict_source,
+            dropped_malformed: s.drop_malformed,
+            dropped_loop: s.drop_loop,
+        }
+    }
 }
 
 /// Asks the media plane what it holds.
@@ -180,22 +217,21 @@ async fn media_sessions(media: Option<&MediaHandle>) -> Response {
     };
     match tokio::time::timeout(MEDIA_QUERY_TIMEOUT, media.query_media()).await {
         Ok(Some(sessions)) => {
-            let rows: Vec<MediaSessionRow> = sessions
-                .into_iter()
-                .map(|(id, core, generation, spec)| MediaSessionRow {
-                    id,
-                    core,
-                    generation,
-                    legs: spec
-                        .legs
-                        .iter()
-                        .map(|l| MediaLegRow {
-                            local: l.local.addr().map(|a| a.to_string()),
-                            remote: l.remote.addr().map(|a| a.to_string()),
-                        })
-                        .collect(),
-                })
-                .collect();
+            let mut rows = Vec::with_capacity(sessions.len());
+            for (id, core, generation, spec) in sessions {
+                let stats = media.stats(id).await;
+                let legs = spec
+                    .legs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| MediaLegRow {
+                        local: l.local.addr().map(|a| a.to_string()),
+                        remote: l.remote.addr().map(|a| a.to_string()),
+                        counters: stats.as_ref().map(|s| MediaCounters::from(&s.legs[i])),
+                    })
+                    .collect();
+                rows.push(MediaSessionRow { id, core, generation, legs });
+            }
             Response::ok(json(&rows))
         }
         Ok(None) => Response::error(503, "the media supervisor stopped"),

@@ -39,6 +39,94 @@ pub struct Flags {
     pub codec_mask: Vec<String>,
     /// `codec` → `accept`: encodings accepted from the answer.
     pub codec_accept: Vec<String>,
+    /// Every leg latches only from its signalled address, and a leg without one drops
+    /// everything (the B2BUA, which always knows its peers' SIP source). Otherwise only a
+    /// leg that waits for its signalling (an NG offer's B-leg) or has an address does.
+    pub latch_signalled: bool,
+}
+
+/// The media plane's own RTP address and port range: a peer there would make packets
+/// circulate between the media plane's own sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnMedia {
+    /// The media plane's address for this call.
+    pub ip: IpAddr,
+    /// Its RTP port range (inclusive).
+    pub ports: (u16, u16),
+}
+
+/// Why a stream's peer is refused at signalling time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// The media plane's own address and a port in its range: a media loop.
+    #[error("media address {0} is the media plane's own (a media loop)")]
+    Loop(SocketAddr),
+    /// A multicast or broadcast address.
+    #[error("media address {0} is multicast or broadcast")]
+    NotUnicast(SocketAddr),
+}
+
+impl OwnMedia {
+    /// Refuses a peer the media plane must never send to: its own sockets, multicast or
+    /// broadcast.
+    pub fn check(&self, peer: SocketAddr) -> Result<(), PeerError> {
+        let ip = peer.ip();
+        let broadcast = match ip {
+            IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast(),
+            IpAddr::V6(v6) => v6.is_multicast(),
+        };
+        if broadcast {
+            return Err(PeerError::NotUnicast(peer));
+        }
+        if ip == self.ip && (self.ports.0..=self.ports.1).contains(&peer.port()) {
+            return Err(PeerError::Loop(peer));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a NAT could hide `ip`: private (RFC 1918, RFC 4193), loopback, link-local or
+/// shared (RFC 6598) space.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_loopback() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The peer address the media plane is told for a stream whose SDP names `sdp_ip` and
+/// `port`, signalled from `source` (the SIP message's or NG request's source IP):
+/// - `trust address`: the SDP's;
+/// - `SIP source address`: the source's IP with the SDP's port;
+/// - otherwise the SDP's, unless it names a private address other than the source (a
+///   phone behind a NAT, whose media comes from the NAT's address, as FreeSWITCH's
+///   NAT detection and rtpengine's `SIP-source-address` have it);
+/// - an unspecified SDP address (old-style hold) or none: the source's IP with port 0
+///   (latching allowed from it, nothing sent until it sends).
+///
+/// None: port 0 (a rejected stream), or nothing known.
+pub fn signalled_peer(sdp_ip: Option<IpAddr>, port: u16, source: Option<IpAddr>, flags: &Flags) -> Option<SocketAddr> {
+    if port == 0 {
+        return None;
+    }
+    let sdp_ip = sdp_ip.filter(|i| !i.is_unspecified());
+    let ip = match (sdp_ip, source) {
+        (Some(ip), _) if flags.trust_address => ip,
+        (_, Some(src)) if flags.sip_source_address => src,
+        // Two loopback addresses are one host: no NAT between them.
+        (Some(ip), Some(src)) if ip != src && is_private(ip) && !(ip.is_loopback() && src.is_loopback()) => src,
+        (Some(ip), _) => ip,
+        (None, Some(src)) => return Some(SocketAddr::new(src, 0)),
+        (None, None) => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Socket address from an IP and port, skipping the unusable `0.0.0.0`/`::` and port 0.
@@ -61,6 +149,9 @@ pub fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, flags: 
     }
     if flags.strict_source {
         bits |= leg_flags::STRICT_SOURCE;
+    }
+    if flags.latch_signalled || !signalled || remote.is_some() {
+        bits |= leg_flags::LATCH_SIGNALLED;
     }
     let demux = flags.rtcp_mux.iter().any(|f| f == "demux");
     if signalled && m.rtcp_mux() && !demux {
@@ -148,5 +239,52 @@ pub fn connection(ip: IpAddr) -> Connection {
         net_type: "IN".into(),
         addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
         address: ip.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_private_sdp_address_other_than_the_source_is_a_nat_and_the_source_is_used() {
+        let f = Flags::default();
+        let src = Some(ip("198.51.100.7"));
+        assert_eq!(signalled_peer(Some(ip("192.168.1.5")), 4000, src, &f), Some(sa("198.51.100.7:4000")));
+        assert_eq!(signalled_peer(Some(ip("100.64.3.3")), 4000, src, &f), Some(sa("198.51.100.7:4000")));
+        // A public SDP address elsewhere than the signalling (an SBC's media address): trusted.
+        assert_eq!(signalled_peer(Some(ip("203.0.113.9")), 4000, src, &f), Some(sa("203.0.113.9:4000")));
+        // The same private address as the source: no NAT in between.
+        let lan = Some(ip("10.0.0.5"));
+        assert_eq!(signalled_peer(Some(ip("10.0.0.5")), 4000, lan, &f), Some(sa("10.0.0.5:4000")));
+        let lo = Some(ip("127.0.0.1"));
+        assert_eq!(signalled_peer(Some(ip("127.0.0.2")), 4000, lo, &f), Some(sa("127.0.0.2:4000")));
+        // Old-style hold: the source's IP, nothing to send to.
+        assert_eq!(signalled_peer(Some(ip("0.0.0.0")), 4000, src, &f), Some(sa("198.51.100.7:0")));
+        assert_eq!(signalled_peer(Some(ip("192.168.1.5")), 0, src, &f), None);
+        assert_eq!(signalled_peer(None, 4000, None, &f), None);
+        let trust = Flags { trust_address: true, ..Flags::default() };
+        assert_eq!(signalled_peer(Some(ip("192.168.1.5")), 4000, src, &trust), Some(sa("192.168.1.5:4000")));
+        let source = Flags { sip_source_address: true, ..Flags::default() };
+        assert_eq!(signalled_peer(Some(ip("203.0.113.9")), 4000, src, &source), Some(sa("198.51.100.7:4000")));
+    }
+
+    #[test]
+    fn the_media_planes_own_ports_multicast_and_broadcast_are_refused() {
+        let own = OwnMedia { ip: ip("192.0.2.1"), ports: (16384, 32767) };
+        assert_eq!(own.check(sa("192.0.2.1:20000")), Err(PeerError::Loop(sa("192.0.2.1:20000"))));
+        assert_eq!(own.check(sa("192.0.2.1:5004")), Ok(()));
+        assert_eq!(own.check(sa("192.0.2.2:20000")), Ok(()));
+        assert_eq!(own.check(sa("224.0.0.1:20000")), Err(PeerError::NotUnicast(sa("224.0.0.1:20000"))));
+        assert_eq!(own.check(sa("255.255.255.255:4000")), Err(PeerError::NotUnicast(sa("255.255.255.255:4000"))));
+        assert_eq!(own.check(sa("[ff02::1]:4000")), Err(PeerError::NotUnicast(sa("[ff02::1]:4000"))));
     }
 }

@@ -21,6 +21,20 @@ pub struct OfferAnswer {
     pub received_from: Option<std::net::IpAddr>,
     /// Media handling.
     pub flags: Flags,
+    /// This call's timeouts, where the request sets them (else the configured ones).
+    pub timeouts: Timeouts,
+}
+
+/// Per-call timeouts in seconds (`timeout`, `silent-timeout`, `final-timeout` keys, as
+/// rtpengine's daemon options of those names; 0: never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// No RTP for this long deletes the call.
+    pub timeout: Option<u32>,
+    /// The same while a stream is on hold.
+    pub silent: Option<u32>,
+    /// The call is deleted this long after its offer.
+    pub final_: Option<u32>,
 }
 
 /// A request.
@@ -118,6 +132,19 @@ pub fn parse(v: &Value) -> Result<Request, String> {
                 flags.codec_mask = sub("mask");
                 flags.codec_accept = sub("accept");
             }
+            let seconds = |k: &str| -> Result<Option<u32>, String> {
+                let bad = || format!("{k:?} must be a number of seconds");
+                match v.get(k) {
+                    None => Ok(None),
+                    Some(Value::Int(n)) => u32::try_from(*n).map(Some).map_err(|_| bad()),
+                    Some(x) => x.as_str().and_then(|t| t.trim().parse().ok()).map(Some).ok_or_else(bad),
+                }
+            };
+            let timeouts = Timeouts {
+                timeout: seconds("timeout")?,
+                silent: seconds("silent-timeout")?,
+                final_: seconds("final-timeout")?,
+            };
             let received_from = match v.get("received-from") {
                 Some(Value::List(items)) => items.get(1).and_then(Value::as_str).and_then(|s| s.parse().ok()),
                 _ => None,
@@ -132,6 +159,7 @@ pub fn parse(v: &Value) -> Result<Request, String> {
                 },
                 received_from,
                 flags,
+                timeouts,
             };
             if command == "offer" {
                 Request::Offer(oa)
@@ -180,17 +208,6 @@ fn frame(cookie: &[u8], v: Value) -> Vec<u8> {
     v.encode_into(&mut out);
     out
 }
-
-/// Where a peer's media goes from, per the flags: the SDP's address unless `SIP source
-/// address` asks for `received-from`.
-pub fn peer_ip(sdp_ip: Option<std::net::IpAddr>, req: &OfferAnswer) -> Option<std::net::IpAddr> {
-    if req.flags.sip_source_address && !req.flags.trust_address {
-        return req.received_from.or(sdp_ip);
-    }
-    sdp_ip
-}
-
-pub use crate::media::rewrite::usable;
 
 #[cfg(test)]
 mod tests {

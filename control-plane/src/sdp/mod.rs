@@ -41,9 +41,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The unicast address as an IP, if it is one (`0.0.0.0` is an IP: "hold" in old SDP).
+    /// The address as an IP, if it is one (`0.0.0.0` is an IP: "hold" in old SDP; a
+    /// multicast address without its TTL and count).
     pub fn ip(&self) -> Option<std::net::IpAddr> {
-        self.address.parse().ok()
+        // A multicast address carries /TTL[/count] (RFC 8866 §5.7).
+        let addr = self.address.split('/').next().unwrap_or_default();
+        addr.parse().ok()
     }
 }
 
@@ -269,6 +272,14 @@ fn direction_of(attrs: &[Attribute]) -> Option<Direction> {
 }
 
 impl Sdp {
+    /// Whether section `i` puts its stream on hold: no media will come from its sender
+    /// (sendonly, inactive, or the old-style `c=0.0.0.0`).
+    pub fn is_on_hold(&self, i: usize) -> bool {
+        let Some(m) = self.media.get(i) else { return false };
+        let zero = self.connection_for(i).and_then(Connection::ip).is_some_and(|ip| ip.is_unspecified());
+        zero || matches!(m.direction(self.direction()), Direction::SendOnly | Direction::Inactive)
+    }
+
     /// The session-level direction (sendrecv when absent).
     pub fn direction(&self) -> Direction {
         direction_of(&self.attributes).unwrap_or(Direction::SendRecv)

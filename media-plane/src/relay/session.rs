@@ -3,10 +3,24 @@
 //! source, SSRC/sequence/timestamp continuity and RFC 4733 events.
 //!
 //! Leg `i`'s peer sends to our `legs[i].local`; we forward to the other leg's peer.
-//! Symmetric RTP (or an unusable SDP address) makes a leg learn its peer from the first
-//! packet ("latching"); with strict source, packets from anyone else are then dropped.
+//!
+//! Latching (rtpengine's model): RTP and RTCP each learn where the peer's packets come
+//! from on their own, from the first packet of their own kind (a phone that sends RTCP
+//! first latches its RTCP path only; its RTP path still follows the SDP). Only the
+//! address the signalling named may be latched: the remote's IP, any port, since a NAT
+//! changes ports. With [`leg_flags::LATCH_SIGNALLED`] a leg whose signalling named no
+//! address yet (a B-leg before its answer) drops everything; without it, such a leg
+//! latches the first source. Once latched, with strict source, packets from anyone else
+//! are dropped, except a move to another port of the same IP (a NAT binding that
+//! changed) and, for a leg whose signalling named no address, a new SSRC from elsewhere
+//! within the learning window after the first latch; both are reported
+//! ([`Notice::Relatched`]). Without strict source, a stranger's packets are relayed as
+//! they are (never rewritten to the genuine stream's SSRC), and nothing moves.
+//!
+//! Every datagram not relayed is counted on the leg it arrived on, by [`Drop`] reason;
+//! every one relayed is counted as sent on the leg it goes to.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ferroswitch_shared::msg::{codec, leg_flags, LegSpec, LegStats};
 
@@ -18,10 +32,12 @@ use super::stats::RecvStats;
 pub enum Drop {
     /// Not a valid RTP/RTCP packet.
     Malformed,
-    /// From someone other than the latched (or signalled) peer, with strict source.
+    /// From someone other than the signalled (before latching) or latched peer.
     StrictSource,
-    /// The other leg's peer is not known yet (nothing latched, no SDP address).
+    /// The other leg's peer is not known yet (no SDP address, nothing latched).
     NoPeer,
+    /// From one of the media plane's own sockets: a media loop.
+    Loop,
 }
 
 /// What to do with a packet.
@@ -36,15 +52,29 @@ pub enum Verdict {
     Drop(Drop),
 }
 
-/// Something the control plane should hear.
+/// Something the control plane (or the log) should hear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
-    /// Leg `leg`'s peer was learnt.
+    /// Leg `leg`'s peer was learnt from its first RTP (or, `rtcp`, RTCP) packet.
     Latched {
         /// The leg.
         leg: usize,
         /// Its address.
         peer: SocketAddr,
+        /// Learnt from RTCP (the RTCP path).
+        rtcp: bool,
+    },
+    /// Leg `leg`'s latched peer moved from `from` to `to` (a NAT binding that changed, or
+    /// a new source within the learning window).
+    Relatched {
+        /// The leg.
+        leg: usize,
+        /// The address latched before.
+        from: SocketAddr,
+        /// The new one.
+        to: SocketAddr,
+        /// The RTCP path.
+        rtcp: bool,
     },
     /// An RFC 4733 event ended on leg `leg`.
     Dtmf {
@@ -53,6 +83,20 @@ pub enum Notice {
         /// The event.
         event: TelephoneEvent,
     },
+}
+
+/// How a session's relay behaves beyond its spec (the media plane's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// After a leg first latches, how long (ns) a new SSRC from another address may
+    /// still move the latch of a leg whose signalling named no address.
+    pub learning_window_ns: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { learning_window_ns: 3_000_000_000 }
+    }
 }
 
 /// Keeps the stream toward one peer continuous when its source changes.
@@ -99,16 +143,64 @@ impl Continuity {
     }
 }
 
+/// One kind of packet's (RTP's or RTCP's) addresses for a leg's peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Path {
+    /// Where packets of this kind go to the peer: the signalled address, then the latched one.
+    to: Option<SocketAddr>,
+    /// Where the peer's packets of this kind come from, once learnt.
+    latched: Option<SocketAddr>,
+}
+
+/// Whether a packet comes from the leg's peer (forward it as its stream), or from a
+/// stranger a non-strict leg lets through (forward it untouched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    Peer,
+    Stranger,
+}
+
+/// Per-leg counters of what was not relayed, and of what was sent to the peer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    rtcp: u64,
+    sent: u64,
+    sent_bytes: u64,
+    no_peer: u64,
+    strict_source: u64,
+    malformed: u64,
+    looped: u64,
+}
+
+impl Counters {
+    fn drop(&mut self, why: Drop) {
+        *match why {
+            Drop::Malformed => &mut self.malformed,
+            Drop::StrictSource => &mut self.strict_source,
+            Drop::NoPeer => &mut self.no_peer,
+            Drop::Loop => &mut self.looped,
+        } += 1;
+    }
+
+    fn dropped(&self) -> u64 {
+        self.no_peer + self.strict_source + self.malformed + self.looped
+    }
+}
+
 /// One leg's relay state.
 #[derive(Debug, Clone)]
 pub struct Leg {
     spec: LegSpec,
-    /// Where this leg's peer gets RTP: the SDP address, then the latched one.
-    peer: Option<SocketAddr>,
-    rtcp_peer: Option<SocketAddr>,
-    latched: bool,
+    /// The peer's IP as the signalling named it (None: not named).
+    signalled: Option<IpAddr>,
+    rtp: Path,
+    rtcp: Path,
+    /// The SSRC of the stream latched on the RTP path.
+    ssrc: Option<u32>,
+    /// When the leg first latched (either path).
+    first_latch_ns: Option<u64>,
     stats: RecvStats,
-    rtcp_packets: u64,
+    counters: Counters,
     toward: Continuity,
     /// The timestamp of the last telephone event reported (reported once per event).
     dtmf_ts: Option<u32>,
@@ -116,8 +208,10 @@ pub struct Leg {
 
 impl Leg {
     fn new(spec: LegSpec) -> Leg {
-        let peer = spec.remote.addr().filter(|a| !a.ip().is_unspecified() && a.port() != 0);
-        let rtcp_peer = peer.map(|p| {
+        let remote = spec.remote.addr().filter(|a| !a.ip().is_unspecified());
+        let signalled = remote.map(|a| a.ip());
+        let peer = remote.filter(|a| a.port() != 0);
+        let rtcp_to = peer.map(|p| {
             let port = if spec.flags & leg_flags::RTCP_MUX != 0 {
                 p.port()
             } else if spec.remote_rtcp_port != 0 {
@@ -129,11 +223,13 @@ impl Leg {
         });
         Leg {
             spec,
-            peer,
-            rtcp_peer,
-            latched: false,
+            signalled,
+            rtp: Path { to: peer, latched: None },
+            rtcp: Path { to: rtcp_to, latched: None },
+            ssrc: None,
+            first_latch_ns: None,
             stats: RecvStats::default(),
-            rtcp_packets: 0,
+            counters: Counters::default(),
             toward: Continuity::default(),
             dtmf_ts: None,
         }
@@ -147,37 +243,115 @@ impl Leg {
         self.spec.codecs().iter().any(|c| c.pt == pt && c.codec == codec::TELEPHONE_EVENT)
     }
 
-    /// Checks `src` against this leg's peer, latching it if this leg may; false to drop.
-    fn admit(&mut self, leg: usize, src: SocketAddr, rtcp: bool, notices: &mut impl FnMut(Notice)) -> bool {
-        let symmetric = self.spec.flags & leg_flags::SYMMETRIC != 0 || self.peer.is_none();
-        if !self.latched && symmetric {
-            self.latched = true;
+    fn has(&self, flag: u32) -> bool {
+        self.spec.flags & flag != 0
+    }
+
+    /// Checks `src` (an RTP packet with `ssrc`, or RTCP) against this leg's peer,
+    /// latching or moving the latch where this leg may; the reason to drop it otherwise.
+    fn admit(
+        &mut self,
+        leg: usize,
+        src: SocketAddr,
+        ssrc: Option<u32>,
+        now_ns: u64,
+        policy: &Policy,
+        notices: &mut impl FnMut(Notice),
+    ) -> Result<Admit, Drop> {
+        let rtcp = ssrc.is_none();
+        let (strict, only_signalled) = (self.has(leg_flags::STRICT_SOURCE), self.has(leg_flags::LATCH_SIGNALLED));
+        let learns = self.has(leg_flags::SYMMETRIC) || (if rtcp { self.rtcp.to } else { self.rtp.to }).is_none();
+        let path = if rtcp { &mut self.rtcp } else { &mut self.rtp };
+        if let Some(at) = path.latched {
+            if at == src {
+                return Ok(Admit::Peer);
+            }
+            let window = self.first_latch_ns.is_some_and(|t| now_ns.saturating_sub(t) < policy.learning_window_ns);
+            let new_source = ssrc.is_some() && ssrc != self.ssrc;
+            let moves = src.ip() == at.ip() || (self.signalled.is_none() && window && new_source);
+            if moves && learns {
+                path.latched = Some(src);
+                path.to = Some(src);
+                if !rtcp {
+                    self.ssrc = ssrc;
+                }
+                notices(Notice::Relatched { leg, from: at, to: src, rtcp });
+                return Ok(Admit::Peer);
+            }
+            return if strict { Err(Drop::StrictSource) } else { Ok(Admit::Stranger) };
+        }
+        // Not latched yet: only from the address the signalling named.
+        let allowed = match self.signalled {
+            Some(ip) => src.ip() == ip,
+            None => !only_signalled,
+        };
+        if !allowed {
+            return Err(Drop::StrictSource);
+        }
+        if learns {
+            path.latched = Some(src);
+            path.to = Some(src);
             if rtcp {
-                self.rtcp_peer = Some(src);
+                // An RTCP-muxed peer gets RTP where its RTCP comes from until its RTP says otherwise.
+                if self.has(leg_flags::RTCP_MUX) && self.rtp.latched.is_none() && self.rtp.to.is_none() {
+                    self.rtp.to = Some(src);
+                }
             } else {
-                self.peer = Some(src);
-                if self.spec.flags & leg_flags::RTCP_MUX != 0 || self.rtcp_peer.is_none() {
-                    self.rtcp_peer = Some(src);
+                self.ssrc = ssrc;
+                if self.rtcp.latched.is_none() && (self.has(leg_flags::RTCP_MUX) || self.rtcp.to.is_none()) {
+                    self.rtcp.to = Some(src);
                 }
             }
-            notices(Notice::Latched { leg, peer: src });
-            return true;
+            self.first_latch_ns.get_or_insert(now_ns);
+            notices(Notice::Latched { leg, peer: src, rtcp });
         }
-        if self.spec.flags & leg_flags::STRICT_SOURCE == 0 {
-            return true;
+        Ok(Admit::Peer)
+    }
+
+    /// New signalling for this leg: the spec changes; a path that learnt nothing takes
+    /// the new address, and a peer the signalling moved to another IP is learnt afresh.
+    fn update(&mut self, spec: LegSpec) {
+        let fresh = Leg::new(spec);
+        self.spec = spec;
+        if fresh.signalled.is_some() && fresh.signalled != self.signalled {
+            self.signalled = fresh.signalled;
+            self.rtp = fresh.rtp;
+            self.rtcp = fresh.rtcp;
+            self.ssrc = None;
+            self.first_latch_ns = None;
+            return;
         }
-        let expected = if rtcp { self.rtcp_peer } else { self.peer };
-        expected.is_none_or(|e| e == src) || (rtcp && self.peer.is_some_and(|p| p.ip() == src.ip()))
+        for (path, new) in [(&mut self.rtp, fresh.rtp), (&mut self.rtcp, fresh.rtcp)] {
+            if path.latched.is_none() && new.to.is_some() {
+                path.to = new.to;
+            }
+        }
     }
 
     /// This leg's counters, at `now_ns`.
     pub fn stats(&self, now_ns: u64) -> LegStats {
-        self.stats.snapshot(now_ns)
+        let c = &self.counters;
+        LegStats {
+            dropped: c.dropped(),
+            rtcp_packets: c.rtcp,
+            sent: c.sent,
+            sent_bytes: c.sent_bytes,
+            drop_no_peer: c.no_peer,
+            drop_strict_source: c.strict_source,
+            drop_malformed: c.malformed,
+            drop_loop: c.looped,
+            ..self.stats.snapshot(now_ns)
+        }
     }
 
     /// Where this leg's peer gets RTP (None: not known yet).
     pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+        self.rtp.to
+    }
+
+    /// Where this leg's peer gets RTCP (None: not known yet).
+    pub fn rtcp_peer(&self) -> Option<SocketAddr> {
+        self.rtcp.to
     }
 }
 
@@ -187,18 +361,19 @@ pub struct Relay {
     legs: [Leg; 2],
     /// Leg A's packets go back to leg A (the echo application).
     echo: bool,
+    policy: Policy,
 }
 
 impl Relay {
     /// A relay for two legs as signalled.
-    pub fn new(legs: [LegSpec; 2]) -> Relay {
-        Relay { legs: [Leg::new(legs[0]), Leg::new(legs[1])], echo: false }
+    pub fn new(legs: [LegSpec; 2], policy: Policy) -> Relay {
+        Relay { legs: [Leg::new(legs[0]), Leg::new(legs[1])], echo: false, policy }
     }
 
     /// An echo: what leg A's peer sends comes back to it (from the same port). The peer is
     /// latched from its packets when its SDP address is unusable.
-    pub fn echo(leg: LegSpec) -> Relay {
-        Relay { legs: [Leg::new(leg), Leg::new(LegSpec::default())], echo: true }
+    pub fn echo(leg: LegSpec, policy: Policy) -> Relay {
+        Relay { legs: [Leg::new(leg), Leg::new(LegSpec::default())], echo: true, policy }
     }
 
     /// Whether this relay echoes (sends from the receiving leg's own socket).
@@ -206,16 +381,18 @@ impl Relay {
         self.echo
     }
 
-    /// New signalling for both legs (a re-INVITE): the specs change, and a leg that was
-    /// not latched takes its new SDP address; counters and latched peers stay.
+    /// Turns echo on or off (the `echo` application after `answer` made the session):
+    /// leg A's media goes back to leg A's peer, from leg A's own port.
+    pub fn set_echo(&mut self, echo: bool) {
+        self.echo = echo;
+    }
+
+    /// New signalling for both legs (a re-INVITE): the specs change; a path that learnt
+    /// nothing takes its new SDP address, a peer moved to another IP is learnt afresh;
+    /// counters stay.
     pub fn update(&mut self, legs: [LegSpec; 2]) {
         for (leg, spec) in self.legs.iter_mut().zip(legs) {
-            let fresh = Leg::new(spec);
-            leg.spec = spec;
-            if !leg.latched {
-                leg.peer = fresh.peer;
-                leg.rtcp_peer = fresh.rtcp_peer;
-            }
+            leg.update(spec);
         }
     }
 
@@ -224,7 +401,7 @@ impl Relay {
         ferroswitch_shared::msg::StreamStats { legs: [self.legs[0].stats(now_ns), self.legs[1].stats(now_ns)] }
     }
 
-    /// Nanoseconds since the newest packet on either leg at `now_ns` (None: none yet).
+    /// Nanoseconds since the newest RTP packet on either leg at `now_ns` (None: none yet).
     pub fn idle_ns(&self, now_ns: u64) -> Option<u64> {
         let last = self.legs.iter().filter_map(|l| l.stats.last_packet_ns()).max()?;
         Some(now_ns.saturating_sub(last))
@@ -233,6 +410,22 @@ impl Relay {
     /// Leg `i`.
     pub fn leg(&self, i: usize) -> &Leg {
         &self.legs[i & 1]
+    }
+
+    /// A datagram on leg `from`'s port the worker refused before the relay saw it (a
+    /// media loop): counted.
+    pub fn refuse(&mut self, from: usize, why: Drop) -> Verdict {
+        self.legs[from & 1].counters.drop(why);
+        Verdict::Drop(why)
+    }
+
+    /// The leg packets from leg `from` go to.
+    fn to_leg(&self, from: usize) -> usize {
+        if self.echo {
+            from
+        } else {
+            from ^ 1
+        }
     }
 
     /// An RTP packet from `src` arrived on leg `from`'s port at `now_ns`.
@@ -251,47 +444,64 @@ impl Relay {
                     if self.legs[from].is_dtmf(r.payload_type()) { TelephoneEvent::parse(r.payload()) } else { None };
                 (r.ssrc(), r.seq(), r.timestamp(), r.payload_type(), dtmf)
             }
-            Err(_) => {
-                self.legs[from].stats.on_dropped();
-                return Verdict::Drop(Drop::Malformed);
-            }
+            Err(_) => return self.refuse(from, Drop::Malformed),
         };
+        let policy = self.policy;
         let leg = &mut self.legs[from];
-        if !leg.admit(from, src, false, &mut notices) {
-            leg.stats.on_dropped();
-            return Verdict::Drop(Drop::StrictSource);
-        }
+        let admit = match leg.admit(from, src, Some(ssrc), now_ns, &policy, &mut notices) {
+            Ok(a) => a,
+            Err(why) => return self.refuse(from, why),
+        };
         let clock_rate = leg.clock_rate(pt);
         leg.stats.on_packet(seq, ts, pkt.len(), now_ns, clock_rate);
-        if let Some(ev) = dtmf.filter(|e| e.end) {
+        if let Some(ev) = dtmf.filter(|e| e.end && admit == Admit::Peer) {
             if leg.dtmf_ts != Some(ts) {
                 leg.dtmf_ts = Some(ts);
                 notices(Notice::Dtmf { leg: from, event: ev });
             }
         }
-        let to_leg = &mut self.legs[if self.echo { from } else { from ^ 1 }];
-        let Some(to) = to_leg.peer else {
-            return Verdict::Drop(Drop::NoPeer);
+        let to_leg = self.to_leg(from);
+        let to_leg = &mut self.legs[to_leg];
+        let Some(to) = to_leg.rtp.to else {
+            return self.refuse(from, Drop::NoPeer);
         };
-        to_leg.toward.apply(pkt, ssrc, seq, ts, now_ns, clock_rate);
+        if admit == Admit::Peer {
+            to_leg.toward.apply(pkt, ssrc, seq, ts, now_ns, clock_rate);
+        }
+        to_leg.counters.sent += 1;
+        to_leg.counters.sent_bytes += pkt.len() as u64;
         Verdict::Forward { to }
     }
 
     /// An RTCP packet from `src` arrived on leg `from`'s RTCP port (or its RTP port with
-    /// rtcp-mux): relayed unchanged (feedback such as PLI, FIR and NACK included).
-    pub fn on_rtcp(&mut self, from: usize, src: SocketAddr, pkt: &[u8], mut notices: impl FnMut(Notice)) -> Verdict {
+    /// rtcp-mux) at `now_ns`: relayed unchanged (feedback such as PLI, FIR and NACK
+    /// included).
+    pub fn on_rtcp(
+        &mut self,
+        from: usize,
+        src: SocketAddr,
+        now_ns: u64,
+        pkt: &[u8],
+        mut notices: impl FnMut(Notice),
+    ) -> Verdict {
         let from = from & 1;
         if rtp::classify(pkt) != Some(rtp::Kind::Rtcp) {
-            return Verdict::Drop(Drop::Malformed);
+            return self.refuse(from, Drop::Malformed);
         }
-        let leg = &mut self.legs[from];
-        if !leg.admit(from, src, true, &mut notices) {
-            return Verdict::Drop(Drop::StrictSource);
+        let policy = self.policy;
+        if let Err(why) = self.legs[from].admit(from, src, None, now_ns, &policy, &mut notices) {
+            return self.refuse(from, why);
         }
-        leg.rtcp_packets += 1;
-        match self.legs[if self.echo { from } else { from ^ 1 }].rtcp_peer {
-            Some(to) => Verdict::Forward { to },
-            None => Verdict::Drop(Drop::NoPeer),
+        self.legs[from].counters.rtcp += 1;
+        let to_leg = self.to_leg(from);
+        let to_leg = &mut self.legs[to_leg];
+        match to_leg.rtcp.to {
+            Some(to) => {
+                to_leg.counters.sent += 1;
+                to_leg.counters.sent_bytes += pkt.len() as u64;
+                Verdict::Forward { to }
+            }
+            None => self.refuse(from, Drop::NoPeer),
         }
     }
 }
@@ -322,48 +532,214 @@ mod tests {
         s.parse().unwrap()
     }
 
+    impl Relay {
+        fn new2(legs: [LegSpec; 2]) -> Relay {
+            Relay::new(legs, Policy::default())
+        }
+    }
+
+    const RTCP: [u8; 8] = [0x80, 200, 0, 6, 0, 0, 0, 7];
+
     #[test]
     fn packets_go_to_the_other_legs_signalled_peer_both_ways() {
-        let mut r = Relay::new([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
         let mut p = packet(0, 1, 160, 7);
         assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.2:5000") });
         assert_eq!(r.on_rtp(1, a("192.0.2.2:5000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.1:4000") });
         // Untouched: a single source needs no rewriting.
         assert_eq!(p, packet(0, 1, 160, 7));
         assert_eq!(r.leg(0).stats(0).packets, 1);
-        let rtcp = [0x80, 200, 0, 6, 0, 0, 0, 7];
-        assert_eq!(r.on_rtcp(0, a("192.0.2.1:4001"), &rtcp, |_| {}), Verdict::Forward { to: a("192.0.2.2:5001") });
+        assert_eq!(r.on_rtcp(0, a("192.0.2.1:4001"), 0, &RTCP, |_| {}), Verdict::Forward { to: a("192.0.2.2:5001") });
+        assert_eq!((r.leg(1).stats(0).sent, r.leg(0).stats(0).sent), (2, 1));
     }
 
     #[test]
-    fn symmetric_legs_latch_from_the_first_packet_and_strict_source_drops_others() {
+    fn symmetric_legs_latch_the_signalled_ip_on_any_port_and_strict_source_drops_others() {
         let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
-        // Leg B's SDP address is behind a NAT: the packets come from elsewhere.
-        let mut r = Relay::new([leg(Some("192.0.2.1:4000"), 0), leg(Some("10.0.0.5:5000"), flags)]);
+        // Leg B is behind a NAT: the signalling named its public IP, the port differs.
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), leg(Some("198.51.100.9:5000"), flags)]);
         let mut heard = Vec::new();
         let mut p = packet(0, 1, 160, 7);
-        // Before B latches, A's packets go to B's SDP address.
+        // Before B latches, A's packets go to B's signalled address.
         assert_eq!(
             r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |n| heard.push(n)),
-            Verdict::Forward { to: a("10.0.0.5:5000") }
+            Verdict::Forward { to: a("198.51.100.9:5000") }
         );
         assert_eq!(
             r.on_rtp(1, a("198.51.100.9:6000"), 0, &mut p, |n| heard.push(n)),
             Verdict::Forward { to: a("192.0.2.1:4000") }
         );
-        assert_eq!(heard, vec![Notice::Latched { leg: 1, peer: a("198.51.100.9:6000") }]);
+        assert_eq!(heard, vec![Notice::Latched { leg: 1, peer: a("198.51.100.9:6000"), rtcp: false }]);
         assert_eq!(
             r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}),
             Verdict::Forward { to: a("198.51.100.9:6000") }
         );
         // Someone else on B's port: dropped and counted.
         assert_eq!(r.on_rtp(1, a("203.0.113.66:6000"), 0, &mut p, |_| {}), Verdict::Drop(Drop::StrictSource));
-        assert_eq!(r.leg(1).stats(0).dropped, 1);
+        let b = r.leg(1).stats(0);
+        assert_eq!((b.dropped, b.drop_strict_source, b.packets), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_stranger_cannot_win_the_latch_before_the_peer_sends() {
+        let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.2:5000"), flags)]);
+        let mut heard = Vec::new();
+        // The stranger's packet reaches B's port first: dropped, nothing latched.
+        let mut p = packet(0, 1, 160, 0x5757);
+        assert_eq!(
+            r.on_rtp(1, a("203.0.113.66:5000"), 0, &mut p, |n| heard.push(n)),
+            Verdict::Drop(Drop::StrictSource)
+        );
+        let mut p = packet(0, 1, 160, 0x5757);
+        assert_eq!(
+            r.on_rtcp(1, a("203.0.113.66:5001"), 0, &RTCP, |n| heard.push(n)),
+            Verdict::Drop(Drop::StrictSource)
+        );
+        assert!(heard.is_empty());
+        // A's audio still goes to B's signalled address, not to the stranger.
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.2:5000") });
+        // The genuine peer latches.
+        let mut p = packet(0, 1, 160, 8);
+        assert_eq!(
+            r.on_rtp(1, a("192.0.2.2:5000"), 0, &mut p, |n| heard.push(n)),
+            Verdict::Forward { to: a("192.0.2.1:4000") }
+        );
+        assert_eq!(heard, vec![Notice::Latched { leg: 1, peer: a("192.0.2.2:5000"), rtcp: false }]);
+        assert_eq!(r.leg(1).stats(0).drop_strict_source, 2);
+    }
+
+    #[test]
+    fn after_latching_a_strangers_packets_are_dropped_or_relayed_unrewritten() {
+        let strict = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
+        for (flags, expect) in [
+            (strict, Verdict::Drop(Drop::StrictSource)),
+            (leg_flags::SYMMETRIC, Verdict::Forward { to: a("192.0.2.2:5000") }),
+        ] {
+            let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.2:5000"), flags)]);
+            for i in 0..3u16 {
+                let mut p = packet(0, 100 + i, 160 * u32::from(i), 0xaaaa);
+                r.on_rtp(0, a("192.0.2.1:4000"), u64::from(i) * 20 * MS, &mut p, |_| {});
+            }
+            // Injection: another IP, its own SSRC, on A's port.
+            let mut p = packet(0, 7, 99, 0x6666);
+            assert_eq!(r.on_rtp(0, a("203.0.113.66:4000"), 60 * MS, &mut p, |_| {}), expect);
+            // Never disguised as the genuine stream.
+            assert_eq!(Rtp::parse(&p).unwrap().ssrc(), 0x6666);
+            // The genuine stream still flows to B, and the latch did not move.
+            let mut p = packet(0, 103, 480, 0xaaaa);
+            assert_eq!(
+                r.on_rtp(0, a("192.0.2.1:4000"), 80 * MS, &mut p, |_| {}),
+                Verdict::Forward { to: a("192.0.2.2:5000") }
+            );
+            let mut p = packet(0, 1, 160, 8);
+            assert_eq!(
+                r.on_rtp(1, a("192.0.2.2:5000"), 80 * MS, &mut p, |_| {}),
+                Verdict::Forward { to: a("192.0.2.1:4000") }
+            );
+        }
+    }
+
+    #[test]
+    fn a_nat_binding_that_changes_port_moves_the_latch_and_is_reported() {
+        let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.2:5000"), flags)]);
+        let mut heard = Vec::new();
+        let mut p = packet(0, 1, 160, 7);
+        r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |n| heard.push(n));
+        let mut p = packet(0, 2, 320, 7);
+        assert_eq!(
+            r.on_rtp(0, a("192.0.2.1:4100"), 20 * MS, &mut p, |n| heard.push(n)),
+            Verdict::Forward { to: a("192.0.2.2:5000") }
+        );
+        assert_eq!(
+            heard[1],
+            Notice::Relatched { leg: 0, from: a("192.0.2.1:4000"), to: a("192.0.2.1:4100"), rtcp: false }
+        );
+        let mut p = packet(0, 1, 160, 8);
+        assert_eq!(r.on_rtp(1, a("192.0.2.2:5000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.1:4100") });
+    }
+
+    #[test]
+    fn without_a_signalled_address_a_new_ssrc_moves_the_latch_only_within_the_learning_window() {
+        let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
+        let mut r = Relay::new2([leg(None, flags), leg(Some("192.0.2.2:5000"), flags)]);
+        let mut heard = Vec::new();
+        let mut p = packet(0, 1, 160, 0x1111);
+        assert_eq!(
+            r.on_rtp(0, a("198.51.100.1:4000"), 0, &mut p, |n| heard.push(n)),
+            Verdict::Forward { to: a("192.0.2.2:5000") }
+        );
+        // The same SSRC from elsewhere: not the same stream's new path.
+        let mut p = packet(0, 2, 320, 0x1111);
+        assert_eq!(r.on_rtp(0, a("198.51.100.2:4000"), MS, &mut p, |_| {}), Verdict::Drop(Drop::StrictSource));
+        // A new SSRC within the window (3 s): the latch moves.
+        let mut p = packet(0, 50, 9000, 0x2222);
+        assert_eq!(
+            r.on_rtp(0, a("198.51.100.2:4000"), 2_000 * MS, &mut p, |n| heard.push(n)),
+            Verdict::Forward { to: a("192.0.2.2:5000") }
+        );
+        assert_eq!(heard.len(), 2);
+        // After it, nobody else.
+        let mut p = packet(0, 1, 160, 0x3333);
+        assert_eq!(r.on_rtp(0, a("198.51.100.3:4000"), 3_100 * MS, &mut p, |_| {}), Verdict::Drop(Drop::StrictSource));
+    }
+
+    #[test]
+    fn rtcp_first_latches_only_the_rtcp_path_and_the_answer_still_gives_rtp_its_peer() {
+        let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE | leg_flags::LATCH_SIGNALLED;
+        // A B-leg before its answer: nothing signalled.
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), flags), leg(None, flags)]);
+        let mut heard = Vec::new();
+        // B's RTCP before its answer reached the media plane: dropped.
+        assert_eq!(r.on_rtcp(1, a("192.0.2.2:5001"), 0, &RTCP, |n| heard.push(n)), Verdict::Drop(Drop::StrictSource));
+        let mut p = packet(0, 1, 160, 7);
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |n| heard.push(n)), Verdict::Drop(Drop::NoPeer));
+        // The answer: B at 192.0.2.2:5000.
+        r.update([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.2:5000"), flags)]);
+        // B sends RTCP first (as baresip does on answering), from its RTCP port.
+        assert_eq!(
+            r.on_rtcp(1, a("192.0.2.2:5001"), MS, &RTCP, |n| heard.push(n)),
+            Verdict::Forward { to: a("192.0.2.1:4001") }
+        );
+        // A's RTP goes to B's RTP address, not to where B's RTCP came from.
+        let mut p = packet(0, 2, 320, 7);
+        assert_eq!(
+            r.on_rtp(0, a("192.0.2.1:4000"), 20 * MS, &mut p, |n| heard.push(n)),
+            Verdict::Forward { to: a("192.0.2.2:5000") }
+        );
+        assert!(heard.contains(&Notice::Latched { leg: 1, peer: a("192.0.2.2:5001"), rtcp: true }));
+        let (a_, b) = (r.leg(0).stats(0), r.leg(1).stats(0));
+        assert_eq!((a_.drop_no_peer, b.drop_strict_source, b.rtcp_packets, b.sent, a_.sent), (1, 1, 1, 1, 1));
+    }
+
+    #[test]
+    fn a_reinvite_that_moves_the_peer_to_another_ip_is_learnt_afresh() {
+        let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE;
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.2:5000"), flags)]);
+        let mut p = packet(0, 1, 160, 7);
+        r.on_rtp(1, a("192.0.2.2:5002"), 0, &mut p, |_| {});
+        // Same IP, new port in the SDP: the learnt address stays.
+        r.update([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.2:6000"), flags)]);
+        let mut p = packet(0, 1, 160, 8);
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.2:5002") });
+        // Another phone (a transfer): its address, and the old one is refused.
+        r.update([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.3:7000"), flags)]);
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.3:7000") });
+        assert_eq!(r.on_rtp(1, a("192.0.2.2:5002"), 0, &mut p, |_| {}), Verdict::Drop(Drop::StrictSource));
+    }
+
+    #[test]
+    fn a_loop_refused_by_the_worker_is_counted_on_its_leg() {
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
+        assert_eq!(r.refuse(1, Drop::Loop), Verdict::Drop(Drop::Loop));
+        let b = r.leg(1).stats(0);
+        assert_eq!((b.dropped, b.drop_loop), (1, 1));
     }
 
     #[test]
     fn a_leg_without_a_usable_sdp_address_latches_and_waits_for_its_peer() {
-        let mut r = Relay::new([leg(Some("192.0.2.1:4000"), 0), leg(Some("0.0.0.0:0"), 0)]);
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), leg(Some("0.0.0.0:0"), 0)]);
         let mut p = packet(0, 1, 160, 7);
         assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Drop(Drop::NoPeer));
         let mut heard = Vec::new();
@@ -371,13 +747,13 @@ mod tests {
             r.on_rtp(1, a("192.0.2.7:7000"), 0, &mut p, |n| heard.push(n)),
             Verdict::Forward { to: a("192.0.2.1:4000") }
         );
-        assert_eq!(heard, vec![Notice::Latched { leg: 1, peer: a("192.0.2.7:7000") }]);
+        assert_eq!(heard, vec![Notice::Latched { leg: 1, peer: a("192.0.2.7:7000"), rtcp: false }]);
         assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.7:7000") });
     }
 
     #[test]
     fn a_new_source_continues_the_stream_the_far_end_sees() {
-        let mut r = Relay::new([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
         for i in 0..3u16 {
             let mut p = packet(0, 100 + i, 1000 + 160 * u32::from(i), 0xaaaa);
             r.on_rtp(0, a("192.0.2.1:4000"), u64::from(i) * 20 * MS, &mut p, |_| {});
@@ -395,7 +771,7 @@ mod tests {
 
     #[test]
     fn a_telephone_event_is_reported_once_at_its_end_rfc4733() {
-        let mut r = Relay::new([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
         let mut heard = Vec::new();
         let ev = |end: bool, dur: u16| {
             let mut p = packet(101, 1, 8000, 7);
@@ -418,10 +794,11 @@ mod tests {
 
     #[test]
     fn garbage_is_dropped_and_counted() {
-        let mut r = Relay::new([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), leg(Some("192.0.2.2:5000"), 0)]);
         let mut junk = vec![0x12, 0x34, 0x56];
         assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut junk, |_| {}), Verdict::Drop(Drop::Malformed));
-        assert_eq!(r.leg(0).stats(0).dropped, 1);
-        assert_eq!(r.on_rtcp(0, a("192.0.2.1:4001"), &junk, |_| {}), Verdict::Drop(Drop::Malformed));
+        assert_eq!(r.on_rtcp(0, a("192.0.2.1:4001"), 0, &junk, |_| {}), Verdict::Drop(Drop::Malformed));
+        let s = r.leg(0).stats(0);
+        assert_eq!((s.dropped, s.drop_malformed), (2, 2));
     }
 }

@@ -23,7 +23,6 @@ pub struct RecvStats {
     bytes: u64,
     out_of_order: u64,
     duplicates: u64,
-    dropped: u64,
     /// RFC 3550 A.8 jitter, scaled by 16.
     jitter16: u32,
     /// Arrival minus RTP timestamp of the previous packet, in timestamp units.
@@ -85,11 +84,6 @@ impl RecvStats {
         self.jitter(ts, now_ns, clock_rate);
     }
 
-    /// A packet that was not relayed (strict source, no peer yet).
-    pub fn on_dropped(&mut self) {
-        self.dropped += 1;
-    }
-
     fn jitter(&mut self, ts: u32, now_ns: u64, clock_rate: u32) {
         if clock_rate == 0 {
             return;
@@ -127,11 +121,11 @@ impl RecvStats {
             lost: self.lost(),
             out_of_order: self.out_of_order,
             duplicates: self.duplicates,
-            dropped: self.dropped,
             jitter: self.jitter_units(),
             idle_ms: self
                 .last_ns
                 .map_or(u32::MAX, |t| (now_ns.saturating_sub(t) / 1_000_000).min(u64::from(u32::MAX - 1)) as u32),
+            ..LegStats::default()
         }
     }
 
@@ -203,9 +197,8 @@ mod tests {
         s.on_packet(40000, 0, 172, 0, 8000);
         s.on_packet(40001, 160, 172, 0, 8000);
         assert_eq!(s.lost(), 0);
-        s.on_dropped();
         let snap = s.snapshot(5 * MS);
-        assert_eq!((snap.dropped, snap.idle_ms), (1, 5));
+        assert_eq!(snap.idle_ms, 5);
         assert_eq!(RecvStats::default().snapshot(0).idle_ms, u32::MAX);
     }
 }
