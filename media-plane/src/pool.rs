@@ -196,7 +196,14 @@ mod tests {
         // Ports no other test of this binary uses, below the kernel's ephemeral range
         // (32768 and up), where a client socket could take one at any moment.
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let mut table = SessionTable::new(0, 31000, 31009);
+        // Lowest first, to name the ports.
+        let mut table = SessionTable::with_order(
+            0,
+            31000,
+            31009,
+            crate::sessions::PORT_REUSE_DELAY,
+            crate::sessions::PortOrder::Sequential,
+        );
         let mut pool = Pool::default();
         pool.refill(&table);
         assert!(pool.is_empty(), "nothing bound before a session says which address");

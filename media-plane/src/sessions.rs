@@ -36,6 +36,66 @@ pub struct Session {
 /// a cycle through the range did before).
 pub const PORT_REUSE_DELAY: Duration = Duration::from_secs(2);
 
+/// The order never-used ports are handed out in: a keyed pseudo-random permutation of
+/// the range's slots, so a port seen tells nothing of the next (an attacker cannot aim
+/// at the port the next call gets), or the slots in order (tests that name ports).
+#[derive(Debug, Clone, Copy)]
+pub enum PortOrder {
+    /// A permutation keyed by this secret.
+    Random(u64),
+    /// Lowest first.
+    Sequential,
+}
+
+impl PortOrder {
+    /// A random order keyed from the operating system's random source.
+    pub fn random() -> PortOrder {
+        let mut key = [0u8; 8];
+        // SAFETY: key is valid for 8 bytes; getrandom fills at most that many.
+        let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
+        if n != 8 {
+            // No getrandom: the clock and the address of a local are a weak but varying key.
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            key = (t.as_nanos() as u64 ^ (&key as *const _ as u64)).to_le_bytes();
+        }
+        PortOrder::Random(u64::from_le_bytes(key))
+    }
+
+    /// The slot at position `i` (< `n`) of the order over `n` slots.
+    fn slot(self, i: u32, n: u32) -> u32 {
+        match self {
+            PortOrder::Sequential => i,
+            PortOrder::Random(key) => permute(i, n, key),
+        }
+    }
+}
+
+/// A keyed permutation of `0..n` (a 4-round Feistel network over the smallest even power
+/// of two that holds `n`, walking cycles until the value falls inside).
+fn permute(i: u32, n: u32, key: u64) -> u32 {
+    let bits = (32 - n.saturating_sub(1).leading_zeros()).max(2).div_ceil(2);
+    let mask = (1u32 << bits) - 1;
+    let mut x = i;
+    loop {
+        let (mut l, mut r) = (x >> bits, x & mask);
+        for round in 0..4u64 {
+            let f = (splitmix(key ^ (round << 32) ^ u64::from(r)) as u32) & mask;
+            (l, r) = (r, l ^ f);
+        }
+        x = (l << bits) | r;
+        if x < n {
+            return x;
+        }
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A contiguous range of even RTP ports (RTCP on the odd port above each).
 #[derive(Debug, Clone)]
 struct Ports {
@@ -43,8 +103,10 @@ struct Ports {
     max: u16,
     /// Ports in use (RTP ports, even).
     used: BTreeSet<u16>,
-    /// Where the search for a never-freed port starts.
-    next: u16,
+    /// Where the walk through `order` for a never-freed port starts (a position, not a
+    /// port).
+    next: u32,
+    order: PortOrder,
     /// Freed ports, oldest first: (port, when freed, sequence number). An entry counts
     /// while `cooling_seq` holds its sequence number for the port (a claim or a block
     /// takes a port out of the middle by removing it there).
@@ -55,13 +117,14 @@ struct Ports {
 }
 
 impl Ports {
-    fn new(min: u16, max: u16, delay: Duration) -> Ports {
+    fn new(min: u16, max: u16, delay: Duration, order: PortOrder) -> Ports {
         let min = min + (min & 1); // first even port
         Ports {
             min,
             max,
             used: BTreeSet::new(),
-            next: min,
+            next: 0,
+            order,
             cooling: VecDeque::new(),
             cooling_seq: HashMap::new(),
             seq: 0,
@@ -117,7 +180,11 @@ impl Ports {
         if self.cooling_seq.remove(&port).is_some() {
             self.trim();
         } else {
-            self.next = if u32::from(port) + 2 > u32::from(self.max) { self.min } else { port + 2 };
+            // Past the position the fresh port had in the order.
+            let slots = self.slots();
+            let slot = u32::from(port - self.min) / 2;
+            let at = (0..slots).find(|&i| self.order.slot((self.next + i) % slots, slots) == slot).unwrap_or(0);
+            self.next = (self.next + at + 1) % slots.max(1);
         }
         Some(port)
     }
@@ -148,11 +215,11 @@ impl Ports {
     fn upcoming(&self, n: usize, now: u64) -> impl Iterator<Item = u16> + '_ {
         let delay = self.delay_ns;
         let cooled = self.cooling_valid().take_while(move |&(_, t)| now.saturating_sub(t) >= delay).map(|(p, _)| p);
-        let (slots, start) = (self.slots(), u32::from(self.next - self.min) / 2);
+        let (slots, start, order) = (self.slots(), self.next, self.order);
         // Every slot is used or cooling: no need to walk the range.
         let fresh_left = (self.used.len() + self.cooling_seq.len()) < slots as usize;
         let fresh = (0..if fresh_left { slots } else { 0 })
-            .map(move |i| self.min + (((start + i) % slots) * 2) as u16)
+            .map(move |i| self.min + (order.slot((start + i) % slots, slots) * 2) as u16)
             .filter(|p| !self.used.contains(p) && !self.is_cooling(*p));
         let cooling = self.cooling_valid().filter(move |&(_, t)| now.saturating_sub(t) < delay).map(|(p, _)| p);
         cooled.chain(fresh).chain(cooling).take(n)
@@ -170,15 +237,20 @@ pub struct SessionTable {
 }
 
 impl SessionTable {
-    /// An empty table for `core`, handing out RTP ports from `port_min..=port_max`, freed
-    /// ports again after [`PORT_REUSE_DELAY`].
+    /// An empty table for `core`, handing out RTP ports from `port_min..=port_max` in a
+    /// random order ([`PortOrder::random`]), freed ports again after [`PORT_REUSE_DELAY`].
     pub fn new(core: u16, port_min: u16, port_max: u16) -> SessionTable {
-        SessionTable::with_reuse_delay(core, port_min, port_max, PORT_REUSE_DELAY)
+        SessionTable::with_order(core, port_min, port_max, PORT_REUSE_DELAY, PortOrder::random())
     }
 
     /// The same with freed ports handed out again after `delay`.
     pub fn with_reuse_delay(core: u16, port_min: u16, port_max: u16, delay: Duration) -> SessionTable {
-        SessionTable { core, ports: Ports::new(port_min, port_max, delay), sessions: HashMap::new(), now: 0 }
+        SessionTable::with_order(core, port_min, port_max, delay, PortOrder::random())
+    }
+
+    /// The same with never-used ports handed out in `order`.
+    pub fn with_order(core: u16, port_min: u16, port_max: u16, delay: Duration, order: PortOrder) -> SessionTable {
+        SessionTable { core, ports: Ports::new(port_min, port_max, delay, order), sessions: HashMap::new(), now: 0 }
     }
 
     /// Sets the clock the next commands apply at (nanoseconds from any fixed start; it
@@ -403,9 +475,45 @@ mod tests {
         out
     }
 
+    /// A table handing out never-used ports lowest first, so tests can name them.
+    fn sequential(min: u16, max: u16, delay: Duration) -> SessionTable {
+        SessionTable::with_order(0, min, max, delay, PortOrder::Sequential)
+    }
+
+    #[test]
+    fn ports_are_handed_out_in_a_keyed_random_order_each_once_within_the_range() {
+        let take_all = |order: PortOrder| -> Vec<u16> {
+            let mut t = SessionTable::with_order(0, 40000, 49999, PORT_REUSE_DELAY, order);
+            (1..=2500u64)
+                .flat_map(|id| {
+                    let ev = run(&mut t, &cmd(CommandKind::Create, id, 1, &spec(4000)));
+                    ev[0].body::<Created>().local.iter().map(|e| e.port).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let a = take_all(PortOrder::Random(1));
+        // Every even port of the range, once each.
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (40000..49999).step_by(2).collect::<Vec<u16>>());
+        // Not in sequence: consecutive sessions' ports are rarely neighbours.
+        let steps_of_2 = a.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(steps_of_2 < 50, "{steps_of_2} of 4999 steps are +2: {:?}", &a[..10]);
+        // Another key, another order; the same key, the same one.
+        assert_ne!(a[..20], take_all(PortOrder::Random(2))[..20]);
+        assert_eq!(a[..20], take_all(PortOrder::Random(1))[..20]);
+        // The permutation holds for any range size, even or odd in slots.
+        for n in [1u32, 2, 3, 5, 63, 64, 65, 1000] {
+            let mut seen: Vec<u32> = (0..n).map(|i| permute(i, n, 99)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n = {n}");
+        }
+    }
+
     #[test]
     fn create_allocates_an_even_port_per_leg_and_reports_it() {
-        let mut t = SessionTable::new(0, 20000, 20009);
+        // In sequence here, to name the ports; the switch's tables use a random order.
+        let mut t = sequential(20000, 20009, PORT_REUSE_DELAY);
         let ev = run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)));
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind(), Some(EventKind::Created));
@@ -417,7 +525,7 @@ mod tests {
     #[test]
     fn upcoming_ports_are_the_ones_the_next_creates_get_within_the_range() {
         // Five RTP ports: 20000..=20008 (RTCP up to 20009, the range's end).
-        let mut t = SessionTable::new(0, 20000, 20009);
+        let mut t = sequential(20000, 20009, PORT_REUSE_DELAY);
         run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)));
         t.block(20006);
         // From the cursor on, skipping used and blocked ports, wrapping at the range's end.
@@ -428,13 +536,13 @@ mod tests {
         let ev = run(&mut t, &cmd(CommandKind::Create, 2, 1, &spec(4000)));
         let ports: Vec<u16> = ev[0].body::<Created>().local.iter().map(|e| e.port).collect();
         assert_eq!(ports, vec![20004, 20008], "the first two upcoming");
-        assert_eq!(SessionTable::new(0, 20000, 20000).upcoming_ports(4).count(), 0, "no room for RTP and RTCP");
+        assert_eq!(sequential(20000, 20000, PORT_REUSE_DELAY).upcoming_ports(4).count(), 0, "no room for RTP and RTCP");
     }
 
     #[test]
     fn a_destroyed_sessions_ports_come_back_only_after_the_reuse_delay_oldest_first() {
         let ms = |n: u64| n * 1_000_000;
-        let mut t = SessionTable::with_reuse_delay(0, 20000, 20099, Duration::from_millis(2000));
+        let mut t = sequential(20000, 20099, Duration::from_millis(2000));
         let ports = |ev: &[Event]| -> Vec<u16> { ev[0].body::<Created>().local.iter().map(|e| e.port).collect() };
         t.set_clock(ms(1000));
         assert_eq!(ports(&run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)))), vec![20000, 20002]);
@@ -458,7 +566,7 @@ mod tests {
     #[test]
     fn a_full_range_hands_out_the_oldest_cooling_port_and_a_replay_claims_a_cooling_one() {
         // Three RTP ports: 20000, 20002, 20004.
-        let mut t = SessionTable::with_reuse_delay(0, 20000, 20005, Duration::from_secs(2));
+        let mut t = sequential(20000, 20005, Duration::from_secs(2));
         run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)));
         t.set_clock(1);
         run(&mut t, &Command::new(CommandKind::Destroy as u16, 0, 1, 0));
@@ -477,7 +585,7 @@ mod tests {
 
     #[test]
     fn replaying_a_create_is_idempotent_and_older_generations_change_nothing() {
-        let mut t = SessionTable::new(0, 20000, 20099);
+        let mut t = sequential(20000, 20099, PORT_REUSE_DELAY);
         run(&mut t, &cmd(CommandKind::Create, 7, 3, &spec(4000)));
         let before = t.get(7).unwrap().clone();
         // The same create again (a replay) and an older update: nothing moves.
@@ -498,7 +606,7 @@ mod tests {
 
     #[test]
     fn a_replayed_session_claims_the_ports_it_had() {
-        let mut t = SessionTable::new(0, 20000, 20099);
+        let mut t = sequential(20000, 20099, PORT_REUSE_DELAY);
         let mut s = spec(4000);
         s.legs[0].local.port = 20050;
         s.legs[1].local.port = 20052;
@@ -513,7 +621,7 @@ mod tests {
 
     #[test]
     fn destroy_frees_ports_and_returns_the_counters() {
-        let mut t = SessionTable::new(0, 20000, 20003);
+        let mut t = sequential(20000, 20003, PORT_REUSE_DELAY);
         run(&mut t, &cmd(CommandKind::Create, 1, 1, &spec(4000)));
         // The range holds one session (2 legs x RTP/RTCP pairs): a second has no port.
         let ev = run(&mut t, &cmd(CommandKind::Create, 2, 1, &spec(4000)));
@@ -531,7 +639,7 @@ mod tests {
 
     #[test]
     fn query_lists_every_session_then_done_with_the_count() {
-        let mut t = SessionTable::new(0, 20000, 20099);
+        let mut t = sequential(20000, 20099, PORT_REUSE_DELAY);
         for id in [5, 3, 8] {
             run(&mut t, &cmd(CommandKind::Create, id, 1, &spec(4000)));
         }
@@ -555,7 +663,7 @@ mod tests {
 
     #[test]
     fn bad_input_gets_an_error_event_never_a_panic() {
-        let mut t = SessionTable::new(1, 20000, 20099);
+        let mut t = SessionTable::with_order(1, 20000, 20099, PORT_REUSE_DELAY, PortOrder::Sequential);
         let wrong_core = Command::new(CommandKind::Ping as u16, 0, 0, 0);
         assert_eq!(run(&mut t, &wrong_core)[0].body::<ErrorInfo>().code, error_code::WRONG_CORE);
         let unknown = Command::new(999, 1, 0, 0);

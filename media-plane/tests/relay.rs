@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use ferroswitch_media_plane::sessions::SessionTable;
+use ferroswitch_media_plane::sessions::{SessionTable, PORT_REUSE_DELAY};
 use ferroswitch_media_plane::worker::{self, WorkerMsg};
 use ferroswitch_shared::doorbell::Doorbell;
 use ferroswitch_shared::msg::{
@@ -32,7 +32,9 @@ impl Core {
     }
 
     fn start_with(port_min: u16, port_max: u16, backend: worker::Backend) -> Core {
-        Core::start_table(SessionTable::new(0, port_min, port_max), backend)
+        // Lowest port first, so tests can name ports (the media plane's own tables are random).
+        let order = ferroswitch_media_plane::sessions::PortOrder::Sequential;
+        Core::start_table(SessionTable::with_order(0, port_min, port_max, PORT_REUSE_DELAY, order), backend)
     }
 
     fn start_table(table: SessionTable, backend: worker::Backend) -> Core {
@@ -335,7 +337,13 @@ fn the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay(backend: w
 fn a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays(backend: worker::Backend, ports: u16) {
     // No reuse delay, so the next create gets the freed ports at once (the delay itself is
     // the table's, tested there with its clock).
-    let table = SessionTable::with_reuse_delay(0, ports, ports + 199, Duration::ZERO);
+    let table = SessionTable::with_order(
+        0,
+        ports,
+        ports + 199,
+        Duration::ZERO,
+        ferroswitch_media_plane::sessions::PortOrder::Sequential,
+    );
     let mut core = Core::start_table(table, backend);
     let (pa, pb) = (peer(), peer());
     let [a1, b1] = create(&mut core, 1, leg(None, 0), leg(None, 0), 0);

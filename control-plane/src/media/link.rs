@@ -470,6 +470,12 @@ mod tests {
     use std::collections::VecDeque;
     use std::net::SocketAddr;
 
+    /// A media core's table handing out ports lowest first, so tests can name them.
+    fn sequential(core: u16, min: u16, max: u16) -> SessionTable {
+        use ferroswitch_media_plane::sessions::{PortOrder, PORT_REUSE_DELAY};
+        SessionTable::with_order(core, min, max, PORT_REUSE_DELAY, PortOrder::Sequential)
+    }
+
     use ferroswitch_media_plane::sessions::{any_port, SessionTable};
     use ferroswitch_shared::msg::{codec, Endpoint, PayloadMap};
 
@@ -486,7 +492,7 @@ mod tests {
 
     fn tables() -> Vec<SessionTable> {
         // Core 0 gets 20000-20999, core 1 21000-21999, as the media plane splits its range.
-        (0..CORES).map(|c| SessionTable::new(c, 20000 + 1000 * c, 20999 + 1000 * c)).collect()
+        (0..CORES).map(|c| sequential(c, 20000 + 1000 * c, 20999 + 1000 * c)).collect()
     }
 
     impl Harness {
@@ -666,7 +672,7 @@ mod tests {
         h.drive();
         // A media plane with one core attaches.
         h.link.detached();
-        h.tables = vec![SessionTable::new(0, 20000, 20999)];
+        h.tables = vec![sequential(0, 20000, 20999)];
         h.link.set_cores(1);
         h.link.attached();
         h.drive();
