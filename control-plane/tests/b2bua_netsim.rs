@@ -1342,3 +1342,100 @@ fn a_host_name_that_does_not_resolve_fails_the_call_with_no_route_destination() 
     assert!(w.callee_invite().is_none());
     assert_eq!(w.cdr_causes(), ["NO_ROUTE_DESTINATION"]);
 }
+
+impl World {
+    /// The caller calls `dest` offering `sdp`.
+    fn call_offering(&mut self, dest: &str, sdp: &[u8]) {
+        let now = self.now;
+        let to = format!("<sip:{dest}@127.0.0.1>");
+        self.uac.send(now, "INVITE", &format!("sip:{dest}@127.0.0.1"), &to, "call-a", &[], sdp);
+    }
+}
+
+#[test]
+fn a_caller_offering_none_of_the_switchs_codecs_gets_488_and_the_callee_never_rings() {
+    let mut w = World::with_media(51);
+    w.register_callee();
+    // G.729 only: not in the switch's preferences, and nothing transcodes yet.
+    w.call_offering(
+        "1001",
+        b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 18\r\n",
+    );
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(488)));
+    assert!(w.callee_invite().is_none());
+    assert!(media(&w).sessions.is_empty());
+    assert_eq!(w.cdr_causes(), ["INCOMPATIBLE_DESTINATION"]);
+    assert_eq!(w.switch.calls(), 0);
+}
+
+#[test]
+fn a_callee_answering_a_codec_the_caller_never_offered_is_hung_up_and_the_caller_gets_488() {
+    let mut w = World::with_media(52);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    // A offered PCMU; B answers PCMA anyway (early media, then the 200).
+    let pcma = b"v=0\r\no=b 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 8\r\n";
+    w.callee_answers(183, pcma);
+    w.callee_answers(200, pcma);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(488)
+        && w.uas.requests.contains(&Method::Bye)));
+    assert!(!w.uac.statuses.contains(&(Method::Invite, 183)), "B's PCMA early media never reaches A");
+    assert!(w.uac.answer_sdp.is_none(), "A was never answered with a codec it did not offer");
+    assert!(w.uas.requests.contains(&Method::Ack), "B's 2xx is acknowledged, then B is hung up");
+    assert!(w.run_until(Duration::from_secs(5), |w| media(w).sessions.is_empty()));
+    let mut causes = w.cdr_causes();
+    causes.sort();
+    assert_eq!(causes, ["INCOMPATIBLE_DESTINATION", "INCOMPATIBLE_DESTINATION"]);
+}
+
+#[test]
+fn after_a_failed_bridge_continue_on_fail_answers_at_the_media_planes_port_not_the_callers_own() {
+    let mut w = World::with_media(53);
+    let plan = control_plane::dialplan::Dialplan::parse(
+        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
+        <extension name="busy"><condition field="destination_number" expression="^(1001)$">
+        <action application="set" data="continue_on_fail=true"/>
+        <action application="bridge" data="user/$1"/>
+        <action application="answer"/>
+        <action application="sleep" data="60000"/></condition></extension>
+        </context></section></document>"#,
+        "busy.xml",
+        &control_plane::dialplan::Variables::new(),
+    )
+    .unwrap();
+    w.switch.set_dialplan(plan);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(486, b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    let answer = w.uac.answer_sdp.clone().unwrap();
+    assert_ne!(media_addr(&answer), addr("127.0.0.1:40000"), "never the caller's own address");
+    let (_, spec, leg_a, _) = only_session(&w);
+    assert_eq!(media_addr(&answer), leg_a, "the new session's port");
+    assert_eq!(spec.legs[0].remote.addr(), Some(addr("127.0.0.1:40000")));
+    assert_eq!(media(&w).destroyed.len(), 1, "the failed bridge's session is gone");
+}
+
+#[test]
+fn an_offer_naming_the_media_planes_own_port_is_refused_with_488() {
+    let mut w = World::with_media(54);
+    w.register_callee();
+    // 127.0.0.1:20000 is the media plane's own address and range: a loop.
+    w.call_offering(
+        "1001",
+        b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n",
+    );
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(488)));
+    assert!(w.callee_invite().is_none() && media(&w).sessions.is_empty());
+    // In a bridged call, a re-INVITE that names it is refused too, and nothing moves.
+    let mut w = bridged_with_media(55);
+    let (id, before, _, _) = only_session(&w);
+    let now = w.now;
+    let looped =
+        b"v=0\r\no=a 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n";
+    w.uac.in_dialog_with(now, "INVITE", 5, looped);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.statuses.contains(&(Method::Invite, 488))));
+    assert_eq!(media(&w).sessions[&id], before);
+}

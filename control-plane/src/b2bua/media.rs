@@ -26,8 +26,29 @@ use crate::media::rewrite::{finish, leg_from, rewrite, signalled_peer, Flags, Ow
 use crate::sdp::{Attribute, Connection, Media, Origin, RtpMap, Sdp};
 use crate::storage::CdrMedia;
 
-/// The codecs the media plane is to transcode between (the transcoding issue fills them in).
-pub const TRANSCODABLE: &[&str] = &["PCMU", "PCMA", "G722", "OPUS"];
+/// The codecs the media plane transcodes between: none yet (the transcoding issue fills
+/// them in). Until then a call whose legs share no codec fails with 488
+/// (INCOMPATIBLE_DESTINATION) rather than being relayed untranscoded.
+pub const TRANSCODABLE: &[&str] = &[];
+
+/// Whether A's offer has an audio stream with none of the switch's codecs (`prefs`) in
+/// it, so no B-leg could answer with something A speaks and the media plane cannot
+/// transcode: the call fails with 488.
+pub(super) fn offer_without_common_codec(a: &Sdp, prefs: &[CodecPref]) -> bool {
+    TRANSCODABLE.is_empty()
+        && a.media
+            .iter()
+            .filter(|m| relayed(m) && m.kind.eq_ignore_ascii_case("audio"))
+            .any(|m| negotiate::b_leg_offer(m, prefs).transcode)
+}
+
+/// Whether B's answer picked, for an audio stream, a codec A did not offer and the media
+/// plane cannot transcode to one A did: A cannot be answered, the B-leg is ended.
+pub(super) fn answer_without_common_codec(a_offer: &Sdp, b_answer: &Sdp) -> bool {
+    a_offer.media.iter().zip(&b_answer.media).any(|(am, bm)| {
+        am.kind.eq_ignore_ascii_case("audio") && relayed(bm) && negotiate::a_leg_answer(am, bm, TRANSCODABLE).is_none()
+    })
+}
 
 /// The payload type the switch's own offers give telephone-event.
 const TELEPHONE_EVENT_PT: u8 = 101;

@@ -648,6 +648,11 @@ impl B2bua {
             self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
             return;
         }
+        if waiting == Waiting::Bridge && offer.as_ref().is_some_and(|a| media::offer_without_common_codec(a, &prefs)) {
+            warn!(call = %call.uuid, "the caller offered none of the switch's codecs, and nothing transcodes: 488");
+            self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+            return;
+        }
         let (specs, outgoing) = match (waiting, &offer) {
             (Waiting::Echo, Some(a)) => media::plan_answer(a, &prefs, timeout, true, &pc),
             (Waiting::Answer(_), Some(a)) => media::plan_answer(a, &prefs, timeout, false, &pc),
@@ -678,6 +683,15 @@ impl B2bua {
     /// offer from the caller, or `bypass_media`.
     fn local_media(&mut self, io: &mut Io<'_>, id: CallId, what: Waiting) -> LocalMedia {
         let Some(call) = self.calls.get_mut(&id) else { return LocalMedia::Off };
+        if call.media.as_ref().is_some_and(|m| m.local.is_none() && m.waiting.is_none()) {
+            // The sessions were made for a bridge that failed (`continue_on_fail`): they go,
+            // and the switch's own answer gets sessions of its own (answering the caller
+            // with its own offer would have it send its media to itself).
+            for session in call.media.take().iter().flat_map(CallMedia::ids) {
+                self.media_calls.remove(&session);
+                self.media_out.push_back(MediaRequest::Destroy { id: session, cdr: [None, None] });
+            }
+        }
         if let Some(m) = &mut call.media {
             let Some(body) = m.local.clone() else { return LocalMedia::Off };
             if what == Waiting::Echo {
@@ -713,6 +727,13 @@ impl B2bua {
 
     /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
     /// returned (None: nothing for A). Without media, B's SDP as it is.
+    /// Whether B's SDP in `msg` picked a codec A cannot be answered with (nothing in
+    /// common, no transcoding): such an answer is never passed on.
+    fn b_codec_refused(&self, id: CallId, msg: &Message) -> bool {
+        let Some(a) = self.calls.get(&id).and_then(|c| c.media.as_ref()?.a_offer.as_ref()) else { return false };
+        !msg.body().is_empty() && Sdp::parse(msg.body()).is_ok_and(|b| media::answer_without_common_codec(a, &b))
+    }
+
     fn media_from_b(&mut self, id: CallId, i: usize, msg: &Message) -> Option<Vec<u8>> {
         let call = self.calls.get_mut(&id)?;
         let b_source = call.forks.get(i).map(|f| f.peer.remote.ip());
@@ -1015,7 +1036,12 @@ impl B2bua {
                 if call.answered.is_none() && call.a.channel.is_up() {
                     // After a late offer A has made no offer, so B's early SDP is not for A.
                     let late = call.media.as_ref().is_some_and(CallMedia::late);
-                    let sdp = if msg.body().is_empty() { None } else { self.media_from_b(id, i, msg) };
+                    let b_uuid = call.forks[i].channel.uuid.clone();
+                    let refused = self.b_codec_refused(id, msg);
+                    if refused {
+                        info!(%b_uuid, "early SDP with no codec in common with the caller: not relayed");
+                    }
+                    let sdp = if msg.body().is_empty() || refused { None } else { self.media_from_b(id, i, msg) };
                     let sdp = sdp.filter(|_| !late);
                     let code = if sdp.is_some() { 183 } else { 180 };
                     self.provisional_a(io, id, code, sdp);
@@ -1072,15 +1098,29 @@ impl B2bua {
         if fork.state == Fork::Answered {
             return; // a retransmitted 2xx
         }
-        if call.answered.is_some() || !call.a.channel.is_up() || fork.state == Fork::Cancelled {
-            // Lost the race (or the caller is gone): end this leg.
+        let incompatible = call.answered.is_none() && self.b_codec_refused(id, ok);
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let fork = &mut call.forks[i];
+        if incompatible {
+            // B answered with a codec A did not offer, and nothing transcodes: end this leg,
+            // the caller gets 488 unless another fork or group does better.
+            info!(call = %call.uuid, b_uuid = %fork.channel.uuid, "B-leg answered with no codec in common with the caller");
+            call.last_failure = Some((HangupCause::INCOMPATIBLE_DESTINATION, Some(488)));
+        }
+        if incompatible || call.answered.is_some() || !call.a.channel.is_up() || fork.state == Fork::Cancelled {
+            // Lost the race (or the caller is gone, or no common codec): end this leg.
             fork.state = Fork::Failed;
             let mut buf = Vec::with_capacity(512);
             dialog.request("BYE", &format!("z9hG4bK{}", io.ids.hex(8)), &mut buf).finish(b"");
             if let Ok(bye) = Message::parse(Bytes::from(buf), Framing::Datagram) {
                 let _ = io.tx.request(io.now, bye, peer);
             }
-            self.end_fork(io, id, i, HangupCause::LOSE_RACE);
+            if incompatible {
+                self.end_fork(io, id, i, HangupCause::INCOMPATIBLE_DESTINATION);
+                self.check_group(io, id);
+            } else {
+                self.end_fork(io, id, i, HangupCause::LOSE_RACE);
+            }
             return;
         }
         fork.state = Fork::Answered;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod softphone;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,152 @@
+//! Two real softphones through the switch, doing what real phones do: baresip (Debian
+//! baresip-core) registered as 1000 and 1001 with digest auth, each sending its own tone
+//! (1000: 700 Hz, 1001: 1400 Hz) and recording what it hears; every call must carry each
+//! phone's tone to the other, checked by frequency and level. baresip answers with RTCP
+//! before its first RTP packet, latches symmetric RTP, and holds with a sendonly re-INVITE.
+//! Per codec (the same one on both phones): ten calls in a row, hung up alternately by the
+//! caller and the callee, then a call put on hold and resumed. Installed via ci/.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::softphone::{rms_dbfs, tone_dbfs, Codec, Phone, G722, OPUS, PCMA, PCMU, RATE};
+use common::*;
+
+struct Pair {
+    sw: SwitchProcess,
+    caller: Phone,
+    callee: Phone,
+}
+
+impl Pair {
+    fn start(codec: Codec, rtp_base: u16) -> Pair {
+        let sw = SwitchProcess::start("");
+        let caller = Phone::start(sw.udp, "1000", codec, 700.0, rtp_base);
+        let callee = Phone::start(sw.udp, "1001", codec, 1400.0, rtp_base + 100);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, regs) = sw.http_get("/registrations");
+            if regs.contains("\"aor\":\"1000\"") && regs.contains("\"aor\":\"1001\"") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the phones did not register: {regs}\n{}", caller.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Pair { sw, caller, callee }
+    }
+
+    /// Both phones heard the other's tone between `from` and `to`, and not their own.
+    fn assert_two_way(&self, from: Instant, to: Instant, what: &str) {
+        for (listener, talker) in [(&self.caller, &self.callee), (&self.callee, &self.caller)] {
+            let heard = listener.heard(from, to);
+            let (want, own, rms) =
+                (tone_dbfs(&heard, talker.tone_hz), tone_dbfs(&heard, listener.tone_hz), rms_dbfs(&heard));
+            let secs = heard.len() as f64 / f64::from(RATE);
+            assert!(
+                secs > 0.5 && want > -20.0 && own < -45.0,
+                "{what}: {} heard {:.2} s: {} Hz at {want:.1} dBFS (wanted > -20), its own {} Hz at {own:.1} \
+                 (wanted < -45), RMS {rms:.1}; media sessions: {}\n{}",
+                listener.user,
+                secs,
+                talker.tone_hz,
+                listener.tone_hz,
+                self.sw.http_get("/media/sessions").1,
+                listener.log()
+            );
+        }
+    }
+
+    /// Neither phone played anything but silence between `from` and `to`.
+    fn assert_silent(&self, from: Instant, to: Instant, what: &str) {
+        for phone in [&self.caller, &self.callee] {
+            let heard = phone.heard(from, to);
+            let rms = rms_dbfs(&heard);
+            if let Ok(dir) = std::env::var("SOFTPHONE_DUMP") {
+                let bytes: Vec<u8> = heard.iter().flat_map(|s| s.to_le_bytes()).collect();
+                std::fs::write(format!("{dir}/held-{}.raw", phone.user), bytes).unwrap();
+            }
+            assert!(
+                rms < -50.0,
+                "{what}: {} heard {:.2} s at RMS {rms:.1} dBFS while on hold (700 Hz {:.1}, 1400 Hz {:.1}); \
+                 media sessions: {}",
+                phone.user,
+                heard.len() as f64 / f64::from(RATE),
+                tone_dbfs(&heard, 700.0),
+                tone_dbfs(&heard, 1400.0),
+                self.sw.http_get("/media/sessions").1,
+            );
+        }
+    }
+
+    /// The caller dials 1001 through the switch; both phones report the call up.
+    fn dial(&mut self) -> Instant {
+        let (a, b) = (self.caller.events("CALL_ESTABLISHED"), self.callee.events("CALL_ESTABLISHED"));
+        let uri = format!("sip:1001@{}", self.sw.udp);
+        assert!(self.caller.cmd("dial", &uri), "dial refused:\n{}", self.caller.log());
+        self.caller.wait_events("CALL_ESTABLISHED", a + 1, Duration::from_secs(10));
+        self.callee.wait_events("CALL_ESTABLISHED", b + 1, Duration::from_secs(10));
+        Instant::now()
+    }
+
+    /// One side hangs up; both phones report the call closed.
+    fn hang_up(&mut self, by_callee: bool) {
+        let (a, b) = (self.caller.events("CALL_CLOSED"), self.callee.events("CALL_CLOSED"));
+        let phone = if by_callee { &mut self.callee } else { &mut self.caller };
+        assert!(phone.cmd("hangup", ""));
+        self.caller.wait_events("CALL_CLOSED", a + 1, Duration::from_secs(10));
+        self.callee.wait_events("CALL_CLOSED", b + 1, Duration::from_secs(10));
+    }
+}
+
+const SETTLE: Duration = Duration::from_millis(500);
+const LISTEN: Duration = Duration::from_millis(1000);
+
+fn ten_calls_then_hold_and_resume(codec: Codec, rtp_base: u16) {
+    let mut p = Pair::start(codec, rtp_base);
+    for n in 1..=10 {
+        let up = p.dial();
+        std::thread::sleep(SETTLE + LISTEN + Duration::from_millis(100));
+        p.assert_two_way(up + SETTLE, up + SETTLE + LISTEN, &format!("{codec:?} call {n}"));
+        p.hang_up(n % 2 == 0);
+    }
+    // Hold (a sendonly re-INVITE from the caller) and resume.
+    let up = p.dial();
+    std::thread::sleep(SETTLE + LISTEN + Duration::from_millis(100));
+    p.assert_two_way(up + SETTLE, up + SETTLE + LISTEN, &format!("{codec:?} before hold"));
+    assert!(p.caller.cmd("hold", ""), "hold:\n{}", p.caller.log());
+    let held = Instant::now();
+    std::thread::sleep(SETTLE + LISTEN + Duration::from_millis(100));
+    p.assert_silent(held + SETTLE, held + SETTLE + LISTEN, &format!("{codec:?} on hold"));
+    assert!(p.caller.cmd("resume", ""), "resume:\n{}", p.caller.log());
+    let resumed = Instant::now();
+    std::thread::sleep(SETTLE + LISTEN + Duration::from_millis(100));
+    p.assert_two_way(resumed + SETTLE, resumed + SETTLE + LISTEN, &format!("{codec:?} after resume"));
+    p.hang_up(true);
+    // Every call ended on both legs, and its sessions with it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.sw.http_get("/media/sessions").1 != "[]" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(p.sw.http_get("/media/sessions"), (200, "[]".to_string()));
+}
+
+#[test]
+fn pcmu_phones_hear_each_other_on_every_call_and_after_hold() {
+    ten_calls_then_hold_and_resume(PCMU, 10400);
+}
+
+#[test]
+fn pcma_phones_hear_each_other_on_every_call_and_after_hold() {
+    ten_calls_then_hold_and_resume(PCMA, 10600);
+}
+
+#[test]
+fn g722_phones_hear_each_other_on_every_call_and_after_hold() {
+    ten_calls_then_hold_and_resume(G722, 10800);
+}
+
+#[test]
+fn opus_phones_hear_each_other_on_every_call_and_after_hold() {
+    ten_calls_then_hold_and_resume(OPUS, 11000);
+}
