@@ -30,6 +30,9 @@ pub const PCMA: Codec = Codec("PCMA");
 pub const G722: Codec = Codec("G722/16000");
 pub const OPUS: Codec = Codec("opus/48000/2");
 
+/// What a phone played, in 20 ms chunks with the instant each arrived.
+type Recording = Arc<Mutex<Vec<(Instant, Vec<i16>)>>>;
+
 /// What a phone's ctrl_tcp socket said: responses and events, in order.
 #[derive(Default)]
 struct Inbox {
@@ -44,7 +47,7 @@ pub struct Phone {
     pub tone_hz: f64,
     ctrl: TcpStream,
     inbox: Arc<(Mutex<Inbox>, Condvar)>,
-    heard: Arc<Mutex<Vec<(Instant, Vec<i16>)>>>,
+    heard: Recording,
     dir: TempDir,
     token: u64,
 }
@@ -219,7 +222,7 @@ fn start_reader(s: TcpStream, inbox: Arc<(Mutex<Inbox>, Condvar)>) {
 
 /// Drains the player's FIFO at real time (48 kHz mono s16), keeping each 20 ms chunk with
 /// the instant it arrived.
-fn start_recorder(fifo: &std::path::Path, heard: Arc<Mutex<Vec<(Instant, Vec<i16>)>>>) {
+fn start_recorder(fifo: &std::path::Path, heard: Recording) {
     // Read and write: the FIFO never reports end-of-file between calls, when baresip
     // closes its end.
     let mut f = std::fs::OpenOptions::new().read(true).write(true).open(fifo).expect("open the player FIFO");
