@@ -6,12 +6,13 @@
 #   test:  the real peers the test suite drives: SIPp (sip-tester), sipsak, the
 #          baresip softphone (baresip-core), rtpengine's NG client (rtpengine-utils),
 #          and the Kamailio SIP proxy (kamailio: its rtpengine module, rtpengine.so, is in
-#          the main package)
+#          the main package), and fail2ban (fail2ban-regex checks the shipped filter
+#          against the switch's real log lines)
 set -euo pipefail
 what="${1:-test}"
 case "$what" in
   build) pkgs=() ;;
-  test) pkgs=(sip-tester sipsak baresip-core rtpengine-utils kamailio) ;;
+  test) pkgs=(sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban) ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 missing=()

@@ -89,6 +89,7 @@ impl Server {
             max_connections: config.sip.tcp_max_connections,
             max_per_source: config.sip.tcp_max_connections_per_source,
             max_pending_bytes: config.sip.tcp_max_pending_bytes,
+            message_timeout: config.sip.tcp_message_timeout,
         };
         let mut tcp_addrs = Vec::new();
         for &addr in &config.sip.tcp {
@@ -139,6 +140,7 @@ impl Server {
                 prefs: config.media.codec_prefs.clone(),
                 rtp_timeout_secs: config.media.rtp_timeout_secs,
                 own_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
+                max_media: config.sip.max_sdp_media,
             });
             // Calls taken back from the database get their sessions once the media plane
             // (kept running, or restarted and replayed) is attached and reconciled.
@@ -177,6 +179,7 @@ impl Server {
                     silent_timeout_secs: n.silent_timeout_secs,
                     final_timeout_secs: n.final_timeout_secs,
                     max_calls_per_source: n.max_calls_per_source,
+                    max_media: config.sip.max_sdp_media,
                 };
                 tokio::spawn(crate::ng::server::serve(sock, m.clone(), settings, shutdown_rx.clone()));
                 info!(addr = %local, "NG protocol listening");
@@ -217,6 +220,7 @@ impl Server {
             switch,
             udp: udp_sockets,
             tcp: HashMap::new(),
+            tcp_closed: Vec::new(),
             symmetric: config.sip.symmetric_response,
             stats: stats_tx,
             storage,
@@ -285,6 +289,9 @@ struct Driver {
     switch: Switch,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     tcp: HashMap<(SocketAddr, SocketAddr), ConnWriter>,
+    /// Connections that closed, forgotten after the next flush (what the switch queued
+    /// for them meanwhile, such as a 513 to the message that closed it, goes first).
+    tcp_closed: Vec<(SocketAddr, SocketAddr)>,
     symmetric: bool,
     stats: watch::Sender<Stats>,
     storage: StorageHandle,
@@ -509,15 +516,16 @@ impl Driver {
             Inbound::Opened { peer, writer } => {
                 self.tcp.insert((peer.local, peer.remote), writer);
             }
-            Inbound::Closed { peer } => {
-                self.tcp.remove(&(peer.local, peer.remote));
-            }
+            Inbound::Closed { peer } => self.tcp_closed.push((peer.local, peer.remote)),
         }
     }
 
     async fn flush(&mut self) {
         while let Some((peer, bytes)) = self.switch.poll_transmit() {
             self.send(peer, bytes).await;
+        }
+        for key in self.tcp_closed.drain(..) {
+            self.tcp.remove(&key);
         }
     }
 

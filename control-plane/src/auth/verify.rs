@@ -1,5 +1,7 @@
 //! Checking digest credentials against the directory (RFC 7616 §3.4.1), with
-//! nonce-count replay protection (RFC 7616 §3.4, `nc`).
+//! nonce-count replay protection (RFC 7616 §3.4, `nc`). A nonce that carried a wrong
+//! response is burnt: nothing is accepted with it again, so each guess costs a new
+//! challenge (and each failure is reported, for [`super::guard`] to count).
 
 use crate::FastMap as HashMap;
 
@@ -26,9 +28,41 @@ pub enum AuthOutcome {
     /// Valid credentials for this user id.
     Authenticated { user: String },
     /// Challenge (again). `stale` when the credentials were right but the nonce expired,
-    /// so the client retries without asking its user (RFC 7616 §3.3).
+    /// so the client retries without asking its user (RFC 7616 §3.3). Nothing failed:
+    /// no usable credentials (the first request), or a nonce from before a restart.
     Challenge { stale: bool },
+    /// Credentials that did not verify: a failure to count. Challenged again (with a new
+    /// nonce: this one is burnt).
+    Failed {
+        /// The user the credentials named.
+        user: String,
+        /// Why.
+        reason: Failure,
+    },
 }
+
+/// Why credentials failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A wrong response: a wrong password, or a user the directory does not have (the
+    /// same to the client, so extensions cannot be enumerated).
+    WrongPassword,
+    /// A nonce that was burnt by an earlier failure, or a nonce-count seen before.
+    Replayed,
+}
+
+impl Failure {
+    /// The word the log line carries (`reason=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::WrongPassword => "wrong-password",
+            Failure::Replayed => "replayed-nonce",
+        }
+    }
+}
+
+/// The nonce-count marking a nonce burnt by a failure.
+const BURNT: u32 = u32::MAX;
 
 /// Verifies credentials and remembers the nonce-counts already used.
 pub struct Authenticator {
@@ -121,24 +155,28 @@ impl Authenticator {
         if nonce == NonceCheck::Invalid {
             return AuthOutcome::Challenge { stale: false };
         }
-        let Some(secret) = lookup(c.username) else {
-            return AuthOutcome::Challenge { stale: false };
-        };
-        let Some(expected) = Self::expected_response(&c, method, &secret) else {
-            return AuthOutcome::Challenge { stale: false };
-        };
-        if !same(&expected, &c.response.to_ascii_lowercase()) {
-            return AuthOutcome::Challenge { stale: false };
+        let failed = |reason| AuthOutcome::Failed { user: c.username.to_string(), reason };
+        if self.seen.get(c.nonce).is_some_and(|(nc, _)| *nc == BURNT) {
+            return failed(Failure::Replayed);
+        }
+        let issued = c.nonce.split('.').next().and_then(|t| u64::from_str_radix(t, 16).ok()).unwrap_or(now_secs);
+        let expected = lookup(c.username).and_then(|secret| Self::expected_response(&c, method, &secret));
+        if !expected.is_some_and(|e| same(&e, &c.response.to_ascii_lowercase())) {
+            // Burnt: the next guess needs another challenge. A stale nonce has expired
+            // anyway; it is not kept.
+            if nonce == NonceCheck::Fresh {
+                self.seen.insert(c.nonce.to_string(), (BURNT, issued));
+            }
+            return failed(Failure::WrongPassword);
         }
         if nonce == NonceCheck::Stale {
             return AuthOutcome::Challenge { stale: true };
         }
         if let Some((nc, _)) = c.qop_auth {
-            let issued = c.nonce.split('.').next().and_then(|t| u64::from_str_radix(t, 16).ok()).unwrap_or(now_secs);
             let entry = self.seen.entry(c.nonce.to_string()).or_insert((0, issued));
             if nc <= entry.0 {
                 // A replayed (or reordered) nonce-count.
-                return AuthOutcome::Challenge { stale: false };
+                return failed(Failure::Replayed);
             }
             entry.0 = nc;
         }
@@ -226,13 +264,37 @@ mod tests {
     #[test]
     fn unknown_user_and_wrong_password_get_the_same_answer() {
         let (mut a, mut ids) = setup();
-        let nonce = a.challenger().nonce(100, &mut ids);
-        let wrong = credentials("1000", "example.com", &nonce, Algorithm::Md5, 1, "nope");
-        let unknown = credentials("9999", "example.com", &nonce, Algorithm::Md5, 1, "1234");
+        let (n1, n2) = (a.challenger().nonce(100, &mut ids), a.challenger().nonce(100, &mut ids));
+        let wrong = credentials("1000", "example.com", &n1, Algorithm::Md5, 1, "nope");
+        let unknown = credentials("9999", "example.com", &n2, Algorithm::Md5, 1, "1234");
         let w = a.check(100, "REGISTER", "example.com", [wrong.as_bytes()], lookup);
         let u = a.check(100, "REGISTER", "example.com", [unknown.as_bytes()], lookup);
-        assert_eq!(w, AuthOutcome::Challenge { stale: false });
-        assert_eq!(w, u);
+        assert_eq!(w, AuthOutcome::Failed { user: "1000".into(), reason: Failure::WrongPassword });
+        assert_eq!(u, AuthOutcome::Failed { user: "9999".into(), reason: Failure::WrongPassword });
+    }
+
+    #[test]
+    fn a_wrong_response_burns_its_nonce_so_every_guess_needs_a_new_challenge() {
+        let (mut a, mut ids) = setup();
+        let nonce = a.challenger().nonce(100, &mut ids);
+        let guess = credentials("1000", "example.com", &nonce, Algorithm::Md5, 1, "0000");
+        assert!(matches!(
+            a.check(100, "REGISTER", "example.com", [guess.as_bytes()], lookup),
+            AuthOutcome::Failed { .. }
+        ));
+        // Even the right password is refused with that nonce now.
+        let right = credentials("1000", "example.com", &nonce, Algorithm::Md5, 2, "1234");
+        assert_eq!(
+            a.check(100, "REGISTER", "example.com", [right.as_bytes()], lookup),
+            AuthOutcome::Failed { user: "1000".into(), reason: Failure::Replayed }
+        );
+        // A fresh nonce works.
+        let fresh = a.challenger().nonce(100, &mut ids);
+        let right = credentials("1000", "example.com", &fresh, Algorithm::Md5, 1, "1234");
+        assert!(matches!(
+            a.check(100, "REGISTER", "example.com", [right.as_bytes()], lookup),
+            AuthOutcome::Authenticated { .. }
+        ));
     }
 
     #[test]
@@ -247,7 +309,7 @@ mod tests {
         ));
         assert_eq!(
             a.check(101, "REGISTER", "example.com", [first.as_bytes()], lookup),
-            AuthOutcome::Challenge { stale: false }
+            AuthOutcome::Failed { user: "1000".into(), reason: Failure::Replayed }
         );
         assert!(matches!(
             a.check(102, "REGISTER", "example.com", [second.as_bytes()], lookup),
@@ -271,7 +333,7 @@ mod tests {
         let wrong = credentials("1000", "example.com", &nonce, Algorithm::Md5, 1, "bad");
         assert_eq!(
             a.check(401, "REGISTER", "example.com", [wrong.as_bytes()], lookup),
-            AuthOutcome::Challenge { stale: false }
+            AuthOutcome::Failed { user: "1000".into(), reason: Failure::WrongPassword }
         );
     }
 
@@ -331,7 +393,7 @@ mod tests {
         let v = credentials("1000", "example.com", &nonce, Algorithm::Sha256, 2, "1234");
         assert_eq!(
             a.check(100, "REGISTER", "example.com", [v.as_bytes()], by_ha1),
-            AuthOutcome::Challenge { stale: false }
+            AuthOutcome::Failed { user: "1000".into(), reason: Failure::WrongPassword }
         );
     }
 }

@@ -66,6 +66,8 @@ pub struct MediaSettings {
     pub rtp_timeout_secs: u32,
     /// The media plane's RTP port range: no peer may be told to send there.
     pub own_ports: (u16, u16),
+    /// m= lines an SDP may have (more: 488, before any session is made).
+    pub max_media: usize,
 }
 
 /// What a peer's address in an SDP is read against: where the leg's signalling came
@@ -85,6 +87,7 @@ impl Default for MediaSettings {
             prefs: negotiate::parse_codec_string(crate::config::DEFAULT_CODEC_PREFS).expect("the default parses"),
             rtp_timeout_secs: 300,
             own_ports: (16384, 32767),
+            max_media: 16,
         }
     }
 }

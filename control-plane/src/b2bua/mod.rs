@@ -93,6 +93,10 @@ enum Fork {
     Cancelled,
 }
 
+/// The largest request the B2BUA builds (a UDP datagram holds 65,507 bytes): a B-leg
+/// INVITE beyond fails the leg at once with 413, instead of never reaching the callee.
+pub const MAX_BUILT_MESSAGE: usize = 65_000;
+
 /// The INVITE that set a leg up, and its transaction. Everything that uses them belongs
 /// to call set-up: answering or rejecting the caller, the B-leg's offer, CANCEL, the
 /// dialog made from a callee's 2xx. A leg recovered after a restart ([`recovery`]) has
@@ -604,8 +608,12 @@ impl B2bua {
             }
             return;
         }
+        let mut started = false;
         for (dest, ruri, peer) in targets {
-            self.originate(io, id, &dest, &ruri, peer);
+            started |= self.originate(io, id, &dest, &ruri, peer);
+        }
+        if !started {
+            self.check_group(io, id);
         }
     }
 
@@ -623,6 +631,11 @@ impl B2bua {
         let body = setup.invite.body();
         let offer = match (!body.is_empty()).then(|| Sdp::parse(body)) {
             None => None,
+            Some(Ok(sdp)) if sdp.media.len() > self.media.max_media => {
+                warn!(call = %call.uuid, streams = sdp.media.len(), max = self.media.max_media, "the caller's SDP has too many m= lines (sip.max_sdp_media)");
+                self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+                return;
+            }
             Some(Ok(sdp)) => Some(sdp),
             Some(Err(e)) => {
                 warn!(call = %call.uuid, error = %e, "the caller's SDP does not parse");
@@ -786,6 +799,9 @@ impl B2bua {
             return Ok(None);
         }
         let sdp = Sdp::parse(msg.body()).map_err(|e| e.to_string())?;
+        if sdp.media.len() > self.media.max_media {
+            return Err(format!("{} m= lines, at most {} (sip.max_sdp_media)", sdp.media.len(), self.media.max_media));
+        }
         let leg = if side == Side::A { 0 } else { 1 };
         if let Some(why) = media::refused_peer(&sdp, &m.check(leg)) {
             return Err(why.to_string());
@@ -806,6 +822,9 @@ impl B2bua {
             return false;
         }
         let Ok(sdp) = Sdp::parse(req.body()) else { return false };
+        if sdp.media.len() > self.media.max_media {
+            return false; // refused with 488 by media_body
+        }
         let known = m.sessions.len();
         if sdp.media.len() <= known {
             return false;
@@ -946,14 +965,17 @@ impl B2bua {
     }
 
     /// Sends one B-leg INVITE.
-    fn originate(&mut self, io: &mut Io<'_>, id: CallId, dest: &str, ruri: &str, peer: Peer) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
+    /// Starts a B-leg INVITE to `peer`; false if it could not be (the call's
+    /// `last_failure` says why: the caller is answered with it unless another leg does
+    /// better, at once rather than after a timeout).
+    fn originate(&mut self, io: &mut Io<'_>, id: CallId, dest: &str, ruri: &str, peer: Peer) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else { return false };
         let uuid = io.uuid();
         let mut channel = Channel::new(uuid.clone(), Direction::Outbound);
         channel.set_state(ChannelState::CS_INIT);
         channel.set_state(ChannelState::CS_ROUTING);
         channel.set_state(ChannelState::CS_CONSUME_MEDIA);
-        let Some(Setup { invite: a, .. }) = &call.a.setup else { return };
+        let Some(Setup { invite: a, .. }) = &call.a.setup else { return false };
         let body = call.media.as_ref().map_or(a.body(), |m| m.to_b.as_slice());
         let mf = a.max_forwards().map_or(70, |m| m.saturating_sub(1));
         let host = peer.local;
@@ -981,18 +1003,25 @@ impl B2bua {
             w.header("Content-Type", ct.unwrap_or(b"application/sdp"));
         }
         w.finish(body);
+        if buf.len() > MAX_BUILT_MESSAGE {
+            warn!(call = %call.uuid, bytes = buf.len(), max = MAX_BUILT_MESSAGE, "the B-leg INVITE would be too large: 413");
+            call.last_failure = Some((HangupCause::INTERWORKING, Some(413)));
+            return false;
+        }
         let invite = match Message::parse(Bytes::from(buf), Framing::Datagram) {
             Ok(m) => m,
             Err(e) => {
                 warn!(call = %call.uuid, error = %e, "could not build the B-leg INVITE");
-                return;
+                call.last_failure = Some((HangupCause::INTERWORKING, Some(500)));
+                return false;
             }
         };
         let tx = match io.tx.request(io.now, invite.clone(), peer) {
             Ok(tx) => tx,
             Err(e) => {
                 warn!(call = %call.uuid, error = %e, "could not send the B-leg INVITE");
-                return;
+                call.last_failure = Some((HangupCause::INTERWORKING, Some(500)));
+                return false;
             }
         };
         info!(call = %call.uuid, b_uuid = %uuid, %dest, %ruri, to = %peer.remote, "originate");
@@ -1015,6 +1044,7 @@ impl B2bua {
             destination: dest.to_string(),
         });
         self.b_invites.insert(tx, (id, call.forks.len() - 1));
+        true
     }
 
     /// A response on a client transaction the B2BUA started. Returns false if it is
@@ -1203,7 +1233,11 @@ impl B2bua {
             addrs.iter().find_map(|a| io.local_for(TransportKind::Udp, a.is_ipv4()).map(|l| Peer { remote: *a, ..l }))
         });
         match peer {
-            Some(peer) => self.originate(io, id, &user, &ruri, peer),
+            Some(peer) => {
+                if !self.originate(io, id, &user, &ruri, peer) {
+                    self.check_group(io, id);
+                }
+            }
             None => {
                 let why = result.err().unwrap_or_else(|| "no address the switch can reach".into());
                 info!(call = %call.uuid, %ruri, %why, "host not resolved");

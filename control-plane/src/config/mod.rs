@@ -83,6 +83,8 @@ pub struct AuthConfig {
     pub nonce_lifetime_secs: u64,
     /// Digest algorithms offered, in order of preference.
     pub algorithms: Vec<Algorithm>,
+    /// Password-guessing limits: back-off, ban, user lock.
+    pub guard: crate::auth::guard::GuardConfig,
 }
 
 /// An IPv4 or IPv6 network, `addr/prefix`.
@@ -141,9 +143,20 @@ pub struct SipConfig {
     pub tcp_max_connections: usize,
     pub tcp_max_connections_per_source: usize,
     pub tcp_max_pending_bytes: usize,
+    /// TCP: a message (header and body) must be complete this long after its first byte.
+    pub tcp_message_timeout: Duration,
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Live transactions before new requests get 503 (in-dialog ones: twice as many).
+    pub max_transactions: usize,
+    /// Live calls before a new INVITE gets 503.
+    pub max_calls: usize,
+    /// Requests a second one source may send (0: no limit), and its bursts.
+    pub requests_per_source_per_sec: u32,
+    pub request_burst_per_source: u32,
+    /// m= lines an SDP may have.
+    pub max_sdp_media: usize,
 }
 
 /// `[ng]`
@@ -351,6 +364,12 @@ struct RawAuth {
     trusted: Option<Vec<Spanned<String>>>,
     nonce_lifetime_secs: Option<Spanned<u64>>,
     algorithms: Option<Spanned<Vec<String>>>,
+    failures_before_backoff: Option<Spanned<u64>>,
+    failures_before_ban: Option<Spanned<u64>>,
+    failure_window_secs: Option<Spanned<u64>>,
+    ban_secs: Option<Spanned<u64>>,
+    user_failures_before_lock: Option<Spanned<u64>>,
+    user_lock_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -365,9 +384,15 @@ struct RawSip {
     tcp_max_connections: Option<Spanned<u64>>,
     tcp_max_connections_per_source: Option<Spanned<u64>>,
     tcp_max_pending_bytes: Option<Spanned<u64>>,
+    tcp_message_timeout_ms: Option<Spanned<u64>>,
     t1_ms: Option<Spanned<u64>>,
     t2_ms: Option<Spanned<u64>>,
     t4_ms: Option<Spanned<u64>>,
+    max_transactions: Option<Spanned<u64>>,
+    max_calls: Option<Spanned<u64>>,
+    requests_per_source_per_sec: Option<Spanned<u64>>,
+    request_burst_per_source: Option<Spanned<u64>>,
+    max_sdp_media: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -691,9 +716,36 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             4096,
             1 << 30,
         )? as usize,
+        tcp_message_timeout: Duration::from_millis(ranged(
+            cx,
+            "sip.tcp_message_timeout_ms",
+            &s.tcp_message_timeout_ms,
+            5000,
+            100,
+            600_000,
+        )?),
         t1: Duration::from_millis(t1),
         t2: Duration::from_millis(t2),
         t4: Duration::from_millis(t4),
+        max_transactions: ranged(cx, "sip.max_transactions", &s.max_transactions, 100_000, 16, 10_000_000)? as usize,
+        max_calls: ranged(cx, "sip.max_calls", &s.max_calls, 20_000, 1, 1_000_000)? as usize,
+        requests_per_source_per_sec: ranged(
+            cx,
+            "sip.requests_per_source_per_sec",
+            &s.requests_per_source_per_sec,
+            0,
+            0,
+            1_000_000,
+        )? as u32,
+        request_burst_per_source: ranged(
+            cx,
+            "sip.request_burst_per_source",
+            &s.request_burst_per_source,
+            100,
+            1,
+            1_000_000,
+        )? as u32,
+        max_sdp_media: ranged(cx, "sip.max_sdp_media", &s.max_sdp_media, 16, 1, 64)? as usize,
     };
 
     let ng_listen = match &raw.ng.listen {
@@ -984,10 +1036,22 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             v
         }
     };
+    let a = &raw.auth;
+    let secs = |n: u64| std::time::Duration::from_secs(n);
+    let guard = crate::auth::guard::GuardConfig {
+        backoff_after: ranged(cx, "auth.failures_before_backoff", &a.failures_before_backoff, 3, 0, 1000)? as u32,
+        ban_after: ranged(cx, "auth.failures_before_ban", &a.failures_before_ban, 10, 0, 100_000)? as u32,
+        window: secs(ranged(cx, "auth.failure_window_secs", &a.failure_window_secs, 600, 1, 86_400)?),
+        ban: secs(ranged(cx, "auth.ban_secs", &a.ban_secs, 900, 1, 7 * 86_400)?),
+        user_lock_after: ranged(cx, "auth.user_failures_before_lock", &a.user_failures_before_lock, 30, 0, 100_000)?
+            as u32,
+        user_lock: secs(ranged(cx, "auth.user_lock_secs", &a.user_lock_secs, 300, 1, 86_400)?),
+    };
     let auth = AuthConfig {
         algorithms,
         trusted,
         nonce_lifetime_secs: ranged(cx, "auth.nonce_lifetime_secs", &raw.auth.nonce_lifetime_secs, 60, 5, 86_400)?,
+        guard,
     };
 
     let management = ManagementConfig {

@@ -153,7 +153,15 @@ fn users_with_ha1_caller_id_and_variables() {
 fn registrar_and_auth_sections() {
     let c = Config::embedded().unwrap();
     assert_eq!(c.registrar, RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 });
-    assert_eq!(c.auth, AuthConfig { trusted: vec![], nonce_lifetime_secs: 60, algorithms: vec![Algorithm::Md5] });
+    assert_eq!(
+        c.auth,
+        AuthConfig {
+            trusted: vec![],
+            nonce_lifetime_secs: 60,
+            algorithms: vec![Algorithm::Md5],
+            guard: crate::auth::guard::GuardConfig::default()
+        }
+    );
     let c = Config::parse("[auth]\nalgorithms = [\"SHA-256\"]\n", "t").unwrap();
     assert_eq!(c.auth.algorithms, [Algorithm::Sha256]);
     let e = err("[auth]\nalgorithms = [\"SHA-512\"]\n");

@@ -50,6 +50,8 @@ pub struct Settings {
     pub final_timeout_secs: u32,
     /// Calls one NG client address may hold (offers beyond are refused).
     pub max_calls_per_source: usize,
+    /// m= lines an offer or answer may have (`sip.max_sdp_media`).
+    pub max_media: usize,
 }
 
 impl Default for Settings {
@@ -60,6 +62,7 @@ impl Default for Settings {
             silent_timeout_secs: 3600,
             final_timeout_secs: 0,
             max_calls_per_source: 2000,
+            max_media: 16,
         }
     }
 }

@@ -94,6 +94,15 @@ fn stream_peer(sdp: &Sdp, i: usize, req: &OfferAnswer, own: &OwnMedia) -> Result
     Ok(peer)
 }
 
+/// The request's SDP, refused if it does not parse or has too many m= lines.
+fn parse_sdp(body: &[u8], settings: &Settings) -> Result<Sdp, String> {
+    let sdp = Sdp::parse(body).map_err(|e| e.to_string())?;
+    if sdp.media.len() > settings.max_media {
+        return Err(format!("{} media streams, at most {} (sip.max_sdp_media)", sdp.media.len(), settings.max_media));
+    }
+    Ok(sdp)
+}
+
 /// The RTP timeout for stream `i` of `sdp`: the silent one while it is on hold.
 fn rtp_timeout(sdp: &Sdp, i: usize, req: &OfferAnswer, settings: &Settings) -> u32 {
     if sdp.is_on_hold(i) {
@@ -112,7 +121,7 @@ async fn offer(
     settings: &Settings,
 ) -> Result<(Vec<u8>, Outcome), String> {
     let media_ip = settings.own.ip;
-    let mut sdp = Sdp::parse(&o.sdp).map_err(|e| e.to_string())?;
+    let mut sdp = parse_sdp(&o.sdp, settings)?;
     // Every stream is checked before any session is made.
     let mut peers = Vec::with_capacity(sdp.media.len());
     for i in 0..sdp.media.len() {
@@ -163,7 +172,7 @@ async fn answer(
     settings: &Settings,
 ) -> Result<(Vec<u8>, Outcome), String> {
     let media_ip = settings.own.ip;
-    let mut sdp = Sdp::parse(&a.sdp).map_err(|e| e.to_string())?;
+    let mut sdp = parse_sdp(&a.sdp, settings)?;
     let mut peers = Vec::with_capacity(sdp.media.len());
     for i in 0..sdp.media.len() {
         peers.push(if sdp.media[i].is_rejected() { None } else { stream_peer(&sdp, i, &a, &settings.own)? });

@@ -10,6 +10,7 @@
 //! (407) unless its source is trusted, then routed; CANCEL is matched to its INVITE;
 //! BYE outside a dialog gets 481.
 
+pub mod limits;
 pub mod policy;
 
 use std::collections::VecDeque;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use crate::auth::guard::{Gate, Guard};
 use crate::auth::{AuthOutcome, Authenticator, Challenger};
 use crate::b2bua::channel::ChannelState;
 use crate::b2bua::recovery::RecoveryReport;
@@ -34,6 +36,7 @@ use crate::sip::message::{HeaderName, Message, Method, ParseError, Scheme};
 use crate::sip::transaction::{Event, Output, TimerConfig, TransactionLayer, TxId};
 use crate::sip::transport::Peer;
 use crate::storage::{CallRow, ChannelRow, DialogRow, Write};
+use limits::RateLimit;
 use policy::Refusal;
 
 /// Bytes shown as text, converted only when a log line is written (the span's field
@@ -55,6 +58,12 @@ pub struct Stats {
     pub refused: u64,
     pub challenged: u64,
     pub registered: u64,
+    /// Digest responses that did not verify.
+    pub auth_failures: u64,
+    /// Requests dropped unanswered because their source is banned.
+    pub banned_dropped: u64,
+    /// Requests refused with 503: over their source's rate, or too many calls.
+    pub rate_limited: u64,
 }
 
 /// The switch's transaction user.
@@ -62,6 +71,9 @@ pub struct Switch {
     tx: TransactionLayer,
     ids: IdGen,
     auth: Authenticator,
+    guard: Guard,
+    rate_limit: RateLimit,
+    max_calls: usize,
     registrar: Registrar,
     users: HashMap<String, User>,
     realm: String,
@@ -103,10 +115,15 @@ impl Switch {
         let timers = TimerConfig { t1: config.sip.t1, t2: config.sip.t2, t4: config.sip.t4 };
         let mut challenger = Challenger::new(&mut ids);
         challenger.lifetime_secs = config.auth.nonce_lifetime_secs;
+        let mut tx = TransactionLayer::new(timers);
+        tx.set_max_transactions(config.sip.max_transactions);
         Switch {
-            tx: TransactionLayer::new(timers),
+            tx,
             ids,
             auth: Authenticator::new(challenger, config.auth.algorithms.clone()),
+            guard: Guard::new(config.auth.guard),
+            rate_limit: RateLimit::new(config.sip.requests_per_source_per_sec, config.sip.request_burst_per_source),
+            max_calls: config.sip.max_calls,
             registrar: Registrar::new(config.registrar),
             users: config.directory.users.iter().map(|u| (u.id.clone(), u.clone())).collect(),
             realm: config.sip.realm.clone(),
@@ -206,6 +223,19 @@ impl Switch {
     pub fn handle_message(&mut self, now: Instant, msg: Message, peer: Peer) {
         if msg.is_request() {
             self.stats.requests += 1;
+            let trusted = self.is_trusted(peer);
+            if !trusted && self.guard.gate(now, peer.remote.ip()) == Gate::Banned {
+                // Banned for guessing passwords: not even a transaction.
+                self.stats.banned_dropped += 1;
+                return;
+            }
+            if msg.method() != Method::Ack && !trusted {
+                if let Err(wait) = self.rate_limit.admit(now, peer.remote.ip()) {
+                    self.stats.rate_limited += 1;
+                    debug!(peer = %peer.remote, "over the per-source request rate: 503");
+                    return self.refuse_stateless(&msg, peer, 503, wait);
+                }
+            }
         } else {
             self.stats.responses_received += 1;
         }
@@ -430,34 +460,104 @@ impl Switch {
         String::from_utf8_lossy(uri.host_unbracketed()).into_owned()
     }
 
-    /// Digest-checks `req`; on failure answers it with a challenge and returns `None`.
+    fn is_trusted(&self, peer: Peer) -> bool {
+        self.trusted.iter().any(|n| n.contains(peer.remote.ip()))
+    }
+
+    /// Digest-checks `req`; on failure answers it (a challenge, or 403 to a source that
+    /// must wait or a user that is locked) and returns `None`. Every failed response is
+    /// logged in one fixed format (for fail2ban; see docs/security.md) and counted.
     fn authenticate(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) -> Option<String> {
         let (code, credentials, challenge) = if req.method() == Method::Register {
             (401, HeaderName::Authorization, "WWW-Authenticate")
         } else {
             (407, HeaderName::ProxyAuthorization, "Proxy-Authenticate")
         };
+        let trusted = self.is_trusted(peer);
+        if let (Gate::Wait(left), false) = (self.guard.gate(now, peer.remote.ip()), trusted) {
+            return self.refuse_for(now, tx, req, peer, "too many failed attempts from this address", left);
+        }
         let realm = self.realm_for(req);
         let unix = self.unix(now);
         let method = String::from_utf8_lossy(req.method_bytes()).into_owned();
         let users = &self.users;
         let outcome =
             self.auth.check(unix, &method, &realm, req.values(credentials), |u| users.get(u).map(|u| u.secret.clone()));
-        match outcome {
-            AuthOutcome::Authenticated { user } => Some(user),
-            AuthOutcome::Challenge { stale } => {
-                self.stats.challenged += 1;
-                let values =
-                    self.auth.challenger().challenges(&realm, unix, stale, self.auth.algorithms(), &mut self.ids);
-                info!(status = code, %realm, stale, "challenged");
-                self.respond(now, tx, req, peer, code, |w| {
-                    for v in &values {
-                        w.header(challenge, v);
-                    }
-                });
-                None
+        let stale = match outcome {
+            AuthOutcome::Authenticated { user } => {
+                if let (Some(left), false) = (self.guard.user_locked(now, &user), trusted) {
+                    return self.refuse_for(now, tx, req, peer, "this user is locked after failed attempts", left);
+                }
+                if !trusted {
+                    self.guard.on_success(peer.remote.ip());
+                }
+                return Some(user);
             }
-        }
+            AuthOutcome::Challenge { stale } => stale,
+            AuthOutcome::Failed { user, reason } => {
+                self.stats.auth_failures += 1;
+                let known = self.users.contains_key(&user);
+                let (ip, port) = (peer.remote.ip(), peer.remote.port());
+                let counted = (!trusted).then(|| self.guard.on_failure(now, ip, &user, known));
+                let failures = counted.map_or(0, |c| c.failures);
+                warn!(
+                    target: "ferroswitch::auth",
+                    "auth failure: source_ip={ip} source_port={port} user={user:?} realm={realm:?} method={method} reason={} failures={failures}",
+                    reason.as_str()
+                );
+                if counted.is_some_and(|c| c.banned) {
+                    warn!(target: "ferroswitch::auth", "auth ban: source_ip={ip} after {failures} failures");
+                }
+                if counted.is_some_and(|c| c.user_locked) {
+                    warn!(target: "ferroswitch::auth", "auth lock: user={user:?} after repeated failures");
+                }
+                if let (Some(left), false) = (self.guard.user_locked(now, &user), trusted) {
+                    return self.refuse_for(now, tx, req, peer, "this user is locked after failed attempts", left);
+                }
+                false
+            }
+        };
+        self.stats.challenged += 1;
+        let values = self.auth.challenger().challenges(&realm, unix, stale, self.auth.algorithms(), &mut self.ids);
+        info!(status = code, %realm, stale, "challenged");
+        self.respond(now, tx, req, peer, code, |w| {
+            for v in &values {
+                w.header(challenge, v);
+            }
+        });
+        None
+    }
+
+    /// A response sent without a transaction (for a request refused before one is
+    /// made), with Retry-After `wait` rounded up to whole seconds.
+    fn refuse_stateless(&mut self, req: &Message, peer: Peer, code: u16, wait: Duration) {
+        let mut buf = Vec::with_capacity(512);
+        let tag = self.ids.hex(5);
+        let mut w = response_to(req, code, default_reason(code), Some(tag.as_bytes()), Some(peer.remote), &mut buf);
+        w.header_fmt("Retry-After", format_args!("{}", wait.as_millis().div_ceil(1000).max(1)));
+        w.finish(b"");
+        self.tx.send_stateless(peer, Bytes::from(buf));
+        self.drain_outputs_only();
+    }
+
+    /// 403 with Retry-After (seconds, rounded up): the guard's answer to a source that
+    /// must wait, or to a locked user's credentials.
+    fn refuse_for(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Message,
+        peer: Peer,
+        why: &str,
+        left: Duration,
+    ) -> Option<String> {
+        let secs = left.as_millis().div_ceil(1000).max(1);
+        info!(peer = %peer.remote, %why, retry_after = secs, "refused");
+        let reason = format!("Forbidden ({why})");
+        self.respond_reason(now, tx, req, peer, 403, &reason, |w| {
+            w.header("Retry-After", secs.to_string());
+        });
+        None
     }
 
     fn on_register(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) {
@@ -504,6 +604,13 @@ impl Switch {
     }
 
     fn on_invite(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) {
+        if self.b2bua.len() >= self.max_calls {
+            self.stats.rate_limited += 1;
+            warn!(calls = self.b2bua.len(), "sip.max_calls reached: 503");
+            return self.respond(now, tx, req, peer, 503, |w| {
+                w.header("Retry-After", "5");
+            });
+        }
         let trusted = self.trusted.iter().any(|n| n.contains(peer.remote.ip()));
         let caller = if trusted {
             None

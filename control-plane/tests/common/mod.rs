@@ -68,6 +68,17 @@ impl SwitchProcess {
         Self::launch(dir, &config, Stdio::null())
     }
 
+    /// As [`SwitchProcess::start`], its log (`level`) written to `log`.
+    pub fn start_logged(extra_sip: &str, level: &str, log: &std::path::Path) -> SwitchProcess {
+        let dir = TempDir::new("switch");
+        let config = format!(
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"{level}\"\n[media]\nmode = \"off\"\n",
+            dir.0.join("var").display()
+        );
+        let file = std::fs::File::create(log).unwrap();
+        Self::launch(dir, &config, Stdio::from(file))
+    }
+
     /// Starts the switch with its database under `dir`, SIP over UDP on the fixed address
     /// `udp` (so a restart is reached where the last one was), no media plane, and its log
     /// (level info) appended to `dir/ferroswitch.log`.

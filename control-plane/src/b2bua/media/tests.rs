@@ -52,7 +52,7 @@ fn b_is_offered_the_callers_codecs_the_switch_accepts_in_its_order_without_ice()
 }
 
 #[test]
-fn a_is_answered_with_bs_choice_in_as_payload_types_or_marked_to_transcode() {
+fn a_is_answered_with_bs_choice_in_as_payload_types_or_refused_without_a_common_codec() {
     let a = sdp("m=audio 4000 RTP/AVP 9 96 101\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\n");
     let prefs = parse_codec_string("OPUS,G722").unwrap();
     let (specs, _) = plan_bridge(Some(&a), &prefs, 60, &PC);
@@ -64,12 +64,13 @@ fn a_is_answered_with_bs_choice_in_as_payload_types_or_marked_to_transcode() {
     assert_eq!(answer.media[0].fmtp(96), Some("stereo=1"), "B's parameters for the codec B chose");
     assert_eq!(answer.media[0].port, 30000);
     assert!(updates.is_empty(), "no transcoding");
-    // B picks PCMU, which A did not offer: A gets its best transcodable codec (G722).
+    assert!(!answer_without_common_codec(&a, &b));
+    // B picks PCMU, which A did not offer: nothing transcodes yet, so A cannot be answered.
     let b = sdp("m=audio 5000 RTP/AVP 0\r\n");
-    let (answer, updates) = answer_for_a(&a, &b, &mut sessions, IP);
-    assert_eq!(answer.media[0].formats, ["9"]);
-    assert_eq!(updates.len(), 1);
-    assert_eq!(updates[0].1.flags & session_flags::TRANSCODE, session_flags::TRANSCODE);
+    assert!(answer_without_common_codec(&a, &b));
+    // A offering nothing the switch prefers cannot be bridged either.
+    assert!(offer_without_common_codec(&sdp("m=audio 4000 RTP/AVP 18\r\n"), &prefs));
+    assert!(!offer_without_common_codec(&a, &prefs));
 }
 
 #[test]

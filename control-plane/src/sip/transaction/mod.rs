@@ -236,7 +236,16 @@ pub struct TransactionLayer {
     outputs: VecDeque<Output>,
     /// Reused buffer for the actions of one state machine step.
     scratch: Vec<Action>,
+    /// Past this many live transactions a new out-of-dialog request is refused with a
+    /// stateless 503 (in-dialog requests and CANCEL get up to twice as many, so calls
+    /// can still end).
+    max_transactions: usize,
+    /// Requests refused so.
+    overloaded: u64,
 }
+
+/// Seconds a request refused for overload is told to wait (Retry-After).
+pub const OVERLOAD_RETRY_AFTER_SECS: u32 = 5;
 
 impl TransactionLayer {
     /// An empty layer with the given timer values.
@@ -252,7 +261,19 @@ impl TransactionLayer {
             timers: TimerHeap::default(),
             outputs: VecDeque::new(),
             scratch: Vec::new(),
+            max_transactions: usize::MAX,
+            overloaded: 0,
         }
+    }
+
+    /// Caps the live transactions (see [`TransactionLayer`]'s `max_transactions`).
+    pub fn set_max_transactions(&mut self, max: usize) {
+        self.max_transactions = max.max(1);
+    }
+
+    /// Requests refused with 503 because too many transactions were live.
+    pub fn overloaded(&self) -> u64 {
+        self.overloaded
     }
 
     /// The timer values this layer runs with.
@@ -440,6 +461,12 @@ impl TransactionLayer {
                 return;
             }
         }
+        let ends_something = msg.to_tag().is_some() || msg.method() == Method::Cancel;
+        let cap = if ends_something { self.max_transactions.saturating_mul(2) } else { self.max_transactions };
+        if self.txs.len() >= cap {
+            self.refuse_overloaded(msg, peer);
+            return;
+        }
         let cancels = match msg.method() {
             Method::Cancel => self.cancelled_invite(&msg),
             _ => None,
@@ -543,6 +570,17 @@ impl TransactionLayer {
 
     /// §8.2.2.2: a merged request is answered 482 from a transaction of its own (so its
     /// retransmissions are absorbed) that the TU never hears about.
+    /// A stateless 503 with Retry-After: no transaction is kept for the request (a
+    /// retransmission gets another 503), so a flood cannot grow the table.
+    fn refuse_overloaded(&mut self, msg: Message, peer: Peer) {
+        self.overloaded += 1;
+        let mut buf = Vec::with_capacity(msg.as_bytes().len().min(1024));
+        let mut w = response_to(&msg, 503, default_reason(503), None, Some(peer.remote), &mut buf);
+        w.header_fmt("Retry-After", format_args!("{OVERLOAD_RETRY_AFTER_SECS}"));
+        w.finish(b"");
+        self.outputs.push_back(Output::Transmit { peer, bytes: Bytes::from(buf) });
+    }
+
     fn reject_merged(&mut self, now: Instant, msg: Message, peer: Peer, key: ServerKey) {
         let id = self.allocate_id();
         let tag = merged_tag(&msg, id);

@@ -910,3 +910,27 @@ fn timer_config_scales_every_timer_rfc3261_table_4() {
     assert_eq!(TimerConfig::default().t2, ms(4_000));
     assert_eq!(TimerConfig::default().t4, ms(5_000));
 }
+
+#[test]
+fn past_the_cap_a_new_request_gets_a_stateless_503_with_retry_after_and_in_dialog_ones_still_pass() {
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    layer.set_max_transactions(2);
+    let t0 = Instant::now();
+    let uac = from_uac(TransportKind::Udp);
+    let opt = |n: u32| request("OPTIONS", &via(&format!("z9hG4bKo{n}")), None, 7, &format!("opt-{n}@192.0.2.10"));
+    layer.handle_message(t0, opt(1), uac);
+    layer.handle_message(t0, opt(2), uac);
+    drain(&mut layer);
+    assert_eq!(layer.len(), 2);
+    layer.handle_message(t0, opt(3), uac);
+    let out = drain(&mut layer);
+    assert_eq!(out.iter().map(describe).collect::<Vec<_>>(), ["send 503"]);
+    let Output::Transmit { bytes, .. } = &out[0] else { unreachable!() };
+    let refusal = Message::parse(bytes.clone(), Framing::Datagram).unwrap();
+    assert_eq!(refusal.header_named("Retry-After"), Some(&b"5"[..]));
+    assert_eq!((layer.len(), layer.overloaded()), (2, 1), "nothing kept for it");
+    // A BYE in a dialog still gets its transaction (calls must be able to end).
+    layer.handle_message(t0, request("BYE", &via("z9hG4bKb1"), Some("t1"), 2, "call-1@192.0.2.10"), uac);
+    assert_eq!(drain(&mut layer).iter().map(describe).collect::<Vec<_>>(), ["request BYE"]);
+    assert_eq!(layer.len(), 3);
+}

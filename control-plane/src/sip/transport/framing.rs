@@ -56,6 +56,12 @@ impl StreamFramer {
         self.buf.len()
     }
 
+    /// The start of what is held (at most `max` bytes): after a framing error, the
+    /// headers to answer it from (513 needs the request's Via, From, To, Call-ID, CSeq).
+    pub fn head(&self, max: usize) -> Bytes {
+        Bytes::copy_from_slice(&self.buf[..self.buf.len().min(max)])
+    }
+
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }

@@ -1,5 +1,7 @@
 //! TCP transport: accepted connections framed by [`super::framing`], limits on
-//! connections (total and per source), idle time and bytes queued for sending.
+//! connections (total and per source), idle time, the time a message may take to arrive
+//! (a slowloris client trickling bytes is closed), and bytes queued for sending. A
+//! message over the size limit is answered with 513 before the connection closes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::framing::{Frame, StreamFramer};
+use super::framing::{Frame, FramingError, StreamFramer};
 use super::{Inbound, Peer, TransportKind};
 use crate::sip::message::{Framing, Message};
 
@@ -25,6 +27,8 @@ pub struct TcpLimits {
     pub max_connections: usize,
     pub max_per_source: usize,
     pub max_pending_bytes: usize,
+    /// A message must be complete (header and body) this long after its first byte.
+    pub message_timeout: Duration,
 }
 
 /// The sending half of a connection, held by the driver.
@@ -127,8 +131,22 @@ async fn serve(stream: TcpStream, peer: Peer, limits: TcpLimits, to_core: mpsc::
     });
     let mut framer = StreamFramer::new(limits.max_message);
     let mut buf = vec![0u8; 16 * 1024];
+    // When the first byte of the message being received arrived (None: between messages).
+    let mut started: Option<tokio::time::Instant> = None;
     'conn: loop {
-        let n = match tokio::time::timeout(limits.idle_timeout, reader.read(&mut buf)).await {
+        let wait = match started {
+            Some(t) => limits.message_timeout.saturating_sub(t.elapsed()).min(limits.idle_timeout),
+            None => limits.idle_timeout,
+        };
+        let n = match tokio::time::timeout(wait, reader.read(&mut buf)).await {
+            Err(_) if started.is_some() => {
+                info!(
+                    remote = %peer.remote,
+                    buffered = framer.buffered(),
+                    "TCP message not complete within sip.tcp_message_timeout_ms: closing"
+                );
+                break;
+            }
             Err(_) => {
                 debug!(remote = %peer.remote, "TCP connection idle: closing");
                 break;
@@ -137,6 +155,7 @@ async fn serve(stream: TcpStream, peer: Peer, limits: TcpLimits, to_core: mpsc::
             Ok(Ok(n)) => n,
         };
         framer.push(&buf[..n]);
+        let mut completed = false;
         loop {
             match framer.next_frame() {
                 Ok(None) => break,
@@ -145,6 +164,7 @@ async fn serve(stream: TcpStream, peer: Peer, limits: TcpLimits, to_core: mpsc::
                     let _ = conn.send(Bytes::from_static(b"\r\n"));
                 }
                 Ok(Some(Frame::Message(bytes))) => {
+                    completed = true;
                     let item = match Message::parse_with_limit(bytes.clone(), Framing::Stream, limits.max_message) {
                         Ok(msg) => Inbound::Message { peer, msg },
                         Err(error) => Inbound::Malformed { peer, bytes, error },
@@ -154,12 +174,24 @@ async fn serve(stream: TcpStream, peer: Peer, limits: TcpLimits, to_core: mpsc::
                     }
                 }
                 Err(e) => {
-                    // The stream cannot be resynchronised: close it (RFC 4475 §3.1.2.3).
+                    // The stream cannot be resynchronised: close it (RFC 4475 §3.1.2.3), a
+                    // request too large answered with 513 first (RFC 3261 §21.5.14).
                     info!(remote = %peer.remote, error = %e, "closing TCP connection");
+                    if matches!(e, FramingError::HeadersTooLarge(_) | FramingError::MessageTooLarge(_)) {
+                        let error = crate::sip::message::ParseError::TooLarge(limits.max_message);
+                        let _ = to_core.send(Inbound::Malformed { peer, bytes: framer.head(8192), error }).await;
+                    }
                     break 'conn;
                 }
             }
         }
+        // A partial message keeps its start time; one begun in this read starts the
+        // clock now.
+        started = match (framer.buffered(), started) {
+            (0, _) => None,
+            (_, Some(t)) if !completed => Some(t),
+            _ => Some(tokio::time::Instant::now()),
+        };
     }
     let _ = to_core.send(Inbound::Closed { peer }).await;
     drop(conn);
