@@ -1439,3 +1439,14 @@ fn an_offer_naming_the_media_planes_own_port_is_refused_with_488() {
     assert!(w.run_until(Duration::from_secs(5), |w| w.uac.statuses.contains(&(Method::Invite, 488))));
     assert_eq!(media(&w).sessions[&id], before);
 }
+
+#[test]
+fn an_sdp_with_more_m_lines_than_the_cap_is_refused_with_488_before_any_session() {
+    let mut w = World::with_media(56);
+    w.register_callee();
+    let streams: String = (0..17).map(|i| format!("m=audio {} RTP/AVP 0\r\n", 40000 + 2 * i)).collect();
+    let sdp = format!("v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{streams}");
+    w.call_offering("1001", sdp.as_bytes());
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(488)));
+    assert!(w.callee_invite().is_none() && media(&w).sessions.is_empty());
+}

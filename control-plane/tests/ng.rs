@@ -166,3 +166,75 @@ fn bad_requests_get_error_answers() {
     assert_eq!(e.get("error-reason").and_then(Value::as_str), Some("SDP line 1: version \"1\", expected 0"));
     sw.stop();
 }
+
+fn offer(call_id: &str, sdp: &str, extra: Vec<(&'static str, Value)>) -> Value {
+    let mut fields = vec![
+        ("command", Value::str("offer")),
+        ("call-id", Value::str(call_id)),
+        ("from-tag", Value::str("tag-a")),
+        ("sdp", Value::str(sdp)),
+    ];
+    fields.extend(extra);
+    Value::dict(fields)
+}
+
+fn error_reason(v: &Value) -> Option<&str> {
+    v.get("error-reason").and_then(Value::as_str)
+}
+
+#[test]
+fn an_offer_naming_the_media_planes_own_port_multicast_or_too_many_streams_is_refused() {
+    let sw = SwitchProcess::start("");
+    let mut c = Client::new(sw.ng.expect("the switch serves NG"));
+    let pa = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A first call tells us a port of the media plane's own.
+    let own = media_addr(&c.call(offer("ok-1", &sdp_for(&pa), vec![]), None));
+    let looped = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n",
+        ip = own.ip(),
+        port = own.port()
+    );
+    let e = c.call(offer("loop-1", &looped, vec![]), None);
+    assert_eq!(error_reason(&e), Some(format!("media address {own} is the media plane's own (a media loop)").as_str()));
+    let multicast =
+        "v=0\r\no=- 1 1 IN IP4 239.1.2.3\r\ns=-\r\nc=IN IP4 239.1.2.3/16\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
+    let e = c.call(offer("mc-1", multicast, vec![]), None);
+    assert_eq!(error_reason(&e), Some("media address 239.1.2.3:5004 is multicast or broadcast"));
+    let many: String = (0..17).map(|i| format!("m=audio {} RTP/AVP 0\r\n", 5000 + 2 * i)).collect();
+    let many = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{many}");
+    let e = c.call(offer("many-1", &many, vec![]), None);
+    assert_eq!(error_reason(&e), Some("17 media streams, at most 16 (sip.max_sdp_media)"));
+    // Nothing was set up for the refused offers.
+    let list = c.call(Value::dict([("command", Value::str("list"))]), None);
+    assert_eq!(list.get("calls"), Some(&Value::List(vec![Value::str("ok-1")])));
+    sw.stop();
+}
+
+#[test]
+fn a_call_without_rtp_is_deleted_at_its_timeout_and_a_source_holds_only_so_many() {
+    let dir = common::TempDir::new("switch");
+    let sw = SwitchProcess::start_with_ng(dir, "", "", "max_calls_per_source = 2");
+    let mut c = Client::new(sw.ng.expect("the switch serves NG"));
+    let pa = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A one-second RTP timeout set by the offer; nobody sends RTP.
+    let a = c.call(offer("quiet-1", &sdp_for(&pa), vec![("timeout", Value::Int(1))]), None);
+    assert_eq!(a.get("result").and_then(Value::as_str), Some("ok"), "{a:?}");
+    let b = c.call(offer("busy-1", &sdp_for(&pa), vec![]), None);
+    assert_eq!(b.get("result").and_then(Value::as_str), Some("ok"), "{b:?}");
+    // Two calls held: a third from the same source is refused.
+    let e = c.call(offer("third-1", &sdp_for(&pa), vec![]), None);
+    assert_eq!(error_reason(&e), Some("too many calls from 127.0.0.1 (2; ng.max_calls_per_source)"));
+    // The quiet call goes by itself (within 10 s); its place is free again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let calls = loop {
+        let list = c.call(Value::dict([("command", Value::str("list"))]), None);
+        if list.get("calls") == Some(&Value::List(vec![Value::str("busy-1")])) || std::time::Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(calls.get("calls"), Some(&Value::List(vec![Value::str("busy-1")])), "the quiet call was deleted");
+    let again = c.call(offer("third-2", &sdp_for(&pa), vec![]), None);
+    assert_eq!(again.get("result").and_then(Value::as_str), Some("ok"), "{again:?}");
+    sw.stop();
+}

@@ -58,11 +58,16 @@ impl SwitchProcess {
     /// switch of a test binary gets RTP ports of its own (the binary's tests run in
     /// parallel; the binaries one after another).
     pub fn start_with(dir: TempDir, extra_sip: &str, extra_media: &str) -> SwitchProcess {
+        Self::start_with_ng(dir, extra_sip, extra_media, "")
+    }
+
+    /// As [`SwitchProcess::start_with`], with `extra_ng` TOML appended to [ng].
+    pub fn start_with_ng(dir: TempDir, extra_sip: &str, extra_media: &str, extra_ng: &str) -> SwitchProcess {
         static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 24;
         let (min, max) = (20000 + block * 500, 20000 + block * 500 + 499);
         let config = format!(
-            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\nrtp_port_min = {min}\nrtp_port_max = {max}\n{extra_media}\n[ng]\nlisten = \"127.0.0.1:0\"\n",
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\nrtp_port_min = {min}\nrtp_port_max = {max}\n{extra_media}\n[ng]\nlisten = \"127.0.0.1:0\"\n{extra_ng}\n",
             dir.0.join("var").display()
         );
         Self::launch(dir, &config, Stdio::null())
