@@ -20,6 +20,7 @@ pub mod dialplan;
 pub mod ids;
 pub mod management;
 pub mod media;
+pub mod nat;
 pub mod netsim;
 pub mod ng;
 pub mod registrar;

@@ -68,6 +68,8 @@ struct Ua {
     answer_sdp: Option<Vec<u8>>,
     /// The body its ACKs carry (an answer to an offer in a 2xx).
     ack_body: Vec<u8>,
+    /// The Contact it writes (None: its own address).
+    contact: Option<String>,
 }
 
 impl Ua {
@@ -89,6 +91,7 @@ impl Ua {
             early_sdp: None,
             answer_sdp: None,
             ack_body: Vec::new(),
+            contact: None,
         }
     }
 
@@ -125,7 +128,10 @@ impl Ua {
         w.header("To", to);
         w.header("Call-ID", call_id);
         w.header_fmt("CSeq", format_args!("{} {method}", self.cseq));
-        w.header_fmt("Contact", format_args!("<sip:{}@{}>", self.user, self.addr));
+        match &self.contact {
+            Some(c) => w.header("Contact", c),
+            None => w.header_fmt("Contact", format_args!("<sip:{}@{}>", self.user, self.addr)),
+        };
         for (n, v) in extra {
             w.header(n, v);
         }
@@ -1449,4 +1455,58 @@ fn an_sdp_with_more_m_lines_than_the_cap_is_refused_with_488_before_any_session(
     w.call_offering("1001", sdp.as_bytes());
     assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(488)));
     assert!(w.callee_invite().is_none() && media(&w).sessions.is_empty());
+}
+
+impl World {
+    /// `ua` (the caller's or the callee's phone) registers `user` with `contact`.
+    fn register_as(&mut self, callee_side: bool, user: &str, contact: &str) {
+        let now = self.now;
+        let ua = if callee_side { &mut self.uas } else { &mut self.uac };
+        let (old_user, old_cseq) = (std::mem::replace(&mut ua.user, user.into()), ua.cseq);
+        ua.contact = Some(contact.into());
+        let to = format!("<sip:{user}@127.0.0.1>");
+        ua.send(
+            now,
+            "REGISTER",
+            "sip:127.0.0.1",
+            &to,
+            &format!("reg-{user}-{contact}"),
+            &[("Expires", "3600".into())],
+            b"",
+        );
+        let got = |w: &World| {
+            let ua = if callee_side { &w.uas } else { &w.uac };
+            ua.got(Method::Register, 200)
+        };
+        assert!(self.run_until(Duration::from_secs(20), got), "{user} registered with {contact}");
+        let ua = if callee_side { &mut self.uas } else { &mut self.uac };
+        (ua.user, ua.contact, ua.auth_tries, ua.cseq) = (old_user, None, 0, old_cseq);
+        ua.statuses.clear();
+    }
+}
+
+#[test]
+fn a_phone_registered_by_a_third_party_is_reached_at_its_contact() {
+    let mut w = World::new(57, 0.0);
+    // The caller's host registers 1001 for the phone at 127.0.0.1:5080 (a provisioning
+    // server's REGISTER): requests for 1001 go to that Contact, not to the REGISTER's source.
+    w.register_as(false, "1001", "<sip:1001@127.0.0.1:5080>");
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()), "{:?}", w.uac.requests);
+    assert!(!w.uac.requests.contains(&Method::Invite), "not sent back to the registering host");
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+}
+
+#[test]
+fn a_phone_behind_a_nat_is_reached_where_its_register_came_from() {
+    let mut w = World::new(58, 0.0);
+    // Its Contact names its private address; its REGISTER came from 127.0.0.1:5080.
+    w.register_as(true, "1001", "<sip:1001@192.168.1.20:5060>");
+    w.call("1001");
+    assert!(
+        w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()),
+        "the INVITE reached the NAT's address"
+    );
+    assert_eq!(w.callee_invite().unwrap().request_uri_bytes(), b"sip:1001@192.168.1.20:5060");
 }

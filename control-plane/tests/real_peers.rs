@@ -122,7 +122,12 @@ fn users_file_is_reloaded_on_sighup_and_a_broken_one_is_refused() {
     let dir = TempDir::new("reload");
     let users = dir.0.join("users.toml");
     std::fs::write(&users, "[[user]]\nid = \"2000\"\npassword = \"first-pw\"\n").unwrap();
-    let extra = format!("\n[directory]\nusers_file = \"{}\"\n", users.display());
+    // The old password is tried on purpose below: the password-guessing guard is off here
+    // (tests/guessing.rs tests it).
+    let extra = format!(
+        "\n[directory]\nusers_file = \"{}\"\n[auth]\nfailures_before_backoff = 0\nfailures_before_ban = 0\nuser_failures_before_lock = 0\n",
+        users.display()
+    );
     let sw = SwitchProcess::start_in(dir, &extra);
     assert_all_passed(sipp_register("u1", sw.udp, "2000", "first-pw"));
     std::fs::write(&users, "[[user]]\nid = \"2000\"\npassword = \"second-pw\"\n").unwrap();

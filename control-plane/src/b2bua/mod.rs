@@ -31,7 +31,7 @@ use crate::dialplan::{AppCall, DialString, Dialplan, Endpoint, Variables};
 use crate::ids::IdGen;
 use crate::media::negotiate::parse_codec_string;
 use crate::media::rewrite::OwnMedia;
-use crate::registrar::Registrar;
+use crate::registrar::{NatDetection, Registrar};
 use crate::sdp::Sdp;
 use crate::sip::message::uri::unescape;
 use crate::sip::message::write::{default_reason, response_to, Writer};
@@ -555,8 +555,13 @@ impl B2bua {
                     if bindings.is_empty() {
                         failure = Some((HangupCause::USER_NOT_REGISTERED, None));
                     }
+                    let nat = io.users[&user]
+                        .variables
+                        .get("nat_detection")
+                        .and_then(|v| NatDetection::parse(v))
+                        .unwrap_or(io.registrar.nat_detection());
                     for b in bindings {
-                        targets.push((user.clone(), b.contact.clone(), b.source));
+                        targets.push((user.clone(), b.contact.clone(), b.target(nat)));
                     }
                 }
                 Endpoint::Sofia { uri, .. } => {

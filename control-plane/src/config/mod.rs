@@ -73,6 +73,8 @@ pub struct RegistrarConfig {
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
+    /// How a phone behind a NAT is told (its requests then go to the REGISTER's source).
+    pub nat_detection: crate::registrar::NatDetection,
 }
 
 /// `[auth]`
@@ -356,6 +358,7 @@ struct RawRegistrar {
     min_expires: Option<Spanned<u64>>,
     max_expires: Option<Spanned<u64>>,
     default_expires: Option<Spanned<u64>>,
+    nat_detection: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -995,7 +998,17 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             format!("need min_expires ({min_expires}) <= default_expires ({default_expires}) <= max_expires ({max_expires})"),
         ));
     }
-    let registrar = RegistrarConfig { min_expires, max_expires, default_expires };
+    let nat_detection = match &r.nat_detection {
+        None => crate::registrar::NatDetection::default(),
+        Some(v) => crate::registrar::NatDetection::parse(v.get_ref()).ok_or_else(|| {
+            cx.err(
+                "registrar.nat_detection",
+                v.span().start,
+                format!("\"{}\": expected \"private\", \"aggressive\", \"always\" or \"never\"", v.get_ref()),
+            )
+        })?,
+    };
+    let registrar = RegistrarConfig { min_expires, max_expires, default_expires, nat_detection };
     let mut trusted = Vec::new();
     for t in raw.auth.trusted.iter().flatten() {
         trusted.push(Cidr::parse(t.get_ref()).ok_or_else(|| {

@@ -152,7 +152,15 @@ fn users_with_ha1_caller_id_and_variables() {
 #[test]
 fn registrar_and_auth_sections() {
     let c = Config::embedded().unwrap();
-    assert_eq!(c.registrar, RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 });
+    assert_eq!(
+        c.registrar,
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            nat_detection: crate::registrar::NatDetection::Private,
+        }
+    );
     assert_eq!(
         c.auth,
         AuthConfig {

@@ -86,21 +86,6 @@ impl OwnMedia {
     }
 }
 
-/// Whether a NAT could hide `ip`: private (RFC 1918, RFC 4193), loopback, link-local or
-/// shared (RFC 6598) space.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private() || v4.is_loopback() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
 /// The peer address the media plane is told for a stream whose SDP names `sdp_ip` and
 /// `port`, signalled from `source` (the SIP message's or NG request's source IP):
 /// - `trust address`: the SDP's;
@@ -120,8 +105,7 @@ pub fn signalled_peer(sdp_ip: Option<IpAddr>, port: u16, source: Option<IpAddr>,
     let ip = match (sdp_ip, source) {
         (Some(ip), _) if flags.trust_address => ip,
         (_, Some(src)) if flags.sip_source_address => src,
-        // Two loopback addresses are one host: no NAT between them.
-        (Some(ip), Some(src)) if ip != src && is_private(ip) && !(ip.is_loopback() && src.is_loopback()) => src,
+        (Some(ip), Some(src)) if crate::nat::hidden(ip, src) => src,
         (Some(ip), _) => ip,
         (None, Some(src)) => return Some(SocketAddr::new(src, 0)),
         (None, None) => return None,

@@ -27,12 +27,81 @@ pub struct Binding {
     pub q: Option<String>,
     pub call_id: String,
     pub cseq: u32,
-    /// Where the REGISTER came from: requests for this contact are sent there, which is
-    /// what makes clients behind NAT reachable.
+    /// Where the REGISTER came from (its connection, over TCP): requests for this
+    /// contact go there when the phone is behind a NAT ([`Binding::target`]).
     pub source: Peer,
     pub user_agent: Option<String>,
     /// The `+sip.instance` contact parameter (RFC 5626), if any.
     pub instance: Option<String>,
+}
+
+/// How the registrar tells a phone behind a NAT (`registrar.nat_detection`, or a user's
+/// `nat_detection` variable), as FreeSWITCH's `NDLB-received-in-nat-reg` and
+/// `aggressive-nat-detection` do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NatDetection {
+    /// Behind a NAT when the Contact's host is a private or loopback address other than
+    /// the REGISTER's source.
+    #[default]
+    Private,
+    /// Behind a NAT whenever the Contact's address and port are not the source's.
+    Aggressive,
+    /// Always use the source (FreeSWITCH's NDLB-received-in-nat-reg).
+    Always,
+    /// Always use the Contact.
+    Never,
+}
+
+impl NatDetection {
+    /// The mode a config value names.
+    pub fn parse(s: &str) -> Option<NatDetection> {
+        Some(match s {
+            "private" => NatDetection::Private,
+            "aggressive" => NatDetection::Aggressive,
+            "always" => NatDetection::Always,
+            "never" => NatDetection::Never,
+            _ => return None,
+        })
+    }
+}
+
+impl Binding {
+    /// Where requests for this contact go. Over TCP the registration's own connection
+    /// (the phone's flow, RFC 5626). Over UDP the Contact's address, as FreeSWITCH,
+    /// Kamailio and Asterisk do (so a phone registered by a provisioning server, or whose
+    /// REGISTER leaves from another port, is reached), unless `nat` says the phone is
+    /// behind a NAT: then the REGISTER's source. A Contact with a host name, or of the
+    /// other IP family than the source, is reached at the source.
+    pub fn target(&self, nat: NatDetection) -> Peer {
+        if self.source.transport.is_reliable() {
+            return self.source;
+        }
+        let Some(contact) = contact_address(&self.contact) else { return self.source };
+        if contact.is_ipv4() != self.source.local.is_ipv4() {
+            return self.source;
+        }
+        let behind_nat = match nat {
+            NatDetection::Always => true,
+            NatDetection::Never => false,
+            NatDetection::Private => crate::nat::hidden(contact.ip(), self.source.remote.ip()),
+            NatDetection::Aggressive => contact != self.source.remote,
+        };
+        if behind_nat {
+            self.source
+        } else {
+            Peer { remote: contact, ..self.source }
+        }
+    }
+}
+
+/// The IP address and port a Contact URI names (5060 or, for sips, 5061, when it names
+/// none); None for a host name.
+fn contact_address(contact: &str) -> Option<std::net::SocketAddr> {
+    let uri = Uri::parse(contact.as_bytes()).ok()?;
+    let host = std::str::from_utf8(uri.host_unbracketed()).ok()?;
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let default = if uri.scheme == crate::sip::message::Scheme::Sips { 5061 } else { 5060 };
+    Some(std::net::SocketAddr::new(ip, uri.port.unwrap_or(default)))
 }
 
 /// A change to persist.
@@ -126,6 +195,11 @@ impl Registrar {
         let q = |b: &Binding| b.q.as_deref().and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
         v.sort_by(|a, b| q(b).total_cmp(&q(a)).then(b.expires_at.cmp(&a.expires_at)));
         v
+    }
+
+    /// How phones behind a NAT are told (the configured default).
+    pub fn nat_detection(&self) -> NatDetection {
+        self.config.nat_detection
     }
 
     /// Number of addresses of record with at least one binding.

@@ -4,7 +4,12 @@ use super::*;
 use crate::sip::message::Framing;
 use crate::sip::transport::TransportKind;
 
-const CONFIG: RegistrarConfig = RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 };
+const CONFIG: RegistrarConfig = RegistrarConfig {
+    min_expires: 60,
+    max_expires: 7200,
+    default_expires: 3600,
+    nat_detection: crate::registrar::NatDetection::Private,
+};
 
 fn peer() -> Peer {
     Peer {
@@ -177,4 +182,43 @@ fn contact_limit_per_aor() {
     assert_eq!(e, RegisterError::TooManyContacts);
     assert_eq!(e.status(), 403);
     assert_eq!(reg.aor_count(), 0, "a refused REGISTER changes nothing");
+}
+
+fn binding(contact: &str, source: &str, transport: TransportKind) -> Binding {
+    Binding {
+        contact: contact.into(),
+        expires_at: 4000,
+        q: None,
+        call_id: "c".into(),
+        cseq: 1,
+        source: Peer { transport, remote: source.parse().unwrap(), local: "192.0.2.1:5060".parse().unwrap() },
+        user_agent: None,
+        instance: None,
+    }
+}
+
+#[test]
+fn requests_go_to_the_contact_unless_the_phone_is_behind_a_nat() {
+    use NatDetection::*;
+    let at = |b: &Binding, nat| b.target(nat).remote.to_string();
+    // Registered by a provisioning server (third party): the phone is at its Contact.
+    let third_party = binding("sip:1000@198.51.100.20:5070", "203.0.113.5:5060", TransportKind::Udp);
+    assert_eq!(at(&third_party, Private), "198.51.100.20:5070");
+    assert_eq!(at(&third_party, Aggressive), "203.0.113.5:5060");
+    assert_eq!(at(&third_party, Always), "203.0.113.5:5060");
+    // The REGISTER left from another port than the Contact names: the Contact.
+    let other_port = binding("sip:1000@198.51.100.20", "198.51.100.20:40000", TransportKind::Udp);
+    assert_eq!(at(&other_port, Private), "198.51.100.20:5060");
+    assert_eq!(at(&other_port, Aggressive), "198.51.100.20:40000");
+    // Behind a NAT: a private Contact, a public source.
+    let natted = binding("sip:1000@192.168.1.20:5060", "203.0.113.9:61000", TransportKind::Udp);
+    assert_eq!(at(&natted, Private), "203.0.113.9:61000");
+    assert_eq!(at(&natted, Never), "192.168.1.20:5060");
+    // A host name, or TCP (the registration's own connection): the source.
+    let named = binding("sip:1000@phone.example.com", "203.0.113.9:5060", TransportKind::Udp);
+    assert_eq!(at(&named, Private), "203.0.113.9:5060");
+    let tcp = binding("sip:1000@198.51.100.20:5070;transport=tcp", "198.51.100.20:50123", TransportKind::Tcp);
+    assert_eq!(at(&tcp, Never), "198.51.100.20:50123");
+    assert_eq!(NatDetection::parse("aggressive"), Some(Aggressive));
+    assert_eq!(NatDetection::parse("sometimes"), None);
 }
