@@ -7,10 +7,14 @@
 #   tools/media-bench.sh -s "500 1000" -d 5    # other loads (sessions; 50 pkt/s per direction each)
 #   tools/media-bench.sh -t "ferroswitch forwarder" -B -C   # some targets; no max search, no syscalls
 #   tools/media-bench.sh -n                    # do not build
+#   BASELINE=/other/target/release tools/media-bench.sh -t "baseline ferroswitch"
+#                                              # another build (its own ferroswitch and rtpload,
+#                                              # e.g. the previous main's) side by side
 #
 # Options: -s SESSIONS (paced steps), -d SECONDS per step (default 5), -f SESSIONS for the
 # flat-out step (default 500; -f 0: none), -t TARGETS (ferroswitch ferroswitch-epoll rtpengine
-# forwarder: ferroswitch runs its default backend, io_uring; ferroswitch-epoll forces epoll),
+# forwarder baseline: ferroswitch runs its default backend, io_uring; ferroswitch-epoll forces
+# epoll; baseline is $BASELINE's ferroswitch driven by its own rtpload, as ferroswitch is),
 # -B no search for the max load, -C no syscall count, -m MAX sessions for the search
 # (default 3800), -n no build. PRIO=nice (default: relay and tool at nice -20, and this
 # session's autogroup too, so other work on the machine barely delays them; each relay's
@@ -130,11 +134,13 @@ sed 's/^mode = "attach"$/mode = "attach"\nbackend = "epoll"/' "$work/media.toml"
 start_relay() {
   local t=$1 n=$2 log=$work/$1.log
   case $t in
-    ferroswitch|ferroswitch-epoll)
+    ferroswitch|ferroswitch-epoll|baseline)
       rm -f "$work/media.sock"
       cfg="$work/media.toml"
       [ "$1" = ferroswitch-epoll ] && cfg="$work/media-epoll.toml"
-      "${relay_prio[@]}" "$bin/ferroswitch" media --config "$cfg" >"$log" 2>&1 &
+      local exe=$bin/ferroswitch
+      [ "$1" = baseline ] && exe=${BASELINE:?baseline needs BASELINE=<a release dir with ferroswitch and rtpload>}/ferroswitch
+      "${relay_prio[@]}" "$exe" media --config "$cfg" >"$log" 2>&1 &
       relay_pid=$!
       wait_for 10 grep -q "listening" "$log" || { echo "ferroswitch media did not start: $(tail -3 "$log")" >&2; return 1; }
       taskset -a -cp 1 "$relay_pid" >/dev/null
@@ -165,7 +171,9 @@ step() {
   if ! start_relay "$t" "$n"; then
     line="RESULT target=$t sessions=$n error=start"
   else
-    line=$(timeout $((d + 90 + n / 20)) "${tool_prio[@]}" "$bin/rtpload" "${target_args[@]}" -n "$n" -d "$d" \
+    local tool=$bin/rtpload
+    [ "$t" = baseline ] && tool=$BASELINE/rtpload
+    line=$(timeout $((d + 90 + n / 20)) "${tool_prio[@]}" "$tool" "${target_args[@]}" -n "$n" -d "$d" \
       --relay-pid "$relay_pid" --cpu 0 --label "$kind" "$@" 2>"$work/rtpload.err" | grep '^RESULT')
     [ -n "$line" ] || line="RESULT target=$t sessions=$n error=$(tail -1 "$work/rtpload.err" | tr ' =' '__')"
   fi

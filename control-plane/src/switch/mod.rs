@@ -239,7 +239,16 @@ impl Switch {
         } else {
             self.stats.responses_received += 1;
         }
+        let refused = self.tx.overloaded();
         self.tx.handle_message(now, msg, peer);
+        let now_refused = self.tx.overloaded();
+        if now_refused > refused && now_refused.is_power_of_two() {
+            warn!(
+                live = self.tx.len(),
+                refused_total = now_refused,
+                "sip.max_transactions reached: new requests get 503 with Retry-After"
+            );
+        }
         self.drain(now);
     }
 
