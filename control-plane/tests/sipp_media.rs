@@ -34,6 +34,68 @@ fn a_calls_rtp_crosses_the_media_plane_both_ways_and_its_counters_reach_the_cdrs
     assert_eq!(leg("outbound"), Some([100, 100, 0, 0]), "{media:?}");
 }
 
+/// A pcap file (Ethernet, IPv4, UDP) holding one RTCP sender report without report
+/// blocks, for SIPp's play_pcap_audio.
+fn rtcp_pcap() -> Vec<u8> {
+    let rtcp: [u8; 28] = [0x80, 200, 0, 6, 0, 0, 0, 0xb, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5];
+    let mut udp = Vec::new();
+    udp.extend(40000u16.to_be_bytes());
+    udp.extend(40001u16.to_be_bytes());
+    udp.extend((8 + rtcp.len() as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(rtcp);
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+    ip[2..4].copy_from_slice(&(20 + udp.len() as u16).to_be_bytes());
+    let mut frame = vec![0u8; 12];
+    frame.extend([0x08, 0x00]);
+    frame.extend(ip);
+    frame.extend(udp);
+    let mut pcap = Vec::new();
+    for v in [0xa1b2_c3d4u32] {
+        pcap.extend(v.to_le_bytes());
+    }
+    pcap.extend(2u16.to_le_bytes());
+    pcap.extend(4u16.to_le_bytes());
+    pcap.extend([0u8; 8]);
+    pcap.extend(65535u32.to_le_bytes());
+    pcap.extend(1u32.to_le_bytes());
+    pcap.extend(1u32.to_le_bytes()); // ts_sec
+    pcap.extend(0u32.to_le_bytes()); // ts_usec
+    pcap.extend((frame.len() as u32).to_le_bytes());
+    pcap.extend((frame.len() as u32).to_le_bytes());
+    pcap.extend(frame);
+    pcap
+}
+
+#[test]
+fn a_callee_sending_rtcp_before_it_answers_still_gets_and_returns_the_callers_rtp() {
+    // As baresip does: RTCP toward leg B before the 200 OK. It must not latch leg B (nothing
+    // was signalled yet: dropped and counted), and the 200's SDP still gives leg B its peer
+    // (before the fix, the RTCP latched the leg and the caller's RTP never reached B).
+    let sw = SwitchProcess::start("");
+    let logs = TempDir::new("sipp-rtcp-first");
+    std::fs::write(logs.0.join("audio.ulaw"), [0xffu8; 8000]).unwrap();
+    std::fs::write(logs.0.join("rtcp_first.pcap"), rtcp_pcap()).unwrap();
+    let out = run_call_in(
+        &logs,
+        &sw,
+        (1, 1),
+        "1001",
+        "uac_call_auth_rtp.xml",
+        Some("uas_rtcp_first_answer.xml"),
+        &["-rtp_echo"],
+    );
+    assert_all_passed("call whose callee sends RTCP first", out);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cdrs(&sw).iter().any(|c| c.2.is_none()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let media: Vec<(String, [i64; 4])> = cdrs(&sw).into_iter().map(|c| (c.0, c.2.unwrap_or_default())).collect();
+    let leg = |d: &str| media.iter().find(|(dir, _)| dir == d).map(|x| x.1);
+    assert_eq!(leg("inbound"), Some([100, 100, 0, 0]), "{media:?}");
+    assert_eq!(leg("outbound"), Some([100, 100, 0, 1]), "B's early RTCP dropped and counted: {media:?}");
+}
+
 /// The CDRs the switch wrote: (direction, hangup cause, media counters if any).
 fn cdrs(sw: &SwitchProcess) -> Vec<(String, String, Option<[i64; 4]>)> {
     let (code, body) = sw.http_get("/cdr");
