@@ -484,7 +484,7 @@ impl Switch {
         };
         let trusted = self.is_trusted(peer);
         if let (Gate::Wait(left), false) = (self.guard.gate(now, peer.remote.ip()), trusted) {
-            return self.refuse_for(now, tx, req, peer, "too many failed attempts from this address", left);
+            return self.refuse_for(tx, req, peer, "too many failed attempts from this address", left);
         }
         let realm = self.realm_for(req);
         let unix = self.unix(now);
@@ -495,7 +495,7 @@ impl Switch {
         let stale = match outcome {
             AuthOutcome::Authenticated { user } => {
                 if let (Some(left), false) = (self.guard.user_locked(now, &user), trusted) {
-                    return self.refuse_for(now, tx, req, peer, "this user is locked after failed attempts", left);
+                    return self.refuse_for(tx, req, peer, "this user is locked after failed attempts", left);
                 }
                 if !trusted {
                     self.guard.on_success(peer.remote.ip());
@@ -521,7 +521,7 @@ impl Switch {
                     warn!(target: "ferroswitch::auth", "auth lock: user={user:?} after repeated failures");
                 }
                 if let (Some(left), false) = (self.guard.user_locked(now, &user), trusted) {
-                    return self.refuse_for(now, tx, req, peer, "this user is locked after failed attempts", left);
+                    return self.refuse_for(tx, req, peer, "this user is locked after failed attempts", left);
                 }
                 false
             }
@@ -529,7 +529,8 @@ impl Switch {
         self.stats.challenged += 1;
         let values = self.auth.challenger().challenges(&realm, unix, stale, self.auth.algorithms(), &mut self.ids);
         info!(status = code, %realm, stale, "challenged");
-        self.respond(now, tx, req, peer, code, |w| {
+        // Statelessly: a stranger's flood of requests without credentials keeps nothing.
+        self.respond_stateless(tx, req, peer, code, default_reason(code), |w| {
             for v in &values {
                 w.header(challenge, v);
             }
@@ -551,19 +552,11 @@ impl Switch {
 
     /// 403 with Retry-After (seconds, rounded up): the guard's answer to a source that
     /// must wait, or to a locked user's credentials.
-    fn refuse_for(
-        &mut self,
-        now: Instant,
-        tx: TxId,
-        req: &Message,
-        peer: Peer,
-        why: &str,
-        left: Duration,
-    ) -> Option<String> {
+    fn refuse_for(&mut self, tx: TxId, req: &Message, peer: Peer, why: &str, left: Duration) -> Option<String> {
         let secs = left.as_millis().div_ceil(1000).max(1);
         info!(peer = %peer.remote, %why, retry_after = secs, "refused");
         let reason = format!("Forbidden ({why})");
-        self.respond_reason(now, tx, req, peer, 403, &reason, |w| {
+        self.respond_stateless(tx, req, peer, 403, &reason, |w| {
             w.header("Retry-After", secs.to_string());
         });
         None
@@ -671,6 +664,31 @@ impl Switch {
         w.header("Server", crate::SERVER_NAME);
         w.finish(b"");
         if let Err(e) = self.tx.respond(now, tx, code, Bytes::from(buf)) {
+            warn!(?tx, error = %e, "could not send response");
+        }
+    }
+}
+
+impl Switch {
+    /// A final response to server transaction `tx` after which the transaction ends at
+    /// once ([`TransactionLayer::respond_and_forget`]): challenges and refusals of the
+    /// guard keep no state.
+    fn respond_stateless(
+        &mut self,
+        tx: TxId,
+        req: &Message,
+        peer: Peer,
+        code: u16,
+        reason: &str,
+        extra: impl FnOnce(&mut Writer<'_>),
+    ) {
+        let mut buf = Vec::with_capacity(640);
+        let tag = self.ids.hex(5);
+        let mut w = response_to(req, code, reason, Some(tag.as_bytes()), Some(peer.remote), &mut buf);
+        extra(&mut w);
+        w.header("Server", crate::SERVER_NAME);
+        w.finish(b"");
+        if let Err(e) = self.tx.respond_and_forget(tx, code, Bytes::from(buf)) {
             warn!(?tx, error = %e, "could not send response");
         }
     }

@@ -242,6 +242,8 @@ pub struct TransactionLayer {
     max_transactions: usize,
     /// Requests refused so.
     overloaded: u64,
+    /// INVITEs whose 100 waits for the TU to have seen them (and not answered).
+    pending_trying: Vec<(TxId, Instant, Bytes)>,
 }
 
 /// Seconds a request refused for overload is told to wait (Retry-After).
@@ -263,6 +265,7 @@ impl TransactionLayer {
             scratch: Vec::new(),
             max_transactions: usize::MAX,
             overloaded: 0,
+            pending_trying: Vec::new(),
         }
     }
 
@@ -289,6 +292,26 @@ impl TransactionLayer {
             self.on_response(now, msg);
         }
         self.prune_timers();
+    }
+
+    /// The TU answers server transaction `tx` with a final non-2xx response and keeps
+    /// no state for it, as stateless servers send digest challenges: the response goes
+    /// out once and the transaction ends at once, so a flood of unauthenticated requests
+    /// holds no memory and draws no Timer G retransmissions. A retransmitted request
+    /// starts a new transaction and gets a new answer (RFC 3261 §8.2.6.1: a stateless
+    /// UAS answers each copy); the ACK to the response then matches nothing and goes
+    /// to the TU as a stray ACK.
+    pub fn respond_and_forget(&mut self, tx: TxId, code: u16, bytes: Bytes) -> Result<(), TransactionError> {
+        if !(300..=699).contains(&code) {
+            return Err(TransactionError::InvalidStatus(code));
+        }
+        let peer = match self.txs.get(&tx) {
+            Some(Transaction { role: Role::Server(_), peer, .. }) => *peer,
+            _ => return Err(TransactionError::NoSuchTransaction(tx)),
+        };
+        self.outputs.push_back(Output::Transmit { peer, bytes });
+        self.terminate(tx);
+        Ok(())
     }
 
     /// The TU answers server transaction `tx`. `bytes` is the complete serialized
@@ -392,6 +415,25 @@ impl TransactionLayer {
             });
         }
         self.prune_timers();
+        self.shrink_after_flood();
+    }
+
+    /// After a burst (a flood) the tables keep the capacity it needed; once they are
+    /// mostly empty again that memory is given back.
+    fn shrink_after_flood(&mut self) {
+        fn shrink<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 4096 && m.capacity() > 8 * m.len() {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        shrink(&mut self.txs);
+        shrink(&mut self.client_keys);
+        shrink(&mut self.server_keys);
+        shrink(&mut self.merge_keys);
+        shrink(&mut self.ack_keys);
+        if self.outputs.capacity() > 4096 && self.outputs.capacity() > 8 * self.outputs.len() {
+            self.outputs.shrink_to(2 * self.outputs.len());
+        }
     }
 
     /// The earliest instant a timer is due; `None` when no timer is armed.
@@ -402,6 +444,9 @@ impl TransactionLayer {
 
     /// The next thing to do, in the order it arose; `None` when there is nothing.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() && !self.pending_trying.is_empty() {
+            self.send_pending_trying();
+        }
         self.outputs.pop_front()
     }
 
@@ -491,18 +536,27 @@ impl TransactionLayer {
             },
         );
         if invite {
-            // §17.2.1: answer at once so the client stops retransmitting. No To tag on a
-            // 100; received and rport are filled from the source address.
+            // §17.2.1: a 100 unless the TU answers within 200 ms. It goes out once the TU
+            // has seen the request ([`TransactionLayer::poll_output`]), and only if the TU
+            // has not answered meanwhile: a challenge sent and forgotten goes without one,
+            // so a client that loses it retransmits its INVITE instead of waiting in
+            // Proceeding. No To tag on a 100; received and rport come from the source.
             let mut buf = Vec::with_capacity(msg.as_bytes().len().min(1024));
             response_to(&msg, 100, default_reason(100), None, Some(peer.remote), &mut buf).finish(b"");
-            let trying = Bytes::from(buf);
-            // A fresh transaction in Proceeding always accepts a 100.
-            let _ = self.step(id, |role, cfg, out| match role {
-                Role::Server(s) => s.respond(now, id, 100, trying, cfg, out),
-                Role::Client(_) => Ok(()),
-            });
+            self.pending_trying.push((id, now, Bytes::from(buf)));
         }
         self.outputs.push_back(Output::Event(Event::Request { tx: Some(id), msg, peer, cancels }));
+    }
+
+    /// Sends the 100 of every INVITE the TU has seen and not answered yet.
+    fn send_pending_trying(&mut self) {
+        for (id, now, trying) in std::mem::take(&mut self.pending_trying) {
+            // A transaction still in Proceeding without a response always accepts a 100.
+            let _ = self.step(id, |role, cfg, out| match role {
+                Role::Server(s) if !s.answered() => s.respond(now, id, 100, trying, cfg, out),
+                _ => Ok(()),
+            });
+        }
     }
 
     /// §9.2: the INVITE server transaction a CANCEL matches, by the §17.2.3 rules with

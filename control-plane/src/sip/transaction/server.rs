@@ -36,6 +36,11 @@ pub(super) struct ServerTx {
 }
 
 impl ServerTx {
+    /// Whether any response was sent.
+    pub(super) fn answered(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// A transaction for a new request: INVITE starts in Proceeding (the layer sends the
     /// 100 through [`ServerTx::respond`]), non-INVITE in Trying.
     pub(super) fn new(invite: bool, reliable: bool, cfg: &TimerConfig) -> ServerTx {

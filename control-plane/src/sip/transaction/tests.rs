@@ -387,7 +387,7 @@ fn non_invite_client_over_tcp_has_no_timer_e_and_zero_timer_k_rfc3261_17_1_2_2()
 // ---- INVITE server (RFC 3261 §17.2.1, RFC 6026 §8.7) ----
 
 #[test]
-fn invite_server_sends_100_trying_at_once_rfc3261_17_2_1() {
+fn invite_server_sends_100_trying_once_the_tu_has_seen_it_rfc3261_17_2_1() {
     let t0 = Instant::now();
     let mut l = layer();
     let inv = request("INVITE", "SIP/2.0/UDP 192.0.2.10:5060;rport;branch=z9hG4bKt1", None, 1, "call-1@192.0.2.10");
@@ -395,8 +395,9 @@ fn invite_server_sends_100_trying_at_once_rfc3261_17_2_1() {
     l.handle_message(t0, inv, from_nat);
     let out = drain(&mut l);
     assert_eq!(out.len(), 2);
-    let Output::Transmit { peer: to, bytes } = &out[0] else {
-        panic!("first output must be the 100, got {:?}", out[0]);
+    assert!(matches!(out[0], Output::Event(Event::Request { .. })), "the TU sees the request first");
+    let Output::Transmit { peer: to, bytes } = &out[1] else {
+        panic!("then the 100, got {:?}", out[1]);
     };
     assert_eq!(*to, from_nat);
     let trying = Message::parse(bytes.clone(), Framing::Datagram).unwrap();
@@ -409,8 +410,8 @@ fn invite_server_sends_100_trying_at_once_rfc3261_17_2_1() {
     );
     assert_eq!(trying.call_id(), b"call-1@192.0.2.10");
     assert_eq!(trying.header(HeaderName::CSeq), Some(&b"1 INVITE"[..]));
-    let Output::Event(Event::Request { tx: Some(tx), msg, peer: p, cancels: None }) = &out[1] else {
-        panic!("second output must be the request, got {:?}", out[1]);
+    let Output::Event(Event::Request { tx: Some(tx), msg, peer: p, cancels: None }) = &out[0] else {
+        panic!("the first output must be the request, got {:?}", out[0]);
     };
     assert_eq!(msg.method(), Method::Invite);
     assert_eq!(*p, from_nat);
@@ -657,7 +658,7 @@ fn cancel_matches_an_rfc2543_invite_rfc3261_9_2() {
     let inv = request("INVITE", legacy_via, None, 5, "old@192.0.2.10");
     l.handle_message(t0, inv, from_uac(TransportKind::Udp));
     let inv_tx = match &drain(&mut l)[..] {
-        [_, Output::Event(Event::Request { tx: Some(tx), .. })] => *tx,
+        [Output::Event(Event::Request { tx: Some(tx), .. }), _] => *tx,
         other => panic!("unexpected {other:?}"),
     };
     let cancel = request("CANCEL", legacy_via, None, 5, "old@192.0.2.10");
@@ -699,7 +700,7 @@ fn merged_request_is_answered_482_and_not_passed_up_rfc3261_8_2_2_2() {
     // A request inside a dialog (To tag) is never a merged request.
     let in_dialog = request("INVITE", &via("z9hG4bKpath3"), Some("s1"), 1, "call-1@192.0.2.10");
     l.handle_message(t0 + ms(40_000), in_dialog, from_uac(TransportKind::Udp));
-    assert_eq!(outputs(&mut l), ["send 100", "request INVITE"]);
+    assert_eq!(outputs(&mut l), ["request INVITE", "send 100"]);
 }
 
 #[test]
@@ -722,7 +723,7 @@ fn rfc2543_matching(legacy_via: &str) {
     let inv = request("INVITE", legacy_via, None, 3, "legacy@192.0.2.10");
     l.handle_message(t0, inv.clone(), from_uac(TransportKind::Udp));
     let tx = match &drain(&mut l)[..] {
-        [_, Output::Event(Event::Request { tx: Some(tx), .. })] => *tx,
+        [Output::Event(Event::Request { tx: Some(tx), .. }), _] => *tx,
         other => panic!("unexpected {other:?}"),
     };
     l.handle_message(t0 + ms(500), inv.clone(), from_uac(TransportKind::Udp));
@@ -933,4 +934,42 @@ fn past_the_cap_a_new_request_gets_a_stateless_503_with_retry_after_and_in_dialo
     layer.handle_message(t0, request("BYE", &via("z9hG4bKb1"), Some("t1"), 2, "call-1@192.0.2.10"), uac);
     assert_eq!(drain(&mut layer).iter().map(describe).collect::<Vec<_>>(), ["request BYE"]);
     assert_eq!(layer.len(), 3);
+}
+
+#[test]
+fn a_challenge_sent_and_forgotten_keeps_no_state_and_a_retransmission_is_answered_anew() {
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let uac = from_uac(TransportKind::Udp);
+    let inv = invite("z9hG4bKflood");
+    layer.handle_message(t0, inv.clone(), uac);
+    let out = drain(&mut layer);
+    let Some(Output::Event(Event::Request { tx: Some(tx), .. })) = out.iter().find(|o| matches!(o, Output::Event(_)))
+    else {
+        panic!("no request event: {:?}", out.iter().map(describe).collect::<Vec<_>>())
+    };
+    let tx = *tx;
+    layer.respond_and_forget(tx, 407, response_bytes(&inv, 407, Some("ch1"))).unwrap();
+    assert_eq!(outputs(&mut layer), ["send 407", "terminated"]);
+    assert!(layer.is_empty(), "nothing kept");
+    // No Timer G: nothing is retransmitted, ever.
+    layer.handle_timeout(t0 + ms(40_000));
+    assert!(outputs(&mut layer).is_empty());
+    // The client's retransmission is a new request; its ACK to the 407 matches nothing.
+    layer.handle_message(t0 + ms(500), inv, uac);
+    assert_eq!(outputs(&mut layer).iter().filter(|o| o.starts_with("request")).count(), 1);
+    assert_eq!(layer.respond_and_forget(tx, 407, Bytes::new()), Err(TransactionError::NoSuchTransaction(tx)));
+    assert!(matches!(layer.respond_and_forget(tx, 200, Bytes::new()), Err(TransactionError::InvalidStatus(200))));
+}
+
+#[test]
+fn an_invite_the_tu_answers_at_once_gets_no_100_rfc3261_17_2_1() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let inv = invite("z9hG4bKquick");
+    l.handle_message(t0, inv.clone(), from_uac(TransportKind::Udp));
+    let Some(Output::Event(Event::Request { tx: Some(tx), .. })) = l.poll_output() else { panic!("the request first") };
+    // The TU answers before the layer's queue is drained: no 100 goes out.
+    l.respond(t0, tx, 486, response_bytes(&inv, 486, Some("b1"))).unwrap();
+    assert_eq!(outputs(&mut l), ["send 486"]);
 }

@@ -158,5 +158,9 @@ impl TimerHeap {
         if self.heap.len() > 1024 && self.heap.len() > 4 * live_timers {
             self.heap.retain(|r| is_live(&r.0));
         }
+        // After a flood: give back what the heap no longer needs.
+        if self.heap.capacity() > 4096 && self.heap.capacity() > 8 * self.heap.len() {
+            self.heap.shrink_to(2 * self.heap.len());
+        }
     }
 }

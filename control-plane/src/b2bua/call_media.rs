@@ -1,0 +1,362 @@
+//! The B2BUA's side of a call's media, over the SDP work in [`super::media`]: asking the
+//! media plane for a call's sessions and going on once they exist, following each SDP
+//! the legs send (peers checked for NAT and loops, codecs for one in common), and the
+//! media plane's answers and RTP timeouts.
+
+use super::*;
+
+impl B2bua {
+    /// Whether the call's media is to go through the media plane and is not there yet.
+    pub(super) fn want_media(&self, id: CallId) -> bool {
+        let Some(call) = self.calls.get(&id) else { return false };
+        self.media.enabled && call.media.is_none() && call.vars.get("bypass_media") != Some("true")
+    }
+
+    /// Asks the media plane for the call's sessions; `waiting` goes on once they exist
+    /// ([`B2bua::on_media_answer`]).
+    pub(super) fn request_media(&mut self, io: &mut Io<'_>, id: CallId, waiting: Waiting) {
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(setup) = &call.a.setup else { return };
+        let body = setup.invite.body();
+        let offer = match (!body.is_empty()).then(|| Sdp::parse(body)) {
+            None => None,
+            Some(Ok(sdp)) if sdp.media.len() > self.media.max_media => {
+                warn!(call = %call.uuid, streams = sdp.media.len(), max = self.media.max_media, "the caller's SDP has too many m= lines (sip.max_sdp_media)");
+                self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+                return;
+            }
+            Some(Ok(sdp)) => Some(sdp),
+            Some(Err(e)) => {
+                warn!(call = %call.uuid, error = %e, "the caller's SDP does not parse");
+                self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+                return;
+            }
+        };
+        let ip = self.media.rtp_ip.unwrap_or_else(|| media_ip_of(call.a.peer));
+        let timeout =
+            call.vars.get("rtp_timeout_sec").and_then(|v| v.parse().ok()).unwrap_or(self.media.rtp_timeout_secs);
+        let prefs = match call.vars.get("absolute_codec_string").map(parse_codec_string) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                warn!(call = %call.uuid, error = %e, "absolute_codec_string ignored");
+                self.media.prefs.clone()
+            }
+            None => self.media.prefs.clone(),
+        };
+        let sources = [Some(call.a.peer.remote.ip()), None];
+        let pc = PeerCheck { source: sources[0], own: OwnMedia { ip, ports: self.media.own_ports } };
+        if let Some(why) = offer.as_ref().and_then(|a| media::refused_peer(a, &pc)) {
+            warn!(call = %call.uuid, source = %call.a.peer.remote, error = %why, "the caller's SDP refused");
+            self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+            return;
+        }
+        if waiting == Waiting::Bridge && offer.as_ref().is_some_and(|a| media::offer_without_common_codec(a, &prefs)) {
+            warn!(call = %call.uuid, "the caller offered none of the switch's codecs, and nothing transcodes: 488");
+            self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+            return;
+        }
+        let (specs, outgoing) = match (waiting, &offer) {
+            (Waiting::Echo, Some(a)) => media::plan_answer(a, &prefs, timeout, true, &pc),
+            (Waiting::Answer(_), Some(a)) => media::plan_answer(a, &prefs, timeout, false, &pc),
+            _ => media::plan_bridge(offer.as_ref(), &prefs, timeout, &pc),
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        self.media_tokens.insert(token, id);
+        self.media_out.push_back(MediaRequest::Create { token, specs });
+        call.media = Some(CallMedia {
+            ip,
+            sessions: Vec::new(),
+            a_offer: offer,
+            outgoing: Some(outgoing),
+            to_b: Vec::new(),
+            local: None,
+            waiting: Some(waiting),
+            timeout,
+            to_a: None,
+            sources,
+            own_ports: self.media.own_ports,
+        });
+    }
+
+    /// `answer`, `pre_answer` or `echo` (`what`) with the media plane: the caller gets the
+    /// switch's own answer at the media plane's ports, once the sessions exist (Waiting),
+    /// or at once when an earlier application made them (Done). Off: no media plane, no
+    /// offer from the caller, or `bypass_media`.
+    pub(super) fn local_media(&mut self, io: &mut Io<'_>, id: CallId, what: Waiting) -> LocalMedia {
+        let Some(call) = self.calls.get_mut(&id) else { return LocalMedia::Off };
+        if call.media.as_ref().is_some_and(|m| m.local.is_none() && m.waiting.is_none()) {
+            // The sessions were made for a bridge that failed (`continue_on_fail`): they go,
+            // and the switch's own answer gets sessions of its own (answering the caller
+            // with its own offer would have it send its media to itself).
+            for session in call.media.take().iter().flat_map(CallMedia::ids) {
+                self.media_calls.remove(&session);
+                self.media_out.push_back(MediaRequest::Destroy { id: session, cdr: [None, None] });
+            }
+        }
+        if let Some(m) = &mut call.media {
+            let Some(body) = m.local.clone() else { return LocalMedia::Off };
+            if what == Waiting::Echo {
+                for (session, spec) in m.sessions.iter_mut().flatten() {
+                    spec.flags |= ferroswitch_shared::msg::session_flags::ECHO;
+                    self.media_out.push_back(MediaRequest::Update { id: *session, spec: *spec });
+                }
+            }
+            match what {
+                Waiting::Answer(183) => self.provisional_a(io, id, 183, Some(body)),
+                _ => self.answer_a(io, id, Some(body)),
+            }
+            return LocalMedia::Done;
+        }
+        let offered = call.a.setup.as_ref().is_some_and(|s| !s.invite.body().is_empty());
+        if !offered || !self.want_media(id) {
+            return LocalMedia::Off;
+        }
+        self.request_media(io, id, what);
+        LocalMedia::Waiting
+    }
+
+    /// A bridge after the switch answered A itself: B is offered what A was answered,
+    /// at leg B's ports.
+    pub(super) fn offer_after_local_answer(&mut self, id: CallId) {
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return };
+        if let (Some(_), Some(answered), true) = (&m.local, &m.outgoing, m.to_b.is_empty()) {
+            let mut offer = answered.clone();
+            media::point(&mut offer, &m.sessions, 1, m.ip);
+            m.to_b = offer.write().into_bytes();
+        }
+    }
+
+    /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
+    /// returned (None: nothing for A). Without media, B's SDP as it is.
+    /// Whether B's SDP in `msg` picked a codec A cannot be answered with (nothing in
+    /// common, no transcoding): such an answer is never passed on.
+    pub(super) fn b_codec_refused(&self, id: CallId, msg: &Message) -> bool {
+        let Some(a) = self.calls.get(&id).and_then(|c| c.media.as_ref()?.a_offer.as_ref()) else { return false };
+        !msg.body().is_empty() && Sdp::parse(msg.body()).is_ok_and(|b| media::answer_without_common_codec(a, &b))
+    }
+
+    pub(super) fn media_from_b(&mut self, id: CallId, i: usize, msg: &Message) -> Option<Vec<u8>> {
+        let call = self.calls.get_mut(&id)?;
+        let b_source = call.forks.get(i).map(|f| f.peer.remote.ip());
+        let Some(m) = call.media.as_mut() else { return Some(msg.body().to_vec()) };
+        if msg.body().is_empty() {
+            return None;
+        }
+        let b = match Sdp::parse(msg.body()) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(call = %call.uuid, error = %e, "the callee's SDP does not parse");
+                return None;
+            }
+        };
+        m.sources[1] = b_source;
+        if let Some(why) = media::refused_peer(&b, &m.check(1)) {
+            // The leg gets no peer for that stream: nothing is sent there.
+            warn!(call = %call.uuid, error = %why, "the callee's SDP names a refused media address");
+        }
+        let pc = m.check(1);
+        let moved = media::follow(&mut m.sessions, &b, 1, m.timeout, &pc);
+        let (to_a, updates) = match &m.a_offer {
+            Some(a) => {
+                let (answer, marked) = media::answer_for_a(a, &b, &mut m.sessions, m.ip);
+                (answer, media::merge(moved, marked))
+            }
+            None => {
+                // Late offer: B's answer is the switch's offer to A.
+                let mut offer = b;
+                media::point(&mut offer, &m.sessions, 0, m.ip);
+                (offer, moved)
+            }
+        };
+        self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
+        let body = to_a.write().into_bytes();
+        m.to_a = Some(body.clone());
+        Some(body)
+    }
+
+    /// SDP from leg `side` in an in-dialog message (re-offer, its answer, an ACK): that
+    /// leg's peer moves, and the SDP pointed at the other leg's ports is returned. None:
+    /// no media here, or no SDP; pass the body on as it is.
+    pub(super) fn media_body(&mut self, id: CallId, side: Side, msg: &Message) -> Result<Option<Vec<u8>>, String> {
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return Ok(None) };
+        let sdp_type = msg.header(HeaderName::ContentType).is_some_and(|ct| {
+            let mime = ct.split(|&c| c == b';').next().unwrap_or_default();
+            mime.trim_ascii().eq_ignore_ascii_case(b"application/sdp")
+        });
+        if msg.body().is_empty() || !sdp_type || m.waiting.is_some() {
+            return Ok(None);
+        }
+        let sdp = Sdp::parse(msg.body()).map_err(|e| e.to_string())?;
+        if sdp.media.len() > self.media.max_media {
+            return Err(format!("{} m= lines, at most {} (sip.max_sdp_media)", sdp.media.len(), self.media.max_media));
+        }
+        let leg = if side == Side::A { 0 } else { 1 };
+        if let Some(why) = media::refused_peer(&sdp, &m.check(leg)) {
+            return Err(why.to_string());
+        }
+        let pc = m.check(leg);
+        let updates = media::follow(&mut m.sessions, &sdp, leg, m.timeout, &pc);
+        self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
+        let mut out = sdp;
+        media::point(&mut out, &m.sessions, 1 - leg, m.ip);
+        Ok(Some(out.write().into_bytes()))
+    }
+
+    /// A re-offer with more streams than the call has sessions: asks for sessions for the
+    /// new ones and keeps the request until they exist (true). False: nothing to wait for.
+    pub(super) fn media_for_added_streams(
+        &mut self,
+        id: CallId,
+        from: Side,
+        tx: TxId,
+        req: &Message,
+        peer: Peer,
+    ) -> bool {
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return false };
+        if req.body().is_empty() || m.waiting.is_some() {
+            return false;
+        }
+        let Ok(sdp) = Sdp::parse(req.body()) else { return false };
+        if sdp.media.len() > self.media.max_media {
+            return false; // refused with 488 by media_body
+        }
+        let known = m.sessions.len();
+        if sdp.media.len() <= known {
+            return false;
+        }
+        let leg = if from == Side::A { 0 } else { 1 };
+        if media::refused_peer(&sdp, &m.check(leg)).is_some() {
+            return false; // refused with 488 by media_body
+        }
+        let specs = media::plan_added(&sdp, known, leg, m.timeout, &m.check(leg));
+        let token = self.next_token;
+        self.next_token += 1;
+        self.media_tokens.insert(token, id);
+        self.media_out.push_back(MediaRequest::Create { token, specs });
+        m.waiting = Some(Waiting::Reoffer);
+        self.reoffers.insert(id, Relay { call: id, from, server_tx: tx, request: req.clone(), peer });
+        true
+    }
+
+    /// How the B2BUA handles media (the media plane is off until this is called).
+    pub fn set_media(&mut self, settings: MediaSettings) {
+        self.media = settings;
+    }
+
+    /// The next request for the media plane.
+    pub fn poll_media(&mut self) -> Option<MediaRequest> {
+        self.media_out.pop_front()
+    }
+
+    /// The media plane answered a [`MediaRequest::Create`]: what waited goes on (B-legs
+    /// offered, or the echo answered), or the call fails with 503. Sessions of a call
+    /// that ended meanwhile are destroyed.
+    pub fn on_media_answer(&mut self, io: &mut Io<'_>, answer: MediaAnswer) {
+        let id = self.media_tokens.remove(&answer.token);
+        let live = id.filter(|id| self.calls.get(id).is_some_and(|c| c.a.channel.is_up() && c.media.is_some()));
+        let Some(id) = live else {
+            for (session, _) in answer.result.iter().flatten().flatten() {
+                self.media_out.push_back(MediaRequest::Destroy { id: *session, cdr: [None, None] });
+            }
+            return;
+        };
+        let call = self.calls.get_mut(&id).expect("checked above");
+        let m = call.media.as_mut().expect("checked above");
+        if m.waiting == Some(Waiting::Reoffer) {
+            // The re-offer's new streams: their sessions join the call's, then it is relayed
+            // (or refused with 488 without them).
+            m.waiting = None;
+            let Some(r) = self.reoffers.remove(&id) else { return };
+            match answer.result {
+                Ok(added) => {
+                    for (session, _) in added.iter().flatten() {
+                        self.media_calls.insert(*session, id);
+                    }
+                    m.sessions.extend(added);
+                    // The row names every session, for a restart.
+                    if let Some(row) = call_row(call) {
+                        io.writes.push_back(Write::UpsertCall(row));
+                    }
+                    self.relay(io, id, r.from, r.server_tx, &r.request, r.peer);
+                }
+                Err(why) => {
+                    warn!(call = %call.uuid, %why, "no media session for the re-offer's new streams");
+                    respond_simple(io, r.server_tx, &r.request, r.peer, 488);
+                }
+            }
+            return;
+        }
+        let sessions = match answer.result {
+            Ok(s) => s,
+            Err(why) => {
+                warn!(call = %call.uuid, %why, "no media session: the call fails");
+                call.media = None;
+                self.hangup_a(io, id, HangupCause::NORMAL_TEMPORARY_FAILURE, Some(503));
+                return;
+            }
+        };
+        for (session, _) in sessions.iter().flatten() {
+            self.media_calls.insert(*session, id);
+        }
+        m.sessions = sessions;
+        let waiting = m.waiting.take();
+        info!(call = %call.uuid, sessions = m.ids().count(), "media sessions ready");
+        let Some(outgoing) = m.outgoing.as_mut() else { return };
+        if waiting == Some(Waiting::Bridge) {
+            // B's offer goes out at leg B's ports.
+            media::point(outgoing, &m.sessions, 1, m.ip);
+            m.to_b = outgoing.write().into_bytes();
+            self.start_group(io, id);
+            return;
+        }
+        // The switch's own answer, at leg A's ports.
+        media::point(outgoing, &m.sessions, 0, m.ip);
+        let body = outgoing.write().into_bytes();
+        m.local = Some(body.clone());
+        match waiting {
+            Some(Waiting::Answer(183)) => {
+                self.provisional_a(io, id, 183, Some(body));
+                self.run(io, id);
+            }
+            Some(Waiting::Answer(_)) => {
+                self.answer_a(io, id, Some(body));
+                self.run(io, id);
+            }
+            _ => self.answer_a(io, id, Some(body)),
+        }
+    }
+
+    /// The sessions the media plane holds, once it is attached after a restart: calls
+    /// taken back from the database get theirs again (by the ids their rows name), so
+    /// their re-offers are pointed at the media plane, their RTP timeouts hang them up,
+    /// and their hangup destroys them with their counters in the CDRs.
+    pub fn adopt_media(&mut self, held: &[(u64, SessionSpec)]) {
+        let specs: HashMap<u64, SessionSpec> = held.iter().copied().collect();
+        let waiting = std::mem::take(&mut self.unadopted);
+        for (id, ids) in waiting {
+            let Some(call) = self.calls.get_mut(&id) else { continue };
+            let sessions: Vec<Option<(u64, SessionSpec)>> =
+                ids.iter().map(|s| specs.get(s).map(|spec| (*s, *spec))).collect();
+            if sessions.iter().any(Option::is_none) {
+                warn!(call = %call.uuid, ?ids, "the media plane lost some of this call's sessions");
+            }
+            for (session, _) in sessions.iter().flatten() {
+                self.media_calls.insert(*session, id);
+            }
+            let b_source = call.answered.and_then(|i| call.forks.get(i)).map(|f| f.peer.remote.ip());
+            let sources = [Some(call.a.peer.remote.ip()), b_source];
+            call.media = CallMedia::adopted(sessions, sources, self.media.own_ports);
+            info!(call = %call.uuid, sessions = ids.len(), "media sessions taken back");
+        }
+    }
+
+    /// No RTP on a media session for its timeout: its call hangs up with MEDIA_TIMEOUT.
+    pub fn on_media_timeout(&mut self, io: &mut Io<'_>, session: u64) {
+        let Some(&id) = self.media_calls.get(&session) else { return };
+        if let Some(call) = self.calls.get(&id) {
+            info!(call = %call.uuid, session, "no RTP for the timeout: MEDIA_TIMEOUT");
+        }
+        self.hangup_a(io, id, HangupCause::MEDIA_TIMEOUT, None);
+    }
+}
