@@ -657,15 +657,28 @@ impl Switch {
         reason: &str,
         extra: impl FnOnce(&mut Writer<'_>),
     ) {
+        let bytes = self.response(req, peer, code, reason, extra);
+        if let Err(e) = self.tx.respond(now, tx, code, bytes) {
+            warn!(?tx, error = %e, "could not send response");
+        }
+    }
+
+    /// A response to `req` with a fresh To tag and the Server header.
+    fn response(
+        &mut self,
+        req: &Message,
+        peer: Peer,
+        code: u16,
+        reason: &str,
+        extra: impl FnOnce(&mut Writer<'_>),
+    ) -> Bytes {
         let mut buf = Vec::with_capacity(640);
         let tag = self.ids.hex(5);
         let mut w = response_to(req, code, reason, Some(tag.as_bytes()), Some(peer.remote), &mut buf);
         extra(&mut w);
         w.header("Server", crate::SERVER_NAME);
         w.finish(b"");
-        if let Err(e) = self.tx.respond(now, tx, code, Bytes::from(buf)) {
-            warn!(?tx, error = %e, "could not send response");
-        }
+        Bytes::from(buf)
     }
 }
 
@@ -682,13 +695,8 @@ impl Switch {
         reason: &str,
         extra: impl FnOnce(&mut Writer<'_>),
     ) {
-        let mut buf = Vec::with_capacity(640);
-        let tag = self.ids.hex(5);
-        let mut w = response_to(req, code, reason, Some(tag.as_bytes()), Some(peer.remote), &mut buf);
-        extra(&mut w);
-        w.header("Server", crate::SERVER_NAME);
-        w.finish(b"");
-        if let Err(e) = self.tx.respond_and_forget(tx, code, Bytes::from(buf)) {
+        let bytes = self.response(req, peer, code, reason, extra);
+        if let Err(e) = self.tx.respond_and_forget(tx, code, bytes) {
             warn!(?tx, error = %e, "could not send response");
         }
     }
