@@ -102,7 +102,12 @@ impl Pair {
 const SETTLE: Duration = Duration::from_millis(500);
 const LISTEN: Duration = Duration::from_millis(1000);
 
+/// One codec's pair at a time: the recordings are paced in real time, and four pairs of
+/// phones with their switches on two cores at once would measure the machine's load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn ten_calls_then_hold_and_resume(codec: Codec, rtp_base: u16) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut p = Pair::start(codec, rtp_base);
     for n in 1..=10 {
         let up = p.dial();
