@@ -801,4 +801,53 @@ mod tests {
         let s = r.leg(0).stats(0);
         assert_eq!((s.dropped, s.drop_malformed), (2, 2));
     }
+
+    mod strangers {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// The two peers' signalled addresses, then strangers.
+        const IPS: [&str; 4] = ["192.0.2.1", "192.0.2.2", "203.0.113.7", "198.51.100.99"];
+
+        proptest! {
+            /// Whatever anyone sends, in any order, on strict legs: nothing is ever sent to an
+            /// address the signalling did not name, a stranger's packet is never relayed, and
+            /// the drop counters add up.
+            #[test]
+            fn no_stranger_is_ever_relayed_to_or_from(
+                packets in prop::collection::vec(
+                    (0usize..2, 0usize..4, 0u16..3, any::<bool>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..24), any::<bool>()),
+                    0..300,
+                ),
+            ) {
+                let flags = leg_flags::SYMMETRIC | leg_flags::STRICT_SOURCE | leg_flags::LATCH_SIGNALLED;
+                let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), flags), leg(Some("192.0.2.2:5000"), flags)]);
+                let mut now = 0;
+                for (on, who, port, rtcp, ssrc, payload, well_formed) in packets {
+                    now += 7 * MS;
+                    let src = SocketAddr::new(IPS[who].parse().unwrap(), 4000 + 1000 * who as u16 + port);
+                    let mut pkt = if well_formed {
+                        let mut p = packet(0, (now / MS) as u16, (now / MS) as u32 * 8, ssrc);
+                        if rtcp {
+                            p[1] = 200;
+                        }
+                        p.extend(&payload);
+                        p
+                    } else {
+                        payload
+                    };
+                    let v = if rtcp { r.on_rtcp(on, src, now, &pkt, |_| {}) } else { r.on_rtp(on, src, now, &mut pkt, |_| {}) };
+                    if let Verdict::Forward { to } = v {
+                        prop_assert!(who == on, "{src} on leg {on}'s port was relayed");
+                        prop_assert!(to.ip() == IPS[0].parse::<std::net::IpAddr>().unwrap() || to.ip() == IPS[1].parse::<std::net::IpAddr>().unwrap(), "sent to {to}");
+                    }
+                }
+                for i in 0..2 {
+                    let s = r.leg(i).stats(now);
+                    prop_assert_eq!(s.dropped, s.drop_no_peer + s.drop_strict_source + s.drop_malformed + s.drop_loop);
+                }
+            }
+        }
+    }
 }
