@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A headless baresip: sine-wave source resampled to PCMU, audio written to a file.
+/// A headless baresip: a sine-wave source sent as PCMU, nothing played (baresip 1.0's
+/// aufile module is a source only; tests/softphones.rs records what phones hear).
 struct Baresip {
     child: Child,
     _dir: TempDir,
@@ -24,9 +25,8 @@ impl Baresip {
         ensure_tool("baresip");
         let dir = TempDir::new("baresip");
         let config = format!(
-            "sip_listen\t127.0.0.1:{port}\nsip_trans_def\tudp\naudio_player\taufile,{out}\naudio_source\tausine,440\naudio_alert\taufile,{out}\nausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nauplay_channels\t2\nrtp_ports\t{rtp_base}-{rtp_end}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tausine.so\nmodule\taufile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n",
+            "sip_listen\t127.0.0.1:{port}\nsip_trans_def\tudp\naudio_source\tausine,440\nausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nauplay_channels\t2\nrtp_ports\t{rtp_base}-{rtp_end}\nmodule_path\t/usr/lib/baresip/modules\nmodule\tg711.so\nmodule\tausine.so\nmodule\taufile.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n",
             port = free_port(),
-            out = dir.0.join("received.wav").display(),
             rtp_end = rtp_base + 99,
         );
         std::fs::write(dir.0.join("config"), config).unwrap();
