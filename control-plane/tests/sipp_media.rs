@@ -92,6 +92,12 @@ fn a_callee_sending_rtcp_before_it_answers_still_gets_and_returns_the_callers_rt
     let leg = |d: &str| media.iter().find(|(dir, _)| dir == d).map(|x| x.1);
     assert_eq!(leg("inbound"), Some([100, 100, 0, 0]), "{media:?}");
     assert_eq!(leg("outbound"), Some([100, 100, 0, 1]), "B's early RTCP dropped and counted: {media:?}");
+    // By reason: from a source nothing had signalled yet.
+    let (_, body) = sw.http_get("/cdr");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let b = rows.iter().find(|r| r["direction"] == "outbound").expect("the B-leg's CDR");
+    let reasons = ["no_peer", "strict_source", "malformed", "loop"].map(|r| b[format!("media_dropped_{r}")].as_i64());
+    assert_eq!(reasons, [Some(0), Some(1), Some(0), Some(0)], "{b}");
 }
 
 /// The CDRs the switch wrote: (direction, hangup cause, media counters if any).

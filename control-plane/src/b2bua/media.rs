@@ -118,6 +118,10 @@ pub fn cdr_media(stats: &StreamStats, leg: usize) -> CdrMedia {
         media_out_bytes: n(this.sent_bytes),
         media_lost: n(this.lost),
         media_dropped: n(this.dropped),
+        media_dropped_no_peer: n(this.drop_no_peer),
+        media_dropped_strict_source: n(this.drop_strict_source),
+        media_dropped_malformed: n(this.drop_malformed),
+        media_dropped_loop: n(this.drop_loop),
     }
 }
 

@@ -273,14 +273,23 @@ pub struct CdrMedia {
     pub media_out_bytes: i64,
     /// Packets from the peer lost on the way (sequence gaps).
     pub media_lost: i64,
-    /// Packets from the peer the media plane dropped (strict source, no peer yet).
+    /// Datagrams from the peer the media plane did not relay, for every reason below.
     pub media_dropped: i64,
+    /// Dropped: the other leg's peer was not known yet.
+    pub media_dropped_no_peer: i64,
+    /// Dropped: from a source other than the signalled or latched one.
+    pub media_dropped_strict_source: i64,
+    /// Dropped: not RTP/RTCP.
+    pub media_dropped_malformed: i64,
+    /// Dropped: from the media plane's own ports (a loop).
+    pub media_dropped_loop: i64,
 }
 
 pub(crate) const CDR_COLUMNS: &str = "uuid, call_uuid, direction, caller_id_name, caller_id_number, \
      destination_number, context, start_at, answer_at, end_at, duration, billsec, hangup_cause, \
      q850_cause, sip_status, media_in_packets, media_in_bytes, media_out_packets, media_out_bytes, \
-     media_lost, media_dropped";
+     media_lost, media_dropped, media_dropped_no_peer, media_dropped_strict_source, \
+     media_dropped_malformed, media_dropped_loop";
 
 impl CdrRow {
     pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CdrRow> {
@@ -309,6 +318,10 @@ impl CdrRow {
                     media_out_bytes: r.get::<_, Option<i64>>(18)?.unwrap_or(0),
                     media_lost: r.get::<_, Option<i64>>(19)?.unwrap_or(0),
                     media_dropped: r.get::<_, Option<i64>>(20)?.unwrap_or(0),
+                    media_dropped_no_peer: r.get::<_, Option<i64>>(21)?.unwrap_or(0),
+                    media_dropped_strict_source: r.get::<_, Option<i64>>(22)?.unwrap_or(0),
+                    media_dropped_malformed: r.get::<_, Option<i64>>(23)?.unwrap_or(0),
+                    media_dropped_loop: r.get::<_, Option<i64>>(24)?.unwrap_or(0),
                 }),
             },
         })

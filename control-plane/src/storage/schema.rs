@@ -163,6 +163,14 @@ INSERT INTO calls_v5 SELECT uuid, a_leg_uuid, b_leg_uuid, created_at, media_sess
 DROP TABLE calls;
 ALTER TABLE calls_v5 RENAME TO calls;
 ",
+    // 6: a leg's dropped media by reason (issue 11): from nobody known yet, from a source
+    // other than the signalled or latched one, malformed, from the media plane's own ports.
+    "
+ALTER TABLE cdr ADD COLUMN media_dropped_no_peer       INTEGER;
+ALTER TABLE cdr ADD COLUMN media_dropped_strict_source INTEGER;
+ALTER TABLE cdr ADD COLUMN media_dropped_malformed     INTEGER;
+ALTER TABLE cdr ADD COLUMN media_dropped_loop          INTEGER;
+",
 ];
 
 /// Brings the database at `path` up to `migrations.len()`, running each missing migration

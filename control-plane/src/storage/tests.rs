@@ -121,11 +121,11 @@ fn migrations_run_once_across_reopen() {
     let (h, _) = Storage::open(tmp.path()).expect("first open");
     let db = h.db_path().to_path_buf();
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5, 6]);
     let (h, loaded) = Storage::open(tmp.path()).expect("second open");
     h.close();
     assert_eq!(loaded, Loaded::default());
-    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5, 6]);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn a_schema_newer_than_the_build_is_refused() {
         .expect("insert");
     match Storage::open(tmp.path()) {
         Err(StorageError::SchemaTooNew { found, known, .. }) => {
-            assert_eq!((found, known), (99, 5));
+            assert_eq!((found, known), (99, 6));
         }
         Err(other) => panic!("expected SchemaTooNew, got {other}"),
         Ok(_) => panic!("expected SchemaTooNew, got a handle"),
@@ -214,7 +214,7 @@ fn a_version_1_dialog_row_loads_after_migration_2_with_empty_recovery_columns() 
     drop(conn);
     let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to the latest");
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5, 6]);
     let mut old = dialog("c1", "ua-1", "confirmed", 1);
     old.local_uri.clear();
     old.remote_uri.clear();
@@ -708,8 +708,16 @@ fn media_counters_add_up_in_a_legs_cdr_one_stream_at_a_time() {
         media_out_bytes: 16856,
         media_lost: 1,
         media_dropped: 0,
+        ..CdrMedia::default()
     };
-    let video = CdrMedia { media_in_packets: 10, media_in_bytes: 9000, media_dropped: 2, ..CdrMedia::default() };
+    let video = CdrMedia {
+        media_in_packets: 10,
+        media_in_bytes: 9000,
+        media_dropped: 3,
+        media_dropped_no_peer: 1,
+        media_dropped_strict_source: 2,
+        ..CdrMedia::default()
+    };
     h.write(Write::AddCdrMedia { uuid: "leg-a".into(), media: audio });
     h.write(Write::AddCdrMedia { uuid: "leg-a".into(), media: video });
     h.write(Write::AddCdrMedia { uuid: "no-such-leg".into(), media: audio });
@@ -724,7 +732,11 @@ fn media_counters_add_up_in_a_legs_cdr_one_stream_at_a_time() {
         media_out_packets: 98,
         media_out_bytes: 16856,
         media_lost: 1,
-        media_dropped: 2,
+        media_dropped: 3,
+        media_dropped_no_peer: 1,
+        media_dropped_strict_source: 2,
+        media_dropped_malformed: 0,
+        media_dropped_loop: 0,
     };
     assert_eq!(a.media, Some(sum));
     assert_eq!(b.media, None, "no media through the media plane: NULL");
@@ -746,7 +758,7 @@ fn live_rows_of_a_version_4_database_survive_migration_5() {
     drop(conn);
     let (h, loaded) = Storage::open(tmp.path()).expect("open migrates to the latest");
     h.close();
-    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5]);
+    assert_eq!(schema_versions(&db), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(loaded.live_channels, vec![channel("chan-1", 500)]);
     let call = CallRow {
         uuid: "call-1".into(),

@@ -244,7 +244,7 @@ impl Sql {
             insert_cdr: format!(
                 "INSERT INTO cdr ({CDR_COLUMNS}) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                 ?16, ?17, ?18, ?19, ?20, ?21)"
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
             ),
         })
     }
@@ -329,7 +329,11 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
                  media_out_packets = COALESCE(media_out_packets, 0) + ?4, \
                  media_out_bytes = COALESCE(media_out_bytes, 0) + ?5, \
                  media_lost = COALESCE(media_lost, 0) + ?6, \
-                 media_dropped = COALESCE(media_dropped, 0) + ?7 WHERE uuid = ?1",
+                 media_dropped = COALESCE(media_dropped, 0) + ?7, \
+                 media_dropped_no_peer = COALESCE(media_dropped_no_peer, 0) + ?8, \
+                 media_dropped_strict_source = COALESCE(media_dropped_strict_source, 0) + ?9, \
+                 media_dropped_malformed = COALESCE(media_dropped_malformed, 0) + ?10, \
+                 media_dropped_loop = COALESCE(media_dropped_loop, 0) + ?11 WHERE uuid = ?1",
             )?
             .execute(params![
                 uuid,
@@ -338,7 +342,11 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
                 m.media_out_packets,
                 m.media_out_bytes,
                 m.media_lost,
-                m.media_dropped
+                m.media_dropped,
+                m.media_dropped_no_peer,
+                m.media_dropped_strict_source,
+                m.media_dropped_malformed,
+                m.media_dropped_loop
             ]),
         Write::InsertCdr(c) => tx.prepare_cached(&sql.insert_cdr)?.execute(params![
             c.uuid,
@@ -361,7 +369,11 @@ fn apply(tx: &Transaction<'_>, sql: &Sql, w: &Write) -> rusqlite::Result<usize> 
             c.media.map(|m| m.media_out_packets),
             c.media.map(|m| m.media_out_bytes),
             c.media.map(|m| m.media_lost),
-            c.media.map(|m| m.media_dropped)
+            c.media.map(|m| m.media_dropped),
+            c.media.map(|m| m.media_dropped_no_peer),
+            c.media.map(|m| m.media_dropped_strict_source),
+            c.media.map(|m| m.media_dropped_malformed),
+            c.media.map(|m| m.media_dropped_loop)
         ]),
     }
 }
