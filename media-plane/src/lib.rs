@@ -3,6 +3,7 @@
 //! legs and transcoding audio when the legs' codecs differ. It is programmed by the
 //! control plane through the rings of `ferroswitch-shared` (issues 4 and 5).
 
+pub mod codec;
 pub mod epoll;
 pub mod pool;
 pub mod relay;
