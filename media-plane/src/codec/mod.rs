@@ -3,9 +3,11 @@
 //! codecs' state on its worker; nothing here allocates per packet (callers pass the
 //! buffers). A new codec (AMR, EVS...) is one new file implementing [`AudioCodec`].
 //!
-//! So far: G.711 µ-law and A-law ([`g711`]). The relay does not call these yet.
+//! So far: G.711 µ-law and A-law ([`g711`]) and L16 ([`l16`]). The relay does not call
+//! these yet.
 
 pub mod g711;
+pub mod l16;
 
 /// Why a payload could not be decoded or PCM encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
