@@ -5,6 +5,16 @@
 
 use super::*;
 
+/// What B's SDP gives A ([`B2bua::media_from_b`]).
+pub(super) enum FromB {
+    /// This SDP, pointed at the media plane.
+    Sdp(Vec<u8>),
+    /// Nothing: no SDP (or none that parses).
+    Nothing,
+    /// B picked a codec A did not offer, and nothing transcodes: never passed on.
+    NoCommonCodec,
+}
+
 impl B2bua {
     /// Whether the call's media is to go through the media plane and is not there yet.
     pub(super) fn want_media(&self, id: CallId) -> bool {
@@ -129,27 +139,26 @@ impl B2bua {
 
     /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
     /// returned (None: nothing for A). Without media, B's SDP as it is.
-    /// Whether B's SDP in `msg` picked a codec A cannot be answered with (nothing in
-    /// common, no transcoding): such an answer is never passed on.
-    pub(super) fn b_codec_refused(&self, id: CallId, msg: &Message) -> bool {
-        let Some(a) = self.calls.get(&id).and_then(|c| c.media.as_ref()?.a_offer.as_ref()) else { return false };
-        !msg.body().is_empty() && Sdp::parse(msg.body()).is_ok_and(|b| media::answer_without_common_codec(a, &b))
-    }
-
-    pub(super) fn media_from_b(&mut self, id: CallId, i: usize, msg: &Message) -> Option<Vec<u8>> {
-        let call = self.calls.get_mut(&id)?;
+    /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
+    /// returned. Without media, B's SDP as it is. An SDP that picked a codec A cannot be
+    /// answered with (nothing in common, no transcoding) changes nothing.
+    pub(super) fn media_from_b(&mut self, id: CallId, i: usize, msg: &Message) -> FromB {
+        let Some(call) = self.calls.get_mut(&id) else { return FromB::Nothing };
         let b_source = call.forks.get(i).map(|f| f.peer.remote.ip());
-        let Some(m) = call.media.as_mut() else { return Some(msg.body().to_vec()) };
+        let Some(m) = call.media.as_mut() else { return FromB::Sdp(msg.body().to_vec()) };
         if msg.body().is_empty() {
-            return None;
+            return FromB::Nothing;
         }
         let b = match Sdp::parse(msg.body()) {
             Ok(b) => b,
             Err(e) => {
                 warn!(call = %call.uuid, error = %e, "the callee's SDP does not parse");
-                return None;
+                return FromB::Nothing;
             }
         };
+        if m.a_offer.as_ref().is_some_and(|a| media::answer_without_common_codec(a, &b)) {
+            return FromB::NoCommonCodec;
+        }
         m.sources[1] = b_source;
         if let Some(why) = media::refused_peer(&b, &m.check(1)) {
             // The leg gets no peer for that stream: nothing is sent there.
@@ -172,7 +181,7 @@ impl B2bua {
         self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
         let body = to_a.write().into_bytes();
         m.to_a = Some(body.clone());
-        Some(body)
+        FromB::Sdp(body)
     }
 
     /// SDP from leg `side` in an in-dialog message (re-offer, its answer, an ACK): that

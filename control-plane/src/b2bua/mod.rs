@@ -14,6 +14,7 @@
 //! passes between the legs unchanged. After a restart, [`recovery`] takes the bridged calls back from the stored rows.
 
 mod call_media;
+use call_media::FromB;
 pub mod channel;
 pub mod dialog;
 pub mod media;
@@ -725,11 +726,15 @@ impl B2bua {
                     // After a late offer A has made no offer, so B's early SDP is not for A.
                     let late = call.media.as_ref().is_some_and(CallMedia::late);
                     let b_uuid = call.forks[i].channel.uuid.clone();
-                    let refused = self.b_codec_refused(id, msg);
-                    if refused {
-                        info!(%b_uuid, "early SDP with no codec in common with the caller: not relayed");
-                    }
-                    let sdp = if msg.body().is_empty() || refused { None } else { self.media_from_b(id, i, msg) };
+                    let from_b = if msg.body().is_empty() { FromB::Nothing } else { self.media_from_b(id, i, msg) };
+                    let sdp = match from_b {
+                        FromB::Sdp(sdp) => Some(sdp),
+                        FromB::Nothing => None,
+                        FromB::NoCommonCodec => {
+                            info!(%b_uuid, "early SDP with no codec in common with the caller: not relayed");
+                            None
+                        }
+                    };
                     let sdp = sdp.filter(|_| !late);
                     let code = if sdp.is_some() { 183 } else { 180 };
                     self.provisional_a(io, id, code, sdp);
@@ -786,16 +791,18 @@ impl B2bua {
         if fork.state == Fork::Answered {
             return; // a retransmitted 2xx
         }
-        let incompatible = call.answered.is_none() && self.b_codec_refused(id, ok);
+        let lost = call.answered.is_some() || !call.a.channel.is_up() || fork.state == Fork::Cancelled;
+        // The winner's SDP moves leg B's peer and becomes A's answer; one with no codec in
+        // common with A ends this leg instead (A gets 488 unless another fork does better).
+        let from_b = if lost { FromB::Nothing } else { self.media_from_b(id, i, ok) };
+        let incompatible = matches!(from_b, FromB::NoCommonCodec);
         let Some(call) = self.calls.get_mut(&id) else { return };
         let fork = &mut call.forks[i];
         if incompatible {
-            // B answered with a codec A did not offer, and nothing transcodes: end this leg,
-            // the caller gets 488 unless another fork or group does better.
             info!(call = %call.uuid, b_uuid = %fork.channel.uuid, "B-leg answered with no codec in common with the caller");
             call.last_failure = Some((HangupCause::INCOMPATIBLE_DESTINATION, Some(488)));
         }
-        if incompatible || call.answered.is_some() || !call.a.channel.is_up() || fork.state == Fork::Cancelled {
+        if lost || incompatible {
             // Lost the race (or the caller is gone, or no common codec): end this leg.
             fork.state = Fork::Failed;
             let mut buf = Vec::with_capacity(512);
@@ -825,10 +832,10 @@ impl B2bua {
         if let Some(row) = call_row(call) {
             io.writes.push_back(Write::UpsertCall(row));
         }
-        let sdp = match self.media_from_b(id, i, ok) {
-            Some(sdp) => sdp,
+        let sdp = match from_b {
+            FromB::Sdp(sdp) => sdp,
             // No SDP in the 2xx: the answer came in a 183 already.
-            None => self.calls.get(&id).and_then(|c| c.media.as_ref()?.to_a.clone()).unwrap_or_default(),
+            _ => self.calls.get(&id).and_then(|c| c.media.as_ref()?.to_a.clone()).unwrap_or_default(),
         };
         self.disarm(id);
         self.cancel_forks(io, id, HangupCause::LOSE_RACE);

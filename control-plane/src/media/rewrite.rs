@@ -113,11 +113,6 @@ pub fn signalled_peer(sdp_ip: Option<IpAddr>, port: u16, source: Option<IpAddr>,
     Some(SocketAddr::new(ip, port))
 }
 
-/// Socket address from an IP and port, skipping the unusable `0.0.0.0`/`::` and port 0.
-pub fn usable(ip: Option<std::net::IpAddr>, port: u16) -> Option<SocketAddr> {
-    ip.filter(|i| !i.is_unspecified()).filter(|_| port != 0).map(|i| SocketAddr::new(i, port))
-}
-
 /// The leg spec for a peer whose SDP section is `m` at `remote` (None: latch it).
 pub fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, flags: &Flags, signalled: bool) -> LegSpec {
     let mut leg = LegSpec {

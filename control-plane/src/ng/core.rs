@@ -80,6 +80,8 @@ pub struct Call {
     pub(super) source: IpAddr,
     /// Its final timeout in seconds (0: none), the offer's or the configured one.
     pub(super) final_timeout_secs: u32,
+    /// When that is due (set once the core holds the call).
+    pub(super) final_at: Option<Instant>,
 }
 
 /// A request that needs the media plane, with the state of its call when it starts.
@@ -332,7 +334,7 @@ impl Ng {
 
     /// Holds `call` (new, or changed by an answer or re-offer): its sessions are indexed
     /// for timeouts, a new call's final timeout is set.
-    fn hold(&mut self, now: Instant, call_id: String, call: Call) {
+    fn hold(&mut self, now: Instant, call_id: String, mut call: Call) {
         let old = self.calls.get(&call_id);
         let new = old.is_none();
         for (id, _) in old.into_iter().flat_map(|c| c.sessions.iter().flatten()) {
@@ -342,7 +344,9 @@ impl Ng {
             self.by_session.insert(*id, call_id.clone());
         }
         if new && call.final_timeout_secs > 0 {
-            self.deadlines.insert((now + Duration::from_secs(u64::from(call.final_timeout_secs)), call_id.clone()));
+            let at = now + Duration::from_secs(u64::from(call.final_timeout_secs));
+            self.deadlines.insert((at, call_id.clone()));
+            call.final_at = Some(at);
         }
         self.calls.insert(call_id, call);
     }
@@ -353,7 +357,9 @@ impl Ng {
         for (id, _) in call.sessions.iter().flatten() {
             self.by_session.remove(id);
         }
-        self.deadlines.retain(|(_, c)| c != call_id);
+        if let Some(at) = call.final_at {
+            self.deadlines.remove(&(at, call_id.to_string()));
+        }
         self.uncount(call.source);
     }
 
@@ -454,6 +460,7 @@ mod tests {
             created: SystemTime::UNIX_EPOCH,
             source: FROM.ip(),
             final_timeout_secs: 0,
+            final_at: None,
         }
     }
 

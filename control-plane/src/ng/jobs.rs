@@ -103,6 +103,14 @@ fn parse_sdp(body: &[u8], settings: &Settings) -> Result<Sdp, String> {
     Ok(sdp)
 }
 
+/// Every stream's peer ([`stream_peer`]; None for a rejected stream), all checked before
+/// any session is made or changed.
+fn stream_peers(sdp: &Sdp, req: &OfferAnswer, own: &OwnMedia) -> Result<Vec<Option<SocketAddr>>, String> {
+    (0..sdp.media.len())
+        .map(|i| if sdp.media[i].is_rejected() { Ok(None) } else { stream_peer(sdp, i, req, own) })
+        .collect()
+}
+
 /// The RTP timeout for stream `i` of `sdp`: the silent one while it is on hold.
 fn rtp_timeout(sdp: &Sdp, i: usize, req: &OfferAnswer, settings: &Settings) -> u32 {
     if sdp.is_on_hold(i) {
@@ -122,11 +130,7 @@ async fn offer(
 ) -> Result<(Vec<u8>, Outcome), String> {
     let media_ip = settings.own.ip;
     let mut sdp = parse_sdp(&o.sdp, settings)?;
-    // Every stream is checked before any session is made.
-    let mut peers = Vec::with_capacity(sdp.media.len());
-    for i in 0..sdp.media.len() {
-        peers.push(if sdp.media[i].is_rejected() { None } else { stream_peer(&sdp, i, &o, &settings.own)? });
-    }
+    let peers = stream_peers(&sdp, &o, &settings.own)?;
     let existing = call.as_ref().map(|c| c.sessions.as_slice()).unwrap_or_default();
     let mut sessions = Vec::with_capacity(sdp.media.len());
     for (i, peer) in peers.into_iter().enumerate() {
@@ -159,6 +163,7 @@ async fn offer(
             created: SystemTime::now(),
             source,
             final_timeout_secs,
+            final_at: None,
         },
     };
     Ok((command::ok(cookie, vec![("sdp", Value::Bytes(sdp.write().into_bytes()))]), Outcome::Set(call)))
@@ -173,10 +178,7 @@ async fn answer(
 ) -> Result<(Vec<u8>, Outcome), String> {
     let media_ip = settings.own.ip;
     let mut sdp = parse_sdp(&a.sdp, settings)?;
-    let mut peers = Vec::with_capacity(sdp.media.len());
-    for i in 0..sdp.media.len() {
-        peers.push(if sdp.media[i].is_rejected() { None } else { stream_peer(&sdp, i, &a, &settings.own)? });
-    }
+    let peers = stream_peers(&sdp, &a, &settings.own)?;
     call.to_tag = a.to_tag.clone();
     for (i, peer) in peers.into_iter().enumerate() {
         let Some(Some((id, mut spec))) = call.sessions.get(i).copied() else { continue };

@@ -613,8 +613,7 @@ impl Switch {
                 w.header("Retry-After", "5");
             });
         }
-        let trusted = self.trusted.iter().any(|n| n.contains(peer.remote.ip()));
-        let caller = if trusted {
+        let caller = if self.is_trusted(peer) {
             None
         } else {
             match self.authenticate(now, tx, req, peer) {
@@ -680,9 +679,7 @@ impl Switch {
         w.finish(b"");
         Bytes::from(buf)
     }
-}
 
-impl Switch {
     /// A final response to server transaction `tx` after which the transaction ends at
     /// once ([`TransactionLayer::respond_and_forget`]): challenges and refusals of the
     /// guard keep no state.

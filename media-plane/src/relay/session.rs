@@ -348,11 +348,6 @@ impl Leg {
     pub fn peer(&self) -> Option<SocketAddr> {
         self.rtp.to
     }
-
-    /// Where this leg's peer gets RTCP (None: not known yet).
-    pub fn rtcp_peer(&self) -> Option<SocketAddr> {
-        self.rtcp.to
-    }
 }
 
 /// A session: two legs relayed to each other.
