@@ -9,6 +9,7 @@ pub mod pool;
 pub mod relay;
 pub mod server;
 pub mod sessions;
+pub mod transcode;
 pub mod uring;
 pub mod worker;
 

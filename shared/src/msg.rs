@@ -256,6 +256,10 @@ pub mod codec {
     pub const OPUS: u8 = 4;
     /// RFC 4733 telephone-event.
     pub const TELEPHONE_EVENT: u8 = 5;
+    /// G.729 (and Annex A).
+    pub const G729: u8 = 6;
+    /// L16, 16-bit linear PCM (RFC 3551 §4.5.11).
+    pub const L16: u8 = 7;
 }
 
 /// One payload type of a leg: `a=rtpmap:<pt> <codec>/<clock_rate>[/<channels>]`.

@@ -4,7 +4,7 @@
 //! decoded frame, attenuated a further 6 dB each 10 ms, to silence after 60 ms: a simple
 //! stand-in, not yet ITU G.711 Appendix I's pitch-synchronous concealment.
 
-use super::{AudioCodec, CodecError};
+use super::{CodecError, Decoder, Encoder};
 
 /// µ-law or A-law.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl G711 {
     }
 }
 
-impl AudioCodec for G711 {
+impl Decoder for G711 {
     fn pcm_rate(&self) -> u32 {
         8000
     }
@@ -140,6 +140,12 @@ impl AudioCodec for G711 {
             *out = if self.last_len == 0 || steps >= 6 { 0 } else { self.last[at % self.last_len] >> (steps + 1) };
         }
         self.concealed += pcm.len();
+    }
+}
+
+impl Encoder for G711 {
+    fn pcm_rate(&self) -> u32 {
+        8000
     }
 
     fn encode(&mut self, pcm: &[i16], payload: &mut [u8]) -> Result<usize, CodecError> {

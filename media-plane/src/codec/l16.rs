@@ -2,7 +2,7 @@
 //! SDP gives it (8, 16, 32, 44.1 or 48 kHz are common), mono here. No state; concealment
 //! repeats nothing (silence), as the payload carries no model to extrapolate.
 
-use super::{AudioCodec, CodecError};
+use super::{CodecError, Decoder, Encoder};
 
 /// L16 at one sample rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +17,7 @@ impl L16 {
     }
 }
 
-impl AudioCodec for L16 {
+impl Decoder for L16 {
     fn pcm_rate(&self) -> u32 {
         self.rate
     }
@@ -38,6 +38,12 @@ impl AudioCodec for L16 {
 
     fn conceal(&mut self, pcm: &mut [i16]) {
         pcm.fill(0);
+    }
+}
+
+impl Encoder for L16 {
+    fn pcm_rate(&self) -> u32 {
+        self.rate
     }
 
     fn encode(&mut self, pcm: &[i16], payload: &mut [u8]) -> Result<usize, CodecError> {
@@ -69,6 +75,6 @@ mod tests {
             c.decode(&payload[..5], &mut pcm),
             Err(CodecError::Malformed("L16 payload of an odd number of bytes"))
         );
-        assert_eq!(c.pcm_rate(), 16_000);
+        assert_eq!(Decoder::pcm_rate(&c), 16_000);
     }
 }

@@ -1,0 +1,361 @@
+//! One direction of a transcoded session, sans-IO: RTP from one leg's peer in, RTP for
+//! the other leg's peer out.
+//!
+//! decode (the sender's codec) → conceal what was lost → resample (only where the two
+//! rates differ: Opus decodes and encodes at the other leg's rate, so PCMU ↔ Opus needs
+//! none) → a FIFO that adapts the packetization → encode (the receiver's codec, its own
+//! ptime) → a new RTP stream: our SSRC, our sequence numbers, timestamps on the
+//! receiver's clock that keep the sender's timing (a silence gap stays a gap, with the
+//! marker bit on the first packet after it).
+//!
+//! Losses: a sequence gap up to [`MAX_CONCEAL_MS`] is filled by the decoder's concealment
+//! (the frame just before a packet recovered from its in-band FEC where the codec has
+//! it); a timestamp gap with no sequence gap is the sender's silence (DTX), kept as a
+//! timestamp jump. A packet older than the last one is dropped: there is no reorder
+//! buffer yet.
+//!
+//! RFC 4733 events are passed on with the receiver's payload type and clock, in the
+//! same stream; toward a leg without telephone-event they are dropped (in-band
+//! regeneration is still to come).
+
+use super::resample::Resampler;
+use crate::codec::{opus, CodecError, Decoder, Encoder, Kind};
+use crate::relay::rtp::Rtp;
+
+/// The longest frame a packet may carry, in ms (RFC 7587's 120 ms Opus maximum).
+pub const MAX_FRAME_MS: usize = 120;
+/// The longest loss concealed; a longer gap starts the stream afresh.
+pub const MAX_CONCEAL_MS: u32 = 100;
+/// PCM samples of the longest frame at 48 kHz.
+const MAX_SAMPLES: usize = 48 * MAX_FRAME_MS;
+/// Packets one input packet may give (120 ms in 10 ms frames, plus concealment).
+pub const MAX_OUT_PACKETS: usize = 24;
+/// Bytes of an output packet: header and the largest payload.
+pub const MAX_PACKET: usize = 1500;
+
+/// The packets one input packet gave.
+pub struct Packets {
+    bufs: Box<[[u8; MAX_PACKET]]>,
+    lens: [usize; MAX_OUT_PACKETS],
+    count: usize,
+}
+
+impl Packets {
+    /// Each packet's bytes.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs.iter().zip(&self.lens).take(self.count).map(|(p, &n)| &p[..n])
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The next packet's buffer, if there is room.
+    fn next(&mut self) -> Option<&mut [u8; MAX_PACKET]> {
+        self.bufs.get_mut(self.count)
+    }
+
+    /// The buffer [`Packets::next`] gave holds a packet of `len` bytes.
+    fn commit(&mut self, len: usize) {
+        self.lens[self.count] = len;
+        self.count += 1;
+    }
+}
+
+/// A worker's scratch space for transcoding, allocated once: PCM buffers and the packets
+/// one input packet gives.
+pub struct Outbox {
+    pcm: Box<[i16]>,
+    resampled: Box<[i16]>,
+    /// What the last input gave.
+    pub packets: Packets,
+}
+
+impl Default for Outbox {
+    fn default() -> Outbox {
+        Outbox::new()
+    }
+}
+
+impl Outbox {
+    /// Empty scratch space.
+    pub fn new() -> Outbox {
+        Outbox {
+            pcm: vec![0; MAX_SAMPLES].into_boxed_slice(),
+            resampled: vec![0; MAX_SAMPLES + 1].into_boxed_slice(),
+            packets: Packets {
+                bufs: vec![[0; MAX_PACKET]; MAX_OUT_PACKETS].into_boxed_slice(),
+                lens: [0; MAX_OUT_PACKETS],
+                count: 0,
+            },
+        }
+    }
+}
+
+/// The outgoing stream's header fields.
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    ssrc: u32,
+    seq: u16,
+    /// The next frame's timestamp.
+    ts: u32,
+    marker: bool,
+}
+
+impl Stream {
+    /// Writes a header for payload type `pt` at `ts` into `p`; the next sequence number.
+    fn header(&mut self, p: &mut [u8], pt: u8, ts: u32, marker: bool) {
+        p[0] = 0x80;
+        p[1] = pt | if marker { 0x80 } else { 0 };
+        p[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+    }
+}
+
+/// One side of a direction: a codec, its payload type, its telephone-event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Side {
+    /// The codec.
+    pub kind: Kind,
+    /// Its payload type.
+    pub pt: u8,
+    /// Packetization in ms (0: the codec's usual).
+    pub ptime: u32,
+    /// telephone-event's payload type and clock rate, if the leg has it.
+    pub dtmf: Option<(u8, u32)>,
+}
+
+/// What became of one input packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Decoded (with `concealed` lost samples filled in); its frames are in the outbox.
+    Audio {
+        /// Samples concealed before it, at the decoder's rate.
+        concealed: usize,
+    },
+    /// A telephone-event passed on (in the outbox) or dropped (no event on the other side).
+    Event,
+    /// Older than the last packet, or a duplicate: dropped.
+    Late,
+    /// A payload type the sender's leg does not speak here (comfort noise...): dropped.
+    Unknown,
+    /// The payload did not decode.
+    Bad(CodecError),
+}
+
+/// One direction's state.
+pub struct Direction {
+    from: Side,
+    to: Side,
+    dec: Box<dyn Decoder>,
+    enc: Box<dyn Encoder>,
+    resampler: Option<Resampler>,
+    /// Samples waiting for a full output frame, at the encoder's rate.
+    fifo: Box<[i16]>,
+    fill: usize,
+    /// Output frame in samples (at the encoder's rate) and in the receiver's clock.
+    frame: usize,
+    step: u32,
+    out: Stream,
+    /// The last input packet's sequence number, and the timestamp expected next.
+    last_seq: Option<u16>,
+    next_ts: u32,
+    /// The last telephone-event's input timestamp and the output one it was given.
+    event: Option<(u32, u32)>,
+}
+
+/// The rate an Opus side runs at to meet `other` Hz without resampling (libopus's rates).
+fn opus_rate(other: u32) -> u32 {
+    [8000, 12000, 16000, 24000, 48000].into_iter().find(|&r| r >= other).unwrap_or(48000)
+}
+
+/// Scales a count of `from`-clock units to the `to` clock.
+fn scale(v: u64, from: u32, to: u32) -> u64 {
+    v * u64::from(to) / u64::from(from.max(1))
+}
+
+impl Direction {
+    /// A direction from `from`'s codec to `to`'s, the outgoing stream seeded by `seed`
+    /// (its SSRC, first sequence number and timestamp).
+    pub fn new(from: Side, to: Side, params: &opus::Params, seed: u64) -> Result<Direction, CodecError> {
+        let dec_rate = if from.kind == Kind::Opus { opus_rate(to.kind.natural_rate()) } else { from.kind.natural_rate() };
+        let enc_rate = if to.kind == Kind::Opus { opus_rate(from.kind.natural_rate()) } else { to.kind.natural_rate() };
+        let dec = from.kind.decoder(dec_rate)?;
+        let enc = to.kind.encoder(enc_rate, params)?;
+        let resampler = (dec_rate != enc_rate).then(|| Resampler::new(dec_rate, enc_rate, MAX_SAMPLES));
+        let ptime = to.kind.ptime(to.ptime);
+        let frame = (enc_rate * ptime / 1000) as usize;
+        let step = to.kind.rtp_clock() * ptime / 1000;
+        let fifo_len = frame + (enc_rate as usize * MAX_FRAME_MS / 1000) + 1;
+        Ok(Direction {
+            from,
+            to,
+            dec,
+            enc,
+            resampler,
+            fifo: vec![0; fifo_len].into_boxed_slice(),
+            fill: 0,
+            frame,
+            step,
+            out: Stream { ssrc: seed as u32, seq: (seed >> 32) as u16, ts: (seed >> 16) as u32, marker: true },
+            last_seq: None,
+            next_ts: 0,
+            event: None,
+        })
+    }
+
+    /// The sides it was made for (a re-INVITE that keeps them keeps the direction).
+    pub fn sides(&self) -> (Side, Side) {
+        (self.from, self.to)
+    }
+
+    /// The outgoing stream's SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.out.ssrc
+    }
+
+    /// One RTP packet from the sender: the packets for the receiver go to `out`.
+    pub fn on_packet(&mut self, rtp: &Rtp, out: &mut Outbox) -> Outcome {
+        out.packets.count = 0;
+        let (pt, seq, ts) = (rtp.payload_type(), rtp.seq(), rtp.timestamp());
+        if let Some(last) = self.last_seq {
+            let d = seq.wrapping_sub(last) as i16;
+            if d <= 0 {
+                return Outcome::Late;
+            }
+        }
+        if self.from.dtmf.is_some_and(|(p, _)| p == pt) {
+            self.last_seq = Some(seq);
+            self.pass_event(rtp, &mut out.packets);
+            return Outcome::Event;
+        }
+        if pt != self.from.pt {
+            return Outcome::Unknown;
+        }
+        let concealed = self.catch_up(seq, ts, rtp.payload(), out);
+        self.last_seq = Some(seq);
+        let n = match self.dec.decode(rtp.payload(), &mut out.pcm) {
+            Ok(n) => n,
+            Err(e) => return Outcome::Bad(e),
+        };
+        let units = scale(n as u64, self.dec.pcm_rate(), self.from.kind.rtp_clock()) as u32;
+        self.next_ts = ts.wrapping_add(units);
+        self.push(n, out);
+        Outcome::Audio { concealed }
+    }
+
+    /// Before the packet `seq`/`ts`: conceals a loss, or moves the output's timestamps
+    /// over the sender's silence; the samples concealed.
+    fn catch_up(&mut self, seq: u16, ts: u32, payload: &[u8], out: &mut Outbox) -> usize {
+        let Some(last) = self.last_seq else {
+            return 0;
+        };
+        let clock = self.from.kind.rtp_clock();
+        let gap = ts.wrapping_sub(self.next_ts) as i32;
+        let lost = seq.wrapping_sub(last).wrapping_sub(1);
+        if gap == 0 {
+            return 0;
+        }
+        let max = (clock * MAX_CONCEAL_MS / 1000) as i32;
+        if lost == 0 || gap < 0 || gap > max {
+            // Silence, or a stream that restarted: the output jumps as far, marked.
+            let jump = scale(gap.max(0) as u64, clock, self.to.kind.rtp_clock()) as u32;
+            self.out.ts = self.out.ts.wrapping_add(jump);
+            self.out.marker = true;
+            return 0;
+        }
+        let total = scale(gap as u64, clock, self.dec.pcm_rate()) as usize;
+        // The frame just before this packet may be in its FEC; the rest is concealed.
+        let fec = (total / usize::from(lost)).min(out.pcm.len());
+        let mut left = total - fec;
+        while left > 0 {
+            let n = left.min(out.pcm.len());
+            self.dec.conceal(&mut out.pcm[..n]);
+            self.push(n, out);
+            left -= n;
+        }
+        if fec > 0 {
+            self.dec.recover(payload, &mut out.pcm[..fec]);
+            self.push(fec, out);
+        }
+        total
+    }
+
+    /// `n` decoded samples in `out.pcm`: resampled into the FIFO; whole frames encoded.
+    fn push(&mut self, n: usize, out: &mut Outbox) {
+        let (src, len) = match &mut self.resampler {
+            Some(r) => {
+                let m = r.process(&out.pcm[..n], &mut out.resampled);
+                (&out.resampled[..], m)
+            }
+            None => (&out.pcm[..], n),
+        };
+        let mut at = 0;
+        while at < len {
+            let take = (len - at).min(self.fifo.len() - self.fill);
+            self.fifo[self.fill..self.fill + take].copy_from_slice(&src[at..at + take]);
+            self.fill += take;
+            at += take;
+            while self.fill >= self.frame {
+                self.emit(&mut out.packets);
+                self.fifo.copy_within(self.frame..self.fill, 0);
+                self.fill -= self.frame;
+            }
+        }
+    }
+
+    /// Encodes the FIFO's first frame into a packet (none if the outbox is full or the
+    /// encoder has nothing to send).
+    fn emit(&mut self, out: &mut Packets) {
+        let ts = self.out.ts;
+        self.out.ts = ts.wrapping_add(self.step);
+        let Some(p) = out.next() else { return };
+        let n = match self.enc.encode(&self.fifo[..self.frame], &mut p[12..]) {
+            Ok(n) if n > 0 => n,
+            // Nothing this frame (DTX), or an encoder that refused: the next one is marked.
+            _ => {
+                self.out.marker = true;
+                return;
+            }
+        };
+        let marker = std::mem::take(&mut self.out.marker);
+        self.out.header(p, self.to.pt, ts, marker);
+        out.commit(12 + n);
+    }
+
+    /// An RFC 4733 event: on to the receiver with its payload type and clock, at the
+    /// output time the event started.
+    fn pass_event(&mut self, rtp: &Rtp, out: &mut Packets) {
+        let Some((to_pt, to_clock)) = self.to.dtmf else { return };
+        let from_clock = self.from.dtmf.map_or(8000, |(_, c)| c);
+        let payload = rtp.payload();
+        if payload.len() < 4 || payload.len() + 12 > MAX_PACKET {
+            return;
+        }
+        let ts = match self.event {
+            Some((in_ts, out_ts)) if in_ts == rtp.timestamp() => out_ts,
+            _ => {
+                let t = self.out.ts;
+                self.event = Some((rtp.timestamp(), t));
+                t
+            }
+        };
+        let Some(p) = out.next() else { return };
+        self.out.header(p, to_pt, ts, rtp.marker());
+        p[12..12 + payload.len()].copy_from_slice(payload);
+        if from_clock != to_clock {
+            let d = u16::from_be_bytes([payload[2], payload[3]]);
+            let d = scale(u64::from(d), from_clock, to_clock).min(0xffff) as u16;
+            p[14..16].copy_from_slice(&d.to_be_bytes());
+        }
+        out.commit(12 + payload.len());
+    }
+}
