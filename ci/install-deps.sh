@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian packages a ferroswitch command needs, saying
 # which ones first. Usage: ci/install-deps.sh build|test
-#   build: what building the switch needs beyond the Rust toolchain (nothing yet: the
-#          SIP stack is pure Rust; libopus-dev and pkg-config arrive with transcoding)
-#   test:  the real peers the test suite drives: SIPp (sip-tester), sipsak, the
+#   build: what building the switch needs beyond the Rust toolchain: the codec libraries
+#          the media plane links for transcoding (libopus-dev for Opus, libbcg729-dev for
+#          G.729)
+#   test:  what build needs, and the real peers the test suite drives: SIPp (sip-tester), sipsak, the
 #          baresip softphone (baresip-core), rtpengine's NG client (rtpengine-utils),
 #          and the Kamailio SIP proxy (kamailio: its rtpengine module, rtpengine.so, is in
 #          the main package), and fail2ban (fail2ban-regex checks the shipped filter
@@ -11,8 +12,8 @@
 set -euo pipefail
 what="${1:-test}"
 case "$what" in
-  build) pkgs=() ;;
-  test) pkgs=(sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban) ;;
+  build) pkgs=(libopus-dev libbcg729-dev) ;;
+  test) pkgs=(libopus-dev libbcg729-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban) ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 missing=()

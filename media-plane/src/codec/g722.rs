@@ -2,7 +2,8 @@
 //! 8 kHz sub-bands, the lower coded by 6-bit and the upper by 2-bit ADPCM; one byte per
 //! pair of samples. The RTP clock is 8 kHz although the audio is 16 kHz (RFC 3551
 //! §4.5.2). Fixed-point arithmetic block by block as the Recommendation states it, so the
-//! bitstream matches the ITU reference. Concealment repeats the last frame, fading, as
+//! bitstream matches the ITU reference: the tests run G.722 Appendix II's test sequences
+//! and compare with ffmpeg's codec bit for bit. Concealment repeats the last frame, fading, as
 //! for G.711 (G.722 Appendix III/IV's concealment is not done).
 
 use super::{CodecError, Decoder, Encoder};
@@ -16,11 +17,13 @@ const Q6: [i32; 32] = [
     1458, 1612, 1765, 1980, 2195, 2557, 2919, 0, 0,
 ];
 /// Lower band codes for negative and positive differences, by interval.
-const ILN: [i32; 32] =
-    [0, 63, 62, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 0];
+const ILN: [i32; 32] = [
+    0, 63, 62, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+    4, 0,
+];
 const ILP: [i32; 32] = [
-    0, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33,
-    32, 0,
+    0, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34,
+    33, 32, 0,
 ];
 /// Lower band log scale factor multipliers, by magnitude (Table 15's wl).
 const WL: [i32; 8] = [-60, -30, 58, 172, 334, 538, 1198, 3042];
@@ -28,17 +31,17 @@ const WL: [i32; 8] = [-60, -30, 58, 172, 334, 538, 1198, 3042];
 const RL42: [usize; 16] = [0, 7, 6, 5, 4, 3, 2, 1, 7, 6, 5, 4, 3, 2, 1, 0];
 /// The inverse log table (Table 17's ilb).
 const ILB: [i32; 32] = [
-    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774, 2834, 2896, 2960, 3025, 3091,
-    3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838, 3922, 4008,
+    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774, 2834, 2896, 2960, 3025,
+    3091, 3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838, 3922, 4008,
 ];
 /// Lower band inverse quantizer outputs, 4-bit (for the predictor) and 6-bit (the signal).
 const QM4: [i32; 16] =
     [0, -20456, -12896, -8968, -6288, -4240, -2584, -1200, 20456, 12896, 8968, 6288, 4240, 2584, 1200, 0];
 const QM6: [i32; 64] = [
-    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192, -10232, -9360, -8576, -7856,
-    -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168, -2776, -2400, -2032, -1688, -1360, -1040, -728, 24808,
-    21904, 19008, 16704, 14984, 13512, 12280, 11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456, 4944, 4464, 4008,
-    3576, 3168, 2776, 2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
+    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192, -10232, -9360, -8576,
+    -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168, -2776, -2400, -2032, -1688, -1360, -1040,
+    -728, 24808, 21904, 19008, 16704, 14984, 13512, 12280, 11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456,
+    4944, 4464, 4008, 3576, 3168, 2776, 2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
 ];
 /// Upper band: codes, inverse quantizer, log scale factor multipliers.
 const IHN: [i32; 3] = [0, 1, 0];
@@ -279,13 +282,18 @@ impl G722Decoder {
         }
     }
 
-    /// The two 16 kHz samples for a code.
-    pub fn decode_code(&mut self, code: u8) -> (i16, i16) {
+    /// The two sub-bands' reconstructed signals for a code.
+    fn sub_bands(&mut self, code: u8) -> (i32, i32) {
         let (low6, high2) = (i32::from(code & 0x3f), i32::from(code >> 6));
         // Block 5L: the signal from the 6-bit code; then the predictor from its 4 bits.
         let rlow = (self.low.s + ((self.low.det * QM6[low6 as usize]) >> 15)).clamp(-16384, 16383);
         self.low.update_low(low6);
-        let rhigh = self.high.update_high(high2);
+        (rlow, self.high.update_high(high2))
+    }
+
+    /// The two 16 kHz samples for a code.
+    pub fn decode_code(&mut self, code: u8) -> (i16, i16) {
+        let (rlow, rhigh) = self.sub_bands(code);
         let (even, odd) = self.qmf.push(rlow + rhigh, rlow - rhigh);
         (sat(odd >> 11) as i16, sat(even >> 11) as i16)
     }
@@ -365,10 +373,12 @@ mod tests {
                 ((x >> 16) as i16) >> 3
             })
             .collect();
-        let inp: Vec<i16> = noise.windows(3).map(|w| ((i32::from(w[0]) + i32::from(w[1]) + i32::from(w[2])) / 3) as i16).collect();
+        let inp: Vec<i16> =
+            noise.windows(3).map(|w| ((i32::from(w[0]) + i32::from(w[1]) + i32::from(w[2])) / 3) as i16).collect();
         let inp = &inp[..7996];
         let out = round_trip(inp);
-        let corr = |lag: usize| inp[..7900].iter().zip(&out[lag..]).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum::<i64>();
+        let corr =
+            |lag: usize| inp[..7900].iter().zip(&out[lag..]).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum::<i64>();
         let lag = (0..64).max_by_key(|&l| corr(l)).unwrap();
         assert_eq!(lag, 22);
     }
@@ -397,6 +407,54 @@ mod tests {
         assert_eq!(first, None, "the decoders part at sample {first:?}");
     }
 
+    fn words(name: &str) -> Vec<u16> {
+        let path = format!("{}/tests/data/g722/itu/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).expect("test data").chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()
+    }
+
+    /// G.722 Appendix II: with the QMFs bypassed, each input word (shifted right once)
+    /// goes to both sub-band encoders, and the codes must be the sequence's exactly.
+    #[test]
+    fn the_encoder_gives_the_itu_sequences_codes_g722_appendix_ii() {
+        for (input, expected) in [("bt1c1.xmt", "bt2r1.cod"), ("bt1c2.xmt", "bt2r2.cod")] {
+            let (input, expected) = (words(input), words(expected));
+            assert_eq!(input.len(), expected.len());
+            let mut enc = G722Encoder::new();
+            for (i, (&w, &e)) in input.iter().zip(&expected).enumerate() {
+                if w & 1 == 1 {
+                    enc = G722Encoder::new();
+                    assert_eq!(e, 1, "a reset stays a reset at word {i}");
+                    continue;
+                }
+                let x = i32::from((w as i16) >> 1);
+                let code = (enc.high.encode_high(x) << 6) | enc.low.encode_low(x);
+                assert_eq!(code, i32::from(e >> 8), "word {i}");
+            }
+        }
+    }
+
+    /// G.722 Appendix II: each code sequence's lower and higher band reconstructions.
+    #[test]
+    fn the_decoder_gives_the_itu_sequences_sub_band_signals_g722_appendix_ii() {
+        for (codes, low, high) in [
+            ("bt2r1.cod", "bt3l1.rc1", "bt3h1.rc0"),
+            ("bt2r2.cod", "bt3l2.rc1", "bt3h2.rc0"),
+            ("bt1d3.cod", "bt3l3.rc1", "bt3h3.rc0"),
+        ] {
+            let (codes, low, high) = (words(codes), words(low), words(high));
+            let mut dec = G722Decoder::new();
+            for (i, &w) in codes.iter().enumerate() {
+                if w & 1 == 1 {
+                    dec = G722Decoder::new();
+                    continue;
+                }
+                let (rlow, rhigh) = dec.sub_bands((w >> 8) as u8);
+                assert_eq!(((rlow << 1) & 0xfffe) as u16, low[i], "lower band, word {i}");
+                assert_eq!(((rhigh << 1) & 0xfffe) as u16, high[i], "higher band, word {i}");
+            }
+        }
+    }
+
     #[test]
     fn odd_frames_and_short_buffers_are_typed_errors() {
         let mut enc = G722Encoder::new();
@@ -405,4 +463,3 @@ mod tests {
         assert_eq!(dec.decode(&[0; 80], &mut [0; 100]), Err(CodecError::OutputTooSmall { need: 160, have: 100 }));
     }
 }
-

@@ -112,7 +112,15 @@ impl G729Decoder {
         let sid = u8::from(bits.len() == 2);
         // SAFETY: bits is `len` bytes (an erased frame is read as nothing), out 80 samples.
         unsafe {
-            bcg729Decoder(self.ctx.as_ptr(), bits.as_ptr(), bits.len() as u8, u8::from(erasure), sid, 0, out.as_mut_ptr())
+            bcg729Decoder(
+                self.ctx.as_ptr(),
+                bits.as_ptr(),
+                bits.len() as u8,
+                u8::from(erasure),
+                sid,
+                0,
+                out.as_mut_ptr(),
+            )
         }
     }
 }

@@ -126,7 +126,8 @@ impl Encoder for OpusEncoder {
         }
         let max = payload.len().min(1275) as i32;
         // SAFETY: pcm holds frame_size samples, payload at least max bytes.
-        let n = unsafe { sys::opus_encode(self.st.as_ptr(), pcm.as_ptr(), pcm.len() as i32, payload.as_mut_ptr(), max) };
+        let n =
+            unsafe { sys::opus_encode(self.st.as_ptr(), pcm.as_ptr(), pcm.len() as i32, payload.as_mut_ptr(), max) };
         if n < 0 {
             return Err(CodecError::Library(n));
         }
@@ -215,7 +216,9 @@ mod tests {
     use super::*;
 
     fn tone(rate: u32, hz: f64, n: usize, at: usize) -> Vec<i16> {
-        (0..n).map(|i| ((2.0 * std::f64::consts::PI * hz * (at + i) as f64 / f64::from(rate)).sin() * 8000.0) as i16).collect()
+        (0..n)
+            .map(|i| ((2.0 * std::f64::consts::PI * hz * (at + i) as f64 / f64::from(rate)).sin() * 8000.0) as i16)
+            .collect()
     }
 
     #[test]

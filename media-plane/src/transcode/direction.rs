@@ -186,7 +186,8 @@ impl Direction {
     /// A direction from `from`'s codec to `to`'s, the outgoing stream seeded by `seed`
     /// (its SSRC, first sequence number and timestamp).
     pub fn new(from: Side, to: Side, params: &opus::Params, seed: u64) -> Result<Direction, CodecError> {
-        let dec_rate = if from.kind == Kind::Opus { opus_rate(to.kind.natural_rate()) } else { from.kind.natural_rate() };
+        let dec_rate =
+            if from.kind == Kind::Opus { opus_rate(to.kind.natural_rate()) } else { from.kind.natural_rate() };
         let enc_rate = if to.kind == Kind::Opus { opus_rate(from.kind.natural_rate()) } else { to.kind.natural_rate() };
         let dec = from.kind.decoder(dec_rate)?;
         let enc = to.kind.encoder(enc_rate, params)?;

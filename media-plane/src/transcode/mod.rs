@@ -9,8 +9,8 @@ pub mod resample;
 
 use ferroswitch_shared::msg::{codec, LegSpec};
 
-pub use direction::{Outbox, Outcome, Packets};
 use direction::{Direction, Side};
+pub use direction::{Outbox, Outcome, Packets};
 
 use crate::codec::{opus, CodecError, Kind};
 use crate::relay::rtp::Rtp;

@@ -165,14 +165,17 @@ mod tests {
             let pass = (0..=100).map(|i| response_db(&r, 0.4 * low * f64::from(i) / 100.0 / rate));
             let (lo, hi) = pass.fold((f64::MAX, f64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
             assert!(hi - lo < 0.1 && hi.abs() < 0.1 && lo.abs() < 0.1, "{from}->{to}: passband {lo:.3}..{hi:.3} dB");
-            let stop = (0..=400).map(|i| response_db(&r, (0.5 * low + (rate / 2.0 - 0.5 * low) * f64::from(i) / 400.0) / rate));
+            let stop = (0..=400)
+                .map(|i| response_db(&r, (0.5 * low + (rate / 2.0 - 0.5 * low) * f64::from(i) / 400.0) / rate));
             let worst = stop.fold(f64::MIN, f64::max);
             assert!(worst < -70.0, "{from}->{to}: stopband {worst:.1} dB");
         }
     }
 
     fn tone(rate: u32, hz: f64, n: usize) -> Vec<i16> {
-        (0..n).map(|i| ((2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin() * 10000.0) as i16).collect()
+        (0..n)
+            .map(|i| ((2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin() * 10000.0) as i16)
+            .collect()
     }
 
     fn rms(s: &[i16]) -> f64 {

@@ -116,13 +116,8 @@ fn delay_ms(pcm: &[i16], rate: u32, hz: f64) -> f64 {
 
 #[test]
 fn tones_cross_every_pair_both_ways_at_their_frequency_and_level() {
-    let pairs: [(fn() -> LegSpec, fn() -> LegSpec, f64); 5] = [
-        (pcmu, opus_leg, 1.5),
-        (pcma, g722, 1.0),
-        (g729, pcmu, 1.0),
-        (l16, pcma, 1.0),
-        (opus_leg, g722, 1.5),
-    ];
+    let pairs: [(fn() -> LegSpec, fn() -> LegSpec, f64); 5] =
+        [(pcmu, opus_leg, 1.5), (pcma, g722, 1.0), (g729, pcmu, 1.0), (l16, pcma, 1.0), (opus_leg, g722, 1.5)];
     for (x, y, tolerance) in pairs {
         for (a, b) in [(x(), y()), (y(), x())] {
             let name = format!("{:?} -> {:?}", speaks(&a).unwrap().kind, speaks(&b).unwrap().kind);
@@ -220,10 +215,7 @@ fn late_duplicate_and_unknown_packets_are_dropped_and_bad_payloads_typed() {
     assert!(matches!(t.on_rtp(1, &Rtp::parse(&bad).unwrap(), &mut out), Outcome::Bad(_)));
     // A leg with nothing transcodable cannot be set up.
     let other = leg(id::OTHER, 34, 90000, 0, false);
-    assert_eq!(
-        Transcoder::new(&[pcmu(), other], &opus::Params::default(), 1).err(),
-        Some(TranscodeError::NoCodec(1))
-    );
+    assert_eq!(Transcoder::new(&[pcmu(), other], &opus::Params::default(), 1).err(), Some(TranscodeError::NoCodec(1)));
 }
 
 #[test]
@@ -265,4 +257,3 @@ fn a_reinvite_that_keeps_the_codecs_keeps_the_transcoder() {
     assert!(t.serves(&[moved, opus_leg()]));
     assert!(!t.serves(&[pcma(), opus_leg()]));
 }
-
