@@ -199,6 +199,7 @@ fn run_media(config: &Config) -> ExitCode {
         sqpoll_idle: m.sqpoll_idle,
         busy_poll: m.busy_poll,
         learning_window: m.learning_window,
+        opus: m.opus,
     };
     tracing::info!(socket = %opts.socket.display(), workers = ?opts.workers, "media plane starting");
     match ferroswitch_media_plane::run(opts) {

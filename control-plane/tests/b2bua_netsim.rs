@@ -24,7 +24,7 @@ use control_plane::sip::transaction::{Event, Output, TimerConfig, TransactionLay
 use control_plane::sip::transport::{Peer, TransportKind};
 use control_plane::storage::{CdrRow, Direction, Loaded, Storage, Write};
 use control_plane::switch::Switch;
-use ferroswitch_shared::msg::{session_flags, Endpoint, SessionSpec};
+use ferroswitch_shared::msg::{codec, session_flags, Endpoint, SessionSpec};
 
 const SW: &str = "127.0.0.1:5060";
 const UAC: &str = "127.0.0.1:5070";
@@ -1061,13 +1061,14 @@ fn a_bridged_calls_media_crosses_the_media_plane_both_ways() {
     assert_eq!(spec.legs[0].remote.addr(), Some(addr("127.0.0.1:40000")), "leg A's peer: A's offer");
     assert_eq!(spec.legs[1].remote.addr(), None, "leg B's peer is unknown before B answers");
     assert_eq!(spec.rtp_timeout_secs, 300);
-    // B is offered leg B's port (RTCP on the next one), with A's codec.
+    // B is offered leg B's port (RTCP on the next one), with A's codec first, then the
+    // preferences the media plane can transcode to.
     let offer = w.callee_invite().unwrap().body().to_vec();
     assert_eq!(media_addr(&offer), leg_b);
     let offer = Sdp::parse(&offer).unwrap();
     assert_eq!(
         (offer.media[0].formats.clone(), offer.media[0].rtcp_port()),
-        (vec!["0".into()], Some(leg_b.port() + 1))
+        (vec!["0".into(), "96".into(), "9".into(), "8".into()], Some(leg_b.port() + 1))
     );
     assert_eq!(offer.origin.address, "127.0.0.1");
     w.callee_answers(180, b"");
@@ -1364,13 +1365,13 @@ impl World {
 }
 
 #[test]
-fn a_caller_offering_none_of_the_switchs_codecs_gets_488_and_the_callee_never_rings() {
+fn a_caller_offering_nothing_the_switch_prefers_or_transcodes_gets_488_and_the_callee_never_rings() {
     let mut w = World::with_media(51);
     w.register_callee();
-    // G.729 only: not in the switch's preferences, and nothing transcodes yet.
+    // GSM only: not in the switch's preferences, and the media plane does not transcode it.
     w.call_offering(
         "1001",
-        b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 18\r\n",
+        b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 3\r\n",
     );
     assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(488)));
     assert!(w.callee_invite().is_none());
@@ -1380,20 +1381,58 @@ fn a_caller_offering_none_of_the_switchs_codecs_gets_488_and_the_callee_never_ri
 }
 
 #[test]
-fn a_callee_answering_a_codec_the_caller_never_offered_is_hung_up_and_the_caller_gets_488() {
+fn a_g729_only_caller_is_bridged_through_transcoding_to_the_switchs_codecs() {
+    let mut w = World::with_media(54);
+    w.register_callee();
+    w.call_offering(
+        "1001",
+        b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 18\r\n",
+    );
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    let offer = String::from_utf8_lossy(w.callee_invite().unwrap().body()).into_owned();
+    assert!(offer.contains("a=rtpmap:0 PCMU/8000"), "B is offered the preferences: {offer}");
+    assert!(!offer.contains(" 18\r\n"), "not G.729, which the switch does not prefer: {offer}");
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    let answer = String::from_utf8(w.uac.answer_sdp.clone().unwrap()).unwrap();
+    assert!(answer.contains("RTP/AVP 18"), "A keeps G.729: {answer}");
+    let (_, spec, _, _) = only_session(&w);
+    assert_ne!(spec.flags & session_flags::TRANSCODE, 0);
+    assert_eq!((spec.legs[0].codecs()[0].codec, spec.legs[1].codecs()[0].codec), (codec::G729, codec::PCMU));
+}
+
+#[test]
+fn a_callee_answering_a_codec_the_caller_never_offered_is_transcoded_to_the_callers() {
     let mut w = World::with_media(52);
     w.register_callee();
     w.call("1001");
     assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
-    // A offered PCMU; B answers PCMA anyway (early media, then the 200).
+    // A offered PCMU; B answers PCMA anyway.
     let pcma = b"v=0\r\no=b 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 8\r\n";
-    w.callee_answers(183, pcma);
     w.callee_answers(200, pcma);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, 200)));
+    let answer = String::from_utf8(w.uac.answer_sdp.clone().unwrap()).unwrap();
+    assert!(answer.contains("RTP/AVP 0"), "A is answered with its own PCMU: {answer}");
+    let (_, spec, _, _) = only_session(&w);
+    assert_ne!(spec.flags & session_flags::TRANSCODE, 0);
+    assert_eq!((spec.legs[0].codecs()[0].codec, spec.legs[1].codecs()[0].codec), (codec::PCMU, codec::PCMA));
+}
+
+#[test]
+fn a_callee_answering_a_codec_nothing_transcodes_is_hung_up_and_the_caller_gets_488() {
+    let mut w = World::with_media(55);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    // A offered PCMU; B answers GSM (early media, then the 200).
+    let gsm = b"v=0\r\no=b 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 3\r\n";
+    w.callee_answers(183, gsm);
+    w.callee_answers(200, gsm);
     // B's 2xx is acknowledged, then B is hung up (the network may deliver them in either order).
     assert!(w.run_until(Duration::from_secs(5), |w| w.uac.final_status(Method::Invite) == Some(488)
         && w.uas.requests.contains(&Method::Bye)
         && w.uas.requests.contains(&Method::Ack)));
-    assert!(!w.uac.statuses.contains(&(Method::Invite, 183)), "B's PCMA early media never reaches A");
+    assert!(!w.uac.statuses.contains(&(Method::Invite, 183)), "B's GSM early media never reaches A");
     assert!(w.uac.answer_sdp.is_none(), "A was never answered with a codec it did not offer");
     assert!(w.run_until(Duration::from_secs(5), |w| media(w).sessions.is_empty()));
     let mut causes = w.cdr_causes();

@@ -4,7 +4,9 @@
 //! phone's tone to the other, checked by frequency and level. baresip answers with RTCP
 //! before its first RTP packet, latches symmetric RTP, and holds with a sendonly re-INVITE.
 //! Per codec (the same one on both phones): ten calls in a row, hung up alternately by the
-//! caller and the callee, then a call put on hold and resumed. Installed via ci/.
+//! caller and the callee, then a call put on hold and resumed. The same with phones that
+//! share no codec (PCMU-only calling Opus-only, G.722-only calling PCMA-only): the media
+//! plane transcodes. Installed via ci/.
 
 mod common;
 
@@ -20,10 +22,11 @@ struct Pair {
 }
 
 impl Pair {
-    fn start(codec: Codec, rtp_base: u16) -> Pair {
+    /// The switch, and two phones each limited to its own codec.
+    fn start(caller: Codec, callee: Codec, rtp_base: u16) -> Pair {
         let sw = SwitchProcess::start("");
-        let caller = Phone::start(sw.udp, "1000", codec, 700.0, rtp_base);
-        let callee = Phone::start(sw.udp, "1001", codec, 1400.0, rtp_base + 100);
+        let caller = Phone::start(sw.udp, "1000", caller, 700.0, rtp_base);
+        let callee = Phone::start(sw.udp, "1001", callee, 1400.0, rtp_base + 100);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let (_, regs) = sw.http_get("/registrations");
@@ -107,8 +110,15 @@ const LISTEN: Duration = Duration::from_millis(1000);
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn ten_calls_then_hold_and_resume(codec: Codec, rtp_base: u16) {
+    calls_between(codec, codec, rtp_base);
+}
+
+/// Ten calls from a phone speaking only `caller` to one speaking only `callee` (the same
+/// codec: relayed; different ones: transcoded), then a call held and resumed.
+fn calls_between(caller: Codec, callee: Codec, rtp_base: u16) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut p = Pair::start(codec, rtp_base);
+    let mut p = Pair::start(caller, callee, rtp_base);
+    let codec = (caller.0, callee.0);
     for n in 1..=10 {
         let up = p.dial();
         std::thread::sleep(SETTLE + LISTEN + Duration::from_millis(100));
@@ -154,4 +164,14 @@ fn g722_phones_hear_each_other_on_every_call_and_after_hold() {
 #[test]
 fn opus_phones_hear_each_other_on_every_call_and_after_hold() {
     ten_calls_then_hold_and_resume(OPUS, 11000);
+}
+
+#[test]
+fn a_pcmu_only_phone_and_an_opus_only_phone_hear_each_other_through_transcoding() {
+    calls_between(PCMU, OPUS, 14000);
+}
+
+#[test]
+fn a_g722_only_phone_and_a_pcma_only_phone_hear_each_other_through_transcoding() {
+    calls_between(G722, PCMA, 14400);
 }

@@ -75,6 +75,8 @@ pub struct MediaOptions {
     /// After a leg first latches, how long a new SSRC from elsewhere may move the latch
     /// of a leg whose signalling named no address.
     pub learning_window: Duration,
+    /// The Opus encoder's settings for transcoded sessions.
+    pub opus: crate::codec::opus::Params,
 }
 
 /// Why the media plane could not start.
@@ -161,7 +163,10 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         );
     }
     let n = opts.workers.len();
-    let policy = Policy { learning_window_ns: opts.learning_window.as_nanos().min(u128::from(u64::MAX)) as u64 };
+    let policy = Policy {
+        learning_window_ns: opts.learning_window.as_nanos().min(u128::from(u64::MAX)) as u64,
+        opus: opts.opus,
+    };
     let own_ports = (opts.port_min, opts.port_max);
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let mut workers = Vec::with_capacity(n);

@@ -46,6 +46,7 @@ use crate::pool::{bind_media_socket, Pool};
 use crate::relay::rtp::{classify, Kind};
 use crate::relay::session::{Drop, Notice, Policy, Relay, Verdict};
 use crate::sessions::SessionTable;
+use crate::transcode::Outbox;
 use crate::uring::{Completion, Uring};
 
 /// What the main thread tells a worker.
@@ -136,6 +137,8 @@ struct Core {
     /// The media plane's whole port range (every core's): a datagram from one of these
     /// ports on a session's own address comes from the media plane itself.
     own_ports: (u16, u16),
+    /// Scratch space for transcoding (PCM and the packets one input gives).
+    outbox: Outbox,
 }
 
 fn token(gen: u16, slot: usize, leg: usize, rtcp: bool) -> u64 {
@@ -184,6 +187,16 @@ impl Core {
     /// Binds the session's sockets (RTP, and RTCP unless rtcp-mux) on its local ports.
     /// On failure, the port that could not be bound (if it was a bind) and why.
     fn open(&mut self, id: u64, spec: &SessionSpec) -> Result<(), (Option<u16>, String)> {
+        let mut relay = if spec.flags & session_flags::ECHO != 0 {
+            Relay::echo(spec.legs[0], self.policy)
+        } else {
+            Relay::new(spec.legs, self.policy)
+        };
+        // Codecs are made before any socket is taken: a session that cannot be transcoded
+        // costs nothing.
+        relay
+            .set_transcoding(spec.flags & session_flags::TRANSCODE != 0, self.seed(id))
+            .map_err(|e| (None, format!("transcoding: {e}")))?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.gens.push(0);
@@ -238,11 +251,6 @@ impl Core {
             }
         }
         let rtp_timeout = (spec.rtp_timeout_secs > 0).then(|| Duration::from_secs(u64::from(spec.rtp_timeout_secs)));
-        let relay = if spec.flags & session_flags::ECHO != 0 {
-            Relay::echo(spec.legs[0], self.policy)
-        } else {
-            Relay::new(spec.legs, self.policy)
-        };
         let armed_ns = self.now_ns();
         self.slots[slot] = Some(Live { id, relay, socks, local, rtp_timeout, armed_ns, timed_out: false });
         self.by_id.insert(id, slot);
@@ -277,6 +285,10 @@ impl Core {
         }
     }
 
+    fn seed(&self, id: u64) -> u64 {
+        id_seed(id, self.now_ns(), self.core)
+    }
+
     /// Stops watching the session's sockets and hands them to the quarantine; its final
     /// counters.
     fn close(&mut self, id: u64) -> Option<StreamStats> {
@@ -303,6 +315,7 @@ impl Core {
         pkt: &mut [u8],
         src: SocketAddr,
         now: u64,
+        outbox: &mut Outbox,
         notify: &mut impl FnMut(Event),
     ) -> Option<(std::os::fd::RawFd, SocketAddr)> {
         let (gen, slot, leg, rtcp) = untoken(tok);
@@ -322,12 +335,26 @@ impl Core {
         } else {
             live.relay.on_rtp(leg, src, now, pkt, &mut note)
         };
-        let Verdict::Forward { to } = verdict else { return None };
+        let (to, transcode) = match verdict {
+            Verdict::Forward { to } => (to, false),
+            Verdict::Transcode { to } => (to, true),
+            Verdict::Drop(_) => return None,
+        };
         // From the other leg's socket (an echo: the same leg's); RTCP from the RTCP socket
         // unless muxed.
         let out = &live.socks[if live.relay.is_echo() { leg } else { leg ^ 1 }];
         let sock = if is_rtcp { out[1].as_ref().or(out[0].as_ref()) } else { out[0].as_ref() };
-        sock.map(|s| (s.as_raw_fd(), to))
+        let fd = sock.map(AsRawFd::as_raw_fd)?;
+        if !transcode {
+            return Some((fd, to));
+        }
+        // Transcoded: new packets from the worker's outbox, sent now; the received buffer
+        // goes back.
+        live.relay.transcode(leg, pkt, outbox);
+        for p in outbox.packets.iter() {
+            send_to(fd, p, to);
+        }
+        None
     }
 
     /// One wait on the backend (up to `timeout_ms`, 0: just poll), relaying every packet
@@ -372,8 +399,17 @@ impl Core {
                             if truncated {
                                 continue;
                             }
-                            let out =
-                                Core::relay_one(&mut self.slots, &self.gens, here, tok, pkt, src, now, &mut notify);
+                            let out = Core::relay_one(
+                                &mut self.slots,
+                                &self.gens,
+                                here,
+                                tok,
+                                pkt,
+                                src,
+                                now,
+                                &mut self.outbox,
+                                &mut notify,
+                            );
                             if let Some((out_fd, to)) = out {
                                 send_to(out_fd, pkt, to);
                             }
@@ -410,8 +446,17 @@ impl Core {
                         Completion::Packet { token: tok, bytes, src, bid, offset } => {
                             packets += 1;
                             let len = bytes.len();
-                            let out =
-                                Core::relay_one(&mut self.slots, &self.gens, here, tok, bytes, src, now, &mut notify);
+                            let out = Core::relay_one(
+                                &mut self.slots,
+                                &self.gens,
+                                here,
+                                tok,
+                                bytes,
+                                src,
+                                now,
+                                &mut self.outbox,
+                                &mut notify,
+                            );
                             match out {
                                 Some((fd, to)) => u.forward(bid, offset, len, fd, to),
                                 None => u.release(bid),
@@ -451,6 +496,12 @@ impl Core {
             }
         }
     }
+}
+
+/// A seed for a session's transcoded streams (their SSRCs, first sequence numbers and
+/// timestamps): the session, the clock and the core, so that restarts do not repeat them.
+fn id_seed(id: u64, now_ns: u64, core: u16) -> u64 {
+    id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ now_ns ^ (u64::from(core) << 48)
 }
 
 fn notice_event(core: u16, id: u64, n: Notice) -> Event {
@@ -547,6 +598,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         start: Instant::now(),
         dropped_events: 0,
         policy: cfg.policy,
+        outbox: Outbox::new(),
         own_ports: cfg.own_ports,
     };
     if let Err(e) = c.io.watch_eventfd(wake.as_raw_fd(), TOKEN_WAKE) {
@@ -605,6 +657,11 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                                 if let Some(live) = c.slots[slot].as_mut() {
                                     live.relay.update(s.spec.legs);
                                     live.relay.set_echo(s.spec.flags & session_flags::ECHO != 0);
+                                    let transcode = s.spec.flags & session_flags::TRANSCODE != 0;
+                                    let seed = id_seed(e.header.session, now, core);
+                                    if let Err(why) = live.relay.set_transcoding(transcode, seed) {
+                                        warn!(core, session = e.header.session, "update: transcoding: {why}");
+                                    }
                                     let timeout = (s.spec.rtp_timeout_secs > 0)
                                         .then(|| Duration::from_secs(u64::from(s.spec.rtp_timeout_secs)));
                                     if timeout != live.rtp_timeout {

@@ -86,6 +86,8 @@ impl B2bua {
             to_a: None,
             sources,
             own_ports: self.media.own_ports,
+            prefs,
+            reoffer: None,
         });
     }
 
@@ -205,10 +207,25 @@ impl B2bua {
             return Err(why.to_string());
         }
         let pc = m.check(leg);
-        let updates = media::follow(&mut m.sessions, &sdp, leg, m.timeout, &pc);
+        let mut updates = media::follow(&mut m.sessions, &sdp, leg, m.timeout, &pc);
+        let offer = msg.is_request() && matches!(msg.method(), Method::Invite | Method::Update);
+        let out = if offer {
+            // Offered on with what the media plane can transcode to; its answer is mapped back.
+            let mut out = sdp.clone();
+            media::reoffer(&mut out, &m.prefs);
+            media::point(&mut out, &m.sessions, 1 - leg, m.ip);
+            m.reoffer = Some((leg, sdp));
+            out
+        } else if let Some((from, offered)) = m.reoffer.take_if(|(from, _)| *from != leg && !msg.is_request()) {
+            let (out, more) = media::answer_to(&offered, &sdp, &mut m.sessions, from, m.ip);
+            updates = media::merge(updates, more);
+            out
+        } else {
+            let mut out = sdp;
+            media::point(&mut out, &m.sessions, 1 - leg, m.ip);
+            out
+        };
         self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
-        let mut out = sdp;
-        media::point(&mut out, &m.sessions, 1 - leg, m.ip);
         Ok(Some(out.write().into_bytes()))
     }
 
@@ -355,7 +372,7 @@ impl B2bua {
             }
             let b_source = call.answered.and_then(|i| call.forks.get(i)).map(|f| f.peer.remote.ip());
             let sources = [Some(call.a.peer.remote.ip()), b_source];
-            call.media = CallMedia::adopted(sessions, sources, self.media.own_ports);
+            call.media = CallMedia::adopted(sessions, sources, self.media.own_ports, self.media.prefs.clone());
             info!(call = %call.uuid, sessions = ids.len(), "media sessions taken back");
         }
     }

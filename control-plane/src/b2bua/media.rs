@@ -26,20 +26,17 @@ use crate::media::rewrite::{finish, leg_from, rewrite, signalled_peer, Flags, Ow
 use crate::sdp::{Attribute, Connection, Media, Origin, RtpMap, Sdp};
 use crate::storage::CdrMedia;
 
-/// The codecs the media plane transcodes between: none yet (the transcoding issue fills
-/// them in). Until then a call whose legs share no codec fails with 488
-/// (INCOMPATIBLE_DESTINATION) rather than being relayed untranscoded.
-pub const TRANSCODABLE: &[&str] = &[];
+/// The codecs the media plane transcodes between (by SDP encoding name). A call whose
+/// legs share none of them fails with 488 (INCOMPATIBLE_DESTINATION).
+pub const TRANSCODABLE: &[&str] = &["PCMU", "PCMA", "G722", "opus", "G729", "L16"];
 
 /// Whether A's offer has an audio stream with none of the switch's codecs (`prefs`) in
-/// it, so no B-leg could answer with something A speaks and the media plane cannot
-/// transcode: the call fails with 488.
+/// it and nothing the media plane can transcode from: the call fails with 488.
 pub(super) fn offer_without_common_codec(a: &Sdp, prefs: &[CodecPref]) -> bool {
-    TRANSCODABLE.is_empty()
-        && a.media
-            .iter()
-            .filter(|m| relayed(m) && m.kind.eq_ignore_ascii_case("audio"))
-            .any(|m| negotiate::b_leg_offer(m, prefs).transcode)
+    let can = |name: &str| TRANSCODABLE.iter().any(|t| t.eq_ignore_ascii_case(name));
+    a.media.iter().filter(|m| relayed(m) && m.kind.eq_ignore_ascii_case("audio")).any(|m| {
+        negotiate::b_leg_offer(m, prefs, TRANSCODABLE).transcode && !m.rtpmaps().iter().any(|r| can(&r.encoding))
+    })
 }
 
 /// Whether B's answer picked, for an audio stream, a codec A did not offer and the media
@@ -174,6 +171,10 @@ pub(super) struct CallMedia {
     pub sources: [Option<IpAddr>; 2],
     /// The media plane's RTP port range.
     pub own_ports: (u16, u16),
+    /// The call's codec preferences (`absolute_codec_string` or the switch's).
+    pub prefs: Vec<CodecPref>,
+    /// An in-dialog offer on its way, from leg 0 or 1, for the answer's mapping.
+    pub reoffer: Option<(usize, Sdp)>,
 }
 
 /// Sessions for the streams a re-offer from leg `leg` adds (its sections from index
@@ -216,6 +217,7 @@ impl CallMedia {
         sessions: Vec<Option<(u64, SessionSpec)>>,
         sources: [Option<IpAddr>; 2],
         own_ports: (u16, u16),
+        prefs: Vec<CodecPref>,
     ) -> Option<CallMedia> {
         let (_, first) = sessions.iter().flatten().next()?;
         let ip = first.legs[0].local.addr()?.ip();
@@ -232,6 +234,8 @@ impl CallMedia {
             to_a: None,
             sources,
             own_ports,
+            prefs,
+            reoffer: None,
         })
     }
 }
@@ -298,7 +302,7 @@ pub(super) fn plan_bridge(
         }
         let mut session = 0;
         if m.kind.eq_ignore_ascii_case("audio") {
-            let offer = negotiate::b_leg_offer(m, prefs);
+            let offer = negotiate::b_leg_offer(m, prefs, TRANSCODABLE);
             let mut codecs = offer.codecs;
             codecs.extend(offer.telephone_event);
             set_codecs(&mut b.media[i], &codecs, &[m]);
@@ -472,6 +476,9 @@ pub(super) fn follow(
         let mut next = *spec;
         if relayed(m) {
             next.legs[leg] = LegSpec { local: spec.legs[leg].local, ..leg_from(m, peer_of(sdp, i, pc), ip, f, true) };
+            if spec.flags & session_flags::TRANSCODE != 0 {
+                keep_speaking(&spec.legs[leg], &mut next.legs[leg]);
+            }
         }
         if next.flags & session_flags::ECHO == 0 {
             next.rtp_timeout_secs = if sdp.is_on_hold(i) || m.is_rejected() { 0 } else { timeout };
@@ -494,6 +501,18 @@ pub(super) fn answer_for_a(
     sessions: &mut [Option<(u64, SessionSpec)>],
     ip: IpAddr,
 ) -> (Sdp, Vec<(u64, SessionSpec)>) {
+    answer_to(a_offer, b_answer, sessions, 0, ip)
+}
+
+/// The answer for the leg that offered (`offerer`: 0 or 1) from the other leg's answer:
+/// as [`answer_for_a`], for in-dialog offers from either side.
+pub(super) fn answer_to(
+    a_offer: &Sdp,
+    b_answer: &Sdp,
+    sessions: &mut [Option<(u64, SessionSpec)>],
+    offerer: usize,
+    ip: IpAddr,
+) -> (Sdp, Vec<(u64, SessionSpec)>) {
     let mut out = b_answer.clone();
     out.media.truncate(a_offer.media.len());
     for m in &a_offer.media[out.media.len()..] {
@@ -507,23 +526,64 @@ pub(super) fn answer_for_a(
             continue;
         }
         let Some(ans) = negotiate::a_leg_answer(am, bm, TRANSCODABLE) else { continue };
+        let a_pt = ans.codec.pt;
         let mut codecs = vec![ans.codec];
         codecs.extend(ans.telephone_event);
         set_codecs(&mut out.media[i], &codecs, &[bm, am]);
         if let Some(Some((id, spec))) = sessions.get_mut(i) {
-            let flags = if ans.transcode {
+            let before = *spec;
+            spec.flags = if ans.transcode {
                 spec.flags | session_flags::TRANSCODE
             } else {
                 spec.flags & !session_flags::TRANSCODE
             };
-            if flags != spec.flags {
-                spec.flags = flags;
+            if ans.transcode {
+                // The offerer speaks the codec it is answered with: first in its list.
+                speaks_first(&mut spec.legs[offerer], a_pt);
+            }
+            if *spec != before {
                 updates.push((*id, *spec));
             }
         }
     }
-    point(&mut out, sessions, 0, ip);
+    point(&mut out, sessions, offerer, ip);
     (out, updates)
+}
+
+/// An in-dialog offer on its way to the other leg: each relayed audio stream offers the
+/// sender's codecs the switch accepts, then those the media plane can transcode to (so
+/// the other side can keep the codec it speaks).
+pub(super) fn reoffer(sdp: &mut Sdp, prefs: &[CodecPref]) {
+    for i in 0..sdp.media.len() {
+        let m = &sdp.media[i];
+        if !relayed(m) || !m.kind.eq_ignore_ascii_case("audio") {
+            continue;
+        }
+        let offer = negotiate::b_leg_offer(m, prefs, TRANSCODABLE);
+        let source = m.clone();
+        let mut codecs = offer.codecs;
+        codecs.extend(offer.telephone_event);
+        set_codecs(&mut sdp.media[i], &codecs, &[&source]);
+    }
+}
+
+/// Moves payload type `pt` to the front of a leg's codecs (the one a transcoding media
+/// plane encodes toward the leg's peer).
+fn speaks_first(leg: &mut LegSpec, pt: u8) {
+    let n = usize::from(leg.codec_count).min(leg.codecs.len());
+    if let Some(i) = leg.codecs[..n].iter().position(|c| c.pt == pt) {
+        leg.codecs[..=i].rotate_right(1);
+    }
+}
+
+/// A transcoded leg's new codec list keeps the codec it spoke first, if still there (a
+/// re-offer listing several does not switch the media plane's encoder).
+fn keep_speaking(old: &LegSpec, new: &mut LegSpec) {
+    let Some(first) = old.codecs().first().copied() else { return };
+    let same = new.codecs().iter().find(|c| c.codec == first.codec && c.clock_rate == first.clock_rate).map(|c| c.pt);
+    if let Some(pt) = same.filter(|_| first.codec != ferroswitch_shared::msg::codec::OTHER) {
+        speaks_first(new, pt);
+    }
 }
 
 /// Merges `later` updates into `earlier` (one spec per session, the latest).

@@ -218,6 +218,8 @@ pub struct MediaConfig {
     /// After a leg first latches, how long a new SSRC from another address may still
     /// move the latch of a leg whose signalling named no address.
     pub learning_window: std::time::Duration,
+    /// The Opus encoder's settings for transcoded calls (`media.opus_*`).
+    pub opus: ferroswitch_media_plane::codec::opus::Params,
 }
 
 impl MediaConfig {
@@ -429,6 +431,11 @@ struct RawMedia {
     codec_prefs: Option<Spanned<String>>,
     rtp_timeout_secs: Option<Spanned<u64>>,
     learning_window_ms: Option<Spanned<u64>>,
+    opus_complexity: Option<Spanned<u64>>,
+    opus_bitrate: Option<Spanned<u64>>,
+    opus_fec: Option<bool>,
+    opus_dtx: Option<bool>,
+    opus_cbr: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -600,6 +607,27 @@ fn addrs(cx: &Ctx, key: &str, list: &Spanned<Vec<Spanned<String>>>) -> Result<Ve
 /// addresses are equal or either is a wildcard.
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `media.opus_*`: the Opus encoder's settings for transcoded calls.
+fn opus_params(cx: &Ctx, m: &RawMedia) -> Result<ferroswitch_media_plane::codec::opus::Params, ConfigError> {
+    let d = ferroswitch_media_plane::codec::opus::Params::default();
+    let bitrate = ranged(cx, "media.opus_bitrate", &m.opus_bitrate, 0, 0, 510_000)?;
+    if let Some(b) = m.opus_bitrate.as_ref().filter(|_| (1..6000).contains(&bitrate)) {
+        return Err(cx.err(
+            "media.opus_bitrate",
+            b.span().start,
+            format!("{bitrate} is out of range: expected 0 (libopus chooses) or 6000 to 510000 bit/s"),
+        ));
+    }
+    Ok(ferroswitch_media_plane::codec::opus::Params {
+        bitrate: bitrate as u32,
+        complexity: ranged(cx, "media.opus_complexity", &m.opus_complexity, u64::from(d.complexity), 0, 10)? as u8,
+        fec: m.opus_fec.unwrap_or(d.fec),
+        dtx: m.opus_dtx.unwrap_or(d.dtx),
+        cbr: m.opus_cbr.unwrap_or(d.cbr),
+        ..d
+    })
 }
 
 fn ranged(cx: &Ctx, key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -959,6 +987,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             0,
             60_000,
         )?),
+        opus: opus_params(cx, m)?,
     };
 
     let commit_ms = ranged(cx, "storage.commit_interval_ms", &raw.storage.commit_interval_ms, 20, 0, 1000)?;

@@ -3,8 +3,9 @@
 //! 1. The switch's list comes from the configured preferences (a FreeSWITCH codec string
 //!    such as `PCMU,PCMA,G722,opus@48000h@20i`), or a call's `absolute_codec_string`.
 //! 2. The B-leg offer keeps, in preference order, the codecs of A's offer the switch
-//!    accepts, so B can answer with something A speaks; if A offered none of them, the
-//!    preferences themselves are offered and the call is marked to transcode.
+//!    accepts, so B can answer with something A speaks, then the other preferences the
+//!    media plane can transcode to; if A offered none of them, the preferences
+//!    themselves are offered and the call is marked to transcode.
 //! 3. A's answer is built from the codec B chose, matched against A's offer (A's payload
 //!    type numbers); if A did not offer it, A gets the best codec of its own offer the
 //!    switch can transcode from, and the session is marked to transcode.
@@ -126,8 +127,14 @@ fn is_dtmf(m: &RtpMap) -> bool {
     m.encoding.eq_ignore_ascii_case("telephone-event")
 }
 
-/// Step 2: the B-leg offer from A's offered section and the switch's preferences.
-pub fn b_leg_offer(a: &Media, prefs: &[CodecPref]) -> BOffer {
+/// Step 2: the B-leg offer from A's offered section, the switch's preferences and the
+/// codecs the media plane transcodes (`transcodable`, by name). A's codecs the switch
+/// accepts come first, in preference order, so B can answer with one A speaks and
+/// nothing is transcoded; then, if A offered something the media plane can transcode
+/// from, the other transcodable preferences, so a B that speaks none of A's codecs still
+/// has one to choose. If A offered none of the preferences, the call is marked to
+/// transcode.
+pub fn b_leg_offer(a: &Media, prefs: &[CodecPref], transcodable: &[&str]) -> BOffer {
     let offered: Vec<RtpMap> = a.rtpmaps();
     let telephone_event = offered.iter().find(|m| is_dtmf(m)).cloned();
     let mut codecs: Vec<RtpMap> = Vec::new();
@@ -138,28 +145,38 @@ pub fn b_leg_offer(a: &Media, prefs: &[CodecPref]) -> BOffer {
             }
         }
     }
-    if !codecs.is_empty() {
-        return BOffer { codecs, telephone_event, transcode: false };
+    let can = |name: &str| transcodable.iter().any(|t| t.eq_ignore_ascii_case(name));
+    let transcode = codecs.is_empty();
+    let from_a = offered.iter().any(|m| !is_dtmf(m) && can(&m.encoding));
+    if !transcode && !from_a {
+        return BOffer { codecs, telephone_event, transcode };
     }
-    // Nothing in common: offer the preferences, dynamic types from 96 up (skipping A's
-    // telephone-event number).
+    // Further codecs (all the preferences when nothing is in common; else the
+    // transcodable ones A did not offer): dynamic types from 96 up, skipping every
+    // number A used.
+    let taken: Vec<u8> = offered.iter().map(|m| m.pt).collect();
     let mut next = 96u8;
-    let te = telephone_event.as_ref().map(|t| t.pt);
-    let codecs = prefs
-        .iter()
-        .map(|p| {
-            let rate = p.rate.unwrap_or(p.to_rtpmap(0).clock_rate);
-            let pt = static_pt(&p.name, rate).unwrap_or_else(|| {
-                while Some(next) == te {
-                    next += 1;
+    for p in prefs {
+        let extra = if transcode { transcodable.is_empty() || can(&p.name) } else { can(&p.name) };
+        if !extra || offered.iter().any(|m| p.matches(m)) {
+            continue;
+        }
+        let rate = p.rate.unwrap_or(p.to_rtpmap(0).clock_rate);
+        let pt = match static_pt(&p.name, rate).filter(|s| !taken.contains(s) && !codecs.iter().any(|c| c.pt == *s)) {
+            Some(s) => s,
+            None => {
+                while taken.contains(&next) || codecs.iter().any(|c| c.pt == next) {
+                    next = next.saturating_add(1);
                 }
-                next += 1;
-                next - 1
-            });
-            p.to_rtpmap(pt)
-        })
-        .collect();
-    BOffer { codecs, telephone_event, transcode: true }
+                if next > 127 {
+                    break;
+                }
+                next
+            }
+        };
+        codecs.push(p.to_rtpmap(pt));
+    }
+    BOffer { codecs, telephone_event, transcode }
 }
 
 /// Step 4: A's answer from B's answered section, A's offered section and the codecs the
@@ -222,22 +239,39 @@ mod tests {
     #[test]
     fn the_b_offer_keeps_as_offered_codecs_in_preference_order() {
         let a = media("0 8 9 101", "a=rtpmap:101 telephone-event/8000\r\n");
-        let o = b_leg_offer(&a, &prefs("G722,PCMA,opus"));
+        let o = b_leg_offer(&a, &prefs("G722,PCMA,opus"), &[]);
         assert_eq!(names(&o.codecs), vec![(9, "G722"), (8, "PCMA")]);
         assert_eq!(o.telephone_event.map(|t| t.pt), Some(101));
         assert!(!o.transcode);
     }
 
     #[test]
+    fn the_b_offer_adds_what_the_media_plane_can_transcode_to_after_as_codecs() {
+        let a = media("0 96", "a=rtpmap:96 telephone-event/8000\r\n");
+        let all = ["PCMU", "PCMA", "G722", "opus"];
+        let o = b_leg_offer(&a, &prefs("opus,G722,PCMU,PCMA,AMR"), &all);
+        // A's PCMU first (no transcoding if B takes it), then the rest; 96 is A's.
+        assert_eq!(names(&o.codecs), vec![(0, "PCMU"), (97, "opus"), (9, "G722"), (8, "PCMA")]);
+        assert!(!o.transcode);
+        // A offered nothing the media plane transcodes from: nothing is added.
+        let a = media("3", "");
+        let o = b_leg_offer(&a, &prefs("GSM,opus"), &all);
+        assert_eq!(names(&o.codecs), vec![(3, "GSM")]);
+    }
+
+    #[test]
     fn nothing_in_common_offers_the_preferences_and_transcodes() {
         let a = media("0 101", "a=rtpmap:101 telephone-event/8000\r\n");
-        let o = b_leg_offer(&a, &prefs("opus,G722,AMR"));
+        let o = b_leg_offer(&a, &prefs("opus,G722,AMR"), &[]);
         assert_eq!(names(&o.codecs), vec![(96, "opus"), (9, "G722"), (97, "AMR")]);
+        // With transcoding, only what the media plane can make is offered.
+        let o = b_leg_offer(&a, &prefs("opus,G722,AMR"), &["opus", "G722", "PCMU"]);
+        assert_eq!(names(&o.codecs), vec![(96, "opus"), (9, "G722")]);
         assert_eq!((o.codecs[0].clock_rate, o.codecs[0].channels), (48000, Some(2)));
         assert!(o.transcode);
         // A's telephone-event number is never reused for a codec.
         let a = media("0 96", "a=rtpmap:96 telephone-event/8000\r\n");
-        let o = b_leg_offer(&a, &prefs("opus"));
+        let o = b_leg_offer(&a, &prefs("opus"), &[]);
         assert_eq!(names(&o.codecs), vec![(97, "opus")]);
     }
 

@@ -146,6 +146,8 @@ pub fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, flags: 
             ("PCMA", codec::PCMA),
             ("G722", codec::G722),
             ("OPUS", codec::OPUS),
+            ("G729", codec::G729),
+            ("L16", codec::L16),
             ("TELEPHONE-EVENT", codec::TELEPHONE_EVENT),
         ];
         let id = named.iter().find(|(n, _)| map.encoding.eq_ignore_ascii_case(n)).map_or(codec::OTHER, |(_, id)| *id);

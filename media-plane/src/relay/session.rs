@@ -26,6 +26,8 @@ use ferroswitch_shared::msg::{codec, leg_flags, LegSpec, LegStats};
 
 use super::rtp::{self, Rtp, TelephoneEvent};
 use super::stats::RecvStats;
+use crate::codec::opus;
+use crate::transcode::{Outbox, Outcome, TranscodeError, Transcoder};
 
 /// Why a packet was not relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,12 @@ pub enum Drop {
 pub enum Verdict {
     /// Send it (possibly rewritten in place) from the other leg's local port to `to`.
     Forward {
+        /// The destination.
+        to: SocketAddr,
+    },
+    /// The session transcodes: the packet was admitted and counted, and goes through
+    /// [`Relay::transcode`], whose packets go from the other leg's local port to `to`.
+    Transcode {
         /// The destination.
         to: SocketAddr,
     },
@@ -91,11 +99,13 @@ pub struct Policy {
     /// After a leg first latches, how long (ns) a new SSRC from another address may
     /// still move the latch of a leg whose signalling named no address.
     pub learning_window_ns: u64,
+    /// The Opus encoder's settings where a leg's own do not say otherwise.
+    pub opus: opus::Params,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { learning_window_ns: 3_000_000_000 }
+        Policy { learning_window_ns: 3_000_000_000, opus: opus::Params::default() }
     }
 }
 
@@ -351,24 +361,90 @@ impl Leg {
 }
 
 /// A session: two legs relayed to each other.
-#[derive(Debug, Clone)]
 pub struct Relay {
     legs: [Leg; 2],
     /// Leg A's packets go back to leg A (the echo application).
     echo: bool,
     policy: Policy,
+    /// Set when the legs share no codec: audio is decoded and encoded between them.
+    transcoder: Option<Box<Transcoder>>,
+    /// Packets the transcoder could not take (late, unknown payload type, undecodable).
+    transcode_drops: u64,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("legs", &self.legs)
+            .field("echo", &self.echo)
+            .field("transcodes", &self.transcoder.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Relay {
     /// A relay for two legs as signalled.
     pub fn new(legs: [LegSpec; 2], policy: Policy) -> Relay {
-        Relay { legs: [Leg::new(legs[0]), Leg::new(legs[1])], echo: false, policy }
+        Relay {
+            legs: [Leg::new(legs[0]), Leg::new(legs[1])],
+            echo: false,
+            policy,
+            transcoder: None,
+            transcode_drops: 0,
+        }
     }
 
     /// An echo: what leg A's peer sends comes back to it (from the same port). The peer is
     /// latched from its packets when its SDP address is unusable.
     pub fn echo(leg: LegSpec, policy: Policy) -> Relay {
-        Relay { legs: [Leg::new(leg), Leg::new(LegSpec::default())], echo: true, policy }
+        Relay { echo: true, ..Relay::new([leg, LegSpec::default()], policy) }
+    }
+
+    /// Turns transcoding on (the legs share no codec: each speaks its first one the media
+    /// plane transcodes) or off. A transcoder already serving the legs' codecs is kept
+    /// (a re-INVITE that moved an address); `seed` seeds a new one's outgoing streams.
+    pub fn set_transcoding(&mut self, on: bool, seed: u64) -> Result<(), TranscodeError> {
+        if !on || self.echo {
+            self.transcoder = None;
+            return Ok(());
+        }
+        let specs = [self.legs[0].spec, self.legs[1].spec];
+        if self.transcoder.as_ref().is_some_and(|t| t.serves(&specs)) {
+            return Ok(());
+        }
+        self.transcoder = None;
+        self.transcoder = Some(Box::new(Transcoder::new(&specs, &self.policy.opus, seed)?));
+        Ok(())
+    }
+
+    /// Whether the session transcodes.
+    pub fn transcodes(&self) -> bool {
+        self.transcoder.is_some()
+    }
+
+    /// Runs a packet [`Relay::on_rtp`] sent here ([`Verdict::Transcode`]) through the
+    /// transcoder; the packets for the other leg's peer are in `out.packets` (counted as
+    /// sent to it).
+    pub fn transcode(&mut self, from: usize, pkt: &[u8], out: &mut Outbox) -> Outcome {
+        let from = from & 1;
+        let (Some(t), Ok(rtp)) = (self.transcoder.as_mut(), Rtp::parse(pkt)) else {
+            return Outcome::Unknown;
+        };
+        let outcome = t.on_rtp(from, &rtp, out);
+        if !matches!(outcome, Outcome::Audio { .. } | Outcome::Event) {
+            self.transcode_drops += 1;
+        }
+        let to = &mut self.legs[from ^ 1].counters;
+        for p in out.packets.iter() {
+            to.sent += 1;
+            to.sent_bytes += p.len() as u64;
+        }
+        outcome
+    }
+
+    /// Packets the transcoder dropped (late, unknown payload type, undecodable).
+    pub fn transcode_drops(&self) -> u64 {
+        self.transcode_drops
     }
 
     /// Whether this relay echoes (sends from the receiving leg's own socket).
@@ -461,6 +537,9 @@ impl Relay {
             return self.refuse(from, Drop::NoPeer);
         };
         if admit == Admit::Peer {
+            if self.transcoder.is_some() {
+                return Verdict::Transcode { to };
+            }
             to_leg.toward.apply(pkt, ssrc, seq, ts, now_ns, clock_rate);
         }
         to_leg.counters.sent += 1;

@@ -116,7 +116,8 @@ fn delay_ms(pcm: &[i16], rate: u32, hz: f64) -> f64 {
 
 #[test]
 fn tones_cross_every_pair_both_ways_at_their_frequency_and_level() {
-    let pairs: [(fn() -> LegSpec, fn() -> LegSpec, f64); 5] =
+    type Leg = fn() -> LegSpec;
+    let pairs: [(Leg, Leg, f64); 5] =
         [(pcmu, opus_leg, 1.5), (pcma, g722, 1.0), (g729, pcmu, 1.0), (l16, pcma, 1.0), (opus_leg, g722, 1.5)];
     for (x, y, tolerance) in pairs {
         for (a, b) in [(x(), y()), (y(), x())] {

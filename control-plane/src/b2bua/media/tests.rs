@@ -65,11 +65,22 @@ fn a_is_answered_with_bs_choice_in_as_payload_types_or_refused_without_a_common_
     assert_eq!(answer.media[0].port, 30000);
     assert!(updates.is_empty(), "no transcoding");
     assert!(!answer_without_common_codec(&a, &b));
-    // B picks PCMU, which A did not offer: nothing transcodes yet, so A cannot be answered.
+    // B picks PCMU, which A did not offer: A gets its first codec the media plane
+    // transcodes (G722), the session transcodes, and leg A speaks G722 first.
     let b = sdp("m=audio 5000 RTP/AVP 0\r\n");
-    assert!(answer_without_common_codec(&a, &b));
-    // A offering nothing the switch prefers cannot be bridged either.
-    assert!(offer_without_common_codec(&sdp("m=audio 4000 RTP/AVP 18\r\n"), &prefs));
+    assert!(!answer_without_common_codec(&a, &b));
+    let (answer, updates) = answer_for_a(&a, &b, &mut sessions, IP);
+    assert_eq!(answer.media[0].formats, ["9"]);
+    assert_eq!(updates.len(), 1);
+    let spec = updates[0].1;
+    assert_ne!(spec.flags & session_flags::TRANSCODE, 0);
+    assert_eq!(spec.legs[0].codecs()[0].pt, 9);
+    // B picks a codec the media plane cannot transcode: A cannot be answered.
+    assert!(answer_without_common_codec(&a, &sdp("m=audio 5000 RTP/AVP 3\r\n")));
+    // A offering nothing the switch prefers nor anything transcodable cannot be bridged;
+    // G.729 alone is transcoded to the preferences.
+    assert!(offer_without_common_codec(&sdp("m=audio 4000 RTP/AVP 3\r\n"), &prefs));
+    assert!(!offer_without_common_codec(&sdp("m=audio 4000 RTP/AVP 18\r\n"), &prefs));
     assert!(!offer_without_common_codec(&a, &prefs));
 }
 
