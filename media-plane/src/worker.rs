@@ -350,7 +350,7 @@ impl Core {
         }
         // Transcoded: new packets from the worker's outbox, sent now; the received buffer
         // goes back.
-        live.relay.transcode(leg, pkt, outbox);
+        live.relay.transcode(leg, pkt, outbox, &mut note);
         for p in outbox.packets.iter() {
             send_to(fd, p, to);
         }

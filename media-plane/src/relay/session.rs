@@ -424,13 +424,17 @@ impl Relay {
 
     /// Runs a packet [`Relay::on_rtp`] sent here ([`Verdict::Transcode`]) through the
     /// transcoder; the packets for the other leg's peer are in `out.packets` (counted as
-    /// sent to it).
-    pub fn transcode(&mut self, from: usize, pkt: &[u8], out: &mut Outbox) -> Outcome {
+    /// sent to it). A digit detected in the leg's audio is a [`Notice::Dtmf`].
+    pub fn transcode(&mut self, from: usize, pkt: &[u8], out: &mut Outbox, mut notices: impl FnMut(Notice)) -> Outcome {
         let from = from & 1;
         let (Some(t), Ok(rtp)) = (self.transcoder.as_mut(), Rtp::parse(pkt)) else {
             return Outcome::Unknown;
         };
         let outcome = t.on_rtp(from, &rtp, out);
+        if let Some((event, ms)) = t.take_detected(from) {
+            let duration = (ms * 8).min(0xffff) as u16;
+            notices(Notice::Dtmf { leg: from, event: TelephoneEvent { event, end: true, volume: 10, duration } });
+        }
         if !matches!(outcome, Outcome::Audio { .. } | Outcome::Event) {
             self.transcode_drops += 1;
         }

@@ -14,10 +14,14 @@
 //! timestamp jump. A packet older than the last one is dropped: there is no reorder
 //! buffer yet.
 //!
-//! RFC 4733 events are passed on with the receiver's payload type and clock, in the
-//! same stream; toward a leg without telephone-event they are dropped (in-band
-//! regeneration is still to come).
+//! DTMF: RFC 4733 events are passed on with the receiver's payload type and clock, in
+//! the same stream; toward a leg without telephone-event they become the digit's two
+//! tones in the audio (the sender's audio during an event is dropped). From a leg without
+//! telephone-event toward one with it, digits are detected in the decoded audio
+//! ([`Detector`]) and sent as events in place of the audio frames they cover, the last
+//! packet three times (RFC 4733 §2.5.1.4); each detected digit is reported.
 
+use super::dtmf::{Detected, Detector, ToneGenerator};
 use super::resample::Resampler;
 use crate::codec::{opus, CodecError, Decoder, Encoder, Kind};
 use crate::relay::rtp::Rtp;
@@ -170,6 +174,36 @@ pub struct Direction {
     next_ts: u32,
     /// The last telephone-event's input timestamp and the output one it was given.
     event: Option<(u32, u32)>,
+    /// An event being played in-band toward a receiver without telephone-event.
+    tone: Option<Tone>,
+    /// Digits heard in a sender's audio (it has no telephone-event; the receiver has).
+    detector: Option<Detector>,
+    /// A detected digit being sent as events.
+    sending: Option<Sending>,
+    /// The last digit detected and its duration in ms, until taken.
+    detected: Option<(u8, u32)>,
+}
+
+/// An RFC 4733 event being played as tones.
+struct Tone {
+    /// The event's timestamp (its identity) and whether its end was seen.
+    ts: u32,
+    ended: bool,
+    generator: ToneGenerator,
+    /// Samples played so far, at the encoder's rate.
+    played: usize,
+}
+
+/// A detected digit on its way out as RFC 4733 packets.
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    event: u8,
+    /// The event's timestamp and its duration so far, in the receiver's event clock.
+    ts: u32,
+    duration: u32,
+    /// Set once the digit ended: its final duration.
+    end: Option<u32>,
+    first: bool,
 }
 
 /// The rate an Opus side runs at to meet `other` Hz without resampling (libopus's rates).
@@ -196,6 +230,7 @@ impl Direction {
         let frame = (enc_rate * ptime / 1000) as usize;
         let step = to.kind.rtp_clock() * ptime / 1000;
         let fifo_len = frame + (enc_rate as usize * MAX_FRAME_MS / 1000) + 1;
+        let detector = (from.dtmf.is_none() && to.dtmf.is_some()).then(|| Detector::new(dec_rate));
         Ok(Direction {
             from,
             to,
@@ -210,6 +245,10 @@ impl Direction {
             last_seq: None,
             next_ts: 0,
             event: None,
+            tone: None,
+            detector,
+            sending: None,
+            detected: None,
         })
     }
 
@@ -221,6 +260,12 @@ impl Direction {
     /// The outgoing stream's SSRC.
     pub fn ssrc(&self) -> u32 {
         self.out.ssrc
+    }
+
+    /// A digit detected in the sender's audio that has ended since last asked: its event
+    /// code and duration in ms.
+    pub fn take_detected(&mut self) -> Option<(u8, u32)> {
+        self.detected.take()
     }
 
     /// One RTP packet from the sender: the packets for the receiver go to `out`.
@@ -235,11 +280,20 @@ impl Direction {
         }
         if self.from.dtmf.is_some_and(|(p, _)| p == pt) {
             self.last_seq = Some(seq);
-            self.pass_event(rtp, &mut out.packets);
+            if self.to.dtmf.is_some() {
+                self.pass_event(rtp, &mut out.packets);
+            } else {
+                self.play_event(rtp, out);
+            }
             return Outcome::Event;
         }
         if pt != self.from.pt {
             return Outcome::Unknown;
+        }
+        if self.tone.as_ref().is_some_and(|t| !t.ended) {
+            // The digit's tones stand for this stretch: the sender's audio of it is dropped.
+            self.last_seq = Some(seq);
+            return Outcome::Event;
         }
         let concealed = self.catch_up(seq, ts, rtp.payload(), out);
         self.last_seq = Some(seq);
@@ -249,8 +303,51 @@ impl Direction {
         };
         let units = scale(n as u64, self.dec.pcm_rate(), self.from.kind.rtp_clock()) as u32;
         self.next_ts = ts.wrapping_add(units);
+        self.listen(n, out);
         self.push(n, out);
         Outcome::Audio { concealed }
+    }
+
+    /// Runs `n` decoded samples through the DTMF detector, if this direction has one.
+    fn listen(&mut self, n: usize, out: &Outbox) {
+        let Some(d) = self.detector.as_mut() else { return };
+        let (rate, te_clock) = (self.dec.pcm_rate(), self.to.dtmf.map_or(8000, |(_, c)| c));
+        let (next_ts, sending, detected) = (self.out.ts, &mut self.sending, &mut self.detected);
+        d.feed(&out.pcm[..n], |seen| match seen {
+            Detected::Start(event) => {
+                *sending = Some(Sending { event, ts: next_ts, duration: 0, end: None, first: true });
+            }
+            Detected::End(event, samples) => {
+                let units = scale(u64::from(samples), rate, te_clock) as u32;
+                if let Some(s) = sending.as_mut().filter(|s| s.event == event) {
+                    s.end = Some(units.max(s.duration));
+                }
+                *detected = Some((event, samples * 1000 / rate));
+            }
+        });
+    }
+
+    /// An RFC 4733 event toward a receiver without telephone-event: its tones, up to the
+    /// duration the event has reached, go into the audio.
+    fn play_event(&mut self, rtp: &Rtp, out: &mut Outbox) {
+        let Some(ev) = crate::relay::rtp::TelephoneEvent::parse(rtp.payload()) else { return };
+        let rate = self.enc.pcm_rate();
+        let ts = rtp.timestamp();
+        if self.tone.as_ref().is_none_or(|t| t.ts != ts) {
+            let Some(generator) = ToneGenerator::new(ev.event, ev.volume, rate) else { return };
+            self.tone = Some(Tone { ts, ended: false, generator, played: 0 });
+        }
+        let te_clock = self.from.dtmf.map_or(8000, |(_, c)| c);
+        let Some(t) = self.tone.as_mut().filter(|t| !t.ended) else { return };
+        let target = scale(u64::from(ev.duration), te_clock, rate) as usize;
+        let n = target.saturating_sub(t.played).min(out.pcm.len());
+        t.generator.fill(&mut out.pcm[..n]);
+        t.played += n;
+        t.ended = ev.end;
+        // The sender's clock moves over the digit as if its audio had carried it.
+        let units = scale(n as u64, rate, self.from.kind.rtp_clock()) as u32;
+        self.next_ts = self.next_ts.wrapping_add(units);
+        self.push_pcm(n, out);
     }
 
     /// Before the packet `seq`/`ts`: conceals a loss, or moves the output's timestamps
@@ -299,6 +396,16 @@ impl Direction {
             }
             None => (&out.pcm[..], n),
         };
+        self.fill_fifo(src, len, &mut out.packets);
+    }
+
+    /// `n` samples already at the encoder's rate in `out.pcm` (generated tones) into the FIFO.
+    fn push_pcm(&mut self, n: usize, out: &mut Outbox) {
+        self.fill_fifo(&out.pcm, n, &mut out.packets);
+    }
+
+    /// `src[..len]` into the FIFO, whole frames encoded.
+    fn fill_fifo(&mut self, src: &[i16], len: usize, packets: &mut Packets) {
         let mut at = 0;
         while at < len {
             let take = (len - at).min(self.fifo.len() - self.fill);
@@ -306,7 +413,7 @@ impl Direction {
             self.fill += take;
             at += take;
             while self.fill >= self.frame {
-                self.emit(&mut out.packets);
+                self.emit(packets);
                 self.fifo.copy_within(self.frame..self.fill, 0);
                 self.fill -= self.frame;
             }
@@ -318,6 +425,9 @@ impl Direction {
     fn emit(&mut self, out: &mut Packets) {
         let ts = self.out.ts;
         self.out.ts = ts.wrapping_add(self.step);
+        if self.sending.is_some() {
+            return self.emit_event(out);
+        }
         let Some(p) = out.next() else { return };
         let n = match self.enc.encode(&self.fifo[..self.frame], &mut p[12..]) {
             Ok(n) if n > 0 => n,
@@ -330,6 +440,34 @@ impl Direction {
         let marker = std::mem::take(&mut self.out.marker);
         self.out.header(p, self.to.pt, ts, marker);
         out.commit(12 + n);
+    }
+
+    /// A detected digit's event packet in place of an audio frame: its duration grows by
+    /// the frame; once the digit ended, the final packet three times.
+    fn emit_event(&mut self, out: &mut Packets) {
+        let Some((pt, clock)) = self.to.dtmf else { return };
+        let Some(s) = self.sending.as_mut() else { return };
+        let frame_units = scale(self.frame as u64, self.enc.pcm_rate(), clock) as u32;
+        s.duration = s.duration.saturating_add(frame_units).min(0xffff);
+        let (event, ts, marker) = (s.event, s.ts, std::mem::take(&mut s.first));
+        let (duration, copies) = match s.end {
+            Some(d) => (d.min(0xffff), 3),
+            None => (s.duration, 1),
+        };
+        let end = copies == 3;
+        if end {
+            self.sending = None;
+            // The audio after the digit starts a new talk spurt.
+            self.out.marker = true;
+        }
+        for _ in 0..copies {
+            let Some(p) = out.next() else { return };
+            self.out.header(p, pt, ts, marker);
+            p[12] = event;
+            p[13] = if end { 0x80 } else { 0 } | 10;
+            p[14..16].copy_from_slice(&(duration as u16).to_be_bytes());
+            out.commit(16);
+        }
     }
 
     /// An RFC 4733 event: on to the receiver with its payload type and clock, at the

@@ -5,6 +5,7 @@
 //! the worker's ([`Outbox`]), so a packet allocates nothing.
 
 pub mod direction;
+pub mod dtmf;
 pub mod resample;
 
 use ferroswitch_shared::msg::{codec, LegSpec};
@@ -71,6 +72,12 @@ impl Transcoder {
     /// leg's peer are in `out.packets`.
     pub fn on_rtp(&mut self, from: usize, rtp: &Rtp, out: &mut Outbox) -> Outcome {
         self.dirs[from & 1].on_packet(rtp, out)
+    }
+
+    /// A digit heard in leg `from`'s audio (a leg without telephone-event) that has
+    /// ended: its RFC 4733 event code and duration in ms.
+    pub fn take_detected(&mut self, from: usize) -> Option<(u8, u32)> {
+        self.dirs[from & 1].take_detected()
     }
 }
 

@@ -243,11 +243,11 @@ fn telephone_events_cross_with_the_receivers_payload_type_rfc4733_2_5() {
     assert!(seen.iter().all(|s| s.1 == 126 && s.2 == seen[0].2), "one event: one timestamp");
     assert_eq!((seen[0].0, seen[1].0), (true, false));
     assert_eq!(seen[2].3, [5, 0x80 | 10, 0x01, 0xe0]);
-    // Toward a leg without telephone-event nothing is sent (yet).
+    // Toward a leg without telephone-event the event is audio: 20 ms of it, one frame.
     let mut t = Transcoder::new(&[pcmu(), leg(id::PCMA, 8, 8000, 20, false)], &opus::Params::default(), 3).unwrap();
     let ev = rtp(TE, 2, 160, &[5, 10, 0, 160]);
     assert_eq!(t.on_rtp(0, &Rtp::parse(&ev).unwrap(), &mut out), Outcome::Event);
-    assert!(out.packets.is_empty());
+    assert_eq!(out.packets.iter().map(|p| Rtp::parse(p).unwrap().payload_type()).collect::<Vec<_>>(), [8]);
 }
 
 #[test]
@@ -257,4 +257,94 @@ fn a_reinvite_that_keeps_the_codecs_keeps_the_transcoder() {
     moved.remote.port = 4000;
     assert!(t.serves(&[moved, opus_leg()]));
     assert!(!t.serves(&[pcma(), opus_leg()]));
+}
+
+fn no_te(mut l: LegSpec) -> LegSpec {
+    l.codec_count = 1;
+    l
+}
+
+#[test]
+fn rfc4733_digits_toward_a_leg_without_telephone_event_are_heard_as_tones_there() {
+    use super::dtmf::{Detected, Detector};
+    // A: PCMU with telephone-event; B: PCMA without. A sends 20 ms of audio, then digit 5
+    // for 120 ms (event packets every 20 ms, the end three times), then audio again.
+    let mut t = Transcoder::new(&[pcmu(), no_te(pcma())], &opus::Params::default(), 9).unwrap();
+    let mut out = Outbox::new();
+    let mut heard = Vec::new();
+    let mut dec = Kind::Pcma.decoder(8000).unwrap();
+    let mut pcm = [0i16; 960];
+    let mut send = |t: &mut Transcoder, p: Vec<u8>, heard: &mut Vec<i16>| {
+        t.on_rtp(0, &Rtp::parse(&p).unwrap(), &mut out);
+        for o in out.packets.iter() {
+            let r = Rtp::parse(o).unwrap();
+            assert_eq!(r.payload_type(), 8, "only audio toward B");
+            let n = dec.decode(r.payload(), &mut pcm).unwrap();
+            heard.extend_from_slice(&pcm[..n]);
+        }
+    };
+    let mut seq = 1u16;
+    for i in 0..5u32 {
+        send(&mut t, rtp(0, seq, i * 160, &[0xff; 160]), &mut heard);
+        seq += 1;
+    }
+    for (k, dur) in [160u16, 320, 480, 640, 800, 960, 960, 960].into_iter().enumerate() {
+        let end = k >= 5;
+        let mut p = rtp(TE, seq, 800, &[5, if end { 0x80 | 10 } else { 10 }, 0, 0]);
+        p[14..16].copy_from_slice(&dur.to_be_bytes());
+        send(&mut t, p, &mut heard);
+        seq += 1;
+    }
+    for i in 0..10u32 {
+        send(&mut t, rtp(0, seq, 1760 + i * 160, &[0xff; 160]), &mut heard);
+        seq += 1;
+    }
+    let mut d = Detector::new(8000);
+    let mut seen = Vec::new();
+    d.feed(&heard, |x| seen.push(x));
+    assert_eq!(seen.first(), Some(&Detected::Start(5)), "B hears digit 5: {seen:?}");
+    assert!(matches!(seen.get(1), Some(Detected::End(5, n)) if (800..=1100).contains(n)), "{seen:?}");
+    // 5 frames of audio, 120 ms of tone, 10 frames of audio: nothing lost, nothing doubled.
+    assert_eq!(heard.len(), 800 + 960 + 1600);
+}
+
+#[test]
+fn in_band_digits_from_a_leg_without_telephone_event_arrive_as_rfc4733_events() {
+    use super::dtmf::ToneGenerator;
+    // B: PCMA without telephone-event, playing digit 9 for 100 ms; A: PCMU with it.
+    let mut t = Transcoder::new(&[pcmu(), no_te(pcma())], &opus::Params::default(), 11).unwrap();
+    let mut out = Outbox::new();
+    let mut enc = Kind::Pcma.encoder(8000, &opus::Params::default()).unwrap();
+    let mut gen = ToneGenerator::new(9, 10, 8000).unwrap();
+    let mut events = Vec::new();
+    let mut audio = 0;
+    for i in 0..20u32 {
+        let mut frame = [0i16; 160];
+        if (5..10).contains(&i) {
+            gen.fill(&mut frame);
+        }
+        let mut payload = [0u8; 160];
+        enc.encode(&frame, &mut payload).unwrap();
+        t.on_rtp(1, &Rtp::parse(&rtp(8, i as u16, i * 160, &payload)).unwrap(), &mut out);
+        for o in out.packets.iter() {
+            let r = Rtp::parse(o).unwrap();
+            match r.payload_type() {
+                0 => audio += 1,
+                TE => events.push((r.marker(), r.timestamp(), r.payload().to_vec())),
+                pt => panic!("payload type {pt}"),
+            }
+        }
+    }
+    assert!(!events.is_empty(), "no events");
+    assert!(events.iter().all(|e| e.2[0] == 9 && e.1 == events[0].1), "digit 9, one event: {events:?}");
+    assert!(events[0].0, "the first event packet is marked");
+    let ends: Vec<_> = events.iter().filter(|e| e.2[1] & 0x80 != 0).collect();
+    assert_eq!(ends.len(), 3, "the end packet three times");
+    let duration = u16::from_be_bytes([ends[0].2[2], ends[0].2[3]]);
+    assert!((600..=1000).contains(&duration), "about 100 ms: {duration}");
+    // The events stand in for the audio frames they cover; the rest is audio.
+    assert!(audio >= 13 && audio + events.len() - 2 <= 20, "{audio} audio packets, {} events", events.len());
+    let (event, ms) = t.take_detected(1).expect("the digit is reported");
+    assert_eq!(event, 9);
+    assert!((75..=125).contains(&ms), "{ms} ms");
 }
