@@ -10,6 +10,9 @@
 //! digit in two blocks in a row: a tone of 40 ms is detected, one under 25 ms is not; two
 //! blocks without it end the digit.
 
+/// µ-law's full-scale sine in dBm0 (G.711: 0 dBm0 is 3.14 dB below it).
+const FULL_SCALE_DBM0: f64 = 3.14;
+
 /// The low (row) and high (column) group frequencies.
 const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
@@ -38,7 +41,7 @@ impl ToneGenerator {
         let (lo, hi) = frequencies(event)?;
         let rate = f64::from(rate);
         let tau = 2.0 * std::f64::consts::PI;
-        let dbfs = -f64::from(volume.clamp(3, 36)) - 3.14;
+        let dbfs = -f64::from(volume.clamp(3, 36)) - FULL_SCALE_DBM0;
         Some(ToneGenerator {
             rate,
             low: (0.0, tau * lo / rate),
@@ -254,7 +257,7 @@ mod tests {
         let pcm = digit(11, 100, 8000);
         let rms = (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
         // Two tones at -13.14 dBFS each: RMS = a·√2·... = 32767·10^(-13.14/20) (each tone's RMS is a/√2).
-        let each = 32767.0 * 10f64.powf(-13.14 / 20.0) / 2f64.sqrt();
+        let each = 32767.0 * 10f64.powf((-10.0 - FULL_SCALE_DBM0) / 20.0) / 2f64.sqrt();
         assert!((rms - each * 2f64.sqrt()).abs() < 50.0, "rms {rms}");
     }
 }
