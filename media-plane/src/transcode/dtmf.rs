@@ -11,6 +11,7 @@
 //! blocks without it end the digit.
 
 /// µ-law's full-scale sine in dBm0 (G.711: 0 dBm0 is 3.14 dB below it).
+#[allow(clippy::approx_constant, reason = "G.711's 3.14 dB, not π")]
 const FULL_SCALE_DBM0: f64 = 3.14;
 
 /// The low (row) and high (column) group frequencies.
