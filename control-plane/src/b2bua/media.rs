@@ -21,14 +21,12 @@ use std::net::IpAddr;
 
 use ferroswitch_shared::msg::{session_flags, LegSpec, SessionSpec, StreamStats};
 
-use crate::media::negotiate::{self, CodecPref};
-use crate::media::rewrite::{finish, leg_from, rewrite, signalled_peer, Flags, OwnMedia, PeerError};
+use crate::media::negotiate::{self, CodecPref, TRANSCODABLE};
+use crate::media::rewrite::{
+    finish, leg_from, rewrite, set_codecs, signalled_peer, speaks_first, Flags, OwnMedia, PeerError,
+};
 use crate::sdp::{Attribute, Connection, Media, Origin, RtpMap, Sdp};
 use crate::storage::CdrMedia;
-
-/// The codecs the media plane transcodes between (by SDP encoding name). A call whose
-/// legs share none of them fails with 488 (INCOMPATIBLE_DESTINATION).
-pub const TRANSCODABLE: &[&str] = &["PCMU", "PCMA", "G722", "opus", "G729", "L16"];
 
 /// Whether A's offer has an audio stream with none of the switch's codecs (`prefs`) in
 /// it and nothing the media plane can transcode from: the call fails with 488.
@@ -414,36 +412,6 @@ fn own_offer(prefs: &[CodecPref], ip: IpAddr) -> Sdp {
     }
 }
 
-/// Sets section `m`'s formats to `codecs` (their payload types, in order) with an rtpmap
-/// each and the fmtp of the same codec in the first of `sources` that has one (matched
-/// by name and rate, so another side's payload type number does not matter).
-fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
-    let source_maps: Vec<(&Media, Vec<RtpMap>)> = sources.iter().map(|s| (*s, s.rtpmaps())).collect();
-    let mut lines = Vec::with_capacity(codecs.len() * 2);
-    for c in codecs {
-        let rate = match c.channels {
-            Some(ch) => format!("{}/{}/{ch}", c.encoding, c.clock_rate),
-            None => format!("{}/{}", c.encoding, c.clock_rate),
-        };
-        lines.push(Attribute { name: "rtpmap".into(), value: Some(format!("{} {rate}", c.pt)) });
-        let fmtp = source_maps.iter().find_map(|(s, maps)| {
-            let r =
-                maps.iter().find(|r| r.encoding.eq_ignore_ascii_case(&c.encoding) && r.clock_rate == c.clock_rate)?;
-            s.fmtp(r.pt).map(str::to_string)
-        });
-        if let Some(params) = fmtp {
-            lines.push(Attribute { name: "fmtp".into(), value: Some(format!("{} {params}", c.pt)) });
-        }
-    }
-    m.formats = codecs.iter().map(|c| c.pt.to_string()).collect();
-    let rest = m
-        .attributes
-        .drain(..)
-        .filter(|a| !a.name.eq_ignore_ascii_case("rtpmap") && !a.name.eq_ignore_ascii_case("fmtp"));
-    lines.extend(rest);
-    m.attributes = lines;
-}
-
 /// Points every section of `sdp` at leg `leg` of its session (rejecting sections without
 /// one, and keeping rejected ones so), and the session level at `ip`.
 pub(super) fn point(sdp: &mut Sdp, sessions: &[Option<(u64, SessionSpec)>], leg: usize, ip: IpAddr) {
@@ -564,15 +532,6 @@ pub(super) fn reoffer(sdp: &mut Sdp, prefs: &[CodecPref]) {
         let mut codecs = offer.codecs;
         codecs.extend(offer.telephone_event);
         set_codecs(&mut sdp.media[i], &codecs, &[&source]);
-    }
-}
-
-/// Moves payload type `pt` to the front of a leg's codecs (the one a transcoding media
-/// plane encodes toward the leg's peer).
-fn speaks_first(leg: &mut LegSpec, pt: u8) {
-    let n = usize::from(leg.codec_count).min(leg.codecs.len());
-    if let Some(i) = leg.codecs[..n].iter().position(|c| c.pt == pt) {
-        leg.codecs[..=i].rotate_right(1);
     }
 }
 

@@ -14,6 +14,9 @@
 
 use crate::sdp::{Media, RtpMap};
 
+/// The codecs the media plane transcodes between (by SDP encoding name).
+pub const TRANSCODABLE: &[&str] = &["PCMU", "PCMA", "G722", "opus", "G729", "L16"];
+
 /// One entry of a codec string: `NAME[@<rate>h][@<ptime>i][@<channels>c]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecPref {

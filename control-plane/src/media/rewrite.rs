@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ferroswitch_shared::msg::{codec, leg_flags, media_kind, Endpoint, LegSpec, PayloadMap, MAX_CODECS};
 
-use crate::sdp::{Connection, Media, Sdp, ICE_ATTRIBUTES};
+use crate::sdp::{Attribute, Connection, Media, RtpMap, Sdp, ICE_ATTRIBUTES};
 
 /// The flags of an offer or answer that change how media is handled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,14 +31,6 @@ pub struct Flags {
     pub direction: Vec<String>,
     /// `transport protocol`, e.g. `RTP/AVP`.
     pub transport_protocol: Option<String>,
-    /// `codec` → `strip`: encodings removed from the offer (`all` for every one).
-    pub codec_strip: Vec<String>,
-    /// `codec` → `offer` / `transcode`: encodings added to the offer.
-    pub codec_offer: Vec<String>,
-    /// `codec` → `mask`: encodings hidden from the other side but still accepted.
-    pub codec_mask: Vec<String>,
-    /// `codec` → `accept`: encodings accepted from the answer.
-    pub codec_accept: Vec<String>,
     /// Every leg latches only from its signalled address, and a leg without one drops
     /// everything (the B2BUA, which always knows its peers' SIP source). Otherwise only a
     /// leg that waits for its signalling (an NG offer's B-leg) or has an address does.
@@ -181,23 +173,47 @@ pub fn rewrite(sdp: &mut Sdp, i: usize, local: &Endpoint, flags: &Flags) {
     if !m.rtcp_mux() {
         m.attributes.push(crate::sdp::Attribute { name: "rtcp".into(), value: Some((addr.port() + 1).to_string()) });
     }
-    let strip = &flags.codec_strip;
-    if !strip.is_empty() {
-        let all = strip.iter().any(|s| s.eq_ignore_ascii_case("all"));
-        let gone: Vec<String> = m
-            .rtpmaps()
-            .into_iter()
-            .filter(|r| all || strip.iter().any(|s| s.eq_ignore_ascii_case(&r.encoding)))
-            .map(|r| r.pt.to_string())
-            .collect();
-        m.formats.retain(|f| !gone.contains(f));
-        m.attributes.retain(|a| {
-            let about = a.value.as_deref().and_then(|v| v.split(' ').next()).unwrap_or_default();
-            !((a.name == "rtpmap" || a.name == "fmtp") && gone.iter().any(|g| g == about))
-        });
-    }
     if flags.ice_remove {
         m.strip(ICE_ATTRIBUTES);
+    }
+}
+
+/// Sets section `m`'s formats to `codecs` (their payload types, in order) with an rtpmap
+/// each and the fmtp of the same codec in the first of `sources` that has one (matched
+/// by name and rate, so another side's payload type number does not matter).
+pub fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
+    let source_maps: Vec<(&Media, Vec<RtpMap>)> = sources.iter().map(|s| (*s, s.rtpmaps())).collect();
+    let mut lines = Vec::with_capacity(codecs.len() * 2);
+    for c in codecs {
+        let rate = match c.channels {
+            Some(ch) => format!("{}/{}/{ch}", c.encoding, c.clock_rate),
+            None => format!("{}/{}", c.encoding, c.clock_rate),
+        };
+        lines.push(Attribute { name: "rtpmap".into(), value: Some(format!("{} {rate}", c.pt)) });
+        let fmtp = source_maps.iter().find_map(|(s, maps)| {
+            let r =
+                maps.iter().find(|r| r.encoding.eq_ignore_ascii_case(&c.encoding) && r.clock_rate == c.clock_rate)?;
+            s.fmtp(r.pt).map(str::to_string)
+        });
+        if let Some(params) = fmtp {
+            lines.push(Attribute { name: "fmtp".into(), value: Some(format!("{} {params}", c.pt)) });
+        }
+    }
+    m.formats = codecs.iter().map(|c| c.pt.to_string()).collect();
+    let rest = m
+        .attributes
+        .drain(..)
+        .filter(|a| !a.name.eq_ignore_ascii_case("rtpmap") && !a.name.eq_ignore_ascii_case("fmtp"));
+    lines.extend(rest);
+    m.attributes = lines;
+}
+
+/// Moves payload type `pt` to the front of a leg's codecs (the one a transcoding media
+/// plane encodes toward the leg's peer).
+pub fn speaks_first(leg: &mut LegSpec, pt: u8) {
+    let n = usize::from(leg.codec_count).min(leg.codecs.len());
+    if let Some(i) = leg.codecs[..n].iter().position(|c| c.pt == pt) {
+        leg.codecs[..=i].rotate_right(1);
     }
 }
 

@@ -23,6 +23,8 @@ pub struct OfferAnswer {
     pub flags: Flags,
     /// This call's timeouts, where the request sets them (else the configured ones).
     pub timeouts: Timeouts,
+    /// Codec changes and transcoding (`codec`, `always transcode`, `ptime`).
+    pub codecs: super::codecs::CodecFlags,
 }
 
 /// Per-call timeouts in seconds (`timeout`, `silent-timeout`, `final-timeout` keys, as
@@ -99,6 +101,23 @@ fn text(v: &Value, key: &str) -> Result<String, String> {
     v.get(key).and_then(Value::as_str).map(str::to_string).ok_or_else(|| format!("missing {key:?}"))
 }
 
+/// One `codec` instruction (`strip`, `transcode`...) for `codec`; unknown verbs (such as
+/// `consume`) are ignored, as rtpengine ignores what it does not know.
+fn codec_verb(c: &mut super::codecs::CodecFlags, verb: &str, codec: &str) {
+    let list = match verb {
+        "strip" => &mut c.strip,
+        "offer" | "transcode" => &mut c.transcode,
+        "mask" => &mut c.mask,
+        "accept" => &mut c.accept,
+        "set" => &mut c.set,
+        "except" => &mut c.except,
+        _ => return,
+    };
+    if !list.iter().any(|x| x.eq_ignore_ascii_case(codec)) {
+        list.push(codec.to_string());
+    }
+}
+
 /// The request in a dictionary.
 pub fn parse(v: &Value) -> Result<Request, String> {
     let command = text(v, "command")?;
@@ -106,8 +125,15 @@ pub fn parse(v: &Value) -> Result<Request, String> {
         "ping" => Request::Ping,
         "offer" | "answer" => {
             let mut flags = Flags::default();
+            let mut codecs = super::codecs::CodecFlags::default();
             for f in v.get("flags").map(Value::strings).unwrap_or_default() {
+                // `codec-<verb>-<codec>`, as rtpengine's clients send besides the dictionary.
+                if let Some((verb, codec)) = f.strip_prefix("codec-").and_then(|r| r.split_once('-')) {
+                    codec_verb(&mut codecs, verb, codec);
+                    continue;
+                }
                 match f.to_ascii_lowercase().replace('-', " ").as_str() {
+                    "always transcode" | "force transcoding" => codecs.always_transcode = true,
                     "trust address" => flags.trust_address = true,
                     "sip source address" => flags.sip_source_address = true,
                     "symmetric" => flags.asymmetric = false,
@@ -125,13 +151,27 @@ pub fn parse(v: &Value) -> Result<Request, String> {
             flags.ice_remove = v.get("ICE").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("remove"));
             flags.transport_protocol = v.get("transport-protocol").and_then(Value::as_str).map(str::to_string);
             if let Some(c) = v.get("codec") {
-                let sub =
-                    |k: &str| c.get(k).map(|x| x.strings().iter().map(|s| s.to_string()).collect()).unwrap_or_default();
-                flags.codec_strip = sub("strip");
-                flags.codec_offer = [sub("offer"), sub("transcode")].concat();
-                flags.codec_mask = sub("mask");
-                flags.codec_accept = sub("accept");
+                for verb in ["strip", "offer", "transcode", "mask", "accept", "set", "except"] {
+                    for codec in c.get(verb).map(Value::strings).unwrap_or_default() {
+                        codec_verb(&mut codecs, verb, codec);
+                    }
+                }
             }
+            let ms = |k: &str| -> Result<Option<u32>, String> {
+                let bad = || format!("{k:?} must be a number of milliseconds from 1 to 120");
+                let n = match v.get(k) {
+                    None => return Ok(None),
+                    Some(Value::Int(n)) => u32::try_from(*n).map_err(|_| bad())?,
+                    Some(x) => x.as_str().and_then(|t| t.trim().parse().ok()).ok_or_else(bad)?,
+                };
+                if (1..=120).contains(&n) {
+                    Ok(Some(n))
+                } else {
+                    Err(bad())
+                }
+            };
+            codecs.ptime = ms("ptime")?;
+            codecs.ptime_reverse = ms("ptime-reverse")?;
             let seconds = |k: &str| -> Result<Option<u32>, String> {
                 let bad = || format!("{k:?} must be a number of seconds");
                 match v.get(k) {
@@ -160,6 +200,7 @@ pub fn parse(v: &Value) -> Result<Request, String> {
                 received_from,
                 flags,
                 timeouts,
+                codecs,
             };
             if command == "offer" {
                 Request::Offer(oa)
@@ -226,7 +267,7 @@ mod tests {
             (vec!["origin".to_string()], vec!["demux".to_string()])
         );
         assert_eq!(o.received_from, Some("192.0.2.9".parse().unwrap()));
-        assert_eq!(o.flags.codec_strip, vec!["PCMA"]);
+        assert_eq!(o.codecs.strip, vec!["PCMA"]);
     }
 
     #[test]

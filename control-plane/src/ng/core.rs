@@ -28,8 +28,10 @@ use ferroswitch_shared::msg::SessionSpec;
 use tracing::{info, warn};
 
 use super::bencode::Value;
+use super::codecs::CodecFlags;
 use super::command::{self, Request};
 use crate::media::rewrite::OwnMedia;
+use crate::sdp::Media;
 use crate::FastMap;
 
 /// How long an answer is kept for a retransmitted request.
@@ -82,6 +84,9 @@ pub struct Call {
     pub(super) final_timeout_secs: u32,
     /// When that is due (set once the core holds the call).
     pub(super) final_at: Option<Instant>,
+    /// The last offer's sections as the offerer may send them (stripped codecs gone) and
+    /// its codec instructions, for mapping the answer back.
+    pub(super) offered: Option<Box<(Vec<Media>, CodecFlags)>>,
 }
 
 /// A request that needs the media plane, with the state of its call when it starts.
@@ -460,6 +465,7 @@ mod tests {
             created: SystemTime::UNIX_EPOCH,
             source: FROM.ip(),
             final_timeout_secs: 0,
+            offered: None,
             final_at: None,
         }
     }

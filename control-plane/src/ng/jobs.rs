@@ -5,13 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
-use ferroswitch_shared::msg::{media_kind, Endpoint, LegSpec, SessionSpec, StreamStats};
+use ferroswitch_shared::msg::{media_kind, session_flags, Endpoint, LegSpec, SessionSpec, StreamStats};
 use tracing::{info, warn};
 
 use super::bencode::Value;
 use super::command::{self, OfferAnswer, Request};
 use super::core::{Call, Done, Job, Outcome, Settings};
-use crate::media::rewrite::{finish, leg_from, rewrite, signalled_peer, OwnMedia};
+use crate::media::rewrite::{finish, leg_from, rewrite, set_codecs, signalled_peer, speaks_first, OwnMedia};
 use crate::media::MediaHandle;
 use crate::sdp::{Connection, Sdp};
 
@@ -133,33 +133,45 @@ async fn offer(
     let peers = stream_peers(&sdp, &o, &settings.own)?;
     let existing = call.as_ref().map(|c| c.sessions.as_slice()).unwrap_or_default();
     let mut sessions = Vec::with_capacity(sdp.media.len());
+    let mut offered = Vec::with_capacity(sdp.media.len());
     for (i, peer) in peers.into_iter().enumerate() {
+        let audio = sdp.media[i].kind.eq_ignore_ascii_case("audio");
+        let from_a = if audio { o.codecs.from_offerer(&sdp.media[i]) } else { sdp.media[i].clone() };
+        offered.push(from_a.clone());
         let m = &sdp.media[i];
         if m.is_rejected() {
             sessions.push(None);
             continue;
         }
-        let a = leg_from(m, peer, media_ip, &o.flags, true);
+        let a = leg_from(&from_a, peer, media_ip, &o.flags, true);
         let b = LegSpec { remote: Endpoint::default(), ..leg_from(m, None, media_ip, &o.flags, false) };
-        let spec = SessionSpec { legs: [a, b], rtp_timeout_secs: rtp_timeout(&sdp, i, &o, settings), flags: 0 };
+        // Kept across a re-offer: a transcoding call goes on transcoding until its answer says.
+        let prior_flags = existing.get(i).copied().flatten().map_or(0, |(_, s)| s.flags & session_flags::TRANSCODE);
+        let spec =
+            SessionSpec { legs: [a, b], rtp_timeout_secs: rtp_timeout(&sdp, i, &o, settings), flags: prior_flags };
         let prior = existing.get(i).copied().flatten().map(|(id, _)| id);
         let confirmed = match prior {
             Some(id) => tokio::time::timeout(MEDIA_WAIT, media.update_confirmed(id, spec)).await,
             None => tokio::time::timeout(MEDIA_WAIT, media.create_confirmed(spec)).await,
         };
         let (id, held) = confirmed.map_err(|_| "the media plane did not answer in time".to_string())??;
+        if audio {
+            o.codecs.toward_answerer(&mut sdp.media[i]);
+        }
         rewrite(&mut sdp, i, &held.legs[1].local, &o.flags);
         sessions.push(Some((id, held)));
     }
     finish(&mut sdp, media_ip, &o.flags);
     info!(call_id = %o.call_id, streams = sessions.len(), "NG offer");
+    let offered = Some(Box::new((offered, o.codecs.clone())));
     let final_timeout_secs = o.timeouts.final_.unwrap_or(settings.final_timeout_secs);
     let call = match call {
-        Some(c) => Call { from_tag: o.from_tag, to_tag: None, sessions, ..c },
+        Some(c) => Call { from_tag: o.from_tag, to_tag: None, sessions, offered, ..c },
         None => Call {
             from_tag: o.from_tag,
             to_tag: None,
             sessions,
+            offered,
             created: SystemTime::now(),
             source,
             final_timeout_secs,
@@ -188,6 +200,11 @@ async fn answer(
         if sdp.is_on_hold(i) {
             spec.rtp_timeout_secs = rtp_timeout(&sdp, i, &a, settings);
         }
+        if let Some((offered, codecs)) = call.offered.as_deref() {
+            if let Some(am) = offered.get(i).filter(|am| am.kind.eq_ignore_ascii_case("audio") && !m.is_rejected()) {
+                map_answer(&mut sdp.media[i], am, codecs, &a.codecs, &mut spec)?;
+            }
+        }
         let (_, held) = tokio::time::timeout(MEDIA_WAIT, media.update_confirmed(id, spec))
             .await
             .map_err(|_| "the media plane did not answer in time".to_string())??;
@@ -197,6 +214,45 @@ async fn answer(
     finish(&mut sdp, media_ip, &a.flags);
     info!(call_id = %a.call_id, "NG answer");
     Ok((command::ok(cookie, vec![("sdp", Value::Bytes(sdp.write().into_bytes()))]), Outcome::Set(call)))
+}
+
+/// The answerer's section `m`, on its way to the offerer: mapped to the codec the
+/// offerer gets (its own where the answerer chose one it did not offer: transcoded), the
+/// session marked to transcode or not, each leg's ptime as asked. An answer with nothing
+/// the media plane can make into one of the offerer's codecs is refused.
+fn map_answer(
+    m: &mut crate::sdp::Media,
+    offered: &crate::sdp::Media,
+    offer: &super::codecs::CodecFlags,
+    answer: &super::codecs::CodecFlags,
+    spec: &mut SessionSpec,
+) -> Result<(), String> {
+    let ans = offer
+        .answer(offered, m)
+        .ok_or_else(|| "the answer's codec is none the offer had and none the media plane transcodes".to_string())?;
+    if let Some(p) = offer.ptime.filter(|_| m.ptime().is_none()) {
+        spec.legs[1].ptime_ms = u8::try_from(p).unwrap_or(0);
+    }
+    let reverse = answer.ptime.or(offer.ptime_reverse);
+    if let Some(p) = reverse {
+        spec.legs[0].ptime_ms = u8::try_from(p).unwrap_or(0);
+    }
+    let repacketize =
+        spec.legs[0].ptime_ms != 0 && spec.legs[1].ptime_ms != 0 && spec.legs[0].ptime_ms != spec.legs[1].ptime_ms;
+    if ans.transcode || repacketize {
+        spec.flags |= session_flags::TRANSCODE;
+        speaks_first(&mut spec.legs[0], ans.codec.pt);
+        let source = m.clone();
+        let mut codecs = vec![ans.codec];
+        codecs.extend(ans.telephone_event);
+        set_codecs(m, &codecs, &[&source, offered]);
+        if let Some(p) = reverse {
+            super::codecs::set_ptime(m, p);
+        }
+    } else {
+        spec.flags &= !session_flags::TRANSCODE;
+    }
+    Ok(())
 }
 
 fn add(total: &mut StreamStats, s: &StreamStats) {
