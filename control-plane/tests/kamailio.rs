@@ -25,7 +25,7 @@ const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 /// A stateful proxy on `listen` that sends every INVITE to `callee` and hands the media to
 /// the rtpengine at `ng`: offer on the INVITE, answer on a reply with SDP, delete on BYE.
 /// Anything else out of a dialog gets 405 (the test's readiness probe).
-fn kamailio_cfg(listen: SocketAddr, callee: SocketAddr, ng: SocketAddr) -> String {
+fn kamailio_cfg(listen: SocketAddr, callee: SocketAddr, ng: SocketAddr, offer_flags: &str) -> String {
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -65,7 +65,7 @@ request_route {{
     if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
     if (!is_method("INVITE")) {{ sl_send_reply("405", "Method Not Allowed"); exit; }}
     record_route();
-    if (!rtpengine_manage("trust-address replace-origin replace-session-connection")) {{
+    if (!rtpengine_manage("trust-address replace-origin replace-session-connection{offer_flags}")) {{
         sl_send_reply("503", "No media relay");
         exit;
     }}
@@ -234,6 +234,31 @@ fn tags(query: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn kamailio_rtpengine_manage_runs_a_sipp_call_whose_media_crosses_the_switch() {
+    let (caller, callee, sessions) = call_through_kamailio("", "uas_answer.xml");
+    assert_eq!(
+        (caller.media[0].formats.clone(), callee.media[0].formats.clone()),
+        (vec!["0".into()], vec!["0".into()])
+    );
+    assert!(sessions.contains(r#""transcode":false"#), "{sessions}");
+}
+
+/// Kamailio's rtpengine module asking for transcoding (rtpengine's codec flags in
+/// `rtpengine_manage`): the callee is offered PCMA only and answers it, the caller keeps
+/// its PCMU, and the media plane transcodes the echoed stream both ways.
+#[test]
+fn kamailio_codec_flags_make_the_switch_transcode_pcmu_to_pcma_and_back() {
+    let (caller, callee, sessions) =
+        call_through_kamailio(" codec-mask-PCMU codec-transcode-PCMA", "uas_answer_pcma.xml");
+    assert_eq!(callee.media[0].formats, ["8"], "the callee is offered PCMA only");
+    assert_eq!(caller.media[0].formats, ["0"], "the caller is answered with its PCMU");
+    assert!(sessions.contains(r#""transcode":true"#), "{sessions}");
+    assert!(sessions.contains(r#""codec":"PCMU"}"#) && sessions.contains(r#""codec":"PCMA"}"#), "{sessions}");
+}
+
+/// One SIPp call through Kamailio and the switch (Kamailio's offer with `offer_flags`,
+/// the callee running `callee_scenario` and echoing): the SDPs the caller and the callee
+/// received, and `/media/sessions` while the media flowed.
+fn call_through_kamailio(offer_flags: &str, callee_scenario: &str) -> (Sdp, Sdp, String) {
     ensure_tool("kamailio");
     ensure_tool("sipp");
     assert!(Path::new(MODULES).join("rtpengine.so").exists(), "Debian's kamailio ships rtpengine.so in {MODULES}");
@@ -244,7 +269,7 @@ fn kamailio_rtpengine_manage_runs_a_sipp_call_whose_media_crosses_the_switch() {
     let (proxy, uas, uac) = (at(free_port()), at(free_port()), at(free_port()));
     let (uas_media, uac_media) = (free_media_port(), free_media_port());
 
-    std::fs::write(dir.0.join("kamailio.cfg"), kamailio_cfg(proxy, uas, ng_addr)).unwrap();
+    std::fs::write(dir.0.join("kamailio.cfg"), kamailio_cfg(proxy, uas, ng_addr, offer_flags)).unwrap();
     let kamailio_log = dir.0.join("kamailio.err");
     let mut kamailio = Group::spawn(
         Command::new("kamailio")
@@ -277,7 +302,7 @@ fn kamailio_rtpengine_manage_runs_a_sipp_call_whose_media_crosses_the_switch() {
     }
     assert!(kamailio_says().contains("found, support for it enabled"), "{}", kamailio_says());
 
-    let mut callee = sipp(&dir.0, "uas", "uas_answer.xml", uas.port(), uas_media, &["-rtp_echo"]);
+    let mut callee = sipp(&dir.0, "uas", callee_scenario, uas.port(), uas_media, &["-rtp_echo"]);
     let deadline = Instant::now() + WAIT;
     while !udp_bound(uas.port()) {
         assert!(Instant::now() < deadline, "the SIPp callee did not bind {uas}");
@@ -356,4 +381,5 @@ fn kamailio_rtpengine_manage_runs_a_sipp_call_whose_media_crosses_the_switch() {
     assert_eq!(media_addr(&uas_got), at(callee_side), "the INVITE's SDP at the callee");
     let uac_got = traced_sdp(&dir.0.join("uac.log"), "received", "SIP/2.0 200 OK");
     assert_eq!(media_addr(&uac_got), at(caller_side), "the 200's SDP at the caller");
+    (uac_got, uas_got, sessions)
 }

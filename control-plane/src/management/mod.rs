@@ -165,6 +165,8 @@ struct MediaSessionRow {
     generation: u64,
     /// Per leg: the media plane's address and the peer's (null: not known yet).
     legs: Vec<MediaLegRow>,
+    /// The legs speak different codecs and the media plane transcodes between them.
+    transcode: bool,
 }
 
 #[derive(Serialize)]
@@ -174,6 +176,23 @@ struct MediaLegRow {
     /// The leg's counters as the media plane last reported them (every
     /// `media.stats_interval_secs`; null before the first report).
     counters: Option<MediaCounters>,
+    /// The codec the leg speaks (its first one: what a transcoding media plane sends it).
+    codec: Option<&'static str>,
+}
+
+/// A payload map's codec as SDP names it.
+fn codec_name(m: &ferroswitch_shared::msg::PayloadMap) -> Option<&'static str> {
+    use ferroswitch_shared::msg::codec;
+    Some(match m.codec {
+        codec::PCMU => "PCMU",
+        codec::PCMA => "PCMA",
+        codec::G722 => "G722",
+        codec::OPUS => "opus",
+        codec::G729 => "G729",
+        codec::L16 => "L16",
+        codec::TELEPHONE_EVENT => "telephone-event",
+        _ => return None,
+    })
 }
 
 /// What a leg's peer sent, what was sent to it, and what was not relayed, by reason.
@@ -228,9 +247,11 @@ async fn media_sessions(media: Option<&MediaHandle>) -> Response {
                         local: l.local.addr().map(|a| a.to_string()),
                         remote: l.remote.addr().map(|a| a.to_string()),
                         counters: stats.as_ref().map(|s| MediaCounters::from(&s.legs[i])),
+                        codec: l.codecs().first().and_then(codec_name),
                     })
                     .collect();
-                rows.push(MediaSessionRow { id, core, generation, legs });
+                let transcode = spec.flags & ferroswitch_shared::msg::session_flags::TRANSCODE != 0;
+                rows.push(MediaSessionRow { id, core, generation, legs, transcode });
             }
             Response::ok(json(&rows))
         }
