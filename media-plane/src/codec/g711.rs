@@ -1,9 +1,9 @@
 //! G.711 (ITU-T G.711): µ-law and A-law, one byte per sample at 8 kHz. Decoding is a
 //! table built at compile time; encoding follows G.711's segment rules (µ-law with the
 //! 0x84 bias and clip at 32,635; A-law's 13-bit magnitude). Concealment repeats the last
-//! decoded frame, attenuated a further 6 dB each 10 ms, to silence after 60 ms: a simple
-//! stand-in, not yet ITU G.711 Appendix I's pitch-synchronous concealment.
+//! pitch period, as G.711 Appendix I does ([`super::plc`]).
 
+use super::plc::Concealer;
 use super::{CodecError, Decoder, Encoder};
 
 /// µ-law or A-law.
@@ -89,23 +89,17 @@ fn a_encode(sample: i16) -> u8 {
     ((sign | code) as u8) ^ 0x55
 }
 
-/// Concealment keeps at most this many samples of the last frame (60 ms at 8 kHz).
-const HISTORY: usize = 480;
-
-/// One direction's G.711 state: the last frame decoded, for concealment.
+/// One direction's G.711 state: the concealment's history.
 #[derive(Debug, Clone)]
 pub struct G711 {
     law: Law,
-    last: [i16; HISTORY],
-    last_len: usize,
-    /// Samples concealed since the last good frame.
-    concealed: usize,
+    plc: Concealer,
 }
 
 impl G711 {
     /// A codec for `law`.
     pub fn new(law: Law) -> G711 {
-        G711 { law, last: [0; HISTORY], last_len: 0, concealed: 0 }
+        G711 { law, plc: Concealer::new(8000) }
     }
 }
 
@@ -125,21 +119,12 @@ impl Decoder for G711 {
         for (out, &code) in pcm.iter_mut().zip(payload) {
             *out = t[usize::from(code)];
         }
-        let n = payload.len().min(HISTORY);
-        self.last[..n].copy_from_slice(&pcm[payload.len() - n..payload.len()]);
-        self.last_len = n;
-        self.concealed = 0;
+        self.plc.good(&mut pcm[..payload.len()]);
         Ok(payload.len())
     }
 
     fn conceal(&mut self, pcm: &mut [i16]) {
-        for (i, out) in pcm.iter_mut().enumerate() {
-            let at = self.concealed + i;
-            // -6 dB each 80 samples (10 ms), silence from 480 (60 ms).
-            let steps = at / 80;
-            *out = if self.last_len == 0 || steps >= 6 { 0 } else { self.last[at % self.last_len] >> (steps + 1) };
-        }
-        self.concealed += pcm.len();
+        self.plc.conceal(pcm);
     }
 }
 
@@ -199,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_round_trips_and_a_loss_fades_to_silence() {
+    fn a_frame_round_trips_and_a_long_loss_fades_to_silence() {
         let mut c = G711::new(Law::Mu);
         let pcm: Vec<i16> = (0..160).map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16).collect();
         let mut payload = [0u8; 160];
@@ -207,9 +192,16 @@ mod tests {
         let mut out = [0i16; 160];
         assert_eq!(c.decode(&payload, &mut out), Ok(160));
         assert!(out.iter().zip(&pcm).all(|(a, b)| (i32::from(*a) - i32::from(*b)).abs() <= 300));
+        // Too little history for a pitch yet: silence.
+        let mut lost = [1i16; 160];
+        c.conceal(&mut lost);
+        assert!(lost.iter().all(|&s| s == 0));
+        for _ in 0..3 {
+            c.decode(&payload, &mut out).unwrap();
+        }
         let mut lost = [0i16; 480];
         c.conceal(&mut lost);
-        assert_eq!(lost[0], out[0] >> 1, "the first 10 ms at -6 dB");
+        assert!(lost[..80].iter().any(|&s| s.abs() > 4000), "the first 10 ms at full level");
         let mut later = [1i16; 80];
         c.conceal(&mut later);
         assert!(later.iter().all(|&s| s == 0), "silence after 60 ms");

@@ -3,8 +3,9 @@
 //! pair of samples. The RTP clock is 8 kHz although the audio is 16 kHz (RFC 3551
 //! §4.5.2). Fixed-point arithmetic block by block as the Recommendation states it, so the
 //! bitstream matches the ITU reference: the tests run G.722 Appendix II's test sequences
-//! and compare with ffmpeg's codec bit for bit. Concealment repeats the last frame, fading, as
-//! for G.711 (G.722 Appendix III/IV's concealment is not done).
+//! and compare with ffmpeg's codec bit for bit. Concealment repeats the last pitch period
+//! as for G.711 ([`super::plc`]); G.722 Appendix III/IV's, which also adapts the sub-band
+//! decoders' state, is not done.
 
 use super::{CodecError, Decoder, Encoder};
 
@@ -249,18 +250,13 @@ impl Encoder for G722Encoder {
     }
 }
 
-/// Concealment keeps at most this many samples of the last frame (60 ms at 16 kHz).
-const HISTORY: usize = 960;
-
 /// A G.722 decoder (64 kbit/s).
 #[derive(Debug, Clone)]
 pub struct G722Decoder {
     qmf: Qmf,
     low: Band,
     high: Band,
-    last: Box<[i16; HISTORY]>,
-    last_len: usize,
-    concealed: usize,
+    plc: super::plc::Concealer,
 }
 
 impl Default for G722Decoder {
@@ -276,9 +272,7 @@ impl G722Decoder {
             qmf: Qmf::default(),
             low: Band::new(32),
             high: Band::new(8),
-            last: Box::new([0; HISTORY]),
-            last_len: 0,
-            concealed: 0,
+            plc: super::plc::Concealer::new(16000),
         }
     }
 
@@ -312,21 +306,14 @@ impl Decoder for G722Decoder {
         for (pair, &code) in pcm.chunks_exact_mut(2).zip(payload) {
             (pair[0], pair[1]) = self.decode_code(code);
         }
-        let keep = n.min(HISTORY);
-        self.last[..keep].copy_from_slice(&pcm[n - keep..n]);
-        self.last_len = keep;
-        self.concealed = 0;
+        self.plc.good(&mut pcm[..n]);
         Ok(n)
     }
 
     fn conceal(&mut self, pcm: &mut [i16]) {
-        for (i, out) in pcm.iter_mut().enumerate() {
-            let at = self.concealed + i;
-            // -6 dB each 10 ms, silence from 60 ms.
-            let steps = at / 160;
-            *out = if self.last_len == 0 || steps >= 6 { 0 } else { self.last[at % self.last_len] >> (steps + 1) };
-        }
-        self.concealed += pcm.len();
+        // The stand-in is audio only: the sub-band predictors keep their state, and the
+        // next good frame is faded in from the stand-in.
+        self.plc.conceal(pcm);
     }
 }
 

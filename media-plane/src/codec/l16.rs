@@ -1,19 +1,20 @@
 //! L16 (RFC 3551 §4.5.11): 16-bit linear PCM in network byte order, at the clock rate the
-//! SDP gives it (8, 16, 32, 44.1 or 48 kHz are common), mono here. No state; concealment
-//! repeats nothing (silence), as the payload carries no model to extrapolate.
+//! SDP gives it (8, 16, 32, 44.1 or 48 kHz are common), mono here. Concealment repeats
+//! the last pitch period ([`super::plc`]).
 
 use super::{CodecError, Decoder, Encoder};
 
 /// L16 at one sample rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct L16 {
     rate: u32,
+    plc: super::plc::Concealer,
 }
 
 impl L16 {
     /// L16 at `rate` Hz.
     pub fn new(rate: u32) -> L16 {
-        L16 { rate }
+        L16 { rate, plc: super::plc::Concealer::new(rate) }
     }
 }
 
@@ -33,11 +34,12 @@ impl Decoder for L16 {
         for (out, b) in pcm.iter_mut().zip(payload.chunks_exact(2)) {
             *out = i16::from_be_bytes([b[0], b[1]]);
         }
+        self.plc.good(&mut pcm[..n]);
         Ok(n)
     }
 
     fn conceal(&mut self, pcm: &mut [i16]) {
-        pcm.fill(0);
+        self.plc.conceal(pcm);
     }
 }
 

@@ -12,6 +12,7 @@ pub mod g722;
 pub mod g729;
 pub mod l16;
 pub mod opus;
+pub mod plc;
 
 use ferroswitch_shared::msg::{codec as id, PayloadMap};
 

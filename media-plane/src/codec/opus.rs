@@ -137,10 +137,21 @@ impl Encoder for OpusEncoder {
 }
 
 /// A libopus decoder (mono: a stereo stream is mixed down by libopus).
+///
+/// The first good frame after a loss is spliced: libopus's own concealment, run on a
+/// copy of the state (libopus documents the state as position independent and freely
+/// copied), gives 5 ms of where the stand-in was going, and the new frame is faded in
+/// from it. libopus's hybrid mode otherwise steps at that boundary (a click the loss
+/// tests catch).
 #[derive(Debug)]
 pub struct OpusDecoder {
     st: NonNull<sys::OpusDecoder>,
     rate: u32,
+    /// A loss was concealed since the last good frame.
+    concealed: bool,
+    /// Room for a copy of the state (made at the first loss) and the splice's samples.
+    shadow: Option<Box<[u64]>>,
+    splice: Box<[i16]>,
 }
 
 // SAFETY: as for the encoder.
@@ -154,7 +165,26 @@ impl OpusDecoder {
         // SAFETY: valid arguments; the pointer is checked.
         let st = unsafe { sys::opus_decoder_create(fs, 1, &mut err) };
         let st = NonNull::new(st).filter(|_| err == sys::OPUS_OK).ok_or(CodecError::Library(err))?;
-        Ok(OpusDecoder { st, rate })
+        let splice = vec![0i16; rate as usize / 200].into_boxed_slice();
+        Ok(OpusDecoder { st, rate, concealed: false, shadow: None, splice })
+    }
+
+    /// Where the concealment was heading: 5 ms of it, from a copy of the state, into
+    /// `self.splice`; false if there is none.
+    fn continuation(&mut self) -> bool {
+        // SAFETY: the size of a mono decoder's state, which `st` points to.
+        let size = unsafe { sys::opus_decoder_get_size(1) };
+        let Ok(size) = usize::try_from(size) else { return false };
+        let shadow = self.shadow.get_or_insert_with(|| vec![0u64; size.div_ceil(8)].into_boxed_slice());
+        let copy = shadow.as_mut_ptr().cast::<u8>();
+        // SAFETY: `st` is `size` bytes of position-independent state (opus.h), `shadow`
+        // at least as many; the copy is used as a decoder only here.
+        let n = unsafe {
+            std::ptr::copy_nonoverlapping(self.st.as_ptr().cast::<u8>(), copy, size);
+            let len = self.splice.len() as i32;
+            sys::opus_decode(copy.cast(), std::ptr::null(), 0, self.splice.as_mut_ptr(), len, 0)
+        };
+        n == self.splice.len() as i32
     }
 
     /// libopus's decode: `data` None for concealment, `fec` to recover the frame before.
@@ -196,10 +226,20 @@ impl Decoder for OpusDecoder {
         if payload.is_empty() {
             return Err(CodecError::Malformed("empty Opus payload"));
         }
-        self.run(Some(payload), pcm, false)
+        let spliced = std::mem::take(&mut self.concealed) && self.continuation();
+        let n = self.run(Some(payload), pcm, false)?;
+        if spliced {
+            let m = self.splice.len().min(n);
+            for (i, (s, &c)) in pcm.iter_mut().zip(self.splice.iter()).take(m).enumerate() {
+                let w = (i + 1) as f32 / (m + 1) as f32;
+                *s = (f32::from(*s) * w + f32::from(c) * (1.0 - w)) as i16;
+            }
+        }
+        Ok(n)
     }
 
     fn conceal(&mut self, pcm: &mut [i16]) {
+        self.concealed = true;
         self.fill(None, pcm, false);
     }
 
@@ -207,6 +247,7 @@ impl Decoder for OpusDecoder {
         if next.is_empty() {
             return self.conceal(pcm);
         }
+        self.concealed = true;
         self.fill(Some(next), pcm, true);
     }
 }
