@@ -338,8 +338,28 @@ pub struct LegSpec {
     pub ptime_ms: u8,
     /// A [`media_kind`].
     pub media: u8,
+    /// The peer's fmtp for its Opus payload type ([`fmtp_flags`]).
+    pub fmtp_flags: u8,
+    /// The peer's Opus `maxplaybackrate`, in kHz (0: not given).
+    pub max_playback_khz: u8,
     /// Zero.
-    pub _pad: [u8; 7],
+    pub _pad0: u8,
+    /// The peer's Opus `maxaveragebitrate`, in kbit/s (0: not given).
+    pub max_bitrate_kbps: u16,
+    /// Zero.
+    pub _pad: [u8; 2],
+}
+
+/// What a peer's Opus fmtp says ([`LegSpec::fmtp_flags`]), RFC 7587 §6.1.
+pub mod fmtp_flags {
+    /// `useinbandfec=1`: it decodes in-band FEC (send it).
+    pub const FEC: u8 = 1;
+    /// `usedtx=1`: it wants discontinuous transmission.
+    pub const DTX: u8 = 1 << 1;
+    /// `cbr=1`: it wants a constant bitrate.
+    pub const CBR: u8 = 1 << 2;
+    /// `stereo=1`: it prefers stereo.
+    pub const STEREO: u8 = 1 << 3;
 }
 
 impl LegSpec {

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ferroswitch_shared::msg::{codec, leg_flags, media_kind, Endpoint, LegSpec, PayloadMap, MAX_CODECS};
+use ferroswitch_shared::msg::{codec, fmtp_flags, leg_flags, media_kind, Endpoint, LegSpec, PayloadMap, MAX_CODECS};
 
 use crate::sdp::{Attribute, Connection, Media, RtpMap, Sdp, ICE_ATTRIBUTES};
 
@@ -132,6 +132,9 @@ pub fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, flags: 
     if let Some(p) = m.rtcp_port().filter(|&p| p != 0 && signalled) {
         leg.remote_rtcp_port = p;
     }
+    if let Some(opus) = m.rtpmaps().into_iter().find(|r| r.encoding.eq_ignore_ascii_case("opus")) {
+        opus_fmtp(&mut leg, m.fmtp(opus.pt).unwrap_or_default());
+    }
     for map in m.rtpmaps().into_iter().take(MAX_CODECS) {
         let named = [
             ("PCMU", codec::PCMU),
@@ -153,6 +156,34 @@ pub fn leg_from(m: &Media, remote: Option<SocketAddr>, media_ip: IpAddr, flags: 
         leg.codec_count += 1;
     }
     leg
+}
+
+/// A peer's Opus fmtp (`useinbandfec=1; maxplaybackrate=16000...`, RFC 7587 §6.1) into
+/// its leg; unknown or malformed parameters are ignored.
+fn opus_fmtp(leg: &mut LegSpec, fmtp: &str) {
+    for param in fmtp.split(';') {
+        let Some((k, v)) = param.split_once('=') else { continue };
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+        let on = v == "1";
+        let bit = match k.as_str() {
+            "useinbandfec" => fmtp_flags::FEC,
+            "usedtx" => fmtp_flags::DTX,
+            "cbr" => fmtp_flags::CBR,
+            "stereo" => fmtp_flags::STEREO,
+            "maxplaybackrate" => {
+                leg.max_playback_khz = v.parse::<u32>().map_or(0, |hz| (hz / 1000).min(48) as u8);
+                continue;
+            }
+            "maxaveragebitrate" => {
+                leg.max_bitrate_kbps = v.parse::<u32>().map_or(0, |b| (b / 1000).clamp(6, 510) as u16);
+                continue;
+            }
+            _ => continue,
+        };
+        if on {
+            leg.fmtp_flags |= bit;
+        }
+    }
 }
 
 /// Points m-line `i` at the media plane's `local` endpoint and applies the codec,
@@ -249,6 +280,20 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_peers_opus_fmtp_reaches_its_leg_rfc7587_6_1() {
+        let text = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 111 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 maxplaybackrate=16000; useinbandfec=1;usedtx=0; stereo=1; maxaveragebitrate=24000; junk\r\n";
+        let m = &Sdp::parse(text.as_bytes()).unwrap().media[0];
+        let leg = leg_from(m, None, ip("192.0.2.9"), &Flags::default(), true);
+        assert_eq!(leg.fmtp_flags, fmtp_flags::FEC | fmtp_flags::STEREO);
+        assert_eq!((leg.max_playback_khz, leg.max_bitrate_kbps), (16, 24));
+        let plain =
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let leg =
+            leg_from(&Sdp::parse(plain.as_bytes()).unwrap().media[0], None, ip("192.0.2.9"), &Flags::default(), true);
+        assert_eq!((leg.fmtp_flags, leg.max_playback_khz, leg.max_bitrate_kbps), (0, 0, 0));
     }
 
     #[test]

@@ -135,6 +135,39 @@ pub struct Side {
     pub ptime: u32,
     /// telephone-event's payload type and clock rate, if the leg has it.
     pub dtmf: Option<(u8, u32)>,
+    /// What the leg's peer asked of an Opus encoder in its fmtp.
+    pub fmtp: Fmtp,
+}
+
+/// A peer's Opus fmtp, as the signalling carried it ([`ferroswitch_shared::msg::LegSpec`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fmtp {
+    /// [`ferroswitch_shared::msg::fmtp_flags`].
+    pub flags: u8,
+    /// `maxplaybackrate` in kHz (0: any).
+    pub max_playback_khz: u8,
+    /// `maxaveragebitrate` in kbit/s (0: none).
+    pub max_bitrate_kbps: u16,
+}
+
+impl Fmtp {
+    /// The encoder's settings toward this peer: the configured ones, with what the peer
+    /// asked for switched on (FEC, DTX, CBR) and its limits (bitrate, audio bandwidth).
+    pub fn apply(&self, configured: &opus::Params) -> opus::Params {
+        use ferroswitch_shared::msg::fmtp_flags as f;
+        let mut p = *configured;
+        p.fec |= self.flags & f::FEC != 0;
+        p.dtx |= self.flags & f::DTX != 0;
+        p.cbr |= self.flags & f::CBR != 0;
+        if self.max_bitrate_kbps > 0 {
+            let cap = u32::from(self.max_bitrate_kbps) * 1000;
+            p.bitrate = if p.bitrate == 0 { cap } else { p.bitrate.min(cap) };
+        }
+        if self.max_playback_khz > 0 {
+            p.max_playback_rate = u32::from(self.max_playback_khz) * 1000;
+        }
+        p
+    }
 }
 
 /// What became of one input packet.
@@ -224,7 +257,7 @@ impl Direction {
             if from.kind == Kind::Opus { opus_rate(to.kind.natural_rate()) } else { from.kind.natural_rate() };
         let enc_rate = if to.kind == Kind::Opus { opus_rate(from.kind.natural_rate()) } else { to.kind.natural_rate() };
         let dec = from.kind.decoder(dec_rate)?;
-        let enc = to.kind.encoder(enc_rate, params)?;
+        let enc = to.kind.encoder(enc_rate, &to.fmtp.apply(params))?;
         let resampler = (dec_rate != enc_rate).then(|| Resampler::new(dec_rate, enc_rate, MAX_SAMPLES));
         let ptime = to.kind.ptime(to.ptime);
         let frame = (enc_rate * ptime / 1000) as usize;

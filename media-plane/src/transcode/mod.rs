@@ -10,6 +10,7 @@ pub mod resample;
 
 use ferroswitch_shared::msg::{codec, LegSpec};
 
+pub use direction::Fmtp;
 use direction::{Direction, Side};
 pub use direction::{Outbox, Outcome, Packets};
 
@@ -37,7 +38,9 @@ pub fn speaks(leg: &LegSpec) -> Option<Side> {
         .filter(|m| m.codec == codec::TELEPHONE_EVENT)
         .min_by_key(|m| m.clock_rate.abs_diff(kind.rtp_clock().min(8000)))
         .map(|m| (m.pt, m.clock_rate));
-    Some(Side { kind, pt: map.pt, ptime: u32::from(leg.ptime_ms), dtmf })
+    let fmtp =
+        Fmtp { flags: leg.fmtp_flags, max_playback_khz: leg.max_playback_khz, max_bitrate_kbps: leg.max_bitrate_kbps };
+    Some(Side { kind, pt: map.pt, ptime: u32::from(leg.ptime_ms), dtmf, fmtp })
 }
 
 /// A session's two directions: `dirs[i]` takes leg `i`'s packets to the other leg.

@@ -439,3 +439,32 @@ fn five_percent_random_loss_is_concealed_without_clicks() {
         assert!(db.abs() < 1.0, "{name}: level {db:.2} dB against the lossless output");
     }
 }
+
+#[test]
+fn the_receivers_opus_fmtp_caps_the_bitrate_and_turns_on_dtx_rfc7587_6_1() {
+    use ferroswitch_shared::msg::fmtp_flags;
+    let f = Fmtp { flags: fmtp_flags::FEC | fmtp_flags::DTX, max_playback_khz: 16, max_bitrate_kbps: 12 };
+    let p = f.apply(&opus::Params { fec: false, ..opus::Params::default() });
+    assert!(p.fec && p.dtx && !p.cbr);
+    assert_eq!((p.bitrate, p.max_playback_rate), (12000, 16000));
+    assert_eq!(Fmtp::default().apply(&opus::Params::default()), opus::Params::default());
+    // PCMU toward an Opus peer that asked for 12 kbit/s and DTX: small packets, and in
+    // silence hardly any.
+    let mut b = opus_leg();
+    (b.max_bitrate_kbps, b.fmtp_flags) = (12, fmtp_flags::DTX);
+    let (heard, _) = through(pcmu(), b, 1000.0, 1.0, |_| false);
+    assert!(heard.headers.len() >= 45, "a tone is sent: {} packets", heard.headers.len());
+    let mut t = Transcoder::new(&[pcmu(), b], &opus::Params::default(), 2).unwrap();
+    let mut out = Outbox::new();
+    let (mut sent, mut bytes) = (0, 0);
+    for i in 0..100u32 {
+        let silence = rtp(0, i as u16, i * 160, &[0xff; 160]);
+        t.on_rtp(0, &Rtp::parse(&silence).unwrap(), &mut out);
+        for p in out.packets.iter() {
+            sent += 1;
+            bytes += p.len() - 12;
+        }
+    }
+    assert!(sent < 30, "DTX: {sent} packets for 2 s of silence");
+    assert!(bytes / sent.max(1) <= 30, "12 kbit/s is 30 bytes a 20 ms frame: {} on average", bytes / sent.max(1));
+}
