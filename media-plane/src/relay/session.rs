@@ -435,7 +435,7 @@ impl Relay {
             let duration = (ms * 8).min(0xffff) as u16;
             notices(Notice::Dtmf { leg: from, event: TelephoneEvent { event, end: true, volume: 10, duration } });
         }
-        if !matches!(outcome, Outcome::Audio { .. } | Outcome::Event) {
+        if !matches!(outcome, Outcome::Audio { .. } | Outcome::Event | Outcome::Held) {
             self.transcode_drops += 1;
         }
         let to = &mut self.legs[from ^ 1].counters;

@@ -11,8 +11,10 @@
 //! Losses: a sequence gap up to [`MAX_CONCEAL_MS`] is filled by the decoder's concealment
 //! (the frame just before a packet recovered from its in-band FEC where the codec has
 //! it); a timestamp gap with no sequence gap is the sender's silence (DTX), kept as a
-//! timestamp jump. A packet older than the last one is dropped: there is no reorder
-//! buffer yet.
+//! timestamp jump. Reordering: a packet after a gap of up to [`MAX_REORDER`] waits for
+//! the next arrival; if that is a missing one, it is decoded in its place (one packet's
+//! delay, only while packets are out of order), else the gap is concealed. A packet
+//! older than that is dropped.
 //!
 //! DTMF: RFC 4733 events are passed on with the receiver's payload type and clock, in
 //! the same stream; toward a leg without telephone-event they become the digit's two
@@ -32,8 +34,11 @@ pub const MAX_FRAME_MS: usize = 120;
 pub const MAX_CONCEAL_MS: u32 = 100;
 /// PCM samples of the longest frame at 48 kHz.
 const MAX_SAMPLES: usize = 48 * MAX_FRAME_MS;
-/// Packets one input packet may give (120 ms in 10 ms frames, plus concealment).
-pub const MAX_OUT_PACKETS: usize = 24;
+/// Packets one input packet may give (a waiting packet's and its own 120 ms in 10 ms
+/// frames, plus concealment).
+pub const MAX_OUT_PACKETS: usize = 48;
+/// The most packets a gap may miss for the packet after it to wait for them.
+pub const MAX_REORDER: u16 = 2;
 /// Bytes of an output packet: header and the largest payload.
 pub const MAX_PACKET: usize = 1500;
 
@@ -182,6 +187,9 @@ pub enum Outcome {
     Event,
     /// Older than the last packet, or a duplicate: dropped.
     Late,
+    /// After a gap: kept until the next packet says whether the gap was a loss or a
+    /// reordering (nothing sent yet).
+    Held,
     /// A payload type the sender's leg does not speak here (comfort noise...): dropped.
     Unknown,
     /// The payload did not decode.
@@ -215,6 +223,17 @@ pub struct Direction {
     sending: Option<Sending>,
     /// The last digit detected and its duration in ms, until taken.
     detected: Option<(u8, u32)>,
+    /// A packet that came after a gap, waiting one arrival (the reorder buffer).
+    held: Option<Held>,
+    held_buf: Box<[u8]>,
+}
+
+/// The waiting packet's header fields (its payload is in `held_buf`).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    seq: u16,
+    ts: u32,
+    len: usize,
 }
 
 /// An RFC 4733 event being played as tones.
@@ -282,6 +301,8 @@ impl Direction {
             detector,
             sending: None,
             detected: None,
+            held: None,
+            held_buf: vec![0; MAX_PACKET].into_boxed_slice(),
         })
     }
 
@@ -307,11 +328,12 @@ impl Direction {
         let (pt, seq, ts) = (rtp.payload_type(), rtp.seq(), rtp.timestamp());
         if let Some(last) = self.last_seq {
             let d = seq.wrapping_sub(last) as i16;
-            if d <= 0 {
+            if d <= 0 || self.held.as_ref().is_some_and(|h| h.seq == seq) {
                 return Outcome::Late;
             }
         }
         if self.from.dtmf.is_some_and(|(p, _)| p == pt) {
+            self.release(out);
             self.last_seq = Some(seq);
             if self.to.dtmf.is_some() {
                 self.pass_event(rtp, &mut out.packets);
@@ -323,14 +345,57 @@ impl Direction {
         if pt != self.from.pt {
             return Outcome::Unknown;
         }
+        let Some(held) = self.held.as_ref() else {
+            // A packet after a gap waits for the next arrival: the missing one may be
+            // only late (reordered), and is then decoded in its place.
+            let gap = self.last_seq.map(|l| seq.wrapping_sub(l).wrapping_sub(1));
+            if gap.is_some_and(|g| (1..=MAX_REORDER).contains(&g)) && self.hold(seq, ts, rtp.payload()) {
+                return Outcome::Held;
+            }
+            return self.audio(seq, ts, rtp.payload(), out);
+        };
+        if (seq.wrapping_sub(held.seq) as i16) < 0 {
+            // A missing packet, late: in its place, then the one that waited.
+            let outcome = self.audio(seq, ts, rtp.payload(), out);
+            if self.held.as_ref().is_some_and(|h| h.seq.wrapping_sub(seq) == 1) {
+                self.release(out);
+            }
+            outcome
+        } else {
+            // The missing one did not come: the waiting packet (its gap concealed), then this.
+            self.release(out);
+            self.audio(seq, ts, rtp.payload(), out)
+        }
+    }
+
+    /// Keeps a packet that came after a gap; false if it does not fit.
+    fn hold(&mut self, seq: u16, ts: u32, payload: &[u8]) -> bool {
+        if payload.len() > self.held_buf.len() {
+            return false;
+        }
+        self.held_buf[..payload.len()].copy_from_slice(payload);
+        self.held = Some(Held { seq, ts, len: payload.len() });
+        true
+    }
+
+    /// Decodes the packet that waited, if any.
+    fn release(&mut self, out: &mut Outbox) {
+        let Some(h) = self.held.take() else { return };
+        let payload = std::mem::take(&mut self.held_buf);
+        self.audio(h.seq, h.ts, &payload[..h.len], out);
+        self.held_buf = payload;
+    }
+
+    /// One audio packet in order: the loss before it concealed, decoded, on to the FIFO.
+    fn audio(&mut self, seq: u16, ts: u32, payload: &[u8], out: &mut Outbox) -> Outcome {
         if self.tone.as_ref().is_some_and(|t| !t.ended) {
             // The digit's tones stand for this stretch: the sender's audio of it is dropped.
             self.last_seq = Some(seq);
             return Outcome::Event;
         }
-        let concealed = self.catch_up(seq, ts, rtp.payload(), out);
+        let concealed = self.catch_up(seq, ts, payload, out);
         self.last_seq = Some(seq);
-        let n = match self.dec.decode(rtp.payload(), &mut out.pcm) {
+        let n = match self.dec.decode(payload, &mut out.pcm) {
             Ok(n) => n,
             Err(e) => return Outcome::Bad(e),
         };

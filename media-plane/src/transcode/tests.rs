@@ -79,7 +79,7 @@ fn through(a: LegSpec, b: LegSpec, hz: f64, secs: f64, lose: impl Fn(usize) -> b
         }
         let p = rtp(sa.pt, 1000 + i as u16, 5000 + i as u32 * step, &payload[..n]);
         let r = Rtp::parse(&p).unwrap();
-        assert!(matches!(t.on_rtp(0, &r, &mut out), Outcome::Audio { .. }));
+        assert!(matches!(t.on_rtp(0, &r, &mut out), Outcome::Audio { .. } | Outcome::Held));
         for o in out.packets.iter() {
             let r = Rtp::parse(o).unwrap();
             heard.headers.push((r.marker(), r.payload_type(), r.seq(), r.timestamp(), r.ssrc()));
@@ -467,4 +467,33 @@ fn the_receivers_opus_fmtp_caps_the_bitrate_and_turns_on_dtx_rfc7587_6_1() {
     }
     assert!(sent < 30, "DTX: {sent} packets for 2 s of silence");
     assert!(bytes / sent.max(1) <= 30, "12 kbit/s is 30 bytes a 20 ms frame: {} on average", bytes / sent.max(1));
+}
+
+#[test]
+fn a_reordered_packet_is_decoded_in_its_place_not_concealed() {
+    // PCMU in: 1 2 4 3 5 6 (3 late) against 1 2 3 4 5 6; and 1 2 4 5 6 (3 lost).
+    let run = |order: &[u16]| {
+        let mut t = Transcoder::new(&[pcmu(), pcma()], &opus::Params::default(), 4).unwrap();
+        let mut out = Outbox::new();
+        let mut outcomes = Vec::new();
+        let mut payloads = Vec::new();
+        for &seq in order {
+            let frame: Vec<u8> = (0..160).map(|i| (seq as usize * 37 + i * 11) as u8).collect();
+            let o = t.on_rtp(0, &Rtp::parse(&rtp(0, seq, u32::from(seq) * 160, &frame)).unwrap(), &mut out);
+            outcomes.push(o);
+            payloads.extend(out.packets.iter().map(|p| Rtp::parse(p).unwrap().payload().to_vec()));
+        }
+        (outcomes, payloads)
+    };
+    let (_, in_order) = run(&[1, 2, 3, 4, 5, 6]);
+    let (outcomes, reordered) = run(&[1, 2, 4, 3, 5, 6]);
+    assert_eq!(outcomes[2], Outcome::Held, "4 waits");
+    assert_eq!(outcomes[3], Outcome::Audio { concealed: 0 }, "3 in its place: nothing concealed");
+    assert_eq!(reordered, in_order, "the receiver gets exactly what it would have in order");
+    let (outcomes, lost) = run(&[1, 2, 4, 5, 6]);
+    assert_eq!(outcomes[2], Outcome::Held);
+    assert_eq!(lost.len(), 6, "3 concealed when 5 shows it lost: a frame for every 20 ms still");
+    // Older than what was decoded: dropped.
+    let (outcomes, _) = run(&[1, 2, 3, 1]);
+    assert_eq!(outcomes[3], Outcome::Late);
 }

@@ -11,6 +11,7 @@ pub mod procfs;
 pub mod report;
 pub mod stats;
 pub mod target;
+pub mod transcode;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

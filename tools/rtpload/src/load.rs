@@ -47,6 +47,11 @@ impl ToolSockets {
         self.pairs[s % self.pairs.len()][leg].local_addr().expect("bound socket")
     }
 
+    /// Pair `p`'s caller (leg 0) or callee (leg 1) socket.
+    pub fn socket(&self, p: usize, leg: usize) -> &UdpSocket {
+        &self.pairs[p % self.pairs.len()][leg & 1]
+    }
+
     /// Every local port, for drop counters.
     pub fn ports(&self) -> Vec<u16> {
         self.pairs.iter().flatten().filter_map(|s| s.local_addr().ok()).map(|a| a.port()).collect()

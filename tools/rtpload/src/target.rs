@@ -93,11 +93,15 @@ pub fn setup(target: &Target, n: usize, socks: &ToolSockets) -> Result<Setup, St
             Ok(Setup::fixed(sessions))
         }
         Target::Ng(addr) => ng_setup(*addr, n, socks),
-        Target::Ferroswitch(path) => ferroswitch_setup(path.clone(), n, socks),
+        Target::Ferroswitch(path) => ferroswitch_setup(path.clone(), n, socks, |a, b| SessionSpec {
+            legs: [leg_toward(a), leg_toward(b)],
+            ..SessionSpec::default()
+        }),
     }
 }
 
-fn call_id(tag: &str, i: usize) -> String {
+/// The call-id of session `i` of a run tagged `tag`.
+pub fn call_id(tag: &str, i: usize) -> String {
     format!("rtpload-{tag}-{i}")
 }
 
@@ -114,8 +118,17 @@ fn ng_setup(addr: SocketAddr, n: usize, socks: &ToolSockets) -> Result<Setup, St
     Ok(Setup { sessions, teardown: Teardown::Ng { client: Box::new(client), calls: n, tag } })
 }
 
+impl Setup {
+    /// Sessions set up over NG by the caller of this (calls `0..calls` under `tag`,
+    /// deleted at teardown).
+    pub fn ng(sessions: Vec<SessionPorts>, client: NgClient, tag: String) -> Setup {
+        let calls = sessions.len();
+        Setup { sessions, teardown: Teardown::Ng { client: Box::new(client), calls, tag } }
+    }
+}
+
 /// A leg toward `peer` on a port the media plane picks, PCMU only, no latching.
-fn leg_toward(peer: SocketAddr) -> ferroswitch_shared::msg::LegSpec {
+pub fn leg_toward(peer: SocketAddr) -> ferroswitch_shared::msg::LegSpec {
     let mut l = ferroswitch_shared::msg::LegSpec {
         local: Endpoint::from_addr(SocketAddr::new(peer.ip(), 0)),
         remote: Endpoint::from_addr(peer),
@@ -130,8 +143,14 @@ fn leg_toward(peer: SocketAddr) -> ferroswitch_shared::msg::LegSpec {
 }
 
 /// Attaches to the media plane at `socket` as its control plane and creates the
-/// sessions; the local ports come from the media plane's own answer to a query.
-fn ferroswitch_setup(socket: PathBuf, n: usize, socks: &ToolSockets) -> Result<Setup, String> {
+/// sessions (`spec` of the caller's and the callee's tool addresses); the local ports
+/// come from the media plane's own answer to a query.
+pub fn ferroswitch_setup(
+    socket: PathBuf,
+    n: usize,
+    socks: &ToolSockets,
+    spec: impl Fn(SocketAddr, SocketAddr) -> SessionSpec,
+) -> Result<Setup, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -153,11 +172,7 @@ fn ferroswitch_setup(socket: PathBuf, n: usize, socks: &ToolSockets) -> Result<S
         }
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
-            let spec = SessionSpec {
-                legs: [leg_toward(socks.addr(i, 0)), leg_toward(socks.addr(i, 1))],
-                ..SessionSpec::default()
-            };
-            ids.push(media.create(spec).await.ok_or("the supervisor stopped")?);
+            ids.push(media.create(spec(socks.addr(i, 0), socks.addr(i, 1))).await.ok_or("the supervisor stopped")?);
         }
         Ok((media, ids))
     })?;
