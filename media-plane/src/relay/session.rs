@@ -540,11 +540,12 @@ impl Relay {
         let Some(to) = to_leg.rtp.to else {
             return self.refuse(from, Drop::NoPeer);
         };
-        if admit == Admit::Peer {
-            if self.transcoder.is_some() {
-                return Verdict::Transcode { to };
-            }
-            to_leg.toward.apply(pkt, ssrc, seq, ts, now_ns, clock_rate);
+        match (admit, self.transcoder.is_some()) {
+            (Admit::Peer, true) => return Verdict::Transcode { to },
+            // A stranger's packets are not the leg's codec stream: never passed on raw.
+            (Admit::Stranger, true) => return self.refuse(from, Drop::StrictSource),
+            (Admit::Peer, false) => to_leg.toward.apply(pkt, ssrc, seq, ts, now_ns, clock_rate),
+            (Admit::Stranger, false) => {}
         }
         to_leg.counters.sent += 1;
         to_leg.counters.sent_bytes += pkt.len() as u64;
@@ -617,6 +618,35 @@ mod tests {
     }
 
     const RTCP: [u8; 8] = [0x80, 200, 0, 6, 0, 0, 0, 7];
+
+    #[test]
+    fn a_transcoding_relay_sends_the_peers_audio_through_the_transcoder_and_never_a_strangers() {
+        let mut b = leg(Some("192.0.2.2:5000"), 0);
+        b.codecs[0] = PayloadMap { clock_rate: 8000, pt: 8, codec: codec::PCMA, channels: 1, _pad: 0 };
+        // Not strict, not symmetric: a stranger would be relayed as it is in a plain relay.
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), b]);
+        r.set_transcoding(true, 7).unwrap();
+        assert!(r.transcodes());
+        let mut p = packet(0, 1, 160, 7);
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Transcode { to: a("192.0.2.2:5000") });
+        let mut out = Outbox::new();
+        assert_eq!(r.transcode(0, &p, &mut out, |_| {}), Outcome::Audio { concealed: 0 });
+        let sent: Vec<u8> = out.packets.iter().map(|q| Rtp::parse(q).unwrap().payload_type()).collect();
+        assert_eq!(sent, [8], "PCMU in, PCMA out");
+        assert_eq!(r.leg(1).stats(0).sent, 1);
+        let mut stranger = packet(0, 9, 900, 99);
+        assert_eq!(r.on_rtp(0, a("203.0.113.5:4000"), 0, &mut stranger, |_| {}), Verdict::Drop(Drop::StrictSource));
+        // Off again (a re-INVITE that found a common codec): relayed as before.
+        r.set_transcoding(false, 0).unwrap();
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.2:5000") });
+        // A leg with nothing transcodable: refused, nothing half made.
+        let mut other = leg(Some("192.0.2.2:5000"), 0);
+        other.codecs[0].codec = codec::OTHER;
+        other.codec_count = 1;
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), other]);
+        assert!(r.set_transcoding(true, 1).is_err());
+        assert!(!r.transcodes());
+    }
 
     #[test]
     fn packets_go_to_the_other_legs_signalled_peer_both_ways() {
