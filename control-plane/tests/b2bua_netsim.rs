@@ -1176,6 +1176,38 @@ fn hold_and_resume_re_invites_are_pointed_at_the_media_plane_and_pause_the_rtp_t
 }
 
 #[test]
+fn a_re_invite_changing_a_legs_codec_mid_call_starts_and_stops_transcoding() {
+    let mut w = bridged_with_media(38);
+    let (id, spec, _, _) = only_session(&w);
+    assert_eq!(spec.flags & session_flags::TRANSCODE, 0, "PCMU both sides: relayed");
+    let invites = |w: &World| w.uas.requests.iter().filter(|m| **m == Method::Invite).count();
+    let oks = |w: &World| w.uac.statuses.iter().filter(|s| **s == (Method::Invite, 200)).count();
+    // A switches to PCMA only; B is offered PCMA and what the media plane transcodes to,
+    // and keeps its PCMU.
+    let pcma = b"v=0\r\no=a 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n";
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 5, pcma);
+    assert!(w.run_until(Duration::from_secs(5), |w| invites(w) == 2));
+    let offer = Sdp::parse(w.callee_invite().unwrap().body()).unwrap();
+    assert_eq!(offer.media[0].formats[0], "8");
+    assert!(offer.media[0].formats.iter().any(|f| f == "0"), "PCMU offered too: {:?}", offer.media[0].formats);
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| oks(w) == 2));
+    let answer = Sdp::parse(w.uac.answer_sdp.as_deref().unwrap()).unwrap();
+    assert_eq!(answer.media[0].formats, ["8"], "A is answered with its PCMA");
+    let spec = media(&w).sessions[&id];
+    assert_ne!(spec.flags & session_flags::TRANSCODE, 0, "PCMA <-> PCMU: transcoded");
+    assert_eq!((spec.legs[0].codecs()[0].codec, spec.legs[1].codecs()[0].codec), (codec::PCMA, codec::PCMU));
+    // Back to PCMU: relayed again.
+    let now = w.now;
+    w.uac.in_dialog_with(now, "INVITE", 6, SDP_A);
+    assert!(w.run_until(Duration::from_secs(5), |w| invites(w) == 3));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| oks(w) == 3));
+    assert_eq!(media(&w).sessions[&id].flags & session_flags::TRANSCODE, 0);
+}
+
+#[test]
 fn echo_loops_the_callers_media_through_an_echo_session() {
     let mut w = World::with_media(36);
     w.call("9196");
@@ -1416,6 +1448,33 @@ fn a_callee_answering_a_codec_the_caller_never_offered_is_transcoded_to_the_call
     let (_, spec, _, _) = only_session(&w);
     assert_ne!(spec.flags & session_flags::TRANSCODE, 0);
     assert_eq!((spec.legs[0].codecs()[0].codec, spec.legs[1].codecs()[0].codec), (codec::PCMU, codec::PCMA));
+}
+
+#[test]
+fn dtmf_type_none_turns_dtmf_interworking_off_for_the_calls_sessions() {
+    let mut w = World::with_media(56);
+    let plan = control_plane::dialplan::Dialplan::parse(
+        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
+        <extension name="nodtmf"><condition field="destination_number" expression="^(1001)$">
+        <action application="set" data="dtmf_type=none"/>
+        <action application="bridge" data="user/$1"/></condition></extension>
+        </context></section></document>"#,
+        "nodtmf.xml",
+        &control_plane::dialplan::Variables::new(),
+    )
+    .unwrap();
+    w.switch.set_dialplan(plan);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    let (_, spec, _, _) = only_session(&w);
+    assert_ne!(spec.flags & session_flags::NO_DTMF, 0);
+    // Without the variable, interworking stays on.
+    let mut w = World::with_media(57);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    assert_eq!(only_session(&w).1.flags & session_flags::NO_DTMF, 0);
 }
 
 #[test]

@@ -194,9 +194,7 @@ impl Core {
         };
         // Codecs are made before any socket is taken: a session that cannot be transcoded
         // costs nothing.
-        relay
-            .set_transcoding(spec.flags & session_flags::TRANSCODE != 0, self.seed(id))
-            .map_err(|e| (None, format!("transcoding: {e}")))?;
+        relay.set_session_flags(spec.flags, self.seed(id)).map_err(|e| (None, format!("transcoding: {e}")))?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.gens.push(0);
@@ -656,10 +654,8 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                                 let now = c.now_ns();
                                 if let Some(live) = c.slots[slot].as_mut() {
                                     live.relay.update(s.spec.legs);
-                                    live.relay.set_echo(s.spec.flags & session_flags::ECHO != 0);
-                                    let transcode = s.spec.flags & session_flags::TRANSCODE != 0;
                                     let seed = id_seed(e.header.session, now, core);
-                                    if let Err(why) = live.relay.set_transcoding(transcode, seed) {
+                                    if let Err(why) = live.relay.set_session_flags(s.spec.flags, seed) {
                                         warn!(core, session = e.header.session, "update: transcoding: {why}");
                                     }
                                     let timeout = (s.spec.rtp_timeout_secs > 0)

@@ -305,6 +305,10 @@ pub mod session_flags {
     /// The legs share no codec: the media plane transcodes between them (each leg's first
     /// codec is the one it speaks).
     pub const TRANSCODE: u32 = 2;
+    /// No DTMF interworking while transcoding (FreeSWITCH's `dtmf_type=none`): RFC 4733
+    /// events toward a leg without telephone-event are dropped rather than played as
+    /// tones, and in-band digits are not detected.
+    pub const NO_DTMF: u32 = 4;
 }
 
 /// Media kinds ([`LegSpec::media`]).

@@ -65,11 +65,17 @@ impl B2bua {
             self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
             return;
         }
-        let (specs, outgoing) = match (waiting, &offer) {
+        let (mut specs, outgoing) = match (waiting, &offer) {
             (Waiting::Echo, Some(a)) => media::plan_answer(a, &prefs, timeout, true, &pc),
             (Waiting::Answer(_), Some(a)) => media::plan_answer(a, &prefs, timeout, false, &pc),
             _ => media::plan_bridge(offer.as_ref(), &prefs, timeout, &pc),
         };
+        // FreeSWITCH's `dtmf_type=none`: no DTMF interworking when the call transcodes.
+        if call.vars.get("dtmf_type").is_some_and(|t| t.eq_ignore_ascii_case("none")) {
+            for spec in specs.iter_mut().flatten() {
+                spec.flags |= ferroswitch_shared::msg::session_flags::NO_DTMF;
+            }
+        }
         let token = self.next_token;
         self.next_token += 1;
         self.media_tokens.insert(token, id);

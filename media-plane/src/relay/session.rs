@@ -400,6 +400,18 @@ impl Relay {
         Relay { echo: true, ..Relay::new([leg, LegSpec::default()], policy) }
     }
 
+    /// Transcoding with or without DTMF interworking (`session_flags::NO_DTMF`): the
+    /// session's flags.
+    pub fn set_session_flags(&mut self, flags: u32, seed: u64) -> Result<(), TranscodeError> {
+        use ferroswitch_shared::msg::session_flags as sf;
+        self.set_echo(flags & sf::ECHO != 0);
+        self.set_transcoding(flags & sf::TRANSCODE != 0, seed)?;
+        if let Some(t) = self.transcoder.as_mut() {
+            t.set_dtmf_interworking(flags & sf::NO_DTMF == 0);
+        }
+        Ok(())
+    }
+
     /// Turns transcoding on (the legs share no codec: each speaks its first one the media
     /// plane transcodes) or off. A transcoder already serving the legs' codecs is kept
     /// (a re-INVITE that moved an address); `seed` seeds a new one's outgoing streams.

@@ -223,6 +223,9 @@ pub struct Direction {
     sending: Option<Sending>,
     /// The last digit detected and its duration in ms, until taken.
     detected: Option<(u8, u32)>,
+    /// DTMF between RFC 4733 and in-band (off: events toward a leg without
+    /// telephone-event are dropped, nothing is detected).
+    interworking: bool,
     /// A packet that came after a gap, waiting one arrival (the reorder buffer).
     held: Option<Held>,
     held_buf: Box<[u8]>,
@@ -301,6 +304,7 @@ impl Direction {
             detector,
             sending: None,
             detected: None,
+            interworking: true,
             held: None,
             held_buf: vec![0; MAX_PACKET].into_boxed_slice(),
         })
@@ -314,6 +318,16 @@ impl Direction {
     /// The outgoing stream's SSRC.
     pub fn ssrc(&self) -> u32 {
         self.out.ssrc
+    }
+
+    /// Turns DTMF interworking (RFC 4733 events played as tones, in-band digits detected)
+    /// on or off.
+    pub fn set_interworking(&mut self, on: bool) {
+        self.interworking = on;
+        if !on {
+            self.tone = None;
+            self.sending = None;
+        }
     }
 
     /// A digit detected in the sender's audio that has ended since last asked: its event
@@ -337,7 +351,7 @@ impl Direction {
             self.last_seq = Some(seq);
             if self.to.dtmf.is_some() {
                 self.pass_event(rtp, &mut out.packets);
-            } else {
+            } else if self.interworking {
                 self.play_event(rtp, out);
             }
             return Outcome::Event;
@@ -408,7 +422,7 @@ impl Direction {
 
     /// Runs `n` decoded samples through the DTMF detector, if this direction has one.
     fn listen(&mut self, n: usize, out: &Outbox) {
-        let Some(d) = self.detector.as_mut() else { return };
+        let Some(d) = self.detector.as_mut().filter(|_| self.interworking) else { return };
         let (rate, te_clock) = (self.dec.pcm_rate(), self.to.dtmf.map_or(8000, |(_, c)| c));
         let (next_ts, sending, detected) = (self.out.ts, &mut self.sending, &mut self.detected);
         d.feed(&out.pcm[..n], |seen| match seen {

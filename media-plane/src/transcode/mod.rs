@@ -77,6 +77,13 @@ impl Transcoder {
         self.dirs[from & 1].on_packet(rtp, out)
     }
 
+    /// Turns DTMF interworking on or off (on when made).
+    pub fn set_dtmf_interworking(&mut self, on: bool) {
+        for d in &mut self.dirs {
+            d.set_interworking(on);
+        }
+    }
+
     /// A digit heard in leg `from`'s audio (a leg without telephone-event) that has
     /// ended: its RFC 4733 event code and duration in ms.
     pub fn take_detected(&mut self, from: usize) -> Option<(u8, u32)> {

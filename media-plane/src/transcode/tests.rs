@@ -499,3 +499,25 @@ fn a_reordered_packet_is_decoded_in_its_place_not_concealed() {
     let (outcomes, _) = run(&[1, 2, 3, 1]);
     assert_eq!(outcomes[3], Outcome::Late);
 }
+
+#[test]
+fn without_dtmf_interworking_events_are_dropped_and_tones_not_detected() {
+    use super::dtmf::ToneGenerator;
+    let mut t = Transcoder::new(&[pcmu(), no_te(pcma())], &opus::Params::default(), 9).unwrap();
+    t.set_dtmf_interworking(false);
+    let mut out = Outbox::new();
+    let ev = rtp(TE, 1, 0, &[5, 10, 0x01, 0x40]);
+    assert_eq!(t.on_rtp(0, &Rtp::parse(&ev).unwrap(), &mut out), Outcome::Event);
+    assert!(out.packets.is_empty(), "no tone played");
+    let mut enc = Kind::Pcma.encoder(8000, &opus::Params::default()).unwrap();
+    let mut gen = ToneGenerator::new(9, 10, 8000).unwrap();
+    for i in 0..10u32 {
+        let mut frame = [0i16; 160];
+        gen.fill(&mut frame);
+        let mut payload = [0u8; 160];
+        enc.encode(&frame, &mut payload).unwrap();
+        t.on_rtp(1, &Rtp::parse(&rtp(8, i as u16, i * 160, &payload)).unwrap(), &mut out);
+        assert!(out.packets.iter().all(|p| Rtp::parse(p).unwrap().payload_type() == 0), "audio only, no events");
+    }
+    assert_eq!(t.take_detected(1), None);
+}
