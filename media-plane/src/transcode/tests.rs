@@ -131,8 +131,8 @@ fn the_added_delay_stays_within_two_ptimes_and_5_ms() {
     // 20 ms each side: at most 2 x 20 + 5 = 45 ms added, for every pair both ways (the
     // FIFO holds under one frame, the resampler ~3 ms, the codecs' lookahead the rest).
     // Measured by a tone's onset after 200 ms of silence, at the output against the input.
-    let pairs: [(fn() -> LegSpec, fn() -> LegSpec); 5] =
-        [(pcmu, opus_leg), (pcma, g722), (g729, pcmu), (l16, pcma), (opus_leg, g722)];
+    type Leg = fn() -> LegSpec;
+    let pairs: [(Leg, Leg); 5] = [(pcmu, opus_leg), (pcma, g722), (g729, pcmu), (l16, pcma), (opus_leg, g722)];
     for (x, y) in pairs {
         for (a, b) in [(x(), y()), (y(), x())] {
             let (ka, kb) = (speaks(&a).unwrap().kind, speaks(&b).unwrap().kind);
