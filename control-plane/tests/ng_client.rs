@@ -125,6 +125,7 @@ fn rtpengine_ng_client_codec_flags_make_the_media_plane_transcode_pcmu_to_opus_a
     let to_b = new_sdp(&offer);
     assert!(to_b.contains("RTP/AVP 96") && to_b.contains("a=rtpmap:96 opus/48000/2"), "B is offered Opus: {to_b}");
     assert!(!to_b.contains("PCMU"), "PCMU is masked: {to_b}");
+    assert!(to_b.contains("a=fmtp:96 useinbandfec=1"), "the media plane takes Opus FEC: {to_b}");
     let b_port = new_sdp_port(&offer);
     // B answers Opus; A is answered with its own PCMU.
     let b_sdp = format!(

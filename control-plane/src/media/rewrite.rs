@@ -211,7 +211,8 @@ pub fn rewrite(sdp: &mut Sdp, i: usize, local: &Endpoint, flags: &Flags) {
 
 /// Sets section `m`'s formats to `codecs` (their payload types, in order) with an rtpmap
 /// each and the fmtp of the same codec in the first of `sources` that has one (matched
-/// by name and rate, so another side's payload type number does not matter).
+/// by name and rate, so another side's payload type number does not matter); an Opus no
+/// source has gets `useinbandfec=1`.
 pub fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
     let source_maps: Vec<(&Media, Vec<RtpMap>)> = sources.iter().map(|s| (*s, s.rtpmaps())).collect();
     let mut lines = Vec::with_capacity(codecs.len() * 2);
@@ -226,6 +227,9 @@ pub fn set_codecs(m: &mut Media, codecs: &[RtpMap], sources: &[&Media]) {
                 maps.iter().find(|r| r.encoding.eq_ignore_ascii_case(&c.encoding) && r.clock_rate == c.clock_rate)?;
             s.fmtp(r.pt).map(str::to_string)
         });
+        // An Opus the switch adds itself (transcoded to): the media plane decodes in-band
+        // FEC, so the peer may send it (RFC 7587 §6.1).
+        let fmtp = fmtp.or_else(|| c.encoding.eq_ignore_ascii_case("opus").then(|| "useinbandfec=1".to_string()));
         if let Some(params) = fmtp {
             lines.push(Attribute { name: "fmtp".into(), value: Some(format!("{} {params}", c.pt)) });
         }
