@@ -3,6 +3,9 @@
 //! pair makes (encode 20 ms at 8 kHz, decode 20 ms at 8 kHz, complexity 5), so our
 //! overhead over the library is their difference.
 //!
+//! Also what setting a transcoded session up costs its worker, with the codecs made there
+//! or ordered from the codec factory's thread.
+//!
 //!     taskset -c 1 cargo bench -p ferroswitch-benches --bench transcode
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -149,5 +152,52 @@ fn libopus(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pairs, libopus);
+/// What a transcoded session's set-up costs its worker: the codecs made there, or the
+/// transcoder ordered from the factory thread (which makes it on another core).
+fn setup(c: &mut Criterion) {
+    use ferroswitch_media_plane::relay::session::{Policy, Relay};
+    use ferroswitch_media_plane::transcode::factory::{Factory, Order};
+    use ferroswitch_shared::doorbell::Doorbell;
+    use ferroswitch_shared::msg::session_flags::TRANSCODE;
+    let mut g = c.benchmark_group("transcoded_session_setup");
+    let legs = [spec(Kind::Pcmu), spec(Kind::Opus)];
+    g.bench_function("codecs made on the worker", |b| {
+        b.iter_batched(
+            || Relay::new(legs, Policy::default()),
+            |mut r| {
+                r.set_session_flags(TRANSCODE, 1).unwrap();
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let factory = Factory::start().unwrap();
+    let client = factory.client(Doorbell::new().unwrap());
+    let mut ticket = 0u64;
+    g.bench_function("ordered from the factory", |b| {
+        b.iter_batched(
+            || {
+                while let Some(made) = client.take() {
+                    if let Ok(t) = made.result {
+                        client.destroy(t);
+                    }
+                }
+                Relay::new(legs, Policy::default())
+            },
+            |mut r| {
+                let o = r.apply_flags(TRANSCODE).unwrap();
+                ticket += 1;
+                if o.order && client.order(Order { ticket, legs: r.specs(), params: opus::Params::default(), seed: 1 })
+                {
+                    r.set_pending(Some(ticket));
+                }
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pairs, libopus, setup);
 criterion_main!(benches);

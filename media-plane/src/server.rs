@@ -169,6 +169,9 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
     };
     let own_ports = (opts.port_min, opts.port_max);
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
+    // Transcoders are made and destroyed on their own thread, not on the workers'.
+    let factory =
+        crate::transcode::factory::Factory::start().map_err(|source| MediaError::Spawn { core: 0, source })?;
     let mut workers = Vec::with_capacity(n);
     for (i, pin) in opts.workers.iter().enumerate() {
         let (lo, hi) = port_slice(opts.port_min, opts.port_max, i, n);
@@ -197,6 +200,8 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
             })
             .map_err(|source| MediaError::Spawn { core: i, source })?;
         info!(core = i, cpu = ?pin, ports = %format!("{lo}-{hi}"), quarantine_cap, "media worker started");
+        let bell = Doorbell::from_fd(wake.fd().try_clone().map_err(|source| MediaError::Spawn { core: i, source })?);
+        let _ = tx.send(WorkerMsg::Factory(factory.client(bell)));
         workers.push((tx, wake, handle));
     }
     // For scripts and tests; a closed stdout (its reader gone) is not a reason to stop.

@@ -46,7 +46,9 @@ use crate::pool::{bind_media_socket, Pool};
 use crate::relay::rtp::{classify, Kind};
 use crate::relay::session::{Drop, Notice, Policy, Relay, Verdict};
 use crate::sessions::SessionTable;
+use crate::transcode::factory::{FactoryClient, Order};
 use crate::transcode::Outbox;
+use crate::transcode::TranscodeError;
 use crate::uring::{Completion, Uring};
 
 /// What the main thread tells a worker.
@@ -62,6 +64,9 @@ pub enum WorkerMsg {
     },
     /// The control plane went away: drop the rings, keep the sessions.
     Detach,
+    /// Transcoders are to be made and destroyed by this codec factory (until then, and
+    /// without one, on the worker).
+    Factory(FactoryClient),
     /// Exit the thread.
     Stop,
 }
@@ -139,6 +144,11 @@ struct Core {
     own_ports: (u16, u16),
     /// Scratch space for transcoding (PCM and the packets one input gives).
     outbox: Outbox,
+    /// Where transcoders are made and destroyed, off this thread (None: here).
+    factory: Option<FactoryClient>,
+    /// The last transcoder order's ticket, and which session each open order is for.
+    tickets: u64,
+    orders: HashMap<u64, u64>,
 }
 
 fn token(gen: u16, slot: usize, leg: usize, rtcp: bool) -> u64 {
@@ -194,7 +204,7 @@ impl Core {
         };
         // Codecs are made before any socket is taken: a session that cannot be transcoded
         // costs nothing.
-        relay.set_session_flags(spec.flags, self.seed(id)).map_err(|e| (None, format!("transcoding: {e}")))?;
+        self.set_flags(id, &mut relay, spec.flags).map_err(|e| (None, format!("transcoding: {e}")))?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.gens.push(0);
@@ -287,6 +297,55 @@ impl Core {
         id_seed(id, self.now_ns(), self.core)
     }
 
+    /// Applies a session's flags to its relay: with a factory, a transcoder the flags need
+    /// is ordered from it (and an old one handed to it to destroy); without, made here.
+    fn set_flags(&mut self, id: u64, relay: &mut Relay, flags: u32) -> Result<(), TranscodeError> {
+        let seed = self.seed(id);
+        let Some(factory) = self.factory.as_ref() else {
+            return relay.set_session_flags(flags, seed);
+        };
+        let r = relay.apply_flags(flags)?;
+        if let Some(old) = r.old {
+            factory.destroy(old);
+        }
+        if !r.order {
+            return Ok(());
+        }
+        self.tickets += 1;
+        let ticket = self.tickets;
+        if factory.order(Order { ticket, legs: relay.specs(), params: self.policy.opus, seed }) {
+            self.orders.insert(ticket, id);
+            relay.set_pending(Some(ticket));
+        } else {
+            relay.set_session_flags(flags, seed)?;
+        }
+        Ok(())
+    }
+
+    /// Installs the transcoders the factory has made since the last turn (one no longer
+    /// wanted goes back to it).
+    fn install_transcoders(&mut self) {
+        let Some(factory) = self.factory.as_ref() else { return };
+        while let Some(made) = factory.take() {
+            let session = self.orders.remove(&made.ticket);
+            let live = session.and_then(|id| self.by_id.get(&id)).and_then(|&slot| self.slots[slot].as_mut());
+            match (made.result, live) {
+                (Ok(t), Some(live)) => {
+                    if let Err(t) = live.relay.install(made.ticket, t) {
+                        factory.destroy(t);
+                    }
+                }
+                (Ok(t), None) => factory.destroy(t),
+                (Err(e), live) => {
+                    warn!(core = self.core, session = ?session, "transcoder not made: {e}");
+                    if let Some(live) = live.filter(|l| l.relay.pending() == Some(made.ticket)) {
+                        live.relay.set_pending(None);
+                    }
+                }
+            }
+        }
+    }
+
     /// Stops watching the session's sockets and hands them to the quarantine; its final
     /// counters.
     fn close(&mut self, id: u64) -> Option<StreamStats> {
@@ -295,6 +354,9 @@ impl Core {
         self.unwatch_sockets(slot, &live.socks);
         self.free.push(slot);
         let stats = live.relay.stats(self.now_ns());
+        if let (Some(t), Some(f)) = (live.relay.take_transcoder(), self.factory.as_ref()) {
+            f.destroy(t);
+        }
         self.quarantine(&mut live.socks, &live.local);
         Some(stats)
     }
@@ -597,6 +659,9 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         dropped_events: 0,
         policy: cfg.policy,
         outbox: Outbox::new(),
+        factory: None,
+        tickets: 0,
+        orders: HashMap::new(),
         own_ports: cfg.own_ports,
     };
     if let Err(e) = c.io.watch_eventfd(wake.as_raw_fd(), TOKEN_WAKE) {
@@ -626,10 +691,12 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                     }
                     pending.clear();
                 }
+                Ok(WorkerMsg::Factory(f)) => c.factory = Some(f),
                 Ok(WorkerMsg::Stop) | Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
             }
         }
+        c.install_transcoders();
         let mut commands = 0;
         let mut created = false;
         table.set_clock(c.now_ns());
@@ -652,10 +719,9 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                                 (c.by_id.get(&e.header.session), table.get(e.header.session))
                             {
                                 let now = c.now_ns();
-                                if let Some(live) = c.slots[slot].as_mut() {
+                                if let Some(mut live) = c.slots[slot].take() {
                                     live.relay.update(s.spec.legs);
-                                    let seed = id_seed(e.header.session, now, core);
-                                    if let Err(why) = live.relay.set_session_flags(s.spec.flags, seed) {
+                                    if let Err(why) = c.set_flags(e.header.session, &mut live.relay, s.spec.flags) {
                                         warn!(core, session = e.header.session, "update: transcoding: {why}");
                                     }
                                     let timeout = (s.spec.rtp_timeout_secs > 0)
@@ -665,6 +731,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                                         live.armed_ns = now;
                                         live.timed_out = false;
                                     }
+                                    c.slots[slot] = Some(live);
                                 }
                             }
                         }

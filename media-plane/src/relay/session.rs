@@ -93,6 +93,15 @@ pub enum Notice {
     },
 }
 
+/// What [`Relay::apply_flags`] asks of the caller: order a transcoder, and destroy the
+/// old one.
+pub struct Reorder {
+    /// A transcoder for the legs is to be ordered.
+    pub order: bool,
+    /// The transcoder no longer needed.
+    pub old: Option<Box<Transcoder>>,
+}
+
 /// How a session's relay behaves beyond its spec (the media plane's configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -370,6 +379,11 @@ pub struct Relay {
     transcoder: Option<Box<Transcoder>>,
     /// Packets the transcoder could not take (late, unknown payload type, undecodable).
     transcode_drops: u64,
+    /// A transcoder ordered from the factory and not installed yet (its ticket): the
+    /// audio meanwhile is dropped.
+    pending: Option<u64>,
+    /// `session_flags::NO_DTMF`.
+    no_dtmf: bool,
 }
 
 impl std::fmt::Debug for Relay {
@@ -391,6 +405,8 @@ impl Relay {
             policy,
             transcoder: None,
             transcode_drops: 0,
+            pending: None,
+            no_dtmf: false,
         }
     }
 
@@ -405,11 +421,67 @@ impl Relay {
     pub fn set_session_flags(&mut self, flags: u32, seed: u64) -> Result<(), TranscodeError> {
         use ferroswitch_shared::msg::session_flags as sf;
         self.set_echo(flags & sf::ECHO != 0);
+        self.no_dtmf = flags & sf::NO_DTMF != 0;
         self.set_transcoding(flags & sf::TRANSCODE != 0, seed)?;
         if let Some(t) = self.transcoder.as_mut() {
-            t.set_dtmf_interworking(flags & sf::NO_DTMF == 0);
+            t.set_dtmf_interworking(!self.no_dtmf);
         }
         Ok(())
+    }
+
+    /// The session's flags, where the transcoder is made elsewhere (the worker's codec
+    /// factory): echo and DTMF are applied; the transcoder the flags need, if this relay
+    /// has none that serves the legs, is returned as what to order (the old one, no longer
+    /// right, is handed back to be destroyed). Checks the legs can be transcoded at all.
+    pub fn apply_flags(&mut self, flags: u32) -> Result<Reorder, TranscodeError> {
+        use ferroswitch_shared::msg::session_flags as sf;
+        self.set_echo(flags & sf::ECHO != 0);
+        self.no_dtmf = flags & sf::NO_DTMF != 0;
+        let specs = [self.legs[0].spec, self.legs[1].spec];
+        if flags & sf::TRANSCODE == 0 || self.echo {
+            self.pending = None;
+            return Ok(Reorder { order: false, old: self.transcoder.take() });
+        }
+        if let Some(t) = self.transcoder.as_mut().filter(|t| t.serves(&specs)) {
+            t.set_dtmf_interworking(!self.no_dtmf);
+            return Ok(Reorder { order: false, old: None });
+        }
+        for (i, leg) in specs.iter().enumerate() {
+            crate::transcode::speaks(leg).ok_or(TranscodeError::NoCodec(i))?;
+        }
+        Ok(Reorder { order: true, old: self.transcoder.take() })
+    }
+
+    /// The legs' specs (what a transcoder for them is made from).
+    pub fn specs(&self) -> [LegSpec; 2] {
+        [self.legs[0].spec, self.legs[1].spec]
+    }
+
+    /// A transcoder was ordered under `ticket`: the audio waits for it.
+    pub fn set_pending(&mut self, ticket: Option<u64>) {
+        self.pending = ticket;
+    }
+
+    /// The ticket of the transcoder this relay waits for.
+    pub fn pending(&self) -> Option<u64> {
+        self.pending
+    }
+
+    /// Installs the transcoder ordered; false (and it is handed back) if this relay no
+    /// longer waits for that ticket.
+    pub fn install(&mut self, ticket: u64, mut t: Box<Transcoder>) -> Result<(), Box<Transcoder>> {
+        if self.pending != Some(ticket) || !t.serves(&self.specs()) {
+            return Err(t);
+        }
+        t.set_dtmf_interworking(!self.no_dtmf);
+        self.pending = None;
+        self.transcoder = Some(t);
+        Ok(())
+    }
+
+    /// Takes the transcoder out (to destroy it elsewhere).
+    pub fn take_transcoder(&mut self) -> Option<Box<Transcoder>> {
+        self.transcoder.take()
     }
 
     /// Turns transcoding on (the legs share no codec: each speaks its first one the media
@@ -552,6 +624,10 @@ impl Relay {
         let Some(to) = to_leg.rtp.to else {
             return self.refuse(from, Drop::NoPeer);
         };
+        if self.transcoder.is_none() && self.pending.is_some() {
+            // The transcoder is being made: nothing to send the other side yet.
+            return self.refuse(from, Drop::NoPeer);
+        }
         match (admit, self.transcoder.is_some()) {
             (Admit::Peer, true) => return Verdict::Transcode { to },
             // A stranger's packets are not the leg's codec stream: never passed on raw.
@@ -658,6 +734,38 @@ mod tests {
         let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), other]);
         assert!(r.set_transcoding(true, 1).is_err());
         assert!(!r.transcodes());
+    }
+
+    #[test]
+    fn a_transcoder_made_elsewhere_is_waited_for_then_installed_only_for_its_order() {
+        use ferroswitch_shared::msg::session_flags;
+        let mut b = leg(Some("192.0.2.2:5000"), 0);
+        b.codecs[0] = PayloadMap { clock_rate: 8000, pt: 8, codec: codec::PCMA, channels: 1, _pad: 0 };
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), b]);
+        let order = r.apply_flags(session_flags::TRANSCODE).unwrap();
+        assert!(order.order && order.old.is_none());
+        r.set_pending(Some(3));
+        // Until it comes, the audio has nowhere to go (and is counted so).
+        let mut p = packet(0, 1, 160, 7);
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Drop(Drop::NoPeer));
+        let specs = r.specs();
+        let made = || Box::new(Transcoder::new(&specs, &opus::Params::default(), 1).unwrap());
+        let t = made();
+        assert!(r.install(2, t).is_err(), "another order's transcoder is handed back");
+        let t = made();
+        assert!(r.install(3, t).is_ok());
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Transcode { to: a("192.0.2.2:5000") });
+        // The same flags again: nothing to order. Transcoding off: the transcoder comes back out.
+        assert!(!r.apply_flags(session_flags::TRANSCODE).unwrap().order);
+        let off = r.apply_flags(0).unwrap();
+        assert!(!off.order && off.old.is_some());
+        assert_eq!(r.on_rtp(0, a("192.0.2.1:4000"), 0, &mut p, |_| {}), Verdict::Forward { to: a("192.0.2.2:5000") });
+        // Nothing transcodable: refused before anything is ordered.
+        let mut other = leg(Some("192.0.2.2:5000"), 0);
+        other.codecs[0].codec = codec::OTHER;
+        other.codec_count = 1;
+        let mut r = Relay::new2([leg(Some("192.0.2.1:4000"), 0), other]);
+        assert_eq!(r.apply_flags(session_flags::TRANSCODE).err(), Some(TranscodeError::NoCodec(1)));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod direction;
 pub mod dtmf;
+pub mod factory;
 pub mod resample;
 
 use ferroswitch_shared::msg::{codec, LegSpec};
