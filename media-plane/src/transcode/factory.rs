@@ -38,7 +38,7 @@ pub struct Made {
 }
 
 enum Job {
-    Make { order: Order, reply: Sender<Made>, wake: Arc<Doorbell> },
+    Make { order: Box<Order>, reply: Sender<Made>, wake: Arc<Doorbell> },
     Destroy(Box<Transcoder>),
 }
 
@@ -85,7 +85,7 @@ pub struct FactoryClient {
 impl FactoryClient {
     /// Orders a transcoder; false if the factory is gone.
     pub fn order(&self, order: Order) -> bool {
-        self.jobs.send(Job::Make { order, reply: self.reply.clone(), wake: self.wake.clone() }).is_ok()
+        self.jobs.send(Job::Make { order: Box::new(order), reply: self.reply.clone(), wake: self.wake.clone() }).is_ok()
     }
 
     /// Hands a transcoder over to be destroyed (dropped here if the factory is gone).
