@@ -3,7 +3,7 @@
 # which ones first. Usage: ci/install-deps.sh build|test
 #   build: what building the switch needs beyond the Rust toolchain: the codec libraries
 #          the media plane links for transcoding (libopus-dev for Opus, libbcg729-dev for
-#          G.729)
+#          G.729), and clang, llvm and libbpf-dev to build the AF_XDP backend's XDP program
 #   test:  what build needs, and the real peers the test suite drives: SIPp (sip-tester), sipsak, the
 #          baresip softphone (baresip-core), rtpengine's NG client (rtpengine-utils),
 #          and the Kamailio SIP proxy (kamailio: its rtpengine module, rtpengine.so, is in
@@ -12,8 +12,8 @@
 set -euo pipefail
 what="${1:-test}"
 case "$what" in
-  build) pkgs=(libopus-dev libbcg729-dev) ;;
-  test) pkgs=(libopus-dev libbcg729-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban) ;;
+  build) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev) ;;
+  test) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban) ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 missing=()

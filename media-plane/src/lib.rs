@@ -12,5 +12,6 @@ pub mod sessions;
 pub mod transcode;
 pub mod uring;
 pub mod worker;
+pub mod xdp;
 
 pub use server::{run, MediaError, MediaOptions};
