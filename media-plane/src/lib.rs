@@ -13,5 +13,6 @@ pub mod transcode;
 pub mod uring;
 pub mod worker;
 pub mod xdp;
+pub mod xsk;
 
 pub use server::{run, MediaError, MediaOptions};

@@ -11,7 +11,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use aya::maps::{Array, PerCpuArray};
+use aya::maps::{Array, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpFlags};
 use aya::Ebpf;
 
@@ -145,6 +145,16 @@ impl Program {
     /// The interface it is attached to.
     pub fn interface(&self) -> &str {
         &self.interface
+    }
+
+    /// Sends receive queue `queue`'s media frames to the AF_XDP socket `fd` (a worker's;
+    /// until then, and once it is closed, they go to the kernel).
+    pub fn register(&mut self, queue: u32, fd: std::os::fd::RawFd) -> Result<(), XdpError> {
+        let map = self.ebpf.map_mut("xsks").ok_or_else(|| XdpError::Parse("no xsks map in the object".into()))?;
+        let mut xsks = XskMap::try_from(map).map_err(|e| XdpError::Parse(e.to_string()))?;
+        // SAFETY: only the fd number is read; the caller keeps the socket open while registered.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        xsks.set(queue, fd, 0).map_err(|e| XdpError::Load(error_chain(&e)))
     }
 
     /// Its counters now.

@@ -216,3 +216,86 @@ fn holder() {
     let _p = Program::attach(&iface, Mode::Native, MediaConfig::new(Some(v4), None, (20000, 20999))).unwrap();
     std::thread::sleep(Duration::from_secs(60));
 }
+
+/// `Udp: ... InCsumErrors` of the calling thread's namespace.
+fn udp_csum_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let i = names.split_whitespace().position(|n| n == "InCsumErrors").unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_af_xdp_socket_takes_the_media_frames_and_its_replies_pass_the_kernels_checksum_checks() {
+    use ferroswitch_media_plane::xsk::{fix_checksums, Xsk, XskMode};
+    let Some(v) = topology() else { return };
+    let kernel = UdpSocket::bind(format!("{}:20004", v.near_v4())).unwrap();
+    let Some(mut p) = attach(&v, Mode::Native) else { return };
+    let name = std::ffi::CString::new(v.near.clone()).unwrap();
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    let mut x = match Xsk::new(ifindex, 0, 64, XskMode::Copy) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("skipped: the kernel refuses an AF_XDP socket here: {e}");
+            return;
+        }
+    };
+    p.register(0, x.fd()).unwrap();
+    // The far side sends five datagrams to the media port and waits for what comes back.
+    let ns = std::fs::File::open(format!("/run/netns/{}", v.ns)).unwrap();
+    let to: std::net::SocketAddr = format!("{}:20004", v.near_v4()).parse().unwrap();
+    let far = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid namespace fd.
+        assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let errors_before = udp_csum_errors();
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut got = Vec::new();
+        for i in 0..5u8 {
+            s.send_to(&[i; 100], to).unwrap();
+            let mut buf = [0u8; 200];
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                got.push((buf[..n].to_vec(), from));
+            }
+        }
+        (got, udp_csum_errors() - errors_before)
+    });
+    // The worker's side: each frame back where it came from (addresses and ports swapped),
+    // its checksums computed.
+    let mut frames = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while frames < 5 && Instant::now() < deadline {
+        frames += x.poll(|f, len| {
+            let (eth, ip, udp) = (0, 14, 34);
+            for k in 0..6 {
+                f.swap(eth + k, eth + 6 + k);
+            }
+            for k in 0..4 {
+                f.swap(ip + 12 + k, ip + 16 + k);
+            }
+            for k in 0..2 {
+                f.swap(udp + k, udp + 2 + k);
+            }
+            fix_checksums(&mut f[..len], ip).then_some(len)
+        });
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Let the last reply leave before the far side stops listening.
+    for _ in 0..50 {
+        x.poll(|_, _| None);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (got, csum_errors) = far.join().unwrap();
+    assert_eq!(frames, 5, "the AF_XDP socket took the five datagrams");
+    assert_eq!(drain(&kernel), 0, "none reached the kernel's socket");
+    assert_eq!(got.len(), 5, "five replies came back: {:?}", got.iter().map(|g| g.0[0]).collect::<Vec<_>>());
+    for (i, (payload, from)) in got.iter().enumerate() {
+        assert_eq!(payload, &vec![i as u8; 100]);
+        assert_eq!(*from, to, "from the media address and port");
+    }
+    assert_eq!(csum_errors, 0, "UdpInCsumErrors at the receiver");
+    assert_eq!(p.counters().no_socket, 0);
+}
