@@ -50,6 +50,7 @@ use crate::transcode::factory::{FactoryClient, Order};
 use crate::transcode::Outbox;
 use crate::transcode::TranscodeError;
 use crate::uring::{Completion, Uring};
+use crate::xsk::Xsk;
 
 /// What the main thread tells a worker.
 pub enum WorkerMsg {
@@ -67,6 +68,9 @@ pub enum WorkerMsg {
     /// Transcoders are to be made and destroyed by this codec factory (until then, and
     /// without one, on the worker).
     Factory(FactoryClient),
+    /// Media frames come on this AF_XDP socket too (the af_xdp backend): the XDP program
+    /// sends the worker's queue's media frames there; the kernel sockets stay bound.
+    Xdp(Box<Xsk>),
     /// Exit the thread.
     Stop,
 }
@@ -83,6 +87,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// Tokens stay below 2^56 (io_uring's user_data keeps the top byte for its tags).
 const TOKEN_WAKE: u64 = (1 << 56) - 1;
 const TOKEN_BELL: u64 = (1 << 56) - 2;
+const TOKEN_XSK: u64 = (1 << 56) - 3;
 
 /// Which I/O backend a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +154,25 @@ struct Core {
     /// The last transcoder order's ticket, and which session each open order is for.
     tickets: u64,
     orders: HashMap<u64, u64>,
+    /// The AF_XDP path (af_xdp backend), and every session socket's token by local port
+    /// (frames arrive for a port, not a socket).
+    xdp: Option<XdpPath>,
+    ports: HashMap<u16, u64>,
+}
+
+/// A worker's AF_XDP socket, and the peers' MAC addresses learnt from their frames (the
+/// next hop a relayed frame is sent to; a peer not heard from yet is sent to through the
+/// kernel socket).
+struct XdpPath {
+    xsk: Box<Xsk>,
+    macs: HashMap<std::net::IpAddr, [u8; 6]>,
+}
+
+/// Where a relayed packet goes: out of `fd` (bound to `from`) to `to`.
+struct Out {
+    fd: RawFd,
+    from: Option<SocketAddr>,
+    to: SocketAddr,
 }
 
 fn token(gen: u16, slot: usize, leg: usize, rtcp: bool) -> u64 {
@@ -250,6 +274,9 @@ impl Core {
         for (leg, pair) in socks.iter().enumerate() {
             for (rtcp, s) in pair.iter().enumerate() {
                 let Some(s) = s else { continue };
+                if let Some(port) = s.local_addr().ok().map(|a| a.port()) {
+                    self.ports.insert(port, token(gen, slot, leg, rtcp == 1));
+                }
                 if let Err(e) = self.io.watch_socket(s.as_raw_fd(), token(gen, slot, leg, rtcp == 1)) {
                     self.free.push(slot);
                     self.unwatch_sockets(slot, &socks);
@@ -265,11 +292,46 @@ impl Core {
         Ok(())
     }
 
+    /// Relays the frames waiting on the AF_XDP socket, each in place where the next hop's
+    /// MAC is known (else through the kernel socket); the frames taken.
+    fn xdp_turn(&mut self, mut notify: impl FnMut(Event)) -> usize {
+        let now = self.now_ns();
+        let here = (self.core, self.own_ports);
+        let Some(XdpPath { xsk, macs }) = self.xdp.as_mut() else { return 0 };
+        let (slots, gens, ports, outbox) = (&mut self.slots, &self.gens, &self.ports, &mut self.outbox);
+        xsk.poll(|frame, len| {
+            let h = crate::xsk::Headers::parse(&frame[..len])?;
+            macs.insert(h.src.ip(), h.src_mac);
+            let tok = *ports.get(&h.dst_port)?;
+            let payload = &mut frame[h.payload..len];
+            let o = Core::relay_one(slots, gens, here, tok, payload, h.src, now, outbox, &mut notify)?;
+            let mac = macs.get(&o.to.ip()).copied();
+            // A frame an AF_XDP socket sends on the loopback is not delivered to local
+            // sockets: to a loopback address it goes through the kernel socket.
+            let in_place = !o.to.ip().is_loopback();
+            match (mac, o.from) {
+                (Some(mac), Some(from)) if in_place && from.ip() == h.dst_ip && from.is_ipv4() == o.to.is_ipv4() => {
+                    crate::xsk::readdress(&mut frame[..len], &h, mac, from.port(), o.to).then_some(len)
+                }
+                _ => {
+                    send_to(o.fd, payload, o.to);
+                    None
+                }
+            }
+        })
+    }
+
     /// Stops watching the sockets of `slot` (its current generation's tokens).
     fn unwatch_sockets(&mut self, slot: usize, socks: &[[Option<UdpSocket>; 2]; 2]) {
         for (leg, pair) in socks.iter().enumerate() {
             for (rtcp, s) in pair.iter().enumerate() {
                 let Some(s) = s else { continue };
+                let tok = token(self.gens[slot], slot, leg, rtcp == 1);
+                if let Some(port) = s.local_addr().ok().map(|a| a.port()) {
+                    if self.ports.get(&port) == Some(&tok) {
+                        self.ports.remove(&port);
+                    }
+                }
                 match &mut self.io {
                     // The socket stays open: level-triggered readiness under the old token
                     // would fire on every wait.
@@ -377,7 +439,7 @@ impl Core {
         now: u64,
         outbox: &mut Outbox,
         notify: &mut impl FnMut(Event),
-    ) -> Option<(std::os::fd::RawFd, SocketAddr)> {
+    ) -> Option<Out> {
         let (gen, slot, leg, rtcp) = untoken(tok);
         if gens.get(slot) != Some(&gen) {
             return None; // a late completion for a closed session
@@ -402,11 +464,16 @@ impl Core {
         };
         // From the other leg's socket (an echo: the same leg's); RTCP from the RTCP socket
         // unless muxed.
-        let out = &live.socks[if live.relay.is_echo() { leg } else { leg ^ 1 }];
-        let sock = if is_rtcp { out[1].as_ref().or(out[0].as_ref()) } else { out[0].as_ref() };
+        let out_leg = if live.relay.is_echo() { leg } else { leg ^ 1 };
+        let out = &live.socks[out_leg];
+        let (sock, plus) = match (is_rtcp, out[1].as_ref()) {
+            (true, Some(s)) => (Some(s), 1),
+            _ => (out[0].as_ref(), 0),
+        };
         let fd = sock.map(AsRawFd::as_raw_fd)?;
         if !transcode {
-            return Some((fd, to));
+            let from = live.local[out_leg].map(|l| SocketAddr::new(l.ip(), l.port() + plus));
+            return Some(Out { fd, from, to });
         }
         // Transcoded: new packets from the worker's outbox, sent now; the received buffer
         // goes back.
@@ -435,7 +502,7 @@ impl Core {
                 let n = epoll.wait(ready, timeout_ms);
                 for ev in &ready[..n] {
                     let tok = ev.u64;
-                    if tok == TOKEN_WAKE || tok == TOKEN_BELL {
+                    if tok == TOKEN_WAKE || tok == TOKEN_BELL || tok == TOKEN_XSK {
                         specials.push(tok);
                         continue;
                     }
@@ -470,8 +537,8 @@ impl Core {
                                 &mut self.outbox,
                                 &mut notify,
                             );
-                            if let Some((out_fd, to)) = out {
-                                send_to(out_fd, pkt, to);
+                            if let Some(o) = out {
+                                send_to(o.fd, pkt, o.to);
                             }
                         }
                         if got < batch.capacity() {
@@ -518,7 +585,7 @@ impl Core {
                                 &mut notify,
                             );
                             match out {
-                                Some((fd, to)) => u.forward(bid, offset, len, fd, to),
+                                Some(o) => u.forward(bid, offset, len, o.fd, o.to),
                                 None => u.release(bid),
                             }
                         }
@@ -662,6 +729,8 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         factory: None,
         tickets: 0,
         orders: HashMap::new(),
+        xdp: None,
+        ports: HashMap::new(),
         own_ports: cfg.own_ports,
     };
     if let Err(e) = c.io.watch_eventfd(wake.as_raw_fd(), TOKEN_WAKE) {
@@ -692,6 +761,16 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                     pending.clear();
                 }
                 Ok(WorkerMsg::Factory(f)) => c.factory = Some(f),
+                Ok(WorkerMsg::Xdp(xsk)) => {
+                    if matches!(c.io, Io::Uring(_)) {
+                        warn!(core, "AF_XDP frames need the epoll backend beside them: socket ignored");
+                    } else if let Err(e) = c.io.watch_eventfd(xsk.fd(), TOKEN_XSK) {
+                        warn!(core, error = %e, "media worker cannot watch its AF_XDP socket");
+                    } else {
+                        info!(core, "media worker takes frames from its AF_XDP socket");
+                        c.xdp = Some(XdpPath { xsk, macs: HashMap::new() });
+                    }
+                }
                 Ok(WorkerMsg::Stop) | Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
             }
@@ -759,6 +838,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         specials.clear();
         packets =
             c.turn(if asleep { timeout_ms } else { 0 }, wake.as_raw_fd(), bell_fd, &mut specials, |e| pending.push(e));
+        packets += c.xdp_turn(|e| pending.push(e));
         if let Some(a) = attached.as_mut() {
             if asleep {
                 a.ends.commands.woke();
@@ -767,8 +847,10 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         for &tok in &specials {
             if tok == TOKEN_WAKE {
                 wake.clear();
-            } else if let Some(a) = &attached {
-                a.commands_bell.clear();
+            } else if tok == TOKEN_BELL {
+                if let Some(a) = &attached {
+                    a.commands_bell.clear();
+                }
             }
         }
         if last_tick.elapsed() >= TICK {

@@ -358,6 +358,104 @@ impl Drop for UmemGuard {
     }
 }
 
+/// A received UDP frame's headers, as the relay needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headers {
+    /// The sender's MAC (the next hop back to it).
+    pub src_mac: [u8; 6],
+    /// Where the datagram came from.
+    pub src: std::net::SocketAddr,
+    /// The address and port it was sent to (ours).
+    pub dst_ip: std::net::IpAddr,
+    /// The UDP destination port.
+    pub dst_port: u16,
+    /// Offsets of the IP header, the UDP header and the payload.
+    pub l3: usize,
+    /// The UDP header's offset.
+    pub udp: usize,
+    /// The payload's offset.
+    pub payload: usize,
+}
+
+impl Headers {
+    /// Ethernet (up to two VLAN tags), IPv4 without options or IPv6, UDP; None for
+    /// anything else (the XDP program passes only these).
+    pub fn parse(f: &[u8]) -> Option<Headers> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        let src_mac: [u8; 6] = f.get(6..12)?.try_into().ok()?;
+        let mut l3 = 14;
+        let mut proto = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+        for _ in 0..2 {
+            if proto != 0x8100 && proto != 0x88a8 {
+                break;
+            }
+            proto = u16::from_be_bytes([*f.get(l3 + 2)?, *f.get(l3 + 3)?]);
+            l3 += 4;
+        }
+        let (src_ip, dst_ip, udp) = match proto {
+            0x0800 => {
+                let ip = f.get(l3..l3 + 20)?;
+                if ip[0] != 0x45 || ip[9] != 17 {
+                    return None;
+                }
+                let s = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+                let d = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                (IpAddr::V4(s), IpAddr::V4(d), l3 + 20)
+            }
+            0x86dd => {
+                let ip = f.get(l3..l3 + 40)?;
+                if ip[6] != 17 {
+                    return None;
+                }
+                let s: [u8; 16] = ip[8..24].try_into().ok()?;
+                let d: [u8; 16] = ip[24..40].try_into().ok()?;
+                (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d)), l3 + 40)
+            }
+            _ => return None,
+        };
+        let u = f.get(udp..udp + 8)?;
+        let (sport, dport) = (u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]));
+        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
+        if ulen < 8 || udp + ulen > f.len() {
+            return None;
+        }
+        Some(Headers {
+            src_mac,
+            src: SocketAddr::new(src_ip, sport),
+            dst_ip,
+            dst_port: dport,
+            l3,
+            udp,
+            payload: udp + 8,
+        })
+    }
+}
+
+/// Turns a received frame (`h` its headers) around in place toward `to` through the
+/// next hop `mac`, from our own MAC and address and UDP port `from_port`; the payload
+/// stays as it is (the relay rewrote it already). False if the families differ.
+pub fn readdress(f: &mut [u8], h: &Headers, mac: [u8; 6], from_port: u16, to: std::net::SocketAddr) -> bool {
+    // Our MAC is the one the frame came to.
+    f.copy_within(0..6, 6);
+    f[0..6].copy_from_slice(&mac);
+    match to.ip() {
+        std::net::IpAddr::V4(d) if h.dst_ip.is_ipv4() => {
+            f.copy_within(h.l3 + 16..h.l3 + 20, h.l3 + 12);
+            f[h.l3 + 16..h.l3 + 20].copy_from_slice(&d.octets());
+            f[h.l3 + 8] = 64;
+        }
+        std::net::IpAddr::V6(d) if h.dst_ip.is_ipv6() => {
+            f.copy_within(h.l3 + 24..h.l3 + 40, h.l3 + 8);
+            f[h.l3 + 24..h.l3 + 40].copy_from_slice(&d.octets());
+            f[h.l3 + 7] = 64;
+        }
+        _ => return false,
+    }
+    f[h.udp..h.udp + 2].copy_from_slice(&from_port.to_be_bytes());
+    f[h.udp + 2..h.udp + 4].copy_from_slice(&to.port().to_be_bytes());
+    fix_checksums(f, h.l3)
+}
+
 /// The internet checksum (RFC 1071) of `data`, folded into `sum`.
 fn ones_complement(mut sum: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);

@@ -16,6 +16,16 @@ use ferroswitch_shared::msg::{
 use ferroswitch_shared::ring::{pair, Consumer, Producer};
 use ferroswitch_shared::segment::MediaEnds;
 
+/// The backend a test runs on: the worker's own (io_uring, epoll), or AF_XDP beside epoll
+/// (the XDP program on the loopback of a network namespace of the test's own, the
+/// worker's AF_XDP socket on its queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Epoll,
+    IoUring,
+    AfXdp,
+}
+
 /// One worker thread and the control plane's ends of its rings.
 struct Core {
     commands: Producer<Command>,
@@ -24,20 +34,22 @@ struct Core {
     tx: mpsc::Sender<WorkerMsg>,
     wake: Doorbell,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The XDP program (AF_XDP), detached after the worker stops.
+    xdp: Option<ferroswitch_media_plane::xdp::Program>,
 }
 
 impl Core {
-    fn start_on(port_min: u16, backend: worker::Backend) -> Core {
+    fn start_on(port_min: u16, backend: Backend) -> Core {
         Core::start_with(port_min, port_min + 199, backend)
     }
 
-    fn start_with(port_min: u16, port_max: u16, backend: worker::Backend) -> Core {
+    fn start_with(port_min: u16, port_max: u16, backend: Backend) -> Core {
         // Lowest port first, so tests can name ports (the media plane's own tables are random).
         let order = ferroswitch_media_plane::sessions::PortOrder::Sequential;
         Core::start_table(SessionTable::with_order(0, port_min, port_max, PORT_REUSE_DELAY, order), backend)
     }
 
-    fn start_table(table: SessionTable, backend: worker::Backend) -> Core {
+    fn start_table(table: SessionTable, backend: Backend) -> Core {
         let own_ports = table.port_range();
         let (commands, worker_commands) = pair::<Command>(64).unwrap();
         let (worker_events, events) = pair::<Event>(256).unwrap();
@@ -48,9 +60,10 @@ impl Core {
         let wake_worker = Doorbell::from_fd(wake.fd().try_clone().unwrap());
         let bell_worker = Doorbell::from_fd(commands_bell.fd().try_clone().unwrap());
         let held = Arc::new(AtomicUsize::new(0));
+        let port_range = table.port_range();
         let cfg = worker::WorkerConfig {
             pin: None,
-            backend,
+            backend: if backend == Backend::IoUring { worker::Backend::IoUring } else { worker::Backend::Epoll },
             stats_interval: Duration::from_millis(400),
             sqpoll_idle: None,
             busy_poll: Duration::ZERO,
@@ -65,8 +78,21 @@ impl Core {
             events_bell,
         })
         .unwrap();
+        let xdp = (backend == Backend::AfXdp).then(|| {
+            use ferroswitch_media_plane::xdp::{MediaConfig, Mode, Program};
+            use ferroswitch_media_plane::xsk::{Xsk, XskMode};
+            let cfg = MediaConfig::new(Some(std::net::Ipv4Addr::LOCALHOST), None, port_range);
+            let mut p = Program::attach("lo", Mode::Generic, cfg).expect("XDP on the namespace's loopback");
+            let lo = std::ffi::CString::new("lo").unwrap();
+            // SAFETY: a NUL-terminated name.
+            let xsk = Xsk::new(unsafe { libc::if_nametoindex(lo.as_ptr()) }, 0, 256, XskMode::Copy)
+                .expect("an AF_XDP socket");
+            p.register(0, xsk.fd()).unwrap();
+            tx.send(WorkerMsg::Xdp(Box::new(xsk))).unwrap();
+            p
+        });
         wake.ring();
-        Core { commands, events, commands_bell, tx, wake, thread: Some(thread) }
+        Core { commands, events, commands_bell, tx, wake, thread: Some(thread), xdp }
     }
 
     fn send(&mut self, c: Command) {
@@ -97,6 +123,54 @@ impl Drop for Core {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        if let Some(p) = self.xdp.take() {
+            // Every media frame the program saw went to the worker's AF_XDP socket, none
+            // to the kernel for want of one.
+            let c = p.counters();
+            if !std::thread::panicking() {
+                assert_eq!(c.no_socket, 0, "{c:?}");
+            }
+        }
+    }
+}
+
+/// Runs `f` directly (the kernel backends).
+fn direct(f: impl FnOnce() + Send) {
+    f()
+}
+
+/// Runs `f` on a thread inside a network namespace of its own, its loopback up (the
+/// AF_XDP backend's tests: the XDP program there touches nothing else); skipped where
+/// that cannot be had (not root, no XDP program in this build).
+fn in_namespace(f: impl FnOnce() + Send) {
+    use std::process::Command;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: AF_XDP tests need root");
+        return;
+    }
+    if !ferroswitch_media_plane::xdp::Program::built() {
+        eprintln!("skipped: this build has no XDP program (install clang, llvm, libbpf-dev)");
+        return;
+    }
+    let name = format!("fsr{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+    let ns = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+    let result = std::thread::scope(|s| {
+        s.spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid namespace fd; moves this thread only.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            assert!(Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap().success());
+            f()
+        })
+        .join()
+    });
+    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -142,7 +216,7 @@ fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
     (buf[..n].to_vec(), from)
 }
 
-fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port(backend: worker::Backend, ports: u16) {
+fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port(backend: Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
     let (pa, pb, pa_rtcp, pb_rtcp) = (peer(), peer(), peer(), peer());
     let mut leg_a = leg(Some(pa.local_addr().unwrap()), 0);
@@ -177,7 +251,7 @@ fn rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port(backend: worker::
     assert!(pb.recv_from(&mut [0u8; 64]).is_err());
 }
 
-fn a_symmetric_leg_latches_and_strict_source_drops_strangers(backend: worker::Backend, ports: u16) {
+fn a_symmetric_leg_latches_and_strict_source_drops_strangers(backend: Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
     // The stranger has another address: the same IP on another port is the peer whose
     // NAT binding changed, and moves the latch.
@@ -204,7 +278,7 @@ fn a_symmetric_leg_latches_and_strict_source_drops_strangers(backend: worker::Ba
     assert_eq!((stats.legs[0].sent, stats.legs[1].sent), (2, 1));
 }
 
-fn telephone_events_and_rtp_timeouts_are_reported(backend: worker::Backend, ports: u16) {
+fn telephone_events_and_rtp_timeouts_are_reported(backend: Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
     let (pa, pb) = (peer(), peer());
     let [la, _] =
@@ -225,7 +299,7 @@ fn telephone_events_and_rtp_timeouts_are_reported(backend: worker::Backend, port
     assert!(core.events.pop().is_none_or(|e| e.kind() != Some(EventKind::RtpTimeout)), "reported once");
 }
 
-fn the_rtp_timer_runs_from_the_sessions_creation_not_the_workers_start(backend: worker::Backend, ports: u16) {
+fn the_rtp_timer_runs_from_the_sessions_creation_not_the_workers_start(backend: Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
     // The worker has run longer than the timeout before the session exists.
     std::thread::sleep(Duration::from_millis(1300));
@@ -236,7 +310,7 @@ fn the_rtp_timer_runs_from_the_sessions_creation_not_the_workers_start(backend: 
     assert!(before.elapsed() >= Duration::from_secs(1), "timed out {:?} after its creation", before.elapsed());
 }
 
-fn video_and_rtcp_feedback_are_relayed_like_audio(backend: worker::Backend, ports: u16) {
+fn video_and_rtcp_feedback_are_relayed_like_audio(backend: Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
     let (pa, pb) = (peer(), peer());
     // A video m-line with rtcp-mux: H.264 on payload type 96, RTCP on the same port.
@@ -263,7 +337,7 @@ fn video_and_rtcp_feedback_are_relayed_like_audio(backend: worker::Backend, port
     assert_eq!(recv(&pa), (nack.to_vec(), la));
 }
 
-fn ports_all_held_elsewhere_fail_the_create_and_leave_nothing(backend: worker::Backend, ports: u16) {
+fn ports_all_held_elsewhere_fail_the_create_and_leave_nothing(backend: Backend, ports: u16) {
     // Another program holds every port of this core's range (ports..ports+199).
     let squatters: Vec<UdpSocket> =
         (ports..ports + 200).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
@@ -277,7 +351,7 @@ fn ports_all_held_elsewhere_fail_the_create_and_leave_nothing(backend: worker::B
     assert_eq!(core.expect(EventKind::QueryDone).body::<ferroswitch_shared::msg::Count>().count, 0);
 }
 
-fn an_echo_session_sends_leg_as_media_back_to_it(backend: worker::Backend, ports: u16) {
+fn an_echo_session_sends_leg_as_media_back_to_it(backend: Backend, ports: u16) {
     let mut core = Core::start_on(ports, backend);
     let pa = peer();
     // The phone's SDP address is unusable (behind NAT): the echo latches it.
@@ -292,7 +366,7 @@ fn an_echo_session_sends_leg_as_media_back_to_it(backend: worker::Backend, ports
     }
 }
 
-fn the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay(backend: worker::Backend, ports: u16) {
+fn the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay(backend: Backend, ports: u16) {
     // Five RTP ports: ports, +2, .. +8 (RTCP up to +9, the range's end).
     let mut core = Core::start_with(ports, ports + 9, backend);
     let (pa, pb) = (peer(), peer());
@@ -334,7 +408,7 @@ fn the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay(backend: w
     }
 }
 
-fn a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays(backend: worker::Backend, ports: u16) {
+fn a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays(backend: Backend, ports: u16) {
     // No reuse delay, so the next create gets the freed ports at once (the delay itself is
     // the table's, tested there with its clock).
     let table = SessionTable::with_order(
@@ -379,7 +453,7 @@ fn a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays(backe
     assert_eq!(recv(&pb), (p, b3));
 }
 
-fn rtcp_before_rtp_latches_only_rtcp_and_strangers_never_latch(backend: worker::Backend, ports: u16) {
+fn rtcp_before_rtp_latches_only_rtcp_and_strangers_never_latch(backend: Backend, ports: u16) {
     let mut core = Core::start_with(ports, ports + 99, backend);
     let (pa, pa_rtcp, pb, pb_rtcp) = (peer(), peer(), peer(), peer());
     let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
@@ -413,7 +487,7 @@ fn rtcp_before_rtp_latches_only_rtcp_and_strangers_never_latch(backend: worker::
     assert_eq!((b.packets, b.rtcp_packets, b.drop_strict_source, b.sent), (1, 1, 1, 1));
 }
 
-fn a_session_pointed_at_its_own_port_drops_the_loop(backend: worker::Backend, ports: u16) {
+fn a_session_pointed_at_its_own_port_drops_the_loop(backend: Backend, ports: u16) {
     let mut core = Core::start_with(ports, ports + 99, backend);
     let pa = peer();
     let [la, _] = create(&mut core, 1, leg(Some(pa.local_addr().unwrap()), 0), leg(None, 0), 0);
@@ -431,63 +505,72 @@ fn a_session_pointed_at_its_own_port_drops_the_loop(backend: worker::Backend, po
 
 /// Every relay test, on each backend, each with a port range of its own.
 macro_rules! on_backend {
-    ($name:ident, $backend:expr, $base:expr) => {
+    ($name:ident, $backend:expr, $base:expr, $wrap:path) => {
         mod $name {
             use super::*;
 
             #[test]
             fn rtp_and_rtcp_are_relayed_both_ways() {
-                super::rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port($backend, $base);
+                $wrap(|| super::rtp_and_rtcp_are_relayed_both_ways_from_the_other_legs_port($backend, $base));
             }
 
             #[test]
             fn symmetric_latching_and_strict_source() {
-                super::a_symmetric_leg_latches_and_strict_source_drops_strangers($backend, $base + 400);
+                $wrap(|| super::a_symmetric_leg_latches_and_strict_source_drops_strangers($backend, $base + 400));
             }
 
             #[test]
             fn dtmf_and_rtp_timeout_events() {
-                super::telephone_events_and_rtp_timeouts_are_reported($backend, $base + 800);
+                $wrap(|| super::telephone_events_and_rtp_timeouts_are_reported($backend, $base + 800));
             }
 
             #[test]
             fn rtp_timer_starts_at_creation() {
-                super::the_rtp_timer_runs_from_the_sessions_creation_not_the_workers_start($backend, $base + 600);
+                $wrap(|| {
+                    super::the_rtp_timer_runs_from_the_sessions_creation_not_the_workers_start($backend, $base + 600)
+                });
             }
 
             #[test]
             fn echo() {
-                super::an_echo_session_sends_leg_as_media_back_to_it($backend, $base + 1800);
+                $wrap(|| super::an_echo_session_sends_leg_as_media_back_to_it($backend, $base + 1800));
             }
 
             #[test]
             fn no_free_port() {
-                super::ports_all_held_elsewhere_fail_the_create_and_leave_nothing($backend, $base + 1600);
+                $wrap(|| super::ports_all_held_elsewhere_fail_the_create_and_leave_nothing($backend, $base + 1600));
             }
 
             #[test]
             fn reused_sockets() {
-                super::a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays($backend, $base + 1000);
+                $wrap(|| {
+                    super::a_freed_ports_next_session_reuses_its_sockets_drops_late_rtp_and_relays(
+                        $backend,
+                        $base + 1000,
+                    )
+                });
             }
 
             #[test]
             fn ports_bound_ahead() {
-                super::the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay($backend, $base + 200);
+                $wrap(|| {
+                    super::the_next_sessions_ports_are_bound_ahead_within_the_range_and_relay($backend, $base + 200)
+                });
             }
 
             #[test]
             fn rtcp_first_and_strangers() {
-                super::rtcp_before_rtp_latches_only_rtcp_and_strangers_never_latch($backend, $base + 1400);
+                $wrap(|| super::rtcp_before_rtp_latches_only_rtcp_and_strangers_never_latch($backend, $base + 1400));
             }
 
             #[test]
             fn media_loop() {
-                super::a_session_pointed_at_its_own_port_drops_the_loop($backend, $base + 1500);
+                $wrap(|| super::a_session_pointed_at_its_own_port_drops_the_loop($backend, $base + 1500));
             }
 
             #[test]
             fn video_and_rtcp_feedback() {
-                super::video_and_rtcp_feedback_are_relayed_like_audio($backend, $base + 1200);
+                $wrap(|| super::video_and_rtcp_feedback_are_relayed_like_audio($backend, $base + 1200));
             }
         }
     };
@@ -495,5 +578,7 @@ macro_rules! on_backend {
 
 // Each backend's tests take 200-port blocks from its base, all below the kernel's
 // ephemeral range (32768 and up), where any client socket could take a port under a test.
-on_backend!(epoll, worker::Backend::Epoll, 26000);
-on_backend!(io_uring, worker::Backend::IoUring, 28000);
+on_backend!(epoll, Backend::Epoll, 26000, direct);
+on_backend!(io_uring, Backend::IoUring, 28000, direct);
+// In namespaces of their own: the same ports as epoll's cannot collide.
+on_backend!(af_xdp, Backend::AfXdp, 26000, in_namespace);
