@@ -200,6 +200,7 @@ fn run_media(config: &Config) -> ExitCode {
         busy_poll: m.busy_poll,
         learning_window: m.learning_window,
         opus: m.opus,
+        xdp: m.xdp.clone(),
     };
     tracing::info!(socket = %opts.socket.display(), workers = ?opts.workers, "media plane starting");
     match ferroswitch_media_plane::run(opts) {

@@ -15,4 +15,4 @@ pub mod worker;
 pub mod xdp;
 pub mod xsk;
 
-pub use server::{run, MediaError, MediaOptions};
+pub use server::{run, MediaError, MediaOptions, XdpOptions};

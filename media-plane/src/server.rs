@@ -77,6 +77,26 @@ pub struct MediaOptions {
     pub learning_window: Duration,
     /// The Opus encoder's settings for transcoded sessions.
     pub opus: crate::codec::opus::Params,
+    /// The af_xdp backend: its interface and modes (the workers then run epoll beside
+    /// their AF_XDP sockets).
+    pub xdp: Option<XdpOptions>,
+}
+
+/// The af_xdp backend's settings (`media.xdp_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpOptions {
+    /// `media.xdp_interface`.
+    pub interface: String,
+    /// `media.xdp_mode`: None for auto (native, else generic).
+    pub mode: Option<crate::xdp::Mode>,
+    /// `media.xdp_bind`: None for auto (zero-copy, else copy).
+    pub bind: Option<crate::xsk::XskMode>,
+    /// The media addresses (`media.rtp_ip`): UDP to them in the RTP range is the media plane's.
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The IPv6 one.
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// UMEM frames per worker (a power of two).
+    pub frames: u32,
 }
 
 /// Why the media plane could not start.
@@ -108,6 +128,118 @@ pub enum MediaError {
     /// More workers than one attach message can hand doorbells for.
     #[error("{0} media workers: at most {1} are supported")]
     TooManyWorkers(usize, usize),
+    /// The af_xdp backend could not be had (never a silent fallback).
+    #[error("{key}: {why}")]
+    Xdp {
+        /// The configuration key concerned.
+        key: &'static str,
+        /// What went wrong and what to do.
+        why: String,
+    },
+}
+
+/// Attaches the XDP program to the interface and gives each worker an AF_XDP socket on
+/// its receive queue (worker `i`, queue `i`; a worker without a queue keeps the kernel
+/// path, said in the log). Returns the program, to keep while the media plane runs.
+pub fn setup_xdp(
+    x: &XdpOptions,
+    workers: &[&mpsc::Sender<WorkerMsg>],
+    ports: (u16, u16),
+) -> Result<crate::xdp::Program, MediaError> {
+    use crate::xdp::{MediaConfig, Mode, Program};
+    use crate::xsk::{Xsk, XskMode, FRAME};
+    let err = |key: &'static str, why: String| MediaError::Xdp { key, why };
+    if !Program::built() {
+        return Err(err("media.backend", crate::xdp::XdpError::NotBuilt.to_string()));
+    }
+    let name = std::ffi::CString::new(x.interface.clone())
+        .map_err(|_| err("media.xdp_interface", "a NUL in the name".into()))?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(err("media.xdp_interface", format!("no interface {:?} here", x.interface)));
+    }
+    raise_memlock(u64::from(x.frames) * FRAME as u64 * workers.len() as u64).map_err(|e| {
+        err(
+            "media.xdp_interface",
+            format!("{e}: the UMEM counts against RLIMIT_MEMLOCK (raise it, or give the media plane CAP_IPC_LOCK)"),
+        )
+    })?;
+    let span = port_slice(ports.0, ports.1, 0, workers.len()).1 - ports.0 + 1;
+    let mut cfg = MediaConfig::new(x.ipv4, x.ipv6, ports);
+    if workers.len() > 1 {
+        cfg = cfg.with_worker_span(span);
+    }
+    let capabilities = "(the media plane needs CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW)";
+    let attach = |mode| Program::attach(&x.interface, mode, cfg);
+    let (mut program, mode) = match x.mode {
+        Some(m) => (attach(m).map_err(|e| err("media.xdp_mode", format!("{e} {capabilities}")))?, m),
+        None => match attach(Mode::Native) {
+            Ok(p) => (p, Mode::Native),
+            Err(_) => (
+                attach(Mode::Generic).map_err(|e| err("media.xdp_mode", format!("{e} {capabilities}")))?,
+                Mode::Generic,
+            ),
+        },
+    };
+    let queues = rx_queues(&x.interface);
+    let mut bound = Vec::new();
+    for (i, tx) in workers.iter().enumerate() {
+        if i >= queues {
+            warn!(core = i, interface = %x.interface, queues, "no receive queue for this media worker: its media takes the kernel path (give the interface a queue per worker)");
+            continue;
+        }
+        let open = |m| Xsk::new(ifindex, i as u32, x.frames, m);
+        let (xsk, bind) = match x.bind {
+            Some(m) => (
+                open(m)
+                    .map_err(|e| err("media.xdp_bind", format!("AF_XDP socket on queue {i}: {e} {capabilities}")))?,
+                m,
+            ),
+            None => match open(XskMode::ZeroCopy) {
+                Ok(s) => (s, XskMode::ZeroCopy),
+                Err(_) => (
+                    open(XskMode::Copy).map_err(|e| {
+                        err("media.xdp_bind", format!("AF_XDP socket on queue {i}: {e} {capabilities}"))
+                    })?,
+                    XskMode::Copy,
+                ),
+            },
+        };
+        program.register(i as u32, xsk.fd()).map_err(|e| err("media.xdp_interface", e.to_string()))?;
+        bound.push(bind);
+        let _ = tx.send(WorkerMsg::Xdp(Box::new(xsk)));
+    }
+    info!(interface = %x.interface, ?mode, binds = ?bound, queues, "AF_XDP backend: the XDP program is attached");
+    Ok(program)
+}
+
+/// Receive queues of `interface` (/sys/class/net/IF/queues/rx-*); 1 if unreadable.
+fn rx_queues(interface: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Lets this process lock `bytes` more of memory (the UMEM is pinned).
+fn raise_memlock(bytes: u64) -> std::io::Result<()> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: reads into a live struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let want = r.rlim_cur.saturating_add(bytes).min(r.rlim_max.max(r.rlim_cur));
+    let want = if r.rlim_max == libc::RLIM_INFINITY { libc::RLIM_INFINITY } else { want };
+    if want <= r.rlim_cur {
+        return Ok(());
+    }
+    let new = libc::rlimit { rlim_cur: want, rlim_max: r.rlim_max };
+    // SAFETY: a live struct; raising the soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &new) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The port range of worker `i` of `n`: an even-aligned share of `min..=max`.
@@ -142,6 +274,8 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     let backend = match opts.backend {
+        // AF_XDP frames come beside epoll's sockets (the kernel path stays).
+        _ if opts.xdp.is_some() => Backend::Epoll,
         Some(b) => b,
         None => match crate::uring::probe() {
             Ok(()) => Backend::IoUring,
@@ -204,6 +338,14 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
         let _ = tx.send(WorkerMsg::Factory(factory.client(bell)));
         workers.push((tx, wake, handle));
     }
+    // Kept while the media plane runs; its kernel link detaches it when the process ends.
+    let _xdp = match &opts.xdp {
+        Some(x) => {
+            let senders: Vec<&mpsc::Sender<WorkerMsg>> = workers.iter().map(|(tx, _, _)| tx).collect();
+            Some(setup_xdp(x, &senders, (opts.port_min, opts.port_max))?)
+        }
+        None => None,
+    };
     // For scripts and tests; a closed stdout (its reader gone) is not a reason to stop.
     let _ = writeln!(
         std::io::stdout(),

@@ -70,9 +70,10 @@ pub struct MediaConfig {
     port_min: u16,
     port_max: u16,
     has_ipv6: u32,
+    span: u32,
 }
 
-// SAFETY: plain integers, no padding (4 + 16 + 2 + 2 + 4 bytes), as the program's struct.
+// SAFETY: plain integers, no padding (4 + 16 + 2 + 2 + 4 + 4 bytes), as the program's struct.
 unsafe impl aya::Pod for MediaConfig {}
 
 impl MediaConfig {
@@ -86,7 +87,14 @@ impl MediaConfig {
             port_min: ports.0,
             port_max: ports.1,
             has_ipv6: u32::from(ipv6.is_some()),
+            span: 0,
         }
+    }
+
+    /// Worker `i` owns the `span` ports from `port_min + i * span` and reads receive queue
+    /// `i`: a frame for its ports on another queue goes to the kernel.
+    pub fn with_worker_span(self, span: u16) -> MediaConfig {
+        MediaConfig { span: u32::from(span), ..self }
     }
 }
 
@@ -99,6 +107,8 @@ pub struct Counters {
     pub passed: u64,
     /// Media frames passed to the kernel for want of a socket on their queue.
     pub no_socket: u64,
+    /// Media frames for another worker's ports than their queue's (to the kernel).
+    pub other_queue: u64,
 }
 
 /// The program, loaded and attached to one interface; detached when dropped.
@@ -162,7 +172,7 @@ impl Program {
         let Some(map) = self.ebpf.map("counters") else { return Counters::default() };
         let Ok(array) = PerCpuArray::<_, u64>::try_from(map) else { return Counters::default() };
         let sum = |i: u32| array.get(&i, 0).map_or(0, |v| v.iter().sum());
-        Counters { media: sum(0), passed: sum(1), no_socket: sum(2) }
+        Counters { media: sum(0), passed: sum(1), no_socket: sum(2), other_queue: sum(3) }
     }
 }
 
@@ -184,10 +194,13 @@ mod tests {
 
     #[test]
     fn the_config_is_laid_out_as_the_programs_struct_in_network_order() {
-        assert_eq!(size_of::<MediaConfig>(), 28);
+        assert_eq!(size_of::<MediaConfig>(), 32);
         let c =
-            MediaConfig::new(Some("192.0.2.1".parse().unwrap()), Some("2001:db8::1".parse().unwrap()), (16384, 32767));
-        let bytes: [u8; 28] = unsafe { std::mem::transmute(c) };
+            MediaConfig::new(Some("192.0.2.1".parse().unwrap()), Some("2001:db8::1".parse().unwrap()), (16384, 32767))
+                .with_worker_span(8192);
+        // SAFETY: a plain struct of integers viewed as its bytes.
+        let bytes: [u8; 32] = unsafe { std::mem::transmute(c) };
+        assert_eq!(u32::from_ne_bytes([bytes[28], bytes[29], bytes[30], bytes[31]]), 8192);
         assert_eq!(&bytes[0..4], &[192, 0, 2, 1], "daddr as it is on the wire");
         assert_eq!(&bytes[4..8], &[0x20, 0x01, 0x0d, 0xb8]);
         assert_eq!(&bytes[19..20], &[1]);

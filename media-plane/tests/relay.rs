@@ -576,6 +576,120 @@ macro_rules! on_backend {
     };
 }
 
+/// A veth pair, the near end here (10.79.N.1) and the far end in a namespace of its own
+/// (10.79.N.2); removed when dropped.
+struct Veth {
+    ns: String,
+    near: String,
+    n: u32,
+}
+
+impl Veth {
+    fn new(n: u32) -> Veth {
+        use std::process::Command;
+        let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+        let v = Veth { ns: format!("fsv{}-{n}", std::process::id()), near: format!("fsva{n}"), n };
+        let far = format!("fsvb{n}");
+        ip(&["netns", "add", &v.ns]);
+        ip(&["link", "add", &v.near, "type", "veth", "peer", "name", &far, "netns", &v.ns]);
+        ip(&["addr", "add", &format!("10.79.{n}.1/24"), "dev", &v.near]);
+        ip(&["link", "set", &v.near, "up"]);
+        ip(&["-n", &v.ns, "addr", "add", &format!("10.79.{n}.2/24"), "dev", &far]);
+        ip(&["-n", &v.ns, "link", "set", &far, "up"]);
+        v
+    }
+
+    /// A socket on the far side (a socket keeps the namespace it was made in).
+    fn far_socket(&self) -> UdpSocket {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns)).unwrap();
+        let addr = format!("10.79.{}.2:0", self.n);
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid namespace fd; moves this thread only.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            let s = UdpSocket::bind(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// The far namespace's `Udp: InCsumErrors`.
+    fn far_csum_errors(&self) -> u64 {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns)).unwrap();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+            let mut lines = snmp.lines().filter(|l| l.starts_with("Udp: "));
+            let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+            let i = names.split_whitespace().position(|n| n == "InCsumErrors").unwrap();
+            values.split_whitespace().nth(i).unwrap().parse::<u64>().unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        use std::process::Command;
+        let _ = Command::new("ip").args(["link", "del", &self.near]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// The af_xdp backend as the media plane sets it up (`server::setup_xdp`) on a veth: a
+/// call's RTP both ways between two peers on the far side, sent back out in place by the
+/// AF_XDP socket once each peer's MAC is learnt; the far kernel accepts every checksum.
+#[test]
+fn af_xdp_on_a_veth_relays_both_ways_in_place_with_checksums_the_kernel_accepts() {
+    use ferroswitch_media_plane::server::{setup_xdp, XdpOptions};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !ferroswitch_media_plane::xdp::Program::built() {
+        eprintln!("skipped: needs root and a build with the XDP program");
+        return;
+    }
+    let v = Veth::new(30 + std::process::id() % 200);
+    let near: std::net::Ipv4Addr = format!("10.79.{}.1", v.n).parse().unwrap();
+    let mut core = Core::start_with(23000, 23199, Backend::Epoll);
+    let opts = XdpOptions {
+        interface: v.near.clone(),
+        mode: Some(ferroswitch_media_plane::xdp::Mode::Native),
+        bind: Some(ferroswitch_media_plane::xsk::XskMode::Copy),
+        ipv4: Some(near),
+        ipv6: None,
+        frames: 256,
+    };
+    let p = match setup_xdp(&opts, &[&core.tx], (23000, 23199)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipped: the kernel refuses AF_XDP here: {e}");
+            return;
+        }
+    };
+    let (a, b) = (v.far_socket(), v.far_socket());
+    let local =
+        |r: SocketAddr| LegSpec { local: Endpoint::from_addr(SocketAddr::new(near.into(), 0)), ..leg(Some(r), 0) };
+    let [la, lb] = create(&mut core, 7, local(a.local_addr().unwrap()), local(b.local_addr().unwrap()), 0);
+    let errors = v.far_csum_errors();
+    for i in 0..10u16 {
+        a.send_to(&rtp(0, i, u32::from(i) * 160, 0xa, &[0x55; 160]), la).unwrap();
+        let (got, from) = recv(&b);
+        assert_eq!((got.len(), from), (172, lb), "A -> B, packet {i}");
+        b.send_to(&rtp(0, i, u32::from(i) * 160, 0xb, &[0x66; 160]), lb).unwrap();
+        let (got, from) = recv(&a);
+        assert_eq!((got.len(), from, got[12]), (172, la, 0x66), "B -> A, packet {i}");
+    }
+    assert_eq!(v.far_csum_errors() - errors, 0, "UdpInCsumErrors on the far side");
+    let c = p.counters();
+    assert_eq!((c.media, c.no_socket, c.other_queue), (20, 0, 0), "every media frame through the AF_XDP socket");
+    drop(core);
+    drop(p);
+}
+
 // Each backend's tests take 200-port blocks from its base, all below the kernel's
 // ephemeral range (32768 and up), where any client socket could take a port under a test.
 on_backend!(epoll, Backend::Epoll, 26000, direct);

@@ -26,6 +26,10 @@ struct media_config {
 	__u16 port_min;      // host byte order
 	__u16 port_max;
 	__u32 has_ipv6;
+	// Ports per worker (worker i owns port_min + i * span ...; 0: one worker), and
+	// whether a frame must arrive on its worker's queue: a frame for another worker's
+	// port on this queue goes to the kernel, whose socket for it is bound.
+	__u32 span;
 };
 
 struct {
@@ -45,8 +49,9 @@ struct {
 
 // Per CPU: [0] frames for the media plane (redirected, or passed when no socket),
 // [1] frames passed to the kernel as not ours, [2] media frames passed for want of a
-// socket on their queue.
-enum { COUNT_MEDIA, COUNT_PASSED, COUNT_NO_SOCKET, COUNTERS };
+// socket on their queue, [3] media frames for another worker's ports than the queue's
+// (passed to the kernel: no steering rule put them on their worker's queue).
+enum { COUNT_MEDIA, COUNT_PASSED, COUNT_NO_SOCKET, COUNT_OTHER_QUEUE, COUNTERS };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTERS);
@@ -131,6 +136,10 @@ int ferroswitch_media(struct xdp_md *ctx)
 		return pass();
 
 	count(COUNT_MEDIA);
+	if (cfg->span && (__u32)(port - cfg->port_min) / cfg->span != ctx->rx_queue_index) {
+		count(COUNT_OTHER_QUEUE);
+		return XDP_PASS;
+	}
 	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	if (action == XDP_PASS)
 		count(COUNT_NO_SOCKET);

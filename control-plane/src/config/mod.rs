@@ -220,6 +220,8 @@ pub struct MediaConfig {
     pub learning_window: std::time::Duration,
     /// The Opus encoder's settings for transcoded calls (`media.opus_*`).
     pub opus: ferroswitch_media_plane::codec::opus::Params,
+    /// `media.backend = "af_xdp"`: the interface and modes (`media.xdp_*`).
+    pub xdp: Option<ferroswitch_media_plane::XdpOptions>,
 }
 
 impl MediaConfig {
@@ -436,6 +438,9 @@ struct RawMedia {
     opus_fec: Option<bool>,
     opus_dtx: Option<bool>,
     opus_cbr: Option<bool>,
+    xdp_interface: Option<Spanned<String>>,
+    xdp_mode: Option<Spanned<String>>,
+    xdp_bind: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -607,6 +612,65 @@ fn addrs(cx: &Ctx, key: &str, list: &Spanned<Vec<Spanned<String>>>) -> Result<Ve
 /// addresses are equal or either is a wildcard.
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `media.backend = "af_xdp"` and `media.xdp_*`: the interface (required), the attach
+/// mode, the socket binding; the program's address is `media.rtp_ip` (required too).
+fn xdp_options(
+    cx: &Ctx,
+    m: &RawMedia,
+    rtp_ip: Option<std::net::IpAddr>,
+) -> Result<Option<ferroswitch_media_plane::XdpOptions>, ConfigError> {
+    use ferroswitch_media_plane::xdp::Mode;
+    use ferroswitch_media_plane::xsk::XskMode;
+    let Some(backend) = m.backend.as_ref().filter(|b| b.get_ref() == "af_xdp") else { return Ok(None) };
+    let at = backend.span().start;
+    let interface = match &m.xdp_interface {
+        Some(i) if !i.get_ref().is_empty() => i.get_ref().clone(),
+        _ => {
+            return Err(cx.err(
+                "media.xdp_interface",
+                at,
+                "media.backend = \"af_xdp\" needs the interface to attach to",
+            ))
+        }
+    };
+    let Some(ip) = rtp_ip else {
+        return Err(cx.err(
+            "media.rtp_ip",
+            at,
+            "media.backend = \"af_xdp\" needs the media address (the XDP program's)",
+        ));
+    };
+    let mode = match m.xdp_mode.as_ref().map(|v| (v.get_ref().as_str(), v.span().start)) {
+        None | Some(("auto", _)) => None,
+        Some(("native", _)) => Some(Mode::Native),
+        Some(("generic", _)) => Some(Mode::Generic),
+        Some((other, at)) => {
+            return Err(cx.err(
+                "media.xdp_mode",
+                at,
+                format!("\"{other}\": expected \"auto\", \"native\" or \"generic\""),
+            ))
+        }
+    };
+    let bind = match m.xdp_bind.as_ref().map(|v| (v.get_ref().as_str(), v.span().start)) {
+        None | Some(("auto", _)) => None,
+        Some(("copy", _)) => Some(XskMode::Copy),
+        Some(("zero_copy", _)) => Some(XskMode::ZeroCopy),
+        Some((other, at)) => {
+            return Err(cx.err(
+                "media.xdp_bind",
+                at,
+                format!("\"{other}\": expected \"auto\", \"copy\" or \"zero_copy\""),
+            ))
+        }
+    };
+    let (ipv4, ipv6) = match ip {
+        std::net::IpAddr::V4(a) => (Some(a), None),
+        std::net::IpAddr::V6(a) => (None, Some(a)),
+    };
+    Ok(Some(ferroswitch_media_plane::XdpOptions { interface, mode, bind, ipv4, ipv6, frames: 4096 }))
 }
 
 /// `media.opus_*`: the Opus encoder's settings for transcoded calls.
@@ -913,12 +977,12 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         Some(v) => match v.get_ref().as_str() {
             "auto" => None,
             "io_uring" => Some(ferroswitch_media_plane::worker::Backend::IoUring),
-            "epoll" => Some(ferroswitch_media_plane::worker::Backend::Epoll),
+            "epoll" | "af_xdp" => Some(ferroswitch_media_plane::worker::Backend::Epoll),
             other => {
                 return Err(cx.err(
                     "media.backend",
                     v.span().start,
-                    format!("\"{other}\": expected \"auto\", \"io_uring\" or \"epoll\""),
+                    format!("\"{other}\": expected \"auto\", \"io_uring\", \"epoll\" or \"af_xdp\""),
                 ))
             }
         },
@@ -988,6 +1052,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
             60_000,
         )?),
         opus: opus_params(cx, m)?,
+        xdp: xdp_options(cx, m, rtp_ip)?,
     };
 
     let commit_ms = ranged(cx, "storage.commit_interval_ms", &raw.storage.commit_interval_ms, 20, 0, 1000)?;

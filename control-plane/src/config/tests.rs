@@ -332,3 +332,34 @@ fn a_directory_domains_and_groups_params_and_variables_apply_to_their_users() {
     assert_eq!(var(1, "user_context"), Some("default".into()), "the user's own variable wins");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_af_xdp_backend_needs_its_interface_and_address_and_names_bad_modes() {
+    let base = "[media]\nbackend = \"af_xdp\"\n";
+    let e = err(base);
+    assert!(e.to_string().contains("media.xdp_interface"), "{e}");
+    let e = err(&format!("{base}xdp_interface = \"eth0\"\n"));
+    assert!(e.to_string().contains("media.rtp_ip"), "{e}");
+    let e = err(&format!("{base}xdp_interface = \"eth0\"\nrtp_ip = \"192.0.2.1\"\nxdp_mode = \"fast\"\n"));
+    assert!(e.to_string().contains("media.xdp_mode") && e.to_string().contains("test.toml:5"), "{e}");
+    let e = err(&format!("{base}xdp_interface = \"eth0\"\nrtp_ip = \"192.0.2.1\"\nxdp_bind = \"zc\"\n"));
+    assert!(e.to_string().contains("media.xdp_bind"), "{e}");
+    let c = Config::parse(
+        &format!(
+            "{base}xdp_interface = \"eth0\"\nrtp_ip = \"192.0.2.1\"\nxdp_mode = \"generic\"\nxdp_bind = \"copy\"\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    let x = c.media.xdp.expect("af_xdp options");
+    assert_eq!((x.interface.as_str(), x.ipv4, x.ipv6), ("eth0", Some("192.0.2.1".parse().unwrap()), None));
+    assert_eq!(
+        (x.mode, x.bind),
+        (Some(ferroswitch_media_plane::xdp::Mode::Generic), Some(ferroswitch_media_plane::xsk::XskMode::Copy))
+    );
+    assert_eq!(
+        c.media.backend,
+        Some(ferroswitch_media_plane::worker::Backend::Epoll),
+        "epoll beside the AF_XDP sockets"
+    );
+}
