@@ -47,16 +47,21 @@ pub struct RunOptions {
     /// Count these system calls of the relay over the measured window with
     /// `perf stat -e syscalls:sys_enter_NAME -p PID` (needs `--relay-pid` and perf).
     pub count_syscalls: Vec<String>,
+    /// Where the tool's sockets bind (None: the target's address, or 127.0.0.1).
+    pub tool_ip: Option<std::net::IpAddr>,
+    /// The media plane's address for ferroswitch's sessions (None: the tool's).
+    pub media_ip: Option<std::net::IpAddr>,
 }
 
 /// Sets the sessions up, primes them, runs the load, measures, tears down.
 pub fn run(opts: &RunOptions) -> Result<Report, String> {
     let ip = match &opts.target {
+        _ if opts.tool_ip.is_some() => opts.tool_ip.expect("checked"),
         Target::Ng(a) | Target::Forwarder(a) => a.ip(),
         Target::Ferroswitch(_) => std::net::Ipv4Addr::LOCALHOST.into(),
     };
     let socks = ToolSockets::bind(ip, opts.socket_pairs).map_err(|e| format!("tool sockets: {e}"))?;
-    let setup = target::setup(&opts.target, opts.sessions, &socks)?;
+    let setup = target::setup(&opts.target, opts.sessions, &socks, opts.media_ip)?;
     let result = measure(opts, &socks, &setup.sessions);
     let down = setup.teardown();
     let report = result?;
@@ -80,9 +85,11 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
         _ => None,
     };
     let (before, tool_before) = (sample(opts.relay_pid)?, sample(me)?);
+    let busy_before = procfs::system_busy_ns();
     let t0 = Instant::now();
     let outcome = engine.run(&opts.load);
     let wall = t0.elapsed().as_secs_f64();
+    let busy_after = procfs::system_busy_ns();
     let (after, tool_after) = (sample(opts.relay_pid)?, sample(me)?);
     let syscalls = perf.map(procfs::SyscallCount::finish).transpose()?;
     let (relay_drops1, tool_drops1) = drops();
@@ -96,6 +103,10 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
     }
     if let (Some(a), Some(b)) = (tool_before, tool_after) {
         r.tool_cpu_pct = b.run_ns.saturating_sub(a.run_ns) as f64 / 1e7 / wall.max(1e-9);
+        if let (Some(b0), Some(b1)) = (busy_before, busy_after) {
+            let others = b1.saturating_sub(b0).saturating_sub(b.run_ns.saturating_sub(a.run_ns));
+            r.all_us_per_pkt = Some(others as f64 / 1e3 / r.received.max(1) as f64);
+        }
     }
     r.syscalls = syscalls.unwrap_or_default();
     r.relay_drops = relay_drops1.saturating_sub(relay_drops0);

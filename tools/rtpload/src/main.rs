@@ -10,7 +10,7 @@ use rtpload::RunOptions;
 const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwarder ADDR) [-n SESSIONS]
        [--pps-per-stream R | --flat-out] [-d SECONDS] [--relay-pid PID] [--cpu N]
        [--socket-pairs K] [--batch B] [--tick-us U] [--late-ms L] [--label TEXT]
-       [--count-syscalls NAME,NAME...]
+       [--count-syscalls NAME,NAME...] [--tool-ip IP] [--media-ip IP]
 
   --ferroswitch SOCKET  attach to `ferroswitch media` on its Unix socket (as its control
                         plane) and create the sessions through the rings
@@ -29,6 +29,8 @@ const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwar
   --label TEXT          shown in the report after the target kind
   --count-syscalls L    with --relay-pid: count these system calls of the relay over the
                         measured window (perf stat, syscalls:sys_enter_NAME tracepoints)
+  --tool-ip IP          bind the tool's sockets to IP (a namespace's address)
+  --media-ip IP         ferroswitch's sessions listen on IP (default: the tool's)
 
 Prints one line for people, then one `RESULT key=value ...` line (missed_pct: lost or
 late, as a percentage of the packets sent). Exit status 0 when
@@ -44,6 +46,8 @@ fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
         socket_pairs: 4,
         label: None,
         count_syscalls: Vec::new(),
+        tool_ip: None,
+        media_ip: None,
     };
     let mut cpu = None;
     let mut it = args.iter();
@@ -99,6 +103,14 @@ fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
                 o.load.late = Duration::from_secs_f64(num(v).ok_or_else(|| bad(v))? / 1e3);
             }
             "--label" => o.label = Some(value()?.clone()),
+            "--tool-ip" => {
+                let v = value()?;
+                o.tool_ip = Some(v.parse().map_err(|_| bad(v))?);
+            }
+            "--media-ip" => {
+                let v = value()?;
+                o.media_ip = Some(v.parse().map_err(|_| bad(v))?);
+            }
             "--count-syscalls" => {
                 o.count_syscalls = value()?.split(',').filter(|n| !n.is_empty()).map(String::from).collect()
             }

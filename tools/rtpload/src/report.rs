@@ -95,6 +95,10 @@ pub struct Report {
     /// The tool's own CPU over the window, % of one core (near 100: the tool, not the
     /// relay, may be the limit).
     pub tool_cpu_pct: f64,
+    /// Every CPU's busy time over the window (/proc/stat) less the tool's own, per
+    /// packet received, µs: the relay's cost including the kernel's softirq and NAPI
+    /// work wherever it ran.
+    pub all_us_per_pkt: Option<f64>,
 }
 
 impl Report {
@@ -258,6 +262,7 @@ impl Report {
             ("relay_drops", self.relay_drops.to_string()),
             ("tool_drops", self.tool_drops.to_string()),
             ("tool_cpu_pct", format!("{:.1}", self.tool_cpu_pct)),
+            ("all_us_per_pkt", opt(self.all_us_per_pkt, 3)),
         ]
     }
 

@@ -76,8 +76,9 @@ impl Setup {
     }
 }
 
-/// Sets up `n` sessions between the tool's sockets on `target`.
-pub fn setup(target: &Target, n: usize, socks: &ToolSockets) -> Result<Setup, String> {
+/// Sets up `n` sessions between the tool's sockets on `target` (ferroswitch's on
+/// `media_ip`, else the tool's own address).
+pub fn setup(target: &Target, n: usize, socks: &ToolSockets, media_ip: Option<std::net::IpAddr>) -> Result<Setup, String> {
     match target {
         Target::Forwarder(base) => {
             let sessions = (0..n)
@@ -93,9 +94,15 @@ pub fn setup(target: &Target, n: usize, socks: &ToolSockets) -> Result<Setup, St
             Ok(Setup::fixed(sessions))
         }
         Target::Ng(addr) => ng_setup(*addr, n, socks),
-        Target::Ferroswitch(path) => ferroswitch_setup(path.clone(), n, socks, |a, b| SessionSpec {
-            legs: [leg_toward(a), leg_toward(b)],
-            ..SessionSpec::default()
+        Target::Ferroswitch(path) => ferroswitch_setup(path.clone(), n, socks, |a, b| {
+            let on = |peer: SocketAddr| {
+                let mut l = leg_toward(peer);
+                if let Some(ip) = media_ip {
+                    l.local = Endpoint::from_addr(SocketAddr::new(ip, 0));
+                }
+                l
+            };
+            SessionSpec { legs: [on(a), on(b)], ..SessionSpec::default() }
         }),
     }
 }
