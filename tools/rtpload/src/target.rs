@@ -78,7 +78,12 @@ impl Setup {
 
 /// Sets up `n` sessions between the tool's sockets on `target` (ferroswitch's on
 /// `media_ip`, else the tool's own address).
-pub fn setup(target: &Target, n: usize, socks: &ToolSockets, media_ip: Option<std::net::IpAddr>) -> Result<Setup, String> {
+pub fn setup(
+    target: &Target,
+    n: usize,
+    socks: &ToolSockets,
+    media_ip: Option<std::net::IpAddr>,
+) -> Result<Setup, String> {
     match target {
         Target::Forwarder(base) => {
             let sessions = (0..n)
