@@ -710,8 +710,16 @@ fn af_xdp_over_a_veth(v6: bool) {
     }
     let c = p.counters();
     assert_eq!((c.media, c.no_socket, c.other_queue), (20, 0, 0), "every media frame through the AF_XDP socket");
-    drop(core);
+    // The program detached mid-call (a crashed or stopped loader, `ip link set dev X xdp
+    // off`): the call goes on through the kernel sockets, which stayed bound.
     drop(p);
+    for i in 10..15u16 {
+        a.send_to(&rtp(0, i, u32::from(i) * 160, 0xa, &[0x55; 160]), la).unwrap();
+        assert_eq!(recv(&b).1, lb, "A -> B through the kernel, packet {i}");
+        b.send_to(&rtp(0, i, u32::from(i) * 160, 0xb, &[0x66; 160]), lb).unwrap();
+        assert_eq!(recv(&a).1, la, "B -> A through the kernel, packet {i}");
+    }
+    drop(core);
 }
 
 #[test]
