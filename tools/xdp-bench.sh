@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The relay over a veth pair (issue 13): ferroswitch's media plane with the af_xdp backend,
-# with io_uring and with epoll, one at a time on CPU 1, fed by rtpload from a network
-# namespace on the far end of the veth, pinned to CPU 0.
+# with io_uring and with epoll, rtpengine's userspace relay (Debian rtpengine-daemon, NG
+# on the near address) and the bare recvmmsg/sendmmsg forwarder, one at a time on CPU 1,
+# fed by rtpload from a network namespace on the far end of the veth, pinned to CPU 0.
 #
 #   tools/xdp-bench.sh                      # 500 and 1000 sessions (50,000 and 100,000 packets/s), 5 s each
 #   tools/xdp-bench.sh -s "500" -d 10 -t "af_xdp io_uring"
@@ -16,7 +17,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-steps="500 1000" secs=5 targets="af_xdp io_uring epoll" build=1
+steps="500 1000" secs=5 targets="af_xdp io_uring epoll rtpengine forwarder" build=1
 while getopts "s:d:t:n" o; do
   case $o in
     s) steps=$OPTARG ;; d) secs=$OPTARG ;; t) targets=$OPTARG ;; n) build=0 ;;
@@ -45,9 +46,13 @@ ip netns add "$ns" && ip link add "$near" type veth peer name "$far" netns "$ns"
 ip addr add "10.80.$k.1/24" dev "$near"; ip link set "$near" up
 ip -n "$ns" addr add "10.80.$k.2/24" dev "$far"; ip -n "$ns" link set "$far" up; ip -n "$ns" link set lo up
 
-for t in $targets; do
-  cfg=$work/$t.toml
-  cat >"$cfg" <<TOML
+# start TARGET SESSIONS: the relay on CPU 1; sets relay_pid and args (rtpload's target).
+start() {
+  local t=$1 n=$2 log=$work/$1.log
+  case $t in
+    af_xdp|io_uring|epoll)
+      local cfg=$work/$t.toml
+      cat >"$cfg" <<TOML
 [storage]
 dir = "$work"
 [media]
@@ -61,19 +66,43 @@ rtp_ip = "10.80.$k.1"
 [log]
 level = "error"
 TOML
-  case $t in
-    af_xdp) sed -i "s/^rtp_ip = .*/&\nbackend = \"af_xdp\"\nxdp_interface = \"$near\"\nxdp_mode = \"native\"\nxdp_bind = \"copy\"/" "$cfg" ;;
-    io_uring|epoll) sed -i "s/^rtp_ip = .*/&\nbackend = \"$t\"/" "$cfg" ;;
+      case $t in
+        af_xdp) sed -i "s/^rtp_ip = .*/&\nbackend = \"af_xdp\"\nxdp_interface = \"$near\"\nxdp_mode = \"native\"\nxdp_bind = \"copy\"/" "$cfg" ;;
+        *) sed -i "s/^rtp_ip = .*/&\nbackend = \"$t\"/" "$cfg" ;;
+      esac
+      rm -f "$work/media.sock"
+      nice -n -20 "$bin/ferroswitch" media --config "$cfg" >"$log" 2>&1 &
+      relay_pid=$!
+      for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
+      grep -q listening "$log" || return 1
+      taskset -a -cp 1 "$relay_pid" >/dev/null
+      args=(--ferroswitch "$work/media.sock" --media-ip "10.80.$k.1") ;;
+    rtpengine)
+      command -v rtpengine >/dev/null || { echo "xdp-bench: rtpengine-daemon is not installed (tools/media-bench.sh installs it)" >&2; return 1; }
+      nice -n -20 taskset -c 1 rtpengine --config-file=none --table=-1 --interface="10.80.$k.1" \
+        --listen-ng="10.80.$k.1:22222" --port-min=20000 --port-max=29999 --foreground --log-stderr \
+        --log-level=3 --num-threads=1 --pidfile="$work/rtpengine.pid" >"$log" 2>&1 &
+      relay_pid=$!
+      sleep 1
+      args=(--ng "10.80.$k.1:22222") ;;
+    forwarder)
+      nice -n -20 taskset -c 1 "$bin/bare-forwarder" --listen "10.80.$k.1:20000" --pairs "$n" --cpu 1 >"$log" 2>&1 &
+      relay_pid=$!
+      for _ in $(seq 100); do grep -q ready "$log" && break; sleep 0.1; done
+      args=(--forwarder "10.80.$k.1:20000") ;;
+    *) echo "xdp-bench: unknown target $t" >&2; return 1 ;;
   esac
+}
+
+for t in $targets; do
   for n in $steps; do
-    rm -f "$work/media.sock"
-    nice -n -20 "$bin/ferroswitch" media --config "$cfg" >"$work/$t.log" 2>&1 &
-    relay_pid=$!
-    for _ in $(seq 100); do grep -q listening "$work/$t.log" && break; sleep 0.1; done
-    grep -q listening "$work/$t.log" || { echo "xdp-bench: $t did not start: $(tail -3 "$work/$t.log")" >&2; kill "$relay_pid"; relay_pid=""; continue; }
-    taskset -a -cp 1 "$relay_pid" >/dev/null
-    line=$(timeout $((secs + 60)) ip netns exec "$ns" nice -n -20 "$bin/rtpload" --ferroswitch "$work/media.sock" -n "$n" -d "$secs" \
-      --relay-pid "$relay_pid" --cpu 0 --tool-ip "10.80.$k.2" --media-ip "10.80.$k.1" --label "$t" 2>"$work/rtpload.err" | grep '^RESULT')
+    if ! start "$t" "$n"; then
+      echo "RESULT target=$t sessions=$n error=start $(tail -2 "$work/$t.log" | tr '\n =' '___')"
+      [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null; relay_pid=""
+      continue
+    fi
+    line=$(timeout $((secs + 60)) ip netns exec "$ns" nice -n -20 "$bin/rtpload" "${args[@]}" -n "$n" -d "$secs" \
+      --relay-pid "$relay_pid" --cpu 0 --tool-ip "10.80.$k.2" --label "$t" 2>"$work/rtpload.err" | grep '^RESULT')
     kill -TERM "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null; relay_pid=""
     [ -n "$line" ] || line="RESULT target=$t sessions=$n error=$(tail -1 "$work/rtpload.err" | tr ' =' '__')"
     echo "$line"
