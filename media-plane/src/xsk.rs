@@ -295,8 +295,12 @@ impl Xsk {
             // The packet starts inside its frame (after the kernel's headroom) and ends in it.
             let frame_start = base & !(FRAME - 1);
             let room = FRAME - (base - frame_start);
-            if base >= self.umem_len || len > room {
-                self.spare.push((frame_start as u64).min(self.umem_len as u64 - FRAME as u64));
+            if base >= self.umem_len {
+                // Not one of our frames: nothing to give back.
+                continue;
+            }
+            if len > room {
+                self.spare.push(frame_start as u64);
                 continue;
             }
             // SAFETY: inside the UMEM, and the frame is ours until we hand it back.
