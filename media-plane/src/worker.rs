@@ -494,12 +494,14 @@ impl Core {
         specials: &mut Vec<u64>,
         mut notify: impl FnMut(Event),
     ) -> usize {
-        let now = self.now_ns();
         let here = (self.core, self.own_ports);
+        let start = self.start;
         let mut packets = 0;
         match &mut self.io {
             Io::Epoll { epoll, batch, ready } => {
                 let n = epoll.wait(ready, timeout_ms);
+                // After the wait: the packets' time is when they were taken, not before a sleep.
+                let now = start.elapsed().as_nanos() as u64;
                 for ev in &ready[..n] {
                     let tok = ev.u64;
                     if tok == TOKEN_WAKE || tok == TOKEN_BELL || tok == TOKEN_XSK {
@@ -561,6 +563,7 @@ impl Core {
                         slots.get(slot)?.as_ref()?.socks[leg][usize::from(rtcp)].as_ref().map(AsRawFd::as_raw_fd)
                     }
                 });
+                let now = start.elapsed().as_nanos() as u64;
                 let mut i = 0;
                 while let Some(c) = u.next(i) {
                     i += 1;
