@@ -152,6 +152,17 @@ pub fn setup_xdp(
     if !Program::built() {
         return Err(err("media.backend", crate::xdp::XdpError::NotBuilt.to_string()));
     }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let missing = missing_capabilities(&status);
+    if !missing.is_empty() {
+        return Err(err(
+            "media.backend",
+            format!(
+                "the af_xdp backend needs {} (run as root, or grant them to the binary with setcap)",
+                missing.join(", ")
+            ),
+        ));
+    }
     let name = std::ffi::CString::new(x.interface.clone())
         .map_err(|_| err("media.xdp_interface", "a NUL in the name".into()))?;
     // SAFETY: a NUL-terminated name.
@@ -212,6 +223,30 @@ pub fn setup_xdp(
     }
     info!(interface = %x.interface, ?mode, binds = ?bound, queues, "AF_XDP backend: the XDP program is attached");
     Ok(program)
+}
+
+/// The capabilities the af_xdp backend needs that `status` (/proc/self/status) says this
+/// process lacks: CAP_NET_ADMIN (attach XDP), CAP_BPF or CAP_SYS_ADMIN (load it),
+/// CAP_NET_RAW (AF_XDP sockets).
+fn missing_capabilities(status: &str) -> Vec<&'static str> {
+    let Some(eff) =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    else {
+        return Vec::new(); // unreadable: let the kernel say
+    };
+    let has = |bit: u32| eff & (1u64 << bit) != 0;
+    let (net_admin, net_raw, sys_admin, bpf) = (12, 13, 21, 39);
+    let mut missing = Vec::new();
+    if !has(net_admin) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !has(bpf) && !has(sys_admin) {
+        missing.push("CAP_BPF");
+    }
+    if !has(net_raw) {
+        missing.push("CAP_NET_RAW");
+    }
+    missing
 }
 
 /// Receive queues of `interface` (/sys/class/net/IF/queues/rx-*); 1 if unreadable.
@@ -521,7 +556,18 @@ const FD_RESERVE: usize = 1024;
 
 #[cfg(test)]
 mod tests {
-    use super::port_slice;
+    use super::{missing_capabilities, port_slice};
+
+    #[test]
+    fn the_af_xdp_backend_names_the_capabilities_it_lacks() {
+        assert_eq!(missing_capabilities("Name:\tx\nCapEff:\t000001ffffffffff\n"), Vec::<&str>::new());
+        // CAP_NET_ADMIN and CAP_NET_RAW only: no CAP_BPF, no CAP_SYS_ADMIN.
+        assert_eq!(missing_capabilities("CapEff:\t0000000000003000\n"), ["CAP_BPF"]);
+        // CAP_SYS_ADMIN stands for CAP_BPF (kernels before 5.8).
+        assert_eq!(missing_capabilities("CapEff:\t0000000000203000\n"), Vec::<&str>::new());
+        assert_eq!(missing_capabilities("CapEff:\t0000000000000000\n"), ["CAP_NET_ADMIN", "CAP_BPF", "CAP_NET_RAW"]);
+        assert_eq!(missing_capabilities("no such line"), Vec::<&str>::new());
+    }
 
     #[test]
     fn the_port_range_is_split_into_even_aligned_slices() {
