@@ -9,6 +9,10 @@
 //! - **epoll** ([`crate::epoll`]): readiness, then `recvmmsg` batches and a `sendto` per
 //!   packet, for kernels or sandboxes without io_uring.
 //!
+//! With the af_xdp backend, an AF_XDP socket beside epoll's (`xdp.rs`): its frames run
+//! through the same relay and go back out in place. Transcoders are ordered from the
+//! codec factory and installed when they come back (`codecs.rs`).
+//!
 //! A loop turn drains commands (taking sockets from the [`Pool`] of ports bound ahead or
 //! left by closed sessions, or binding them, as sessions come; handing them to the pool's
 //! quarantine as they go), runs every received packet through its session's [`Relay`] and
@@ -46,11 +50,14 @@ use crate::pool::{bind_media_socket, Pool};
 use crate::relay::rtp::{classify, Kind};
 use crate::relay::session::{Drop, Notice, Policy, Relay, Verdict};
 use crate::sessions::SessionTable;
-use crate::transcode::factory::{FactoryClient, Order};
+use crate::transcode::factory::FactoryClient;
 use crate::transcode::Outbox;
-use crate::transcode::TranscodeError;
 use crate::uring::{Completion, Uring};
 use crate::xsk::Xsk;
+
+mod codecs;
+mod xdp;
+use xdp::XdpPath;
 
 /// What the main thread tells a worker.
 pub enum WorkerMsg {
@@ -158,14 +165,6 @@ struct Core {
     /// (frames arrive for a port, not a socket).
     xdp: Option<XdpPath>,
     ports: HashMap<u16, u64>,
-}
-
-/// A worker's AF_XDP socket, and the peers' MAC addresses learnt from their frames (the
-/// next hop a relayed frame is sent to; a peer not heard from yet is sent to through the
-/// kernel socket).
-struct XdpPath {
-    xsk: Box<Xsk>,
-    macs: HashMap<std::net::IpAddr, [u8; 6]>,
 }
 
 /// Where a relayed packet goes: out of `fd` (bound to `from`) to `to`.
@@ -292,35 +291,6 @@ impl Core {
         Ok(())
     }
 
-    /// Relays the frames waiting on the AF_XDP socket, each in place where the next hop's
-    /// MAC is known (else through the kernel socket); the frames taken.
-    fn xdp_turn(&mut self, mut notify: impl FnMut(Event)) -> usize {
-        let now = self.now_ns();
-        let here = (self.core, self.own_ports);
-        let Some(XdpPath { xsk, macs }) = self.xdp.as_mut() else { return 0 };
-        let (slots, gens, ports, outbox) = (&mut self.slots, &self.gens, &self.ports, &mut self.outbox);
-        xsk.poll(|frame, len| {
-            let h = crate::xsk::Headers::parse(&frame[..len])?;
-            macs.insert(h.src.ip(), h.src_mac);
-            let tok = *ports.get(&h.dst_port)?;
-            let payload = &mut frame[h.payload..len];
-            let o = Core::relay_one(slots, gens, here, tok, payload, h.src, now, outbox, &mut notify)?;
-            let mac = macs.get(&o.to.ip()).copied();
-            // A frame an AF_XDP socket sends on the loopback is not delivered to local
-            // sockets: to a loopback address it goes through the kernel socket.
-            let in_place = !o.to.ip().is_loopback();
-            match (mac, o.from) {
-                (Some(mac), Some(from)) if in_place && from.ip() == h.dst_ip && from.is_ipv4() == o.to.is_ipv4() => {
-                    crate::xsk::readdress(&mut frame[..len], &h, mac, from.port(), o.to).then_some(len)
-                }
-                _ => {
-                    send_to(o.fd, payload, o.to);
-                    None
-                }
-            }
-        })
-    }
-
     /// Stops watching the sockets of `slot` (its current generation's tokens).
     fn unwatch_sockets(&mut self, slot: usize, socks: &[[Option<UdpSocket>; 2]; 2]) {
         for (leg, pair) in socks.iter().enumerate() {
@@ -357,55 +327,6 @@ impl Core {
 
     fn seed(&self, id: u64) -> u64 {
         id_seed(id, self.now_ns(), self.core)
-    }
-
-    /// Applies a session's flags to its relay: with a factory, a transcoder the flags need
-    /// is ordered from it (and an old one handed to it to destroy); without, made here.
-    fn set_flags(&mut self, id: u64, relay: &mut Relay, flags: u32) -> Result<(), TranscodeError> {
-        let seed = self.seed(id);
-        let Some(factory) = self.factory.as_ref() else {
-            return relay.set_session_flags(flags, seed);
-        };
-        let r = relay.apply_flags(flags)?;
-        if let Some(old) = r.old {
-            factory.destroy(old);
-        }
-        if !r.order {
-            return Ok(());
-        }
-        self.tickets += 1;
-        let ticket = self.tickets;
-        if factory.order(Order { ticket, legs: relay.specs(), params: self.policy.opus, seed }) {
-            self.orders.insert(ticket, id);
-            relay.set_pending(Some(ticket));
-        } else {
-            relay.set_session_flags(flags, seed)?;
-        }
-        Ok(())
-    }
-
-    /// Installs the transcoders the factory has made since the last turn (one no longer
-    /// wanted goes back to it).
-    fn install_transcoders(&mut self) {
-        let Some(factory) = self.factory.as_ref() else { return };
-        while let Some(made) = factory.take() {
-            let session = self.orders.remove(&made.ticket);
-            let live = session.and_then(|id| self.by_id.get(&id)).and_then(|&slot| self.slots[slot].as_mut());
-            match (made.result, live) {
-                (Ok(t), Some(live)) => {
-                    if let Err(t) = live.relay.install(made.ticket, t) {
-                        factory.destroy(t);
-                    }
-                }
-                (Ok(t), None) => factory.destroy(t),
-                (Err(e), live) => {
-                    warn!(core = self.core, session = ?session, "transcoder not made: {e}");
-                    if let Some(live) = live.filter(|l| l.relay.pending() == Some(made.ticket)) {
-                        live.relay.set_pending(None);
-                    }
-                }
-            }
-        }
     }
 
     /// Stops watching the session's sockets and hands them to the quarantine; its final
