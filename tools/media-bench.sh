@@ -95,13 +95,6 @@ done
 
 work=$(mktemp -d /tmp/media-bench.XXXXXX)
 relay_pid=""
-stop_relay() {
-  [ -n "$relay_pid" ] || return 0
-  kill -TERM "$relay_pid" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$relay_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null
-  relay_pid=""
-}
 cleanup() {
   stop_relay
   [ -n "${autogroup_nice:-}" ] && echo "$autogroup_nice" >"/proc/$$/autogroup" 2>/dev/null
@@ -146,9 +139,8 @@ start_relay() {
       taskset -a -cp 1 "$relay_pid" >/dev/null
       target_args=(--ferroswitch "$work/media.sock") ;;
     rtpengine)
-      "${relay_prio[@]}" taskset -c 1 rtpengine --config-file=none --table=-1 --interface=127.0.0.1 \
-        --listen-ng=127.0.0.1:$ng_port --port-min=$port_min --port-max=$port_max --foreground --log-stderr \
-        --log-level=3 --num-threads=1 --pidfile="$work/rtpengine.pid" >"$log" 2>&1 &
+      rtpengine_cmd 127.0.0.1 "127.0.0.1:$ng_port" "$work/rtpengine.pid"
+      "${relay_prio[@]}" taskset -c 1 "${rtpengine_cmd[@]}" >"$log" 2>&1 &
       relay_pid=$!
       wait_for 10 ng_ping || { echo "rtpengine did not answer NG: $(tail -3 "$log")" >&2; return 1; }
       target_args=(--ng 127.0.0.1:$ng_port) ;;

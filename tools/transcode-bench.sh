@@ -48,13 +48,6 @@ done
 
 work=$(mktemp -d /tmp/transcode-bench.XXXXXX)
 relay_pid=""
-stop_relay() {
-  [ -n "$relay_pid" ] || return 0
-  kill -TERM "$relay_pid" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$relay_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null
-  relay_pid=""
-}
 cleanup() {
   stop_relay
   [ -s "$work/results.txt" ] && cp "$work/results.txt" "${RESULTS:-/tmp/transcode-bench.results}" \
@@ -90,9 +83,8 @@ start_relay() {
       taskset -a -cp 1 "$relay_pid" >/dev/null
       target_args=(--ferroswitch "$work/media.sock") ;;
     rtpengine)
-      nice -n -20 taskset -c 1 rtpengine --config-file=none --table=-1 --interface=127.0.0.1 \
-        --listen-ng=127.0.0.1:$ng_port --port-min=$port_min --port-max=$port_max --foreground --log-stderr \
-        --log-level=3 --num-threads=1 --pidfile="$work/rtpengine.pid" >"$log" 2>&1 &
+      rtpengine_cmd 127.0.0.1 "127.0.0.1:$ng_port" "$work/rtpengine.pid"
+      nice -n -20 taskset -c 1 "${rtpengine_cmd[@]}" >"$log" 2>&1 &
       relay_pid=$!
       wait_for 10 ng_ping || { echo "rtpengine did not answer NG: $(tail -3 "$log")" >&2; return 1; }
       target_args=(--ng 127.0.0.1:$ng_port) ;;

@@ -17,6 +17,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+source "$here/bench-lib.sh"
 steps="500 1000" secs=5 targets="af_xdp io_uring epoll rtpengine forwarder" build=1
 while getopts "s:d:t:n" o; do
   case $o in
@@ -36,7 +37,7 @@ ns=fsxbench$$ near=fxbA$k far=fxbB$k
 work=$(mktemp -d /tmp/xdp-bench.XXXXXX)
 relay_pid=""
 cleanup() {
-  [ -n "$relay_pid" ] && kill -TERM "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
+  stop_relay
   ip link del "$near" 2>/dev/null; ip netns del "$ns" 2>/dev/null
   [ "${KEEP:-0}" = 1 ] && echo "xdp-bench: work files kept in $work" >&2 || rm -rf "$work"
 }
@@ -79,9 +80,8 @@ TOML
       args=(--ferroswitch "$work/media.sock" --media-ip "10.80.$k.1") ;;
     rtpengine)
       command -v rtpengine >/dev/null || { echo "xdp-bench: rtpengine-daemon is not installed (tools/media-bench.sh installs it)" >&2; return 1; }
-      nice -n -20 taskset -c 1 rtpengine --config-file=none --table=-1 --interface="10.80.$k.1" \
-        --listen-ng="10.80.$k.1:22222" --port-min=20000 --port-max=29999 --foreground --log-stderr \
-        --log-level=3 --num-threads=1 --pidfile="$work/rtpengine.pid" >"$log" 2>&1 &
+      port_min=20000 port_max=29999 rtpengine_cmd "10.80.$k.1" "10.80.$k.1:22222" "$work/rtpengine.pid"
+      nice -n -20 taskset -c 1 "${rtpengine_cmd[@]}" >"$log" 2>&1 &
       relay_pid=$!
       sleep 1
       args=(--ng "10.80.$k.1:22222") ;;
@@ -103,7 +103,7 @@ for t in $targets; do
     fi
     line=$(timeout $((secs + 60)) ip netns exec "$ns" nice -n -20 "$bin/rtpload" "${args[@]}" -n "$n" -d "$secs" \
       --relay-pid "$relay_pid" --cpu 0 --tool-ip "10.80.$k.2" --label "$t" 2>"$work/rtpload.err" | grep '^RESULT')
-    kill -TERM "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null; relay_pid=""
+    stop_relay
     [ -n "$line" ] || line="RESULT target=$t sessions=$n error=$(tail -1 "$work/rtpload.err" | tr ' =' '__')"
     echo "$line"
   done

@@ -540,3 +540,32 @@ mod tests {
         assert!(!fix_checksums(&mut [0u8; 20], 14), "too short");
     }
 }
+
+#[cfg(test)]
+mod strangers {
+    //! Frames on the media ports come from anyone: whatever the bytes, parsing and
+    //! turning a frame around never panic.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_frame_parses_or_is_refused_without_a_panic(mut f in proptest::collection::vec(any::<u8>(), 0..200),
+                                                          v6 in any::<bool>(), tagged in any::<bool>()) {
+            // Often a plausible header, so the deeper checks are reached too.
+            if f.len() > 60 {
+                let (ty, at) = if tagged { (&[0x81u8, 0x00][..], 16) } else { (&[][..], 12) };
+                f[12..12 + ty.len()].copy_from_slice(ty);
+                f[at..at + 2].copy_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+                f[at + 2] = if v6 { 0x60 } else { 0x45 };
+            }
+            if let Some(h) = Headers::parse(&f) {
+                prop_assert!(h.payload <= f.len());
+                let to = if v6 { "[fd00::1]:4000".parse().unwrap() } else { "192.0.2.1:4000".parse().unwrap() };
+                readdress(&mut f, &h, [1; 6], 20000, to);
+            }
+            fix_checksums(&mut f, 14);
+        }
+    }
+}

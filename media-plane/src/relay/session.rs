@@ -416,15 +416,14 @@ impl Relay {
         Relay { echo: true, ..Relay::new([leg, LegSpec::default()], policy) }
     }
 
-    /// Transcoding with or without DTMF interworking (`session_flags::NO_DTMF`): the
-    /// session's flags.
+    /// The session's flags (echo, transcoding, `NO_DTMF`), a transcoder they need made
+    /// here, now (the worker orders it from its factory instead: [`Relay::apply_flags`]).
     pub fn set_session_flags(&mut self, flags: u32, seed: u64) -> Result<(), TranscodeError> {
-        use ferroswitch_shared::msg::session_flags as sf;
-        self.set_echo(flags & sf::ECHO != 0);
-        self.no_dtmf = flags & sf::NO_DTMF != 0;
-        self.set_transcoding(flags & sf::TRANSCODE != 0, seed)?;
-        if let Some(t) = self.transcoder.as_mut() {
+        if self.apply_flags(flags)?.order {
+            let mut t = Box::new(Transcoder::new(&self.specs(), &self.policy.opus, seed)?);
             t.set_dtmf_interworking(!self.no_dtmf);
+            self.pending = None;
+            self.transcoder = Some(t);
         }
         Ok(())
     }
@@ -485,20 +484,15 @@ impl Relay {
     }
 
     /// Turns transcoding on (the legs share no codec: each speaks its first one the media
-    /// plane transcodes) or off. A transcoder already serving the legs' codecs is kept
-    /// (a re-INVITE that moved an address); `seed` seeds a new one's outgoing streams.
+    /// plane transcodes) or off, the other flags as they are. A transcoder already serving
+    /// the legs' codecs is kept (a re-INVITE that moved an address); `seed` seeds a new
+    /// one's outgoing streams.
     pub fn set_transcoding(&mut self, on: bool, seed: u64) -> Result<(), TranscodeError> {
-        if !on || self.echo {
-            self.transcoder = None;
-            return Ok(());
-        }
-        let specs = [self.legs[0].spec, self.legs[1].spec];
-        if self.transcoder.as_ref().is_some_and(|t| t.serves(&specs)) {
-            return Ok(());
-        }
-        self.transcoder = None;
-        self.transcoder = Some(Box::new(Transcoder::new(&specs, &self.policy.opus, seed)?));
-        Ok(())
+        use ferroswitch_shared::msg::session_flags as sf;
+        let flags = if on { sf::TRANSCODE } else { 0 }
+            | if self.echo { sf::ECHO } else { 0 }
+            | if self.no_dtmf { sf::NO_DTMF } else { 0 };
+        self.set_session_flags(flags, seed)
     }
 
     /// Whether the session transcodes.

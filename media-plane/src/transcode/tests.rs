@@ -520,3 +520,40 @@ fn without_dtmf_interworking_events_are_dropped_and_tones_not_detected() {
     }
     assert_eq!(t.take_detected(1), None);
 }
+
+mod strangers {
+    //! What a peer can send a transcoding session: any payload, any payload type, any
+    //! sequence and timestamp. Nothing panics, and one packet never makes more than the
+    //! outbox holds.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn legs() -> Vec<LegSpec> {
+        vec![pcmu(), pcma(), g722(), opus_leg(), g729(), l16(), no_te(pcma())]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn any_packets_into_any_pair_never_panic(
+            a in 0usize..7,
+            b in 0usize..7,
+            packets in proptest::collection::vec(
+                (prop_oneof![Just(0u8), Just(8), Just(9), Just(18), Just(96), Just(101), Just(111), any::<u8>()],
+                 any::<u16>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..400)),
+                1..40),
+        ) {
+            let (la, lb) = (legs()[a], legs()[b]);
+            let mut t = Transcoder::new(&[la, lb], &opus::Params::default(), 1).unwrap();
+            let mut out = Outbox::new();
+            for (pt, seq, ts, payload) in packets {
+                let p = rtp(pt & 0x7f, seq, ts, &payload);
+                let r = Rtp::parse(&p).unwrap();
+                t.on_rtp(0, &r, &mut out);
+                prop_assert!(out.packets.len() <= direction::MAX_OUT_PACKETS);
+                t.on_rtp(1, &r, &mut out);
+            }
+        }
+    }
+}
