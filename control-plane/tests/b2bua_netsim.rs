@@ -1228,17 +1228,7 @@ fn echo_loops_the_callers_media_through_an_echo_session() {
 #[test]
 fn bypass_media_leaves_the_sdp_untouched() {
     let mut w = World::with_media(37);
-    let plan = control_plane::dialplan::Dialplan::parse(
-        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
-        <extension name="bypass"><condition field="destination_number" expression="^(1001)$">
-        <action application="set" data="bypass_media=true"/>
-        <action application="bridge" data="user/$1"/></condition></extension>
-        </context></section></document>"#,
-        "bypass.xml",
-        &control_plane::dialplan::Variables::new(),
-    )
-    .unwrap();
-    w.switch.set_dialplan(plan);
+    w.switch.set_dialplan(bridge_1001_after_setting("bypass_media=true"));
     w.register_callee();
     w.call("1001");
     assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
@@ -1349,6 +1339,18 @@ fn a_call_taken_back_after_a_crash_keeps_its_media_sessions() {
     assert_eq!(media(&w).destroyed, [(id, legs)]);
 }
 
+/// A dialplan whose 1001 sets `variable` (`name=value`), then bridges to user 1001.
+fn bridge_1001_after_setting(variable: &str) -> control_plane::dialplan::Dialplan {
+    let xml = format!(
+        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
+        <extension name="set"><condition field="destination_number" expression="^(1001)$">
+        <action application="set" data="{variable}"/>
+        <action application="bridge" data="user/$1"/></condition></extension>
+        </context></section></document>"#
+    );
+    control_plane::dialplan::Dialplan::parse(&xml, "set.xml", &control_plane::dialplan::Variables::new()).unwrap()
+}
+
 /// A dialplan whose 5555 bridges to a host name that resolves to the callee, and 6666 to
 /// one that does not resolve.
 fn dialplan_with_host_names() -> control_plane::dialplan::Dialplan {
@@ -1453,17 +1455,7 @@ fn a_callee_answering_a_codec_the_caller_never_offered_is_transcoded_to_the_call
 #[test]
 fn dtmf_type_none_turns_dtmf_interworking_off_for_the_calls_sessions() {
     let mut w = World::with_media(56);
-    let plan = control_plane::dialplan::Dialplan::parse(
-        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
-        <extension name="nodtmf"><condition field="destination_number" expression="^(1001)$">
-        <action application="set" data="dtmf_type=none"/>
-        <action application="bridge" data="user/$1"/></condition></extension>
-        </context></section></document>"#,
-        "nodtmf.xml",
-        &control_plane::dialplan::Variables::new(),
-    )
-    .unwrap();
-    w.switch.set_dialplan(plan);
+    w.switch.set_dialplan(bridge_1001_after_setting("dtmf_type=none"));
     w.register_callee();
     w.call("1001");
     assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
