@@ -5,6 +5,8 @@
 
 pub mod codec;
 pub mod epoll;
+pub mod handover;
+pub mod nexthop;
 pub mod pool;
 pub mod relay;
 pub mod server;

@@ -138,14 +138,33 @@ pub enum MediaError {
     },
 }
 
+/// The af_xdp backend while it runs: the attached program (its kernel link detaches it
+/// when this is dropped or the process dies) and the next-hop listener.
+pub struct XdpBackend {
+    program: crate::xdp::Program,
+    _hops: crate::nexthop::watch::Watcher,
+}
+
+impl XdpBackend {
+    /// The program's frame counters.
+    pub fn counters(&self) -> crate::xdp::Counters {
+        self.program.counters()
+    }
+}
+
 /// Attaches the XDP program to the interface and gives each worker an AF_XDP socket on
-/// its receive queue (worker `i`, queue `i`; a worker without a queue keeps the kernel
-/// path, said in the log). Returns the program, to keep while the media plane runs.
+/// its receive queue (worker `i`, queue `i`; a worker without a queue relays what the
+/// others hand it through its kernel sockets, said in the log), rings to hand each other
+/// frames for each other's ports, and the kernel's next hops, kept current. `workers`:
+/// each worker's sender and wake-up doorbell. Returns the backend, to keep while the
+/// media plane runs.
 pub fn setup_xdp(
     x: &XdpOptions,
-    workers: &[&mpsc::Sender<WorkerMsg>],
+    workers: &[(&mpsc::Sender<WorkerMsg>, &Doorbell)],
     ports: (u16, u16),
-) -> Result<crate::xdp::Program, MediaError> {
+) -> Result<XdpBackend, MediaError> {
+    use crate::handover::{Mesh, Owners, Wake};
+    use crate::worker::XdpSetup;
     use crate::xdp::{MediaConfig, Mode, Program};
     use crate::xsk::{Xsk, XskMode, FRAME};
     let err = |key: &'static str, why: String| MediaError::Xdp { key, why };
@@ -170,7 +189,7 @@ pub fn setup_xdp(
     if ifindex == 0 {
         return Err(err("media.xdp_interface", format!("no interface {:?} here", x.interface)));
     }
-    raise_memlock(u64::from(x.frames) * FRAME as u64 * workers.len() as u64).map_err(|e| {
+    raise_memlock(2 * u64::from(x.frames) * FRAME as u64 * workers.len() as u64).map_err(|e| {
         err(
             "media.xdp_interface",
             format!("{e}: the UMEM counts against RLIMIT_MEMLOCK (raise it, or give the media plane CAP_IPC_LOCK)"),
@@ -179,7 +198,7 @@ pub fn setup_xdp(
     let span = port_slice(ports.0, ports.1, 0, workers.len()).1 - ports.0 + 1;
     let mut cfg = MediaConfig::new(x.ipv4, x.ipv6, ports);
     if workers.len() > 1 {
-        cfg = cfg.with_worker_span(span);
+        cfg = cfg.with_workers(workers.len() as u16, span);
     }
     let capabilities = "(the media plane needs CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW)";
     let attach = |mode| Program::attach(&x.interface, mode, cfg);
@@ -194,10 +213,25 @@ pub fn setup_xdp(
         },
     };
     let queues = rx_queues(&x.interface);
+    let wakes = workers
+        .iter()
+        .enumerate()
+        .map(|(i, (_, bell))| {
+            bell.fd()
+                .try_clone()
+                .map(|fd| Wake::new(Doorbell::from_fd(fd)))
+                .map_err(|source| MediaError::Spawn { core: i, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut meshes: Vec<Option<Mesh>> =
+        if workers.len() > 1 { Mesh::build(&wakes).into_iter().map(Some).collect() } else { vec![None] };
+    let owners = Owners::new(ports.0, ports.1, workers.len());
     let mut bound = Vec::new();
-    for (i, tx) in workers.iter().enumerate() {
+    for (i, (tx, _)) in workers.iter().enumerate() {
+        let mesh = meshes[i].take();
         if i >= queues {
-            warn!(core = i, interface = %x.interface, queues, "no receive queue for this media worker: its media takes the kernel path (give the interface a queue per worker)");
+            warn!(core = i, interface = %x.interface, queues, "no receive queue for this media worker: it relays the frames other workers hand it and sends through the kernel (give the interface a queue per worker)");
+            let _ = tx.send(WorkerMsg::Xdp(Box::new(XdpSetup { xsk: None, mesh, owners })));
             continue;
         }
         let open = |m| Xsk::new(ifindex, i as u32, x.frames, m);
@@ -219,10 +253,18 @@ pub fn setup_xdp(
         };
         program.register(i as u32, xsk.fd()).map_err(|e| err("media.xdp_interface", e.to_string()))?;
         bound.push(bind);
-        let _ = tx.send(WorkerMsg::Xdp(Box::new(xsk)));
+        let _ = tx.send(WorkerMsg::Xdp(Box::new(XdpSetup { xsk: Some(Box::new(xsk)), mesh, owners })));
     }
+    // Next hops from the kernel's tables, each worker sent its own copy at each change.
+    let senders: Vec<mpsc::Sender<WorkerMsg>> = workers.iter().map(|(tx, _)| (*tx).clone()).collect();
+    let hops = crate::nexthop::watch::start(ifindex, move |t| {
+        for tx in &senders {
+            let _ = tx.send(WorkerMsg::NextHops(Box::new(t.clone())));
+        }
+    })
+    .map_err(|e| err("media.xdp_interface", format!("reading the kernel's routes and neighbours (rtnetlink): {e}")))?;
     info!(interface = %x.interface, ?mode, binds = ?bound, queues, "AF_XDP backend: the XDP program is attached");
-    Ok(program)
+    Ok(XdpBackend { program, _hops: hops })
 }
 
 /// The capabilities the af_xdp backend needs that `status` (/proc/self/status) says this
@@ -251,10 +293,59 @@ fn missing_capabilities(status: &str) -> Vec<&'static str> {
 
 /// Receive queues of `interface` (/sys/class/net/IF/queues/rx-*); 1 if unreadable.
 fn rx_queues(interface: &str) -> usize {
-    std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+    ethtool_rx_queues(interface)
+        .or_else(|| {
+            // /sys shows the namespace it was mounted in, which may not be this thread's.
+            std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
+                .ok()
+                .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        })
         .unwrap_or(1)
         .max(1)
+}
+
+/// The interface's receive queues as its driver counts its channels (ETHTOOL_GCHANNELS:
+/// receive-only plus combined), asked in this thread's network namespace; None where
+/// the driver does not say.
+fn ethtool_rx_queues(interface: &str) -> Option<usize> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Channels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    let name = interface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let mut ch = Channels { cmd: ETHTOOL_GCHANNELS, ..Channels::default() };
+    // SAFETY: a zeroed ifreq is valid; its name is NUL-terminated (checked above) and its
+    // data points at `ch`, live for the call; the socket is closed below.
+    unsafe {
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+            *d = *s as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_data = (&mut ch as *mut Channels).cast();
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let r = libc::ioctl(fd, libc::SIOCETHTOOL, &mut ifr);
+        libc::close(fd);
+        if r != 0 {
+            return None;
+        }
+    }
+    Some((ch.rx_count + ch.combined_count) as usize).filter(|&n| n > 0)
 }
 
 /// Lets this process lock `bytes` more of memory (the UMEM is pinned).
@@ -376,8 +467,9 @@ pub fn run(opts: MediaOptions) -> Result<(), MediaError> {
     // Kept while the media plane runs; its kernel link detaches it when the process ends.
     let _xdp = match &opts.xdp {
         Some(x) => {
-            let senders: Vec<&mpsc::Sender<WorkerMsg>> = workers.iter().map(|(tx, _, _)| tx).collect();
-            Some(setup_xdp(x, &senders, (opts.port_min, opts.port_max))?)
+            let ends: Vec<(&mpsc::Sender<WorkerMsg>, &Doorbell)> =
+                workers.iter().map(|(tx, wake, _)| (tx, wake)).collect();
+            Some(setup_xdp(x, &ends, (opts.port_min, opts.port_max))?)
         }
         None => None,
     };

@@ -69,11 +69,12 @@ pub struct MediaConfig {
     ipv6: [u32; 4],
     port_min: u16,
     port_max: u16,
-    has_ipv6: u32,
+    has_ipv6: u16,
+    workers: u16,
     span: u32,
 }
 
-// SAFETY: plain integers, no padding (4 + 16 + 2 + 2 + 4 + 4 bytes), as the program's struct.
+// SAFETY: plain integers, no padding (4 + 16 + 2 + 2 + 2 + 2 + 4 bytes), as the program's struct.
 unsafe impl aya::Pod for MediaConfig {}
 
 impl MediaConfig {
@@ -86,15 +87,17 @@ impl MediaConfig {
             ipv6: [word(0), word(1), word(2), word(3)],
             port_min: ports.0,
             port_max: ports.1,
-            has_ipv6: u32::from(ipv6.is_some()),
+            has_ipv6: u16::from(ipv6.is_some()),
+            workers: 1,
             span: 0,
         }
     }
 
-    /// Worker `i` owns the `span` ports from `port_min + i * span` and reads receive queue
-    /// `i`: a frame for its ports on another queue goes to the kernel.
-    pub fn with_worker_span(self, span: u16) -> MediaConfig {
-        MediaConfig { span: u32::from(span), ..self }
+    /// `workers` workers: worker `i` owns the `span` ports from `port_min + i * span` (the
+    /// last one the rest too) and reads receive queue `i`; a frame for its ports on another
+    /// queue is counted (`other_queue`) and handed over by that queue's worker.
+    pub fn with_workers(self, workers: u16, span: u16) -> MediaConfig {
+        MediaConfig { span: u32::from(span), workers, ..self }
     }
 }
 
@@ -107,7 +110,7 @@ pub struct Counters {
     pub passed: u64,
     /// Media frames passed to the kernel for want of a socket on their queue.
     pub no_socket: u64,
-    /// Media frames for another worker's ports than their queue's (to the kernel).
+    /// Media frames for another worker's ports than their queue's (handed over).
     pub other_queue: u64,
 }
 
@@ -197,13 +200,15 @@ mod tests {
         assert_eq!(size_of::<MediaConfig>(), 32);
         let c =
             MediaConfig::new(Some("192.0.2.1".parse().unwrap()), Some("2001:db8::1".parse().unwrap()), (16384, 32767))
-                .with_worker_span(8192);
+                .with_workers(2, 8192);
         // SAFETY: a plain struct of integers viewed as its bytes.
         let bytes: [u8; 32] = unsafe { std::mem::transmute(c) };
         assert_eq!(u32::from_ne_bytes([bytes[28], bytes[29], bytes[30], bytes[31]]), 8192);
         assert_eq!(&bytes[0..4], &[192, 0, 2, 1], "daddr as it is on the wire");
         assert_eq!(&bytes[4..8], &[0x20, 0x01, 0x0d, 0xb8]);
         assert_eq!(&bytes[19..20], &[1]);
+        assert_eq!(u16::from_ne_bytes([bytes[24], bytes[25]]), 1, "has_ipv6");
+        assert_eq!(u16::from_ne_bytes([bytes[26], bytes[27]]), 2, "workers");
         assert_eq!(u16::from_ne_bytes([bytes[20], bytes[21]]), 16384);
         assert_eq!(u16::from_ne_bytes([bytes[22], bytes[23]]), 32767);
         assert_eq!(MediaConfig::new(None, None, (1, 2)).has_ipv6, 0);

@@ -120,6 +120,8 @@ pub struct Xsk {
     spare: Vec<u64>,
     /// Copy mode (every send is kicked).
     copy: bool,
+    /// Frames were queued by [`Xsk::send_copy`] since the last kick.
+    kick: bool,
 }
 
 // SAFETY: the mappings belong to this value alone; it is used by one thread at a time.
@@ -138,8 +140,10 @@ fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
 }
 
 impl Xsk {
-    /// A socket on queue `queue` of interface `ifindex`, with a UMEM of `frames` frames
-    /// (a power of two; as many descriptors in each ring).
+    /// A socket on queue `queue` of interface `ifindex`, with `frames` descriptors in each
+    /// ring (a power of two) and a UMEM of twice as many frames: one half fills the fill
+    /// ring, the other takes copies of frames sent that were not received here
+    /// ([`Xsk::send_copy`]).
     pub fn new(ifindex: u32, queue: u32, frames: u32, mode: XskMode) -> io::Result<Xsk> {
         assert!(frames.is_power_of_two(), "ring sizes are powers of two");
         // SAFETY: plain socket creation; the fd is owned below.
@@ -149,7 +153,7 @@ impl Xsk {
         }
         // SAFETY: a new fd nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem_len = frames as usize * FRAME;
+        let umem_len = 2 * frames as usize * FRAME;
         // SAFETY: an anonymous mapping; checked below.
         let umem = unsafe {
             libc::mmap(
@@ -208,11 +212,12 @@ impl Xsk {
             comp,
             rx,
             tx,
-            spare: Vec::with_capacity(frames as usize),
+            spare: Vec::with_capacity(2 * frames as usize),
             copy,
+            kick: false,
         };
-        // Every frame starts in the fill ring.
-        x.spare.extend((0..u64::from(frames)).map(|i| i * FRAME as u64));
+        // Half the frames start in the fill ring, the rest spare.
+        x.spare.extend((0..2 * u64::from(frames)).map(|i| i * FRAME as u64));
         x.refill();
         let flags = libc::XDP_USE_NEED_WAKEUP
             | match mode {
@@ -276,6 +281,39 @@ impl Xsk {
         }
     }
 
+    /// Queues a copy of `frame` (built elsewhere: a frame another worker received) for
+    /// sending; false (dropped) if no frame or TX slot is free. Sent at [`Xsk::flush`].
+    pub fn send_copy(&mut self, frame: &[u8]) -> bool {
+        self.reclaim();
+        let prod = self.tx.producer().load(Ordering::Relaxed);
+        let cons = self.tx.consumer().load(Ordering::Acquire);
+        if frame.len() > FRAME || prod.wrapping_sub(cons) > self.tx.mask {
+            return false;
+        }
+        // Keep the fill ring's share: copies take only frames beyond what it lacks.
+        let fill_room = (self.fill.mask + 1)
+            - self.fill.producer().load(Ordering::Relaxed).wrapping_sub(self.fill.consumer().load(Ordering::Acquire));
+        if self.spare.len() as u32 <= fill_room {
+            return false;
+        }
+        let Some(addr) = self.spare.pop() else { return false };
+        // SAFETY: a spare frame of our UMEM, ours until the kernel completes it.
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.umem.add(addr as usize), frame.len()) };
+        // SAFETY: a TX slot we own.
+        unsafe { *self.tx.packet(prod) = libc::xdp_desc { addr, len: frame.len() as u32, options: 0 } };
+        self.tx.producer().store(prod.wrapping_add(1), Ordering::Release);
+        self.kick = true;
+        true
+    }
+
+    /// Sends what [`Xsk::send_copy`] queued.
+    pub fn flush(&mut self) {
+        if std::mem::take(&mut self.kick) && (self.copy || self.tx.needs_wakeup()) {
+            // SAFETY: a kick of our own socket; no buffers passed.
+            unsafe { libc::sendto(self.fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+        }
+    }
+
     /// Handles every received frame: `f` gets the frame's bytes (the whole UMEM frame
     /// from the packet's start, `len` of them received) and returns the length to send
     /// it back out with, rewritten in place, or None to drop it. The frames received.
@@ -322,11 +360,9 @@ impl Xsk {
         if sent > 0 {
             self.tx.producer().store(tx_prod, Ordering::Release);
             // In copy mode the kernel sends only when kicked; in zero-copy mode when it says so.
-            if self.copy || self.tx.needs_wakeup() {
-                // SAFETY: a kick of our own socket; no buffers passed.
-                unsafe { libc::sendto(self.fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
-            }
+            self.kick = true;
         }
+        self.flush();
         self.refill();
         if self.fill.needs_wakeup() && n == 0 {
             // SAFETY: a wake-up of our own socket's receive path; no buffers passed.
@@ -373,6 +409,11 @@ pub struct Headers {
     pub dst_ip: std::net::IpAddr,
     /// The UDP destination port.
     pub dst_port: u16,
+    /// The VLAN id of its one 802.1Q tag; None untagged. A double-tagged (QinQ) frame
+    /// has `tags` 2.
+    pub vlan: Option<u16>,
+    /// How many VLAN tags it carries (0 to 2).
+    pub tags: u8,
     /// Offsets of the IP header, the UDP header and the payload.
     pub l3: usize,
     /// The UDP header's offset.
@@ -389,10 +430,13 @@ impl Headers {
         let src_mac: [u8; 6] = f.get(6..12)?.try_into().ok()?;
         let mut l3 = 14;
         let mut proto = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+        let (mut vlan, mut tags) = (None, 0);
         for _ in 0..2 {
             if proto != 0x8100 && proto != 0x88a8 {
                 break;
             }
+            vlan = vlan.or(Some(u16::from_be_bytes([*f.get(l3)?, *f.get(l3 + 1)?]) & 0x0fff));
+            tags += 1;
             proto = u16::from_be_bytes([*f.get(l3 + 2)?, *f.get(l3 + 3)?]);
             l3 += 4;
         }
@@ -428,6 +472,8 @@ impl Headers {
             src: SocketAddr::new(src_ip, sport),
             dst_ip,
             dst_port: dport,
+            vlan,
+            tags,
             l3,
             udp,
             payload: udp + 8,

@@ -25,10 +25,12 @@ struct media_config {
 	__u32 ipv6[4];       // network byte order
 	__u16 port_min;      // host byte order
 	__u16 port_max;
-	__u32 has_ipv6;
-	// Ports per worker (worker i owns port_min + i * span ...; 0: one worker), and
-	// whether a frame must arrive on its worker's queue: a frame for another worker's
-	// port on this queue goes to the kernel, whose socket for it is bound.
+	__u16 has_ipv6;
+	// How many workers share the range: worker i owns the span ports from
+	// port_min + i * span (the last one the rest too; span 0: one worker). A frame for
+	// another worker's port still goes to this queue's socket, whose worker hands it over
+	// (no steering rule put it on its worker's queue); it is counted.
+	__u16 workers;
 	__u32 span;
 };
 
@@ -50,7 +52,7 @@ struct {
 // Per CPU: [0] frames for the media plane (redirected, or passed when no socket),
 // [1] frames passed to the kernel as not ours, [2] media frames passed for want of a
 // socket on their queue, [3] media frames for another worker's ports than the queue's
-// (passed to the kernel: no steering rule put them on their worker's queue).
+// (handed over by the queue's worker: no steering rule put them on their worker's queue).
 enum { COUNT_MEDIA, COUNT_PASSED, COUNT_NO_SOCKET, COUNT_OTHER_QUEUE, COUNTERS };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -136,9 +138,12 @@ int ferroswitch_media(struct xdp_md *ctx)
 		return pass();
 
 	count(COUNT_MEDIA);
-	if (cfg->span && (__u32)(port - cfg->port_min) / cfg->span != ctx->rx_queue_index) {
-		count(COUNT_OTHER_QUEUE);
-		return XDP_PASS;
+	if (cfg->span && cfg->workers > 1) {
+		__u32 owner = (__u32)(port - cfg->port_min) / cfg->span;
+		if (owner >= cfg->workers)
+			owner = cfg->workers - 1;
+		if (owner != ctx->rx_queue_index)
+			count(COUNT_OTHER_QUEUE);
 	}
 	int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	if (action == XDP_PASS)

@@ -53,11 +53,11 @@ use crate::sessions::SessionTable;
 use crate::transcode::factory::FactoryClient;
 use crate::transcode::Outbox;
 use crate::uring::{Completion, Uring};
-use crate::xsk::Xsk;
 
 mod codecs;
 mod xdp;
 use xdp::XdpPath;
+pub use xdp::XdpSetup;
 
 /// What the main thread tells a worker.
 pub enum WorkerMsg {
@@ -77,7 +77,10 @@ pub enum WorkerMsg {
     Factory(FactoryClient),
     /// Media frames come on this AF_XDP socket too (the af_xdp backend): the XDP program
     /// sends the worker's queue's media frames there; the kernel sockets stay bound.
-    Xdp(Box<Xsk>),
+    /// With the rings other workers hand it frames on.
+    Xdp(Box<XdpSetup>),
+    /// The kernel's next hops, as they are now (the af_xdp backend).
+    NextHops(Box<crate::nexthop::Table>),
     /// Exit the thread.
     Stop,
 }
@@ -165,6 +168,8 @@ struct Core {
     /// (frames arrive for a port, not a socket).
     xdp: Option<XdpPath>,
     ports: HashMap<u16, u64>,
+    /// Where frames sent from the AF_XDP socket go (the af_xdp backend).
+    hops: crate::nexthop::Table,
 }
 
 /// Where a relayed packet goes: out of `fd` (bound to `from`) to `to`.
@@ -655,6 +660,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         orders: HashMap::new(),
         xdp: None,
         ports: HashMap::new(),
+        hops: crate::nexthop::Table::default(),
         own_ports: cfg.own_ports,
     };
     if let Err(e) = c.io.watch_eventfd(wake.as_raw_fd(), TOKEN_WAKE) {
@@ -685,16 +691,21 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                     pending.clear();
                 }
                 Ok(WorkerMsg::Factory(f)) => c.factory = Some(f),
-                Ok(WorkerMsg::Xdp(xsk)) => {
+                Ok(WorkerMsg::Xdp(setup)) => {
+                    let path = XdpPath::new(*setup);
                     if matches!(c.io, Io::Uring(_)) {
                         warn!(core, "AF_XDP frames need the epoll backend beside them: socket ignored");
-                    } else if let Err(e) = c.io.watch_eventfd(xsk.fd(), TOKEN_XSK) {
+                    } else if let Some(Err(e)) = path.fd().map(|fd| c.io.watch_eventfd(fd, TOKEN_XSK)) {
                         warn!(core, error = %e, "media worker cannot watch its AF_XDP socket");
                     } else {
-                        info!(core, "media worker takes frames from its AF_XDP socket");
-                        c.xdp = Some(XdpPath { xsk, macs: HashMap::new() });
+                        match path.fd() {
+                            Some(_) => info!(core, "media worker takes frames from its AF_XDP socket"),
+                            None => info!(core, "media worker takes the frames other workers hand it"),
+                        }
+                        c.xdp = Some(path);
                     }
                 }
+                Ok(WorkerMsg::NextHops(t)) => c.hops = *t,
                 Ok(WorkerMsg::Stop) | Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
             }
@@ -757,11 +768,22 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         }
         let busy = commands > 0 || !pending.is_empty() || last_work.elapsed() < cfg.busy_poll;
         let timeout_ms = if busy { 0 } else { TICK.as_millis() as i32 };
-        let asleep = timeout_ms > 0 && attached.as_mut().is_none_or(|a| a.ends.commands.prepare_sleep());
+        let mut asleep = timeout_ms > 0 && attached.as_mut().is_none_or(|a| a.ends.commands.prepare_sleep());
+        // Frames other workers hand over ring this worker's doorbell only while it sleeps.
+        let handed_asleep = asleep && c.xdp.as_ref().is_none_or(XdpPath::prepare_sleep);
+        if asleep && !handed_asleep {
+            if let Some(a) = attached.as_mut() {
+                a.ends.commands.woke();
+            }
+            asleep = false;
+        }
         let bell_fd = attached.as_ref().map(|a| a.commands_bell.as_raw_fd());
         specials.clear();
         packets =
             c.turn(if asleep { timeout_ms } else { 0 }, wake.as_raw_fd(), bell_fd, &mut specials, |e| pending.push(e));
+        if let Some(x) = c.xdp.as_ref().filter(|_| asleep) {
+            x.woke();
+        }
         packets += c.xdp_turn(|e| pending.push(e));
         if let Some(a) = attached.as_mut() {
             if asleep {
