@@ -379,3 +379,184 @@ fn a_media_plane_that_keeps_dying_at_start_is_restarted_ever_more_slowly() {
         media.stop().await;
     });
 }
+
+/// Runs `f` on a thread inside a new network namespace (removed after), its loopback up;
+/// the processes and threads it starts are in it too. None without root or a build with
+/// the XDP program.
+fn in_netns<T: Send>(tag: &str, f: impl FnOnce() -> T + Send) -> Option<T> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !ferroswitch_media_plane::xdp::Program::built() {
+        eprintln!("skipped: needs root and a build with the XDP program");
+        return None;
+    }
+    let name = format!("{tag}{}", std::process::id());
+    assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+    let ns = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+    let result = std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: a valid namespace fd; moves this thread only.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            assert!(Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap().success());
+            f()
+        })
+        .join()
+    });
+    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+    match result {
+        Ok(v) => Some(v),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// This thread's namespace's `Udp: InDatagrams` (what the kernel's UDP sockets received).
+fn udp_in_datagrams() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let i = names.split_whitespace().position(|n| n == "InDatagrams").unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// The af_xdp backend under the supervisor, in a namespace of the test's own joined to
+/// another by a veth pair with two queues (two workers): a call's media flows through the
+/// AF_XDP sockets (the kernel's UDP receives none of it), the media plane is killed
+/// mid-call, and the restarted one (its program attached again, the session replayed on
+/// the same ports) carries the media through its AF_XDP sockets again.
+#[test]
+fn af_xdp_media_flows_again_through_a_restarted_media_plane() {
+    in_netns("fsk", || {
+        let far_ns = format!("fskf{}", std::process::id());
+        let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+        ip(&["netns", "add", &far_ns]);
+        struct FarNs(String);
+        impl Drop for FarNs {
+            fn drop(&mut self) {
+                let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            }
+        }
+        let _far = FarNs(far_ns.clone());
+        ip(&[
+            "link",
+            "add",
+            "fsk0",
+            "numtxqueues",
+            "2",
+            "numrxqueues",
+            "2",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "fsk1",
+            "numtxqueues",
+            "2",
+            "numrxqueues",
+            "2",
+            "netns",
+            &far_ns,
+        ]);
+        ip(&["addr", "add", "10.81.0.1/24", "dev", "fsk0"]);
+        ip(&["link", "set", "fsk0", "up"]);
+        ip(&["-n", &far_ns, "addr", "add", "10.81.0.2/24", "dev", "fsk1"]);
+        ip(&["-n", &far_ns, "link", "set", "fsk1", "up"]);
+        let dir = TempDir::new("media-xdp");
+        let text = format!(
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{dir}/var\"\n\
+             [management]\nhttp_listen = \"127.0.0.1:0\"\n[ng]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
+             [media]\nmode = \"spawn\"\nsocket = \"{dir}/media.sock\"\ncores = [0, 1]\nheartbeat_ms = 20\n\
+             heartbeat_timeout_ms = 300\norphan_exit_secs = 5\nrtp_port_min = 16000\nrtp_port_max = 16999\n\
+             rtp_ip = \"10.81.0.1\"\nbackend = \"af_xdp\"\nxdp_interface = \"fsk0\"\nxdp_mode = \"native\"\n\
+             xdp_bind = \"copy\"\n",
+            dir = dir.0.display()
+        );
+        let cfg = dir.0.join("ferroswitch.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let opts = SupervisorOptions {
+            socket: dir.0.join("media.sock"),
+            spawn: Some(SpawnSpec {
+                program: binary().into(),
+                args: vec!["media".into(), "--config".into(), cfg.into_os_string()],
+            }),
+            cores: 2,
+            heartbeat_timeout: Duration::from_millis(300),
+            first_id: 1,
+            start_timeout: Duration::from_secs(5),
+        };
+        // The phones, on the far side.
+        let ns = std::fs::File::open(format!("/run/netns/{far_ns}")).unwrap();
+        let (pa, pb) = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid namespace fd; moves this thread only.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let s = || std::net::UdpSocket::bind("10.81.0.2:0").unwrap();
+            (s(), s())
+        })
+        .join()
+        .unwrap();
+        for s in [&pa, &pb] {
+            s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        }
+        let rt = runtime();
+        rt.block_on(async {
+            let media = supervisor::start(opts);
+            let mut reaper = Reaper(Vec::new());
+            let up = tokio::time::timeout(Duration::from_secs(10), media.wait_for(|s| s.ready)).await;
+            assert!(up.is_ok(), "the media plane never attached: {:?}", media.state());
+            let mut spec = test_spec(0);
+            for (leg, peer) in spec.legs.iter_mut().zip([&pa, &pb]) {
+                leg.local = ferroswitch_shared::msg::Endpoint::from_addr("10.81.0.1:0".parse().unwrap());
+                leg.remote = ferroswitch_shared::msg::Endpoint::from_addr(peer.local_addr().unwrap());
+            }
+            media.create(spec).await.expect("create");
+            let held = wait_for_sessions(&media, 1).await;
+            let (local_a, local_b) = (held[0].3.legs[0].local.addr().unwrap(), held[0].3.legs[1].local.addr().unwrap());
+            let (pa, pb) = (std::sync::Arc::new(pa), std::sync::Arc::new(pb));
+            // Until media flows both ways; then 20 packets each way, counted at the kernel.
+            let exchange = || {
+                let (pa, pb) = (pa.clone(), pb.clone());
+                tokio::task::spawn_blocking(move || {
+                    let first = relays_within(&pa, local_a, &pb, Duration::from_secs(5)).is_some()
+                        && relays_within(&pb, local_b, &pa, Duration::from_secs(5)).is_some();
+                    if !first {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    for s in [&pa, &pb] {
+                        while s.recv_from(&mut [0u8; 2048]).is_ok() {}
+                    }
+                    let kernel = udp_in_datagrams();
+                    let mut got = 0;
+                    for i in 0..20u16 {
+                        for (from, to, rx) in [(&pa, local_a, &pb), (&pb, local_b, &pa)] {
+                            let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+                            p[2..4].copy_from_slice(&(5000 + i).to_be_bytes());
+                            p.extend([0xffu8; 160]);
+                            from.send_to(&p, to).unwrap();
+                            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                            got += usize::from(rx.recv_from(&mut [0u8; 2048]).is_ok());
+                        }
+                    }
+                    Some((got, udp_in_datagrams() - kernel))
+                })
+            };
+            let before = exchange().await.unwrap();
+            assert_eq!(before, Some((40, 0)), "(relayed, received by the kernel's UDP) before the kill");
+            let old = media.state().media_pid.unwrap();
+            reaper.0.push(old);
+            sigkill(old);
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                media.wait_for(|s| s.ready && s.media_pid.is_some_and(|p| p != old)),
+            )
+            .await
+            .expect("a new media plane attached");
+            reaper.0.extend(media.state().media_pid);
+            let again = wait_for_sessions(&media, 1).await;
+            assert_eq!(again[0].3.legs[0].local, held[0].3.legs[0].local, "replayed on the same port");
+            let after = exchange().await.unwrap();
+            assert_eq!(after, Some((40, 0)), "(relayed, received by the kernel's UDP) after the restart");
+            media.stop().await;
+        });
+    });
+}
