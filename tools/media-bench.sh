@@ -7,6 +7,9 @@
 #   tools/media-bench.sh -s "500 1000" -d 5    # other loads (sessions; 50 pkt/s per direction each)
 #   tools/media-bench.sh -t "ferroswitch forwarder" -B -C   # some targets; no max search, no syscalls
 #   tools/media-bench.sh -n                    # do not build
+#   tools/media-bench.sh -x [ARGS]             # the veth topology instead: af_xdp, io_uring, epoll,
+#                                              # rtpengine and the bare forwarder across a veth pair
+#                                              # from a namespace (tools/xdp-bench.sh ARGS; root)
 #   BASELINE=/other/target/release tools/media-bench.sh -t "baseline ferroswitch"
 #                                              # another build (its own ferroswitch and rtpload,
 #                                              # e.g. the previous main's) side by side
@@ -42,13 +45,14 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 source "$here/bench-lib.sh"
+if [ "${1:-}" = -x ]; then shift; exec "$here/xdp-bench.sh" "$@"; fi
 
 steps="500 1000 2000" secs=5 flat=500 targets="ferroswitch ferroswitch-epoll rtpengine forwarder" search=1 count=1 build=1 max=3800
 while getopts "s:d:f:t:m:BCn" o; do
   case $o in
     s) steps=$OPTARG ;; d) secs=$OPTARG ;; f) flat=$OPTARG ;; t) targets=$OPTARG ;; m) max=$OPTARG ;;
     B) search=0 ;; C) count=0 ;; n) build=0 ;;
-    *) sed -n '2,34p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,37p' "$0" >&2; exit 2 ;;
   esac
 done
 prio=${PRIO:-nice}
@@ -65,19 +69,12 @@ case $prio in
 esac
 [ "$(nproc --all)" -ge 2 ] || { echo "media-bench: needs 2 CPUs (relay on 1, load on 0)" >&2; exit 2; }
 
-missing=()
-command -v rtpengine >/dev/null || [[ " $targets " != *" rtpengine "* ]] || missing+=(rtpengine-daemon)
-command -v perf >/dev/null || [ "$count" = 0 ] || missing+=(linux-perf)
-if [ ${#missing[@]} -gt 0 ]; then
-  # rtpengine-daemon: rtpengine's userspace relay and its libraries (no kernel module);
-  # linux-perf: perf, for the system call counts.
-  echo "media-bench: installing with apt-get: ${missing[*]}" >&2
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  exec 9>/tmp/ferroswitch-apt.lock; flock 9
-  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-    || { echo "media-bench: could not install ${missing[*]}" >&2; exit 1; }
-  exec 9>&-
-fi
+# rtpengine-daemon: rtpengine's userspace relay and its libraries (no kernel module);
+# linux-perf: perf, for the system call counts.
+want=()
+[[ " $targets " != *" rtpengine "* ]] || want+=(rtpengine-daemon)
+[ "$count" = 0 ] || want+=(linux-perf)
+[ ${#want[@]} -eq 0 ] || bench_install media-bench "${want[@]}"
 if [ "$count" = 1 ] && ! perf list 'syscalls:sys_enter_sendto' 2>/dev/null | grep -q sys_enter_sendto; then
   echo "media-bench: perf has no syscalls tracepoints here (tracefs): no syscall counts" >&2; count=0
 fi
@@ -175,15 +172,14 @@ step() {
   echo "$line"
 }
 
-# missed TARGET SESSIONS SECONDS: prints the step's missed_pct (100 on errors) and tool_cpu_pct.
+# probe TARGET SESSIONS: a 3 s step; prints its missed_pct (100 on errors) and tool_cpu_pct.
 probe() {
-  local l; l=$(step search "$1" "$2" "$3" | tail -1)
+  local l; l=$(step search "$1" "$2" 3 | tail -1)
   echo "$l" >&2
   local m c
   m=$(grep -oE 'missed_pct=[0-9.]+' <<<"$l" | cut -d= -f2); c=$(grep -oE 'tool_cpu_pct=[0-9.]+' <<<"$l" | cut -d= -f2)
   echo "${m:-100} ${c:-0}"
 }
-ok() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 0.01 else 1)" "$1"; }
 
 echo "media-bench: $(nproc) CPUs, $(uname -r), PRIO=$prio, load average $(cut -d' ' -f1-3 /proc/loadavg); work in $work" >&2
 for t in $targets; do
@@ -192,26 +188,12 @@ for t in $targets; do
   if [ "$search" = 1 ]; then
     # Up by 1.5x from the largest passing paced step until a probe misses >= 0.01 % (or
     # the tool itself is saturated, or the max), then halve the gap down to 100 sessions.
-    lo=0 hi=0 tool_lo=- tool_hi=-
+    lo=0 hi=0
     for n in $steps; do
       m=$(grep "kind=paced relay=$t " "$results" | grep " sessions=$n " | grep -oE 'missed_pct=[0-9.]+' | cut -d= -f2)
-      if [ -n "$m" ] && ok "$m"; then [ "$n" -gt "$lo" ] && lo=$n; elif [ "$hi" = 0 ] || [ "$n" -lt "$hi" ]; then hi=$n; fi
+      if [ -n "$m" ] && below_001 "$m"; then [ "$n" -gt "$lo" ] && lo=$n; elif [ "$hi" = 0 ] || [ "$n" -lt "$hi" ]; then hi=$n; fi
     done
-    [ "$hi" != 0 ] && [ "$hi" -le "$lo" ] && hi=0
-    while [ "$hi" = 0 ]; do
-      n=$(( (lo * 3 / 2 + 99) / 100 * 100 )); [ "$n" -lt 100 ] && n=100
-      [ "$n" -gt "$max" ] && n=$max
-      [ "$n" -le "$lo" ] && break
-      read -r m c < <(probe "$t" "$n" 3)
-      if ok "$m"; then lo=$n tool_lo=$c; else hi=$n tool_hi=$c; fi
-      # The tool itself saturated while the relay kept up: the search cannot go higher.
-      python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 95 else 1)" "$c" && [ "$hi" = 0 ] && break
-    done
-    while [ "$hi" != 0 ] && [ $((hi - lo)) -gt 100 ]; do
-      n=$(( (lo + hi) / 200 * 100 )); [ "$n" -le "$lo" ] && n=$((lo + 100))
-      read -r m c < <(probe "$t" "$n" 3)
-      if ok "$m"; then lo=$n tool_lo=$c; else hi=$n tool_hi=$c; fi
-    done
+    read -r lo hi tool_lo tool_hi < <(max_search "$t" "$lo" "$hi" "$max")
     echo "MAX relay=$t sessions_ok=$lo sessions_failed=$hi tool_cpu_ok=$tool_lo tool_cpu_failed=$tool_hi" | tee -a "$results"
   fi
   if [ "$count" = 1 ]; then

@@ -152,6 +152,8 @@ struct Core {
     /// events are out.
     closing: Vec<UdpSocket>,
     start: Instant,
+    /// The clock's last reading ([`Core::now_ns`]).
+    clock_ns: u64,
     dropped_events: u64,
     policy: Policy,
     /// The media plane's whole port range (every core's): a datagram from one of these
@@ -218,8 +220,16 @@ impl Io {
 }
 
 impl Core {
+    /// The worker's clock as last read ([`Core::tick`]: at the top of each loop turn, and
+    /// after each wait), ns since the worker started. One read serves the whole turn.
     fn now_ns(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        self.clock_ns
+    }
+
+    /// Reads the clock.
+    fn tick(&mut self) -> u64 {
+        self.clock_ns = self.start.elapsed().as_nanos() as u64;
+        self.clock_ns
     }
 
     /// Binds the session's sockets (RTP, and RTCP unless rtcp-mux) on its local ports.
@@ -427,7 +437,8 @@ impl Core {
             Io::Epoll { epoll, batch, ready } => {
                 let n = epoll.wait(ready, timeout_ms);
                 // After the wait: the packets' time is when they were taken, not before a sleep.
-                let now = start.elapsed().as_nanos() as u64;
+                self.clock_ns = start.elapsed().as_nanos() as u64;
+                let now = self.clock_ns;
                 for ev in &ready[..n] {
                     let tok = ev.u64;
                     if tok == TOKEN_WAKE || tok == TOKEN_BELL || tok == TOKEN_XSK {
@@ -489,7 +500,8 @@ impl Core {
                         slots.get(slot)?.as_ref()?.socks[leg][usize::from(rtcp)].as_ref().map(AsRawFd::as_raw_fd)
                     }
                 });
-                let now = start.elapsed().as_nanos() as u64;
+                self.clock_ns = start.elapsed().as_nanos() as u64;
+                let now = self.clock_ns;
                 let mut i = 0;
                 while let Some(c) = u.next(i) {
                     i += 1;
@@ -652,6 +664,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         pool: Pool::with_cap(cfg.quarantine_cap),
         closing: Vec::new(),
         start: Instant::now(),
+        clock_ns: 0,
         dropped_events: 0,
         policy: cfg.policy,
         outbox: Outbox::new(),
@@ -670,9 +683,12 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
     let mut attached: Option<Attached> = None;
     let mut pending: Vec<Event> = Vec::new();
     let mut specials = Vec::new();
-    let mut last_tick = Instant::now();
-    let mut last_stats = Instant::now();
-    let mut last_work = Instant::now();
+    // Loop times in the worker's clock (ns), read twice a turn (the top, after the wait).
+    let (tick_ns, stats_ns, busy_poll_ns) =
+        (TICK.as_nanos() as u64, cfg.stats_interval.as_nanos() as u64, cfg.busy_poll.as_nanos() as u64);
+    let mut last_tick = c.tick();
+    let mut last_stats = last_tick;
+    let mut last_work = last_tick;
     let mut packets = 0;
     loop {
         loop {
@@ -713,7 +729,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         c.install_transcoders();
         let mut commands = 0;
         let mut created = false;
-        table.set_clock(c.now_ns());
+        table.set_clock(c.tick());
         if let Some(a) = attached.as_mut() {
             let mut out = Vec::new();
             commands = a.ends.commands.drain(COMMAND_BATCH, |cmd| {
@@ -764,9 +780,9 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         }
         // Packets.
         if commands > 0 || packets > 0 {
-            last_work = Instant::now();
+            last_work = c.now_ns();
         }
-        let busy = commands > 0 || !pending.is_empty() || last_work.elapsed() < cfg.busy_poll;
+        let busy = commands > 0 || !pending.is_empty() || c.now_ns().saturating_sub(last_work) < busy_poll_ns;
         let timeout_ms = if busy { 0 } else { TICK.as_millis() as i32 };
         let mut asleep = timeout_ms > 0 && attached.as_mut().is_none_or(|a| a.ends.commands.prepare_sleep());
         // Frames other workers hand over ring this worker's doorbell only while it sleeps.
@@ -799,11 +815,11 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
                 }
             }
         }
-        if last_tick.elapsed() >= TICK {
-            last_tick = Instant::now();
+        if c.now_ns().saturating_sub(last_tick) >= tick_ns {
+            last_tick = c.now_ns();
             c.check_timeouts(|e| pending.push(e));
-            if !cfg.stats_interval.is_zero() && last_stats.elapsed() >= cfg.stats_interval {
-                last_stats = Instant::now();
+            if stats_ns > 0 && c.now_ns().saturating_sub(last_stats) >= stats_ns {
+                last_stats = c.now_ns();
                 c.all_stats(|e| pending.push(e));
             }
         }

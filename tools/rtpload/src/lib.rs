@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub load: LoadOptions,
     /// The relay's process, for its CPU time and wake-ups.
     pub relay_pid: Option<u32>,
+    /// The relay's CPU, whose whole busy time (the relay, and the softirq and NAPI work
+    /// pinned there) is reported per packet.
+    pub relay_cpu: Option<usize>,
     /// Tool socket pairs the sessions are spread over.
     pub socket_pairs: usize,
     /// Shown after the target kind in reports.
@@ -86,10 +89,12 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
     };
     let (before, tool_before) = (sample(opts.relay_pid)?, sample(me)?);
     let busy_before = procfs::system_busy_ns();
+    let core_before = opts.relay_cpu.and_then(procfs::cpu_busy_ns);
     let t0 = Instant::now();
     let outcome = engine.run(&opts.load);
     let wall = t0.elapsed().as_secs_f64();
     let busy_after = procfs::system_busy_ns();
+    let core_after = opts.relay_cpu.and_then(procfs::cpu_busy_ns);
     let (after, tool_after) = (sample(opts.relay_pid)?, sample(me)?);
     let syscalls = perf.map(procfs::SyscallCount::finish).transpose()?;
     let (relay_drops1, tool_drops1) = drops();
@@ -107,6 +112,9 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
             let others = b1.saturating_sub(b0).saturating_sub(b.run_ns.saturating_sub(a.run_ns));
             r.all_us_per_pkt = Some(others as f64 / 1e3 / r.received.max(1) as f64);
         }
+    }
+    if let (Some(a), Some(b)) = (core_before, core_after) {
+        r.core_us_per_pkt = Some(b.saturating_sub(a) as f64 / 1e3 / r.received.max(1) as f64);
     }
     r.syscalls = syscalls.unwrap_or_default();
     r.relay_drops = relay_drops1.saturating_sub(relay_drops0);

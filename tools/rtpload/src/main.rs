@@ -8,7 +8,7 @@ use rtpload::target::Target;
 use rtpload::RunOptions;
 
 const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwarder ADDR) [-n SESSIONS]
-       [--pps-per-stream R | --flat-out] [-d SECONDS] [--relay-pid PID] [--cpu N]
+       [--pps-per-stream R | --flat-out] [-d SECONDS] [--relay-pid PID] [--relay-cpu N] [--cpu N]
        [--socket-pairs K] [--batch B] [--tick-us U] [--late-ms L] [--label TEXT]
        [--count-syscalls NAME,NAME...] [--tool-ip IP] [--media-ip IP]
 
@@ -22,6 +22,7 @@ const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwar
   -d SECONDS            how long to send (default 5)
   --relay-pid PID       report the relay's CPU per packet and wake-ups (all threads)
   --cpu N               pin this tool to CPU N
+  --relay-cpu N         report CPU N's whole busy time per packet (the relay's core)
   --socket-pairs K      the tool's caller/callee socket pairs (default 4)
   --batch B             datagrams per sendmmsg (default 16)
   --tick-us U           paced sending wakes at most every U µs (default 100)
@@ -43,6 +44,7 @@ fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
         sessions: 10,
         load: LoadOptions::default(),
         relay_pid: None,
+        relay_cpu: None,
         socket_pairs: 4,
         label: None,
         count_syscalls: Vec::new(),
@@ -81,6 +83,10 @@ fn parse(args: &[String]) -> Result<(RunOptions, Option<usize>), String> {
             "--relay-pid" => {
                 let v = value()?;
                 o.relay_pid = Some(v.parse().map_err(|_| bad(v))?);
+            }
+            "--relay-cpu" => {
+                let v = value()?;
+                o.relay_cpu = Some(v.parse().map_err(|_| bad(v))?);
             }
             "--cpu" => {
                 let v = value()?;

@@ -141,8 +141,17 @@ pub fn perf_counts(text: &str) -> Vec<(String, u64)> {
 /// Every CPU's busy time so far (/proc/stat's `cpu` line: user, nice, system, irq,
 /// softirq), ns.
 pub fn system_busy_ns() -> Option<u64> {
+    busy_ns("cpu ")
+}
+
+/// CPU `n`'s busy time so far (its `cpuN` line), ns.
+pub fn cpu_busy_ns(n: usize) -> Option<u64> {
+    busy_ns(&format!("cpu{n} "))
+}
+
+fn busy_ns(prefix: &str) -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let line = stat.lines().find(|l| l.starts_with(prefix))?;
     let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let busy = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)?;
     Some(busy * 1_000_000_000 / ticks_per_sec().max(1))

@@ -99,6 +99,9 @@ pub struct Report {
     /// packet received, µs: the relay's cost including the kernel's softirq and NAPI
     /// work wherever it ran.
     pub all_us_per_pkt: Option<f64>,
+    /// The relay's CPU's whole busy time over the window (`--relay-cpu`), per packet
+    /// received, µs.
+    pub core_us_per_pkt: Option<f64>,
 }
 
 impl Report {
@@ -263,6 +266,7 @@ impl Report {
             ("tool_drops", self.tool_drops.to_string()),
             ("tool_cpu_pct", format!("{:.1}", self.tool_cpu_pct)),
             ("all_us_per_pkt", opt(self.all_us_per_pkt, 3)),
+            ("core_us_per_pkt", opt(self.core_us_per_pkt, 3)),
         ]
     }
 
