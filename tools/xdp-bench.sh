@@ -55,11 +55,13 @@ ip addr add "10.80.$k.1/24" dev "$near"; ip link set "$near" up
 ethtool -K "$near" gro on >/dev/null && echo 1 >"/sys/class/net/$near/threaded" \
   || echo "xdp-bench: no threaded NAPI on $near: its receive work runs wherever the sender is" >&2
 
-# pin_napi: moves the near end's NAPI threads (made when NAPI is enabled) to CPU 1.
+# pin_napi: moves the near end's NAPI threads (made when NAPI is enabled) to CPU 1, at
+# SCHED_FIFO 50: they preempt the relay as softirq would, so the veth's 256-frame ring
+# never waits for the relay's time slice to end.
 pin_napi() {
   local pid comm
   while read -r pid comm; do
-    [[ $comm == napi/$near-* ]] && taskset -pc 1 "$pid" >/dev/null
+    [[ $comm == napi/$near-* ]] && taskset -pc 1 "$pid" >/dev/null && chrt -f -p 50 "$pid"
   done < <(ps -eo pid=,comm=)
 }
 ip -n "$ns" addr add "10.80.$k.2/24" dev "$far"; ip -n "$ns" link set "$far" up; ip -n "$ns" link set lo up
@@ -77,8 +79,8 @@ dir = "$work"
 cores = [1]
 mode = "attach"
 socket = "$work/media.sock"
-rtp_port_min = 20000
-rtp_port_max = 29999
+rtp_port_min = 16384
+rtp_port_max = 32767
 orphan_exit_secs = 600
 rtp_ip = "10.80.$k.1"
 [log]
@@ -97,7 +99,7 @@ TOML
       args=(--ferroswitch "$work/media.sock" --media-ip "10.80.$k.1") ;;
     rtpengine)
       command -v rtpengine >/dev/null || { echo "xdp-bench: rtpengine-daemon is not installed (tools/media-bench.sh installs it)" >&2; return 1; }
-      port_min=20000 port_max=29999 rtpengine_cmd "10.80.$k.1" "10.80.$k.1:22222" "$work/rtpengine.pid"
+      port_min=16384 port_max=32767 rtpengine_cmd "10.80.$k.1" "10.80.$k.1:22222" "$work/rtpengine.pid"
       nice -n -20 taskset -c 1 "${rtpengine_cmd[@]}" >"$log" 2>&1 &
       relay_pid=$!
       sleep 1

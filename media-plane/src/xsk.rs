@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Bytes per UMEM frame.
 pub const FRAME: usize = 2048;
 
+/// Kicks one flush makes at most in copy mode (32 frames each: a 4,096-frame ring).
+const KICKS_PER_FLUSH: usize = 128;
+
 /// Copy or zero-copy (the driver's frames are the UMEM's; needs a NIC that has it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XskMode {
@@ -307,11 +310,40 @@ impl Xsk {
     }
 
     /// Sends what [`Xsk::send_copy`] queued.
+    ///
+    /// In copy mode the kernel sends only inside a kick, at most 32 frames each
+    /// (`xsk_generic_xmit`'s batch), so it is kicked until the TX ring is empty (a burst
+    /// left in the ring would wait for the next turn's kick, and the ring fill up); the
+    /// frames it completes meanwhile are taken back so its completion ring has room.
+    /// In zero-copy mode the driver sends on its own once woken, if it asks to be.
     pub fn flush(&mut self) {
-        if std::mem::take(&mut self.kick) && (self.copy || self.tx.needs_wakeup()) {
-            // SAFETY: a kick of our own socket; no buffers passed.
-            unsafe { libc::sendto(self.fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+        if !std::mem::take(&mut self.kick) {
+            return;
         }
+        if !self.copy {
+            if self.tx.needs_wakeup() {
+                self.sendto_kick();
+            }
+            return;
+        }
+        let prod = self.tx.producer().load(Ordering::Relaxed);
+        let mut cons = self.tx.consumer().load(Ordering::Acquire);
+        for _ in 0..KICKS_PER_FLUSH {
+            // EAGAIN also says "32 sent, more left": progress, not the return code, decides.
+            self.sendto_kick();
+            self.reclaim();
+            let now = self.tx.consumer().load(Ordering::Acquire);
+            if now == prod || now == cons {
+                return;
+            }
+            cons = now;
+        }
+    }
+
+    /// One kick of our own socket's send path (its errors say nothing the rings do not).
+    fn sendto_kick(&self) {
+        // SAFETY: no buffers passed.
+        unsafe { libc::sendto(self.fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
     }
 
     /// Handles every received frame: `f` gets the frame's bytes (the whole UMEM frame

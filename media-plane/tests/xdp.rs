@@ -299,3 +299,62 @@ fn an_af_xdp_socket_takes_the_media_frames_and_its_replies_pass_the_kernels_chec
     assert_eq!(csum_errors, 0, "UdpInCsumErrors at the receiver");
     assert_eq!(p.counters().no_socket, 0);
 }
+
+/// A burst of 200 frames taken in one poll and sent back in place: copy mode sends at
+/// most 32 frames per kick (`xsk_generic_xmit`'s batch), so one flush must kick until the
+/// TX ring is empty; all 200 come back without another frame arriving to flush them.
+#[test]
+fn a_burst_larger_than_one_copy_mode_kick_is_sent_by_one_flush() {
+    use ferroswitch_media_plane::xsk::{fix_checksums, Xsk, XskMode};
+    let Some(v) = topology() else { return };
+    let Some(mut p) = attach(&v, Mode::Native) else { return };
+    let name = std::ffi::CString::new(v.near.clone()).unwrap();
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    let mut x = match Xsk::new(ifindex, 0, 512, XskMode::Copy) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("skipped: the kernel refuses an AF_XDP socket here: {e}");
+            return;
+        }
+    };
+    p.register(0, x.fd()).unwrap();
+    let ns = std::fs::File::open(format!("/run/netns/{}", v.ns)).unwrap();
+    let to: std::net::SocketAddr = format!("{}:20005", v.near_v4()).parse().unwrap();
+    let far = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid namespace fd.
+        assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..200u8 {
+            s.send_to(&[i; 100], to).unwrap();
+        }
+        s
+    });
+    let s = far.join().unwrap();
+    // All 200 wait in the RX ring; one poll takes them and sends them back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut frames = 0;
+    while frames == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        frames = x.poll(|f, len| {
+            for k in 0..6 {
+                f.swap(k, 6 + k);
+            }
+            for k in 0..4 {
+                f.swap(14 + 12 + k, 14 + 16 + k);
+            }
+            for k in 0..2 {
+                f.swap(34 + k, 34 + 2 + k);
+            }
+            fix_checksums(&mut f[..len], 14).then_some(len)
+        });
+    }
+    assert_eq!(frames, 200, "one poll took the burst");
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut back = 0;
+    while s.recv_from(&mut [0u8; 256]).is_ok() {
+        back += 1;
+    }
+    assert_eq!(back, 200, "every frame of the burst came back");
+}
