@@ -10,9 +10,11 @@
 #   tools/xdp-bench.sh -n                   # do not build
 #   (tools/media-bench.sh -x ARGS runs this script with ARGS.)
 #
-# The near end's receive work runs on the relay's core: GRO on (so the veth has NAPI for
-# the kernel paths as it has for XDP) and threaded NAPI (/sys/class/net/IF/threaded), its
-# NAPI threads pinned to CPU 1 beside the relay. Each step reports the relay process's own
+# The near end's receive work runs on the relay's core: threaded NAPI
+# (/sys/class/net/IF/threaded; GRO on), its NAPI threads pinned to CPU 1 beside the relay at
+# SCHED_FIFO (the XDP program and the copy into the UMEM run there), and RPS to CPU 1 for
+# the kernel paths' receive (veth hands them frames through netif_rx, in the sender's
+# softirq otherwise). Each step reports the relay process's own
 # CPU per packet (cpu_us_per_pkt), CPU 1's whole busy time per packet (core_us_per_pkt:
 # the relay, its NAPI thread, softirq and the far end's receive that the relay's sends run),
 # and every CPU's busy time less the load tool's own (all_us_per_pkt).
@@ -54,6 +56,9 @@ ip netns add "$ns" && ip link add "$near" type veth peer name "$far" netns "$ns"
 ip addr add "10.80.$k.1/24" dev "$near"; ip link set "$near" up
 ethtool -K "$near" gro on >/dev/null && echo 1 >"/sys/class/net/$near/threaded" \
   || echo "xdp-bench: no threaded NAPI on $near: its receive work runs wherever the sender is" >&2
+# The kernel paths take the veth's frames in the sender's softirq (netif_rx), not in NAPI:
+# RPS moves that work to CPU 1 too, so that every target's receive work is on its core.
+echo 2 >"/sys/class/net/$near/queues/rx-0/rps_cpus" || echo "xdp-bench: no RPS on $near" >&2
 
 # pin_napi: moves the near end's NAPI threads (made when NAPI is enabled) to CPU 1, at
 # SCHED_FIFO 50: they preempt the relay as softirq would, so the veth's 256-frame ring

@@ -89,12 +89,12 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
     };
     let (before, tool_before) = (sample(opts.relay_pid)?, sample(me)?);
     let busy_before = procfs::system_busy_ns();
-    let core_before = opts.relay_cpu.and_then(procfs::cpu_busy_ns);
+    let core_before = opts.relay_cpu.and_then(procfs::cpu_idle_ns);
     let t0 = Instant::now();
     let outcome = engine.run(&opts.load);
     let wall = t0.elapsed().as_secs_f64();
     let busy_after = procfs::system_busy_ns();
-    let core_after = opts.relay_cpu.and_then(procfs::cpu_busy_ns);
+    let core_after = opts.relay_cpu.and_then(procfs::cpu_idle_ns);
     let (after, tool_after) = (sample(opts.relay_pid)?, sample(me)?);
     let syscalls = perf.map(procfs::SyscallCount::finish).transpose()?;
     let (relay_drops1, tool_drops1) = drops();
@@ -114,7 +114,8 @@ fn measure(opts: &RunOptions, socks: &ToolSockets, sessions: &[load::SessionPort
         }
     }
     if let (Some(a), Some(b)) = (core_before, core_after) {
-        r.core_us_per_pkt = Some(b.saturating_sub(a) as f64 / 1e3 / r.received.max(1) as f64);
+        let busy = ((wall * 1e9) as u64).saturating_sub(b.saturating_sub(a));
+        r.core_us_per_pkt = Some(busy as f64 / 1e3 / r.received.max(1) as f64);
     }
     r.syscalls = syscalls.unwrap_or_default();
     r.relay_drops = relay_drops1.saturating_sub(relay_drops0);

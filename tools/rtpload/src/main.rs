@@ -22,7 +22,8 @@ const USAGE: &str = "usage: rtpload (--ferroswitch SOCKET | --ng ADDR | --forwar
   -d SECONDS            how long to send (default 5)
   --relay-pid PID       report the relay's CPU per packet and wake-ups (all threads)
   --cpu N               pin this tool to CPU N
-  --relay-cpu N         report CPU N's whole busy time per packet (the relay's core)
+  --relay-cpu N         report CPU N's whole busy time per packet (the relay's core:
+                        the window less its idle and iowait time)
   --socket-pairs K      the tool's caller/callee socket pairs (default 4)
   --batch B             datagrams per sendmmsg (default 16)
   --tick-us U           paced sending wakes at most every U µs (default 100)

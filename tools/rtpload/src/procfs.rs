@@ -144,9 +144,16 @@ pub fn system_busy_ns() -> Option<u64> {
     busy_ns("cpu ")
 }
 
-/// CPU `n`'s busy time so far (its `cpuN` line), ns.
-pub fn cpu_busy_ns(n: usize) -> Option<u64> {
-    busy_ns(&format!("cpu{n} "))
+/// CPU `n`'s idle and iowait time so far (its `cpuN` line), ns. Unlike user and system
+/// time, which are sampled at the timer tick (and miss work done between ticks, as a
+/// paced load's is), these are kept exactly by the idle loop: the CPU's busy time over a
+/// window is the window less their growth.
+pub fn cpu_idle_ns(n: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let prefix = format!("cpu{n} ");
+    let line = stat.lines().find(|l| l.starts_with(&prefix))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    Some((v.get(3)? + v.get(4)?) * 1_000_000_000 / ticks_per_sec().max(1))
 }
 
 fn busy_ns(prefix: &str) -> Option<u64> {

@@ -99,8 +99,8 @@ pub struct Report {
     /// packet received, µs: the relay's cost including the kernel's softirq and NAPI
     /// work wherever it ran.
     pub all_us_per_pkt: Option<f64>,
-    /// The relay's CPU's whole busy time over the window (`--relay-cpu`), per packet
-    /// received, µs.
+    /// The relay's CPU's whole busy time over the window (`--relay-cpu`: the window less
+    /// that CPU's idle and iowait time), per packet received, µs.
     pub core_us_per_pkt: Option<f64>,
 }
 
