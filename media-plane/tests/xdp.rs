@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ferroswitch_media_plane::xdp::{MediaConfig, Mode, Program, XdpError};
+use ferroswitch_media_plane::xsk::{fix_checksums, Xsk, XskMode};
 
 /// A veth pair: `near` in this namespace (10.77.N.1, fd77::N:1), its peer in namespace
 /// `ns` (10.77.N.2, fd77::N:2). Removed when dropped.
@@ -67,16 +68,22 @@ impl Veth {
         format!("fd77::{}:1", self.n)
     }
 
-    /// Sends `count` datagrams to `to`:`port` from the far side (a thread that joins the
-    /// namespace: `setns` moves only the calling thread).
-    fn send(&self, to: &str, port: u16, count: usize) {
+    /// Runs `f` on a thread in the far namespace (`setns` moves only the calling thread).
+    fn far<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
         let ns = std::fs::File::open(format!("/run/netns/{}", self.ns)).expect("the namespace's file");
-        let to: std::net::SocketAddr =
-            format!("{}:{port}", if to.contains(':') { format!("[{to}]") } else { to.into() }).parse().unwrap();
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             // SAFETY: a valid namespace fd; CLONE_NEWNET moves this thread's network namespace.
             assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            f()
+        })
+    }
+
+    /// Sends `count` datagrams to `to`:`port` from the far side.
+    fn send(&self, to: &str, port: u16, count: usize) {
+        let to: std::net::SocketAddr =
+            format!("{}:{port}", if to.contains(':') { format!("[{to}]") } else { to.into() }).parse().unwrap();
+        self.far(move || {
             let any = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
             let s = UdpSocket::bind(any).unwrap();
             for _ in 0..count {
@@ -86,6 +93,24 @@ impl Veth {
         })
         .join()
         .expect("the sender");
+    }
+
+    /// An AF_XDP socket on the near end's queue 0 with `frames` ring entries, registered
+    /// with `p`; None (the test is skipped) where the kernel refuses one.
+    fn xsk(&self, p: &mut Program, frames: u32) -> Option<Xsk> {
+        let name = std::ffi::CString::new(self.near.clone()).unwrap();
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        match Xsk::new(ifindex, 0, frames, XskMode::Copy) {
+            Ok(x) => {
+                p.register(0, x.fd()).unwrap();
+                Some(x)
+            }
+            Err(e) => {
+                eprintln!("skipped: the kernel refuses an AF_XDP socket here: {e}");
+                None
+            }
+        }
     }
 
     /// Whether an XDP program is attached to the near end.
@@ -226,30 +251,31 @@ fn udp_csum_errors() -> u64 {
     values.split_whitespace().nth(i).unwrap().parse().unwrap()
 }
 
+/// The worker's part in the socket tests: an IPv4 frame sent back where it came from
+/// (addresses and ports swapped), its checksums computed.
+fn turn_around(f: &mut [u8], len: usize) -> Option<usize> {
+    let (eth, ip, udp) = (0, 14, 34);
+    for k in 0..6 {
+        f.swap(eth + k, eth + 6 + k);
+    }
+    for k in 0..4 {
+        f.swap(ip + 12 + k, ip + 16 + k);
+    }
+    for k in 0..2 {
+        f.swap(udp + k, udp + 2 + k);
+    }
+    fix_checksums(&mut f[..len], ip).then_some(len)
+}
+
 #[test]
 fn an_af_xdp_socket_takes_the_media_frames_and_its_replies_pass_the_kernels_checksum_checks() {
-    use ferroswitch_media_plane::xsk::{fix_checksums, Xsk, XskMode};
     let Some(v) = topology() else { return };
     let kernel = UdpSocket::bind(format!("{}:20004", v.near_v4())).unwrap();
     let Some(mut p) = attach(&v, Mode::Native) else { return };
-    let name = std::ffi::CString::new(v.near.clone()).unwrap();
-    // SAFETY: a NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    let mut x = match Xsk::new(ifindex, 0, 64, XskMode::Copy) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("skipped: the kernel refuses an AF_XDP socket here: {e}");
-            return;
-        }
-    };
-    p.register(0, x.fd()).unwrap();
+    let Some(mut x) = v.xsk(&mut p, 64) else { return };
     // The far side sends five datagrams to the media port and waits for what comes back.
-    let ns = std::fs::File::open(format!("/run/netns/{}", v.ns)).unwrap();
     let to: std::net::SocketAddr = format!("{}:20004", v.near_v4()).parse().unwrap();
-    let far = std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid namespace fd.
-        assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let far = v.far(move || {
         let errors_before = udp_csum_errors();
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
@@ -263,24 +289,11 @@ fn an_af_xdp_socket_takes_the_media_frames_and_its_replies_pass_the_kernels_chec
         }
         (got, udp_csum_errors() - errors_before)
     });
-    // The worker's side: each frame back where it came from (addresses and ports swapped),
-    // its checksums computed.
+    // The worker's side: each frame turned around.
     let mut frames = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
     while frames < 5 && Instant::now() < deadline {
-        frames += x.poll(|f, len| {
-            let (eth, ip, udp) = (0, 14, 34);
-            for k in 0..6 {
-                f.swap(eth + k, eth + 6 + k);
-            }
-            for k in 0..4 {
-                f.swap(ip + 12 + k, ip + 16 + k);
-            }
-            for k in 0..2 {
-                f.swap(udp + k, udp + 2 + k);
-            }
-            fix_checksums(&mut f[..len], ip).then_some(len)
-        });
+        frames += x.poll(turn_around);
         std::thread::sleep(Duration::from_millis(1));
     }
     // Let the last reply leave before the far side stops listening.
@@ -305,26 +318,11 @@ fn an_af_xdp_socket_takes_the_media_frames_and_its_replies_pass_the_kernels_chec
 /// TX ring is empty; all 200 come back without another frame arriving to flush them.
 #[test]
 fn a_burst_larger_than_one_copy_mode_kick_is_sent_by_one_flush() {
-    use ferroswitch_media_plane::xsk::{fix_checksums, Xsk, XskMode};
     let Some(v) = topology() else { return };
     let Some(mut p) = attach(&v, Mode::Native) else { return };
-    let name = std::ffi::CString::new(v.near.clone()).unwrap();
-    // SAFETY: a NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    let mut x = match Xsk::new(ifindex, 0, 512, XskMode::Copy) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("skipped: the kernel refuses an AF_XDP socket here: {e}");
-            return;
-        }
-    };
-    p.register(0, x.fd()).unwrap();
-    let ns = std::fs::File::open(format!("/run/netns/{}", v.ns)).unwrap();
+    let Some(mut x) = v.xsk(&mut p, 512) else { return };
     let to: std::net::SocketAddr = format!("{}:20005", v.near_v4()).parse().unwrap();
-    let far = std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid namespace fd.
-        assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let far = v.far(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         for i in 0..200u8 {
             s.send_to(&[i; 100], to).unwrap();
@@ -337,18 +335,7 @@ fn a_burst_larger_than_one_copy_mode_kick_is_sent_by_one_flush() {
     let mut frames = 0;
     while frames == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-        frames = x.poll(|f, len| {
-            for k in 0..6 {
-                f.swap(k, 6 + k);
-            }
-            for k in 0..4 {
-                f.swap(14 + 12 + k, 14 + 16 + k);
-            }
-            for k in 0..2 {
-                f.swap(34 + k, 34 + 2 + k);
-            }
-            fix_checksums(&mut f[..len], 14).then_some(len)
-        });
+        frames = x.poll(turn_around);
     }
     assert_eq!(frames, 200, "one poll took the burst");
     s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
