@@ -71,6 +71,17 @@ pin_napi() {
 }
 ip -n "$ns" addr add "10.80.$k.2/24" dev "$far"; ip -n "$ns" link set "$far" up; ip -n "$ns" link set lo up
 
+# switches: "RELAY NAPI", the context switches so far of the relay's threads and of
+# the near end's NAPI threads (each a sleep and a wake-up: the cost a busy core avoids).
+switches() {
+  local r=0 n=0 pid comm
+  r=$(cat /proc/"$relay_pid"/task/*/status 2>/dev/null | awk '/_ctxt_switches/ { s += $2 } END { print s + 0 }')
+  while read -r pid comm; do
+    [[ $comm == napi/$near-* ]] && n=$((n + $(awk '/_ctxt_switches/ { s += $2 } END { print s + 0 }' /proc/"$pid"/status)))
+  done < <(ps -eo pid=,comm=)
+  echo "$r $n"
+}
+
 # start TARGET SESSIONS: the relay on CPU 1; sets relay_pid and args (rtpload's target).
 start() {
   local t=$1 n=$2 log=$work/$1.log
@@ -127,8 +138,11 @@ step() {
     return
   fi
   pin_napi
+  local c0; c0=$(switches)
   line=$(timeout $((secs + 60)) ip netns exec "$ns" nice -n -20 "$bin/rtpload" "${args[@]}" -n "$n" -d "$secs" \
     --relay-pid "$relay_pid" --relay-cpu 1 --cpu 0 --tool-ip "10.80.$k.2" --label "$t" 2>"$work/rtpload.err" | grep '^RESULT')
+  local c1; c1=$(switches)
+  [ -n "$line" ] && line="$line relay_switches_per_s=$(( (${c1% *} - ${c0% *}) / secs )) napi_switches_per_s=$(( (${c1#* } - ${c0#* }) / secs ))"
   stop_relay
   [ -n "$line" ] || line="RESULT target=$t sessions=$n error=$(tail -1 "$work/rtpload.err" | tr ' =' '__')"
   echo "$line"

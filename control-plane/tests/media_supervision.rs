@@ -37,6 +37,12 @@ fn config(dir: &TempDir, mode: &str) -> std::path::PathBuf {
 
 fn options(dir: &TempDir, spawn: bool) -> SupervisorOptions {
     let cfg = config(dir, if spawn { "spawn" } else { "attach" });
+    supervise(dir, cfg, spawn)
+}
+
+/// The supervisor's options for the media plane's config file `cfg` in `dir` (spawning it,
+/// or attaching to one started apart).
+fn supervise(dir: &TempDir, cfg: std::path::PathBuf, spawn: bool) -> SupervisorOptions {
     SupervisorOptions {
         socket: dir.0.join("media.sock"),
         spawn: spawn.then(|| SpawnSpec {
@@ -472,17 +478,7 @@ fn af_xdp_media_flows_again_through_a_restarted_media_plane() {
         );
         let cfg = dir.0.join("ferroswitch.toml");
         std::fs::write(&cfg, text).unwrap();
-        let opts = SupervisorOptions {
-            socket: dir.0.join("media.sock"),
-            spawn: Some(SpawnSpec {
-                program: binary().into(),
-                args: vec!["media".into(), "--config".into(), cfg.into_os_string()],
-            }),
-            cores: 2,
-            heartbeat_timeout: Duration::from_millis(300),
-            first_id: 1,
-            start_timeout: Duration::from_secs(5),
-        };
+        let opts = supervise(&dir, cfg, true);
         // The phones, on the far side.
         let ns = std::fs::File::open(format!("/run/netns/{far_ns}")).unwrap();
         let (pa, pb) = std::thread::spawn(move || {
