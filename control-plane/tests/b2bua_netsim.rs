@@ -1339,32 +1339,32 @@ fn a_call_taken_back_after_a_crash_keeps_its_media_sessions() {
     assert_eq!(media(&w).destroyed, [(id, legs)]);
 }
 
+/// A dialplan of one context, "default", holding `extensions` (XML).
+fn default_context(extensions: &str) -> control_plane::dialplan::Dialplan {
+    let xml = format!(
+        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">{extensions}</context></section></document>"#
+    );
+    control_plane::dialplan::Dialplan::parse(&xml, "test.xml", &control_plane::dialplan::Variables::new()).unwrap()
+}
+
 /// A dialplan whose 1001 sets `variable` (`name=value`), then bridges to user 1001.
 fn bridge_1001_after_setting(variable: &str) -> control_plane::dialplan::Dialplan {
-    let xml = format!(
-        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
-        <extension name="set"><condition field="destination_number" expression="^(1001)$">
+    default_context(&format!(
+        r#"<extension name="set"><condition field="destination_number" expression="^(1001)$">
         <action application="set" data="{variable}"/>
-        <action application="bridge" data="user/$1"/></condition></extension>
-        </context></section></document>"#
-    );
-    control_plane::dialplan::Dialplan::parse(&xml, "set.xml", &control_plane::dialplan::Variables::new()).unwrap()
+        <action application="bridge" data="user/$1"/></condition></extension>"#
+    ))
 }
 
 /// A dialplan whose 5555 bridges to a host name that resolves to the callee, and 6666 to
 /// one that does not resolve.
 fn dialplan_with_host_names() -> control_plane::dialplan::Dialplan {
-    control_plane::dialplan::Dialplan::parse(
-        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
-        <extension name="gw"><condition field="destination_number" expression="^5555$">
+    default_context(
+        r#"<extension name="gw"><condition field="destination_number" expression="^5555$">
         <action application="bridge" data="sofia/external/1001@callee.test:5080"/></condition></extension>
         <extension name="nx"><condition field="destination_number" expression="^6666$">
-        <action application="bridge" data="sofia/external/1001@nowhere.test"/></condition></extension>
-        </context></section></document>"#,
-        "hosts.xml",
-        &control_plane::dialplan::Variables::new(),
+        <action application="bridge" data="sofia/external/1001@nowhere.test"/></condition></extension>"#,
     )
-    .unwrap()
 }
 
 #[test]
@@ -1494,18 +1494,13 @@ fn a_callee_answering_a_codec_nothing_transcodes_is_hung_up_and_the_caller_gets_
 #[test]
 fn after_a_failed_bridge_continue_on_fail_answers_at_the_media_planes_port_not_the_callers_own() {
     let mut w = World::with_media(53);
-    let plan = control_plane::dialplan::Dialplan::parse(
-        r#"<document type="freeswitch/xml"><section name="dialplan"><context name="default">
-        <extension name="busy"><condition field="destination_number" expression="^(1001)$">
+    let plan = default_context(
+        r#"<extension name="busy"><condition field="destination_number" expression="^(1001)$">
         <action application="set" data="continue_on_fail=true"/>
         <action application="bridge" data="user/$1"/>
         <action application="answer"/>
-        <action application="sleep" data="60000"/></condition></extension>
-        </context></section></document>"#,
-        "busy.xml",
-        &control_plane::dialplan::Variables::new(),
-    )
-    .unwrap();
+        <action application="sleep" data="60000"/></condition></extension>"#,
+    );
     w.switch.set_dialplan(plan);
     w.register_callee();
     w.call("1001");
@@ -1605,4 +1600,24 @@ fn a_phone_behind_a_nat_is_reached_where_its_register_came_from() {
         "the INVITE reached the NAT's address"
     );
     assert_eq!(w.callee_invite().unwrap().request_uri_bytes(), b"sip:1001@192.168.1.20:5060");
+}
+
+/// A `bridge` whose dial string does not parse fails the bridge at once: the caller gets
+/// 484 (INVALID_NUMBER_FORMAT), or, with `continue_on_fail`, the next application runs.
+/// (The call used to wait forever in CS_EXECUTE.)
+#[test]
+fn a_bridge_with_a_dial_string_that_does_not_parse_fails_at_once() {
+    for (go_on, code) in [(false, 484), (true, 200)] {
+        let mut w = World::new(61, 0.0);
+        let plan = default_context(&format!(
+            r#"<extension name="bad"><condition field="destination_number" expression="^1001$">
+            <action application="set" data="continue_on_fail={go_on}"/>
+            <action application="bridge" data="user/1001,{{unclosed"/>
+            <action application="answer"/>
+            <action application="sleep" data="60000"/></condition></extension>"#
+        ));
+        w.switch.set_dialplan(plan);
+        w.call("1001");
+        assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, code)), "continue_on_fail={go_on}");
+    }
 }

@@ -3,9 +3,24 @@
 //! the legs send (peers checked for NAT and loops, codecs for one in common), and the
 //! media plane's answers and RTP timeouts.
 
-use super::*;
+use tracing::{info, warn};
 
-/// What B's SDP gives A ([`B2bua::media_from_b`]).
+use super::call::{Call, Cx, Side};
+use super::channel::HangupCause;
+use super::media::{self, CallMedia, MediaAnswer, MediaRequest, PeerCheck, Waiting};
+use super::messages::respond_simple;
+use super::routes::Relay;
+use super::rows::call_row;
+use super::{media_ip_of, LocalMedia};
+use crate::media::negotiate::parse_codec_string;
+use crate::media::rewrite::OwnMedia;
+use crate::sdp::Sdp;
+use crate::sip::message::{HeaderName, Message, Method};
+use crate::sip::transaction::TxId;
+use crate::sip::transport::Peer;
+use crate::storage::Write;
+
+/// What B's SDP gives A ([`Call::media_from_b`]).
 pub(super) enum FromB {
     /// This SDP, pointed at the media plane.
     Sdp(Vec<u8>),
@@ -15,54 +30,54 @@ pub(super) enum FromB {
     NoCommonCodec,
 }
 
-impl B2bua {
+impl Call {
     /// Whether the call's media is to go through the media plane and is not there yet.
-    pub(super) fn want_media(&self, id: CallId) -> bool {
-        let Some(call) = self.calls.get(&id) else { return false };
-        self.media.enabled && call.media.is_none() && call.vars.get("bypass_media") != Some("true")
+    pub fn want_media(&self, cx: &Cx<'_, '_>) -> bool {
+        cx.routes.media.enabled && self.media.is_none() && self.vars.get("bypass_media") != Some("true")
     }
 
     /// Asks the media plane for the call's sessions; `waiting` goes on once they exist
-    /// ([`B2bua::on_media_answer`]).
-    pub(super) fn request_media(&mut self, io: &mut Io<'_>, id: CallId, waiting: Waiting) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(setup) = &call.a.setup else { return };
+    /// ([`Call::on_media_answer`]).
+    pub fn request_media(&mut self, cx: &mut Cx<'_, '_>, waiting: Waiting) {
+        let Some(setup) = &self.a.setup else { return };
+        let settings = &cx.routes.media;
         let body = setup.invite.body();
         let offer = match (!body.is_empty()).then(|| Sdp::parse(body)) {
             None => None,
-            Some(Ok(sdp)) if sdp.media.len() > self.media.max_media => {
-                warn!(call = %call.uuid, streams = sdp.media.len(), max = self.media.max_media, "the caller's SDP has too many m= lines (sip.max_sdp_media)");
-                self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+            Some(Ok(sdp)) if sdp.media.len() > settings.max_media => {
+                warn!(call = %self.uuid, streams = sdp.media.len(), max = settings.max_media, "the caller's SDP has too many m= lines (sip.max_sdp_media)");
+                self.hangup_a(cx, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
                 return;
             }
             Some(Ok(sdp)) => Some(sdp),
             Some(Err(e)) => {
-                warn!(call = %call.uuid, error = %e, "the caller's SDP does not parse");
-                self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+                warn!(call = %self.uuid, error = %e, "the caller's SDP does not parse");
+                self.hangup_a(cx, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
                 return;
             }
         };
-        let ip = self.media.rtp_ip.unwrap_or_else(|| media_ip_of(call.a.peer));
+        let ip = settings.rtp_ip.unwrap_or_else(|| media_ip_of(self.a.peer));
         let timeout =
-            call.vars.get("rtp_timeout_sec").and_then(|v| v.parse().ok()).unwrap_or(self.media.rtp_timeout_secs);
-        let prefs = match call.vars.get("absolute_codec_string").map(parse_codec_string) {
+            self.vars.get("rtp_timeout_sec").and_then(|v| v.parse().ok()).unwrap_or(settings.rtp_timeout_secs);
+        let prefs = match self.vars.get("absolute_codec_string").map(parse_codec_string) {
             Some(Ok(p)) => p,
             Some(Err(e)) => {
-                warn!(call = %call.uuid, error = %e, "absolute_codec_string ignored");
-                self.media.prefs.clone()
+                warn!(call = %self.uuid, error = %e, "absolute_codec_string ignored");
+                settings.prefs.clone()
             }
-            None => self.media.prefs.clone(),
+            None => settings.prefs.clone(),
         };
-        let sources = [Some(call.a.peer.remote.ip()), None];
-        let pc = PeerCheck { source: sources[0], own: OwnMedia { ip, ports: self.media.own_ports } };
+        let own_ports = settings.own_ports;
+        let sources = [Some(self.a.peer.remote.ip()), None];
+        let pc = PeerCheck { source: sources[0], own: OwnMedia { ip, ports: own_ports } };
         if let Some(why) = offer.as_ref().and_then(|a| media::refused_peer(a, &pc)) {
-            warn!(call = %call.uuid, source = %call.a.peer.remote, error = %why, "the caller's SDP refused");
-            self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+            warn!(call = %self.uuid, source = %self.a.peer.remote, error = %why, "the caller's SDP refused");
+            self.hangup_a(cx, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
             return;
         }
         if waiting == Waiting::Bridge && offer.as_ref().is_some_and(|a| media::offer_without_common_codec(a, &prefs)) {
-            warn!(call = %call.uuid, "the caller offered none of the switch's codecs, and nothing transcodes: 488");
-            self.hangup_a(io, id, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
+            warn!(call = %self.uuid, "the caller offered none of the switch's codecs, and nothing transcodes: 488");
+            self.hangup_a(cx, HangupCause::INCOMPATIBLE_DESTINATION, Some(488));
             return;
         }
         let (mut specs, outgoing) = match (waiting, &offer) {
@@ -71,16 +86,15 @@ impl B2bua {
             _ => media::plan_bridge(offer.as_ref(), &prefs, timeout, &pc),
         };
         // FreeSWITCH's `dtmf_type=none`: no DTMF interworking when the call transcodes.
-        if call.vars.get("dtmf_type").is_some_and(|t| t.eq_ignore_ascii_case("none")) {
+        if self.vars.get("dtmf_type").is_some_and(|t| t.eq_ignore_ascii_case("none")) {
             for spec in specs.iter_mut().flatten() {
                 spec.flags |= ferroswitch_shared::msg::session_flags::NO_DTMF;
             }
         }
-        let token = self.next_token;
-        self.next_token += 1;
-        self.media_tokens.insert(token, id);
-        self.media_out.push_back(MediaRequest::Create { token, specs });
-        call.media = Some(CallMedia {
+        let token = cx.routes.token();
+        cx.routes.media_tokens.insert(token, cx.id);
+        cx.routes.media_out.push_back(MediaRequest::Create { token, specs });
+        self.media = Some(CallMedia {
             ip,
             sessions: Vec::new(),
             a_offer: offer,
@@ -91,7 +105,7 @@ impl B2bua {
             timeout,
             to_a: None,
             sources,
-            own_ports: self.media.own_ports,
+            own_ports,
             prefs,
             reoffer: None,
         });
@@ -101,43 +115,42 @@ impl B2bua {
     /// switch's own answer at the media plane's ports, once the sessions exist (Waiting),
     /// or at once when an earlier application made them (Done). Off: no media plane, no
     /// offer from the caller, or `bypass_media`.
-    pub(super) fn local_media(&mut self, io: &mut Io<'_>, id: CallId, what: Waiting) -> LocalMedia {
-        let Some(call) = self.calls.get_mut(&id) else { return LocalMedia::Off };
-        if call.media.as_ref().is_some_and(|m| m.local.is_none() && m.waiting.is_none()) {
+    pub fn local_media(&mut self, cx: &mut Cx<'_, '_>, what: Waiting) -> LocalMedia {
+        if self.media.as_ref().is_some_and(|m| m.local.is_none() && m.waiting.is_none()) {
             // The sessions were made for a bridge that failed (`continue_on_fail`): they go,
             // and the switch's own answer gets sessions of its own (answering the caller
             // with its own offer would have it send its media to itself).
-            for session in call.media.take().iter().flat_map(CallMedia::ids) {
-                self.media_calls.remove(&session);
-                self.media_out.push_back(MediaRequest::Destroy { id: session, cdr: [None, None] });
+            for session in self.media.take().iter().flat_map(CallMedia::ids) {
+                cx.routes.media_calls.remove(&session);
+                cx.routes.media_out.push_back(MediaRequest::Destroy { id: session, cdr: [None, None] });
             }
         }
-        if let Some(m) = &mut call.media {
+        if let Some(m) = &mut self.media {
             let Some(body) = m.local.clone() else { return LocalMedia::Off };
             if what == Waiting::Echo {
                 for (session, spec) in m.sessions.iter_mut().flatten() {
                     spec.flags |= ferroswitch_shared::msg::session_flags::ECHO;
-                    self.media_out.push_back(MediaRequest::Update { id: *session, spec: *spec });
+                    cx.routes.media_out.push_back(MediaRequest::Update { id: *session, spec: *spec });
                 }
             }
             match what {
-                Waiting::Answer(183) => self.provisional_a(io, id, 183, Some(body)),
-                _ => self.answer_a(io, id, Some(body)),
+                Waiting::Answer(183) => self.provisional_a(cx, 183, Some(body)),
+                _ => self.answer_a(cx, Some(body)),
             }
             return LocalMedia::Done;
         }
-        let offered = call.a.setup.as_ref().is_some_and(|s| !s.invite.body().is_empty());
-        if !offered || !self.want_media(id) {
+        let offered = self.a.setup.as_ref().is_some_and(|s| !s.invite.body().is_empty());
+        if !offered || !self.want_media(cx) {
             return LocalMedia::Off;
         }
-        self.request_media(io, id, what);
+        self.request_media(cx, what);
         LocalMedia::Waiting
     }
 
     /// A bridge after the switch answered A itself: B is offered what A was answered,
     /// at leg B's ports.
-    pub(super) fn offer_after_local_answer(&mut self, id: CallId) {
-        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return };
+    pub fn offer_after_local_answer(&mut self) {
+        let Some(m) = self.media.as_mut() else { return };
         if let (Some(_), Some(answered), true) = (&m.local, &m.outgoing, m.to_b.is_empty()) {
             let mut offer = answered.clone();
             media::point(&mut offer, &m.sessions, 1, m.ip);
@@ -145,22 +158,19 @@ impl B2bua {
         }
     }
 
-    /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
-    /// returned (None: nothing for A). Without media, B's SDP as it is.
-    /// B's SDP (in a 18x or 2xx to the INVITE): leg B's peer moves, and what A gets is
-    /// returned. Without media, B's SDP as it is. An SDP that picked a codec A cannot be
-    /// answered with (nothing in common, no transcoding) changes nothing.
-    pub(super) fn media_from_b(&mut self, id: CallId, i: usize, msg: &Message) -> FromB {
-        let Some(call) = self.calls.get_mut(&id) else { return FromB::Nothing };
-        let b_source = call.forks.get(i).map(|f| f.peer.remote.ip());
-        let Some(m) = call.media.as_mut() else { return FromB::Sdp(msg.body().to_vec()) };
+    /// B's SDP (in a 18x or 2xx to the INVITE of B-leg `i`): leg B's peer moves, and what
+    /// A gets is returned. Without media, B's SDP as it is. An SDP that picked a codec A
+    /// cannot be answered with (nothing in common, no transcoding) changes nothing.
+    pub fn media_from_b(&mut self, cx: &mut Cx<'_, '_>, i: usize, msg: &Message) -> FromB {
+        let b_source = self.forks.get(i).map(|f| f.peer.remote.ip());
+        let Some(m) = self.media.as_mut() else { return FromB::Sdp(msg.body().to_vec()) };
         if msg.body().is_empty() {
             return FromB::Nothing;
         }
         let b = match Sdp::parse(msg.body()) {
             Ok(b) => b,
             Err(e) => {
-                warn!(call = %call.uuid, error = %e, "the callee's SDP does not parse");
+                warn!(call = %self.uuid, error = %e, "the callee's SDP does not parse");
                 return FromB::Nothing;
             }
         };
@@ -170,7 +180,7 @@ impl B2bua {
         m.sources[1] = b_source;
         if let Some(why) = media::refused_peer(&b, &m.check(1)) {
             // The leg gets no peer for that stream: nothing is sent there.
-            warn!(call = %call.uuid, error = %why, "the callee's SDP names a refused media address");
+            warn!(call = %self.uuid, error = %why, "the callee's SDP names a refused media address");
         }
         let pc = m.check(1);
         let moved = media::follow(&mut m.sessions, &b, 1, m.timeout, &pc);
@@ -186,7 +196,7 @@ impl B2bua {
                 (offer, moved)
             }
         };
-        self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
+        cx.routes.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
         let body = to_a.write().into_bytes();
         m.to_a = Some(body.clone());
         FromB::Sdp(body)
@@ -195,8 +205,8 @@ impl B2bua {
     /// SDP from leg `side` in an in-dialog message (re-offer, its answer, an ACK): that
     /// leg's peer moves, and the SDP pointed at the other leg's ports is returned. None:
     /// no media here, or no SDP; pass the body on as it is.
-    pub(super) fn media_body(&mut self, id: CallId, side: Side, msg: &Message) -> Result<Option<Vec<u8>>, String> {
-        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return Ok(None) };
+    pub fn media_body(&mut self, cx: &mut Cx<'_, '_>, side: Side, msg: &Message) -> Result<Option<Vec<u8>>, String> {
+        let Some(m) = self.media.as_mut() else { return Ok(None) };
         let sdp_type = msg.header(HeaderName::ContentType).is_some_and(|ct| {
             let mime = ct.split(|&c| c == b';').next().unwrap_or_default();
             mime.trim_ascii().eq_ignore_ascii_case(b"application/sdp")
@@ -205,8 +215,9 @@ impl B2bua {
             return Ok(None);
         }
         let sdp = Sdp::parse(msg.body()).map_err(|e| e.to_string())?;
-        if sdp.media.len() > self.media.max_media {
-            return Err(format!("{} m= lines, at most {} (sip.max_sdp_media)", sdp.media.len(), self.media.max_media));
+        let max = cx.routes.media.max_media;
+        if sdp.media.len() > max {
+            return Err(format!("{} m= lines, at most {max} (sip.max_sdp_media)", sdp.media.len()));
         }
         let leg = if side == Side::A { 0 } else { 1 };
         if let Some(why) = media::refused_peer(&sdp, &m.check(leg)) {
@@ -231,26 +242,26 @@ impl B2bua {
             media::point(&mut out, &m.sessions, 1 - leg, m.ip);
             out
         };
-        self.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
+        cx.routes.media_out.extend(updates.into_iter().map(|(id, spec)| MediaRequest::Update { id, spec }));
         Ok(Some(out.write().into_bytes()))
     }
 
     /// A re-offer with more streams than the call has sessions: asks for sessions for the
     /// new ones and keeps the request until they exist (true). False: nothing to wait for.
-    pub(super) fn media_for_added_streams(
+    pub fn media_for_added_streams(
         &mut self,
-        id: CallId,
+        cx: &mut Cx<'_, '_>,
         from: Side,
         tx: TxId,
         req: &Message,
         peer: Peer,
     ) -> bool {
-        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else { return false };
+        let Some(m) = self.media.as_mut() else { return false };
         if req.body().is_empty() || m.waiting.is_some() {
             return false;
         }
         let Ok(sdp) = Sdp::parse(req.body()) else { return false };
-        if sdp.media.len() > self.media.max_media {
+        if sdp.media.len() > cx.routes.media.max_media {
             return false; // refused with 488 by media_body
         }
         let known = m.sessions.len();
@@ -262,59 +273,39 @@ impl B2bua {
             return false; // refused with 488 by media_body
         }
         let specs = media::plan_added(&sdp, known, leg, m.timeout, &m.check(leg));
-        let token = self.next_token;
-        self.next_token += 1;
-        self.media_tokens.insert(token, id);
-        self.media_out.push_back(MediaRequest::Create { token, specs });
+        let token = cx.routes.token();
+        cx.routes.media_tokens.insert(token, cx.id);
+        cx.routes.media_out.push_back(MediaRequest::Create { token, specs });
         m.waiting = Some(Waiting::Reoffer);
-        self.reoffers.insert(id, Relay { call: id, from, server_tx: tx, request: req.clone(), peer });
+        self.reoffer = Some(Relay { call: cx.id, from, server_tx: tx, request: req.clone(), peer });
         true
     }
 
-    /// How the B2BUA handles media (the media plane is off until this is called).
-    pub fn set_media(&mut self, settings: MediaSettings) {
-        self.media = settings;
-    }
-
-    /// The next request for the media plane.
-    pub fn poll_media(&mut self) -> Option<MediaRequest> {
-        self.media_out.pop_front()
-    }
-
-    /// The media plane answered a [`MediaRequest::Create`]: what waited goes on (B-legs
-    /// offered, or the echo answered), or the call fails with 503. Sessions of a call
-    /// that ended meanwhile are destroyed.
-    pub fn on_media_answer(&mut self, io: &mut Io<'_>, answer: MediaAnswer) {
-        let id = self.media_tokens.remove(&answer.token);
-        let live = id.filter(|id| self.calls.get(id).is_some_and(|c| c.a.channel.is_up() && c.media.is_some()));
-        let Some(id) = live else {
-            for (session, _) in answer.result.iter().flatten().flatten() {
-                self.media_out.push_back(MediaRequest::Destroy { id: *session, cdr: [None, None] });
-            }
-            return;
-        };
-        let call = self.calls.get_mut(&id).expect("checked above");
-        let m = call.media.as_mut().expect("checked above");
+    /// The media plane answered this call's [`MediaRequest::Create`] (the call is up and
+    /// has media): what waited goes on (B-legs offered, the echo answered, a re-offer
+    /// relayed), or the call fails with 503.
+    pub fn on_media_answer(&mut self, cx: &mut Cx<'_, '_>, answer: MediaAnswer) {
+        let Some(m) = self.media.as_mut() else { return };
         if m.waiting == Some(Waiting::Reoffer) {
             // The re-offer's new streams: their sessions join the call's, then it is relayed
             // (or refused with 488 without them).
             m.waiting = None;
-            let Some(r) = self.reoffers.remove(&id) else { return };
+            let Some(r) = self.reoffer.take() else { return };
             match answer.result {
                 Ok(added) => {
                     for (session, _) in added.iter().flatten() {
-                        self.media_calls.insert(*session, id);
+                        cx.routes.media_calls.insert(*session, cx.id);
                     }
                     m.sessions.extend(added);
                     // The row names every session, for a restart.
-                    if let Some(row) = call_row(call) {
-                        io.writes.push_back(Write::UpsertCall(row));
+                    if let Some(row) = call_row(self) {
+                        cx.io.writes.push_back(Write::UpsertCall(row));
                     }
-                    self.relay(io, id, r.from, r.server_tx, &r.request, r.peer);
+                    self.relay(cx, r.from, r.server_tx, &r.request, r.peer);
                 }
                 Err(why) => {
-                    warn!(call = %call.uuid, %why, "no media session for the re-offer's new streams");
-                    respond_simple(io, r.server_tx, &r.request, r.peer, 488);
+                    warn!(call = %self.uuid, %why, "no media session for the re-offer's new streams");
+                    respond_simple(cx.io, r.server_tx, &r.request, r.peer, 488);
                 }
             }
             return;
@@ -322,24 +313,24 @@ impl B2bua {
         let sessions = match answer.result {
             Ok(s) => s,
             Err(why) => {
-                warn!(call = %call.uuid, %why, "no media session: the call fails");
-                call.media = None;
-                self.hangup_a(io, id, HangupCause::NORMAL_TEMPORARY_FAILURE, Some(503));
+                warn!(call = %self.uuid, %why, "no media session: the call fails");
+                self.media = None;
+                self.hangup_a(cx, HangupCause::NORMAL_TEMPORARY_FAILURE, Some(503));
                 return;
             }
         };
         for (session, _) in sessions.iter().flatten() {
-            self.media_calls.insert(*session, id);
+            cx.routes.media_calls.insert(*session, cx.id);
         }
         m.sessions = sessions;
         let waiting = m.waiting.take();
-        info!(call = %call.uuid, sessions = m.ids().count(), "media sessions ready");
+        info!(call = %self.uuid, sessions = m.ids().count(), "media sessions ready");
         let Some(outgoing) = m.outgoing.as_mut() else { return };
         if waiting == Some(Waiting::Bridge) {
             // B's offer goes out at leg B's ports.
             media::point(outgoing, &m.sessions, 1, m.ip);
             m.to_b = outgoing.write().into_bytes();
-            self.start_group(io, id);
+            self.start_group(cx);
             return;
         }
         // The switch's own answer, at leg A's ports.
@@ -348,47 +339,14 @@ impl B2bua {
         m.local = Some(body.clone());
         match waiting {
             Some(Waiting::Answer(183)) => {
-                self.provisional_a(io, id, 183, Some(body));
-                self.run(io, id);
+                self.provisional_a(cx, 183, Some(body));
+                self.run(cx);
             }
             Some(Waiting::Answer(_)) => {
-                self.answer_a(io, id, Some(body));
-                self.run(io, id);
+                self.answer_a(cx, Some(body));
+                self.run(cx);
             }
-            _ => self.answer_a(io, id, Some(body)),
+            _ => self.answer_a(cx, Some(body)),
         }
-    }
-
-    /// The sessions the media plane holds, once it is attached after a restart: calls
-    /// taken back from the database get theirs again (by the ids their rows name), so
-    /// their re-offers are pointed at the media plane, their RTP timeouts hang them up,
-    /// and their hangup destroys them with their counters in the CDRs.
-    pub fn adopt_media(&mut self, held: &[(u64, SessionSpec)]) {
-        let specs: HashMap<u64, SessionSpec> = held.iter().copied().collect();
-        let waiting = std::mem::take(&mut self.unadopted);
-        for (id, ids) in waiting {
-            let Some(call) = self.calls.get_mut(&id) else { continue };
-            let sessions: Vec<Option<(u64, SessionSpec)>> =
-                ids.iter().map(|s| specs.get(s).map(|spec| (*s, *spec))).collect();
-            if sessions.iter().any(Option::is_none) {
-                warn!(call = %call.uuid, ?ids, "the media plane lost some of this call's sessions");
-            }
-            for (session, _) in sessions.iter().flatten() {
-                self.media_calls.insert(*session, id);
-            }
-            let b_source = call.answered.and_then(|i| call.forks.get(i)).map(|f| f.peer.remote.ip());
-            let sources = [Some(call.a.peer.remote.ip()), b_source];
-            call.media = CallMedia::adopted(sessions, sources, self.media.own_ports, self.media.prefs.clone());
-            info!(call = %call.uuid, sessions = ids.len(), "media sessions taken back");
-        }
-    }
-
-    /// No RTP on a media session for its timeout: its call hangs up with MEDIA_TIMEOUT.
-    pub fn on_media_timeout(&mut self, io: &mut Io<'_>, session: u64) {
-        let Some(&id) = self.media_calls.get(&session) else { return };
-        if let Some(call) = self.calls.get(&id) {
-            info!(call = %call.uuid, session, "no RTP for the timeout: MEDIA_TIMEOUT");
-        }
-        self.hangup_a(io, id, HangupCause::MEDIA_TIMEOUT, None);
     }
 }

@@ -17,13 +17,15 @@
 //! and its transaction), so no code path can answer, reject or CANCEL on a dead
 //! transaction; a recovered leg only ever takes part in new ones (BYE, relayed requests).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use tracing::{info, warn};
 
+use super::call::{ALeg, BLeg, Call, Fork, Phase, Side};
 use super::channel::{Channel, ChannelState, Direction, HangupCause};
 use super::dialog::{Dialog, DialogRowError};
-use super::{send_bye, ALeg, B2bua, BLeg, Call, CallId, Fork, Io, Phase, Side};
+use super::messages::send_bye;
+use super::{B2bua, CallId, Io};
 use crate::dialplan::Variables;
 use crate::sip::transport::Peer;
 use crate::storage::{CallRow, CdrRow, ChannelRow, DialogRow, Direction as RowDirection, Write};
@@ -152,56 +154,46 @@ impl B2bua {
         vars.set("context", a.channel.context.clone());
         vars.set("sip_call_id", a.dialog.call_id.clone());
         vars.set("network_addr", a.dialog.peer.remote.ip().to_string());
+        let (a_created, a_answered) = (a.channel.created_at, answered(a.channel));
         let a_channel =
             Channel::recovered(a.channel.uuid.clone(), Direction::Inbound, a.state).expect("checked by stored_leg");
         let b_channel =
             Channel::recovered(b.channel.uuid.clone(), Direction::Outbound, b.state).expect("checked by stored_leg");
         for (d, side) in [(&a.dialog, Side::A), (&b.dialog, Side::B(0))] {
-            self.dialogs.insert(d.key(), (id, side, d.remote_tag.clone()));
+            self.routes.dialogs.insert(d.key(), (id, side, d.remote_tag.clone()));
         }
         info!(call = %row.uuid, a_leg = %a.channel.uuid, b_leg = %b.channel.uuid, "recovered call");
-        let call = Call {
-            uuid: row.uuid.clone(),
-            a: ALeg {
-                channel: a_channel,
-                setup: None,
-                peer: a.dialog.peer,
-                to_tag: a.dialog.local_tag.clone(),
-                dialog: Some(a.dialog),
-                answered: true,
-                final_sent: true,
-                ringing_sent: true,
-            },
-            forks: vec![BLeg {
-                channel: b_channel,
-                setup: None,
-                peer: b.dialog.peer,
-                dialog: Some(b.dialog),
-                state: Fork::Answered,
-                cancel_cause: None,
-                status: None,
-                started_unix: unix(b.channel.created_at),
-                answered_unix: Some(answered(b.channel)),
-                destination: b.channel.destination_number.clone(),
-            }],
-            answered: Some(0),
-            apps: VecDeque::new(),
-            vars,
-            phase: Phase::Bridged,
-            timer: None,
-            groups: VecDeque::new(),
-            last_failure: None,
-            created_unix: unix(a.channel.created_at),
-            answered_unix: Some(answered(a.channel)),
-            media: None,
-            group: 0,
-            pending_resolutions: 0,
+        let a = ALeg {
+            channel: a_channel,
+            setup: None,
+            peer: a.dialog.peer,
+            to_tag: a.dialog.local_tag.clone(),
+            dialog: Some(a.dialog),
+            answered: true,
+            final_sent: true,
+            ringing_sent: true,
         };
+        let mut call = Call::new(row.uuid.clone(), a, vars, unix(a_created));
+        call.forks.push(BLeg {
+            channel: b_channel,
+            setup: None,
+            peer: b.dialog.peer,
+            dialog: Some(b.dialog),
+            state: Fork::Answered,
+            cancel_cause: None,
+            status: None,
+            started_unix: unix(b.channel.created_at),
+            answered_unix: Some(answered(b.channel)),
+            destination: b.channel.destination_number.clone(),
+        });
+        call.answered = Some(0);
+        call.phase = Phase::Bridged;
+        call.answered_unix = Some(a_answered);
         // The rows already say all this: nothing to write until the call ends.
         self.calls.insert(id, call);
         let sessions: Vec<u64> = row.media_sessions.split_whitespace().filter_map(|s| s.parse().ok()).collect();
         if !sessions.is_empty() {
-            self.unadopted.insert(id, sessions);
+            self.routes.unadopted.insert(id, sessions);
         }
     }
 }

@@ -245,8 +245,23 @@ fn effects(app: &str, data: &str, vars: &dyn Lookup) -> Vec<(String, Option<Stri
     }
 }
 
-/// The inline `log` application: `[LEVEL ]message`, at FreeSWITCH's level names.
-fn log(data: &str) {
+/// Runs `set`, `unset` or `export` with `data` on `vars` (at CS_EXECUTE, by the same
+/// rules as inline); false, changing nothing, for any other application.
+pub(crate) fn apply_variable_app(app: &str, data: &str, vars: &mut Variables) -> bool {
+    if !matches!(app, "set" | "unset" | "export") {
+        return false;
+    }
+    for (name, value) in effects(app, data, &*vars) {
+        match value {
+            Some(v) => vars.set(&name, v),
+            None => vars.unset(&name),
+        }
+    }
+    true
+}
+
+/// The `log` application: `[LEVEL ]message`, at FreeSWITCH's level names.
+pub(crate) fn log(data: &str) {
     let (level, message) = data.split_once(' ').unwrap_or((data, ""));
     match level.to_ascii_uppercase().as_str() {
         "CONSOLE" | "INFO" | "NOTICE" => tracing::info!(target: "dialplan", "{message}"),

@@ -48,6 +48,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use dialstring::{DialString, DialStringError, Endpoint, Leg};
+pub(crate) use engine::{apply_variable_app, log as log_app};
 pub use vars::{expand, Variables};
 
 /// The default dialplan, compiled in.
