@@ -97,20 +97,7 @@ fn out_frame(
     let to = o.to.ip();
     // A frame an AF_XDP socket sends on the loopback is not delivered to local sockets.
     let hop = if may_send && !to.is_loopback() && h.tags <= 1 { hops.lookup(to) } else { None };
-    let hop = hop.filter(|hop| hop.vlan == h.vlan).filter(|hop| {
-        if !hop.stale {
-            return true;
-        }
-        if refreshed.len() > 4096 {
-            refreshed.clear();
-        }
-        let last = refreshed.entry(to).or_insert(0);
-        if now.saturating_sub(*last) >= STALE_REFRESH_NS {
-            *last = now;
-            return false;
-        }
-        true
-    });
+    let hop = hop.filter(|hop| hop.vlan == h.vlan).filter(|hop| !hop.stale || !refresh_due(refreshed, to, now));
     match (hop, o.from) {
         (Some(hop), Some(from)) if from.ip() == h.dst_ip && from.is_ipv4() == o.to.is_ipv4() => {
             crate::xsk::readdress(&mut frame[..len], h, hop.mac, from.port(), o.to).then_some(len)
@@ -120,6 +107,19 @@ fn out_frame(
             None
         }
     }
+}
+
+/// Whether a frame toward `to`, whose next hop is stale, goes through the kernel socket
+/// now (then it is noted): the first one always, then one a [`STALE_REFRESH_NS`].
+fn refresh_due(refreshed: &mut HashMap<IpAddr, u64>, to: IpAddr, now: u64) -> bool {
+    if refreshed.len() > 4096 {
+        refreshed.clear();
+    }
+    let due = refreshed.get(&to).is_none_or(|last| now.saturating_sub(*last) >= STALE_REFRESH_NS);
+    if due {
+        refreshed.insert(to, now);
+    }
+    due
 }
 
 impl Core {
@@ -186,5 +186,23 @@ impl Core {
             *next_log = dropped.saturating_mul(2);
         }
         taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first frame toward a stale next hop goes through the kernel even in a worker's
+    /// first second (its clock starts at 0: "never refreshed" must not read as "refreshed
+    /// at 0"), then one a second.
+    #[test]
+    fn a_stale_hop_is_refreshed_through_the_kernel_at_once_then_once_a_second() {
+        let mut refreshed = HashMap::new();
+        let to: IpAddr = "fd79::2:2".parse().unwrap();
+        assert!(refresh_due(&mut refreshed, to, 5_000));
+        assert!(!refresh_due(&mut refreshed, to, 6_000));
+        assert!(!refresh_due(&mut refreshed, to, 5_000 + STALE_REFRESH_NS - 1));
+        assert!(refresh_due(&mut refreshed, to, 5_000 + STALE_REFRESH_NS));
     }
 }
