@@ -17,6 +17,7 @@ pub mod auth;
 pub mod b2bua;
 pub mod config;
 pub mod dialplan;
+pub mod esl;
 pub mod ids;
 pub mod management;
 pub mod media;

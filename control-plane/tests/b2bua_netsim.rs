@@ -1621,3 +1621,90 @@ fn a_bridge_with_a_dial_string_that_does_not_parse_fails_at_once() {
         assert!(w.run_until(Duration::from_secs(5), |w| w.uac.got(Method::Invite, code)), "continue_on_fail={go_on}");
     }
 }
+
+/// Every channel event of a call, as (leg, event, channel state, call state, answer state).
+fn event_trace(w: &mut World, a_uuid: &str) -> Vec<String> {
+    std::iter::from_fn(|| w.switch.poll_event())
+        .map(|e| {
+            let leg = if e.channel.uuid == a_uuid { "A" } else { "B" };
+            let c = &e.channel;
+            format!("{leg} {} {} {} {}", e.name.as_str(), c.state, c.call_state, c.answer_state)
+        })
+        .collect()
+}
+
+/// The channel events of a call bridged to a registered user who answers and then hangs
+/// up, in FreeSWITCH's order for each leg (its mod_event_socket's CHANNEL_* events).
+#[test]
+fn a_bridged_call_emits_freeswitchs_channel_events_in_order() {
+    let mut w = World::new(62, 0.0);
+    w.switch.set_events(true);
+    w.register_callee();
+    w.call("1001");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)));
+    w.callee_hangs_up(1);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.switch.calls() == 0));
+    let first = w.switch.poll_event().expect("events");
+    let a_uuid = first.channel.uuid.clone();
+    let mut trace = vec![format!("A {} {}", first.name.as_str(), first.channel.state)];
+    trace.extend(event_trace(&mut w, &a_uuid));
+    // The dialplan's applications before the bridge (each set runs and completes).
+    let apps = trace.iter().filter(|t| t.starts_with("A CHANNEL_EXECUTE ")).count();
+    assert!(apps >= 1, "{trace:#?}");
+    let mut want = vec![
+        "A CHANNEL_STATE CS_INIT",
+        "A CHANNEL_CREATE CS_INIT DOWN ringing",
+        "A CHANNEL_CALLSTATE CS_ROUTING RINGING ringing",
+        "A CHANNEL_STATE CS_ROUTING RINGING ringing",
+        "A CHANNEL_STATE CS_EXECUTE RINGING ringing",
+    ];
+    for _ in 1..apps {
+        want.extend([
+            "A CHANNEL_EXECUTE CS_EXECUTE RINGING ringing",
+            "A CHANNEL_EXECUTE_COMPLETE CS_EXECUTE RINGING ringing",
+        ]);
+    }
+    want.extend([
+        // bridge
+        "A CHANNEL_EXECUTE CS_EXECUTE RINGING ringing",
+        "B CHANNEL_OUTGOING CS_NEW DOWN ringing",
+        "B CHANNEL_STATE CS_INIT DOWN ringing",
+        "B CHANNEL_CREATE CS_INIT DOWN ringing",
+        "B CHANNEL_ORIGINATE CS_INIT DOWN ringing",
+        "B CHANNEL_STATE CS_ROUTING DOWN ringing",
+        "B CHANNEL_STATE CS_CONSUME_MEDIA DOWN ringing",
+        "B CHANNEL_ANSWER CS_CONSUME_MEDIA DOWN answered",
+        "B CHANNEL_CALLSTATE CS_CONSUME_MEDIA ACTIVE answered",
+        "A CHANNEL_ANSWER CS_EXECUTE RINGING answered",
+        "A CHANNEL_CALLSTATE CS_EXECUTE ACTIVE answered",
+        "A CHANNEL_BRIDGE CS_EXECUTE ACTIVE answered",
+        "B CHANNEL_STATE CS_EXCHANGE_MEDIA ACTIVE answered",
+        // B hangs up
+        "B CHANNEL_HANGUP CS_EXCHANGE_MEDIA ACTIVE hangup",
+        "B CHANNEL_STATE CS_HANGUP ACTIVE hangup",
+        "B CHANNEL_CALLSTATE CS_HANGUP HANGUP hangup",
+        "B CHANNEL_STATE CS_REPORTING HANGUP hangup",
+        "B CHANNEL_HANGUP_COMPLETE CS_REPORTING HANGUP hangup",
+        "B CHANNEL_DESTROY CS_REPORTING HANGUP hangup",
+        "B CHANNEL_STATE CS_DESTROY HANGUP hangup",
+        "A CHANNEL_UNBRIDGE CS_EXECUTE ACTIVE answered",
+        "A CHANNEL_EXECUTE_COMPLETE CS_EXECUTE ACTIVE answered",
+        "A CHANNEL_HANGUP CS_EXECUTE ACTIVE hangup",
+        "A CHANNEL_STATE CS_HANGUP ACTIVE hangup",
+        "A CHANNEL_CALLSTATE CS_HANGUP HANGUP hangup",
+        "A CHANNEL_STATE CS_REPORTING HANGUP hangup",
+        "A CHANNEL_HANGUP_COMPLETE CS_REPORTING HANGUP hangup",
+        "A CHANNEL_DESTROY CS_REPORTING HANGUP hangup",
+        "A CHANNEL_STATE CS_DESTROY HANGUP hangup",
+    ]);
+    assert_eq!(trace, want);
+}
+
+/// Without a listener no event is made.
+#[test]
+fn no_channel_event_is_made_while_nobody_listens() {
+    let mut w = bridged_call(63);
+    assert!(w.switch.poll_event().is_none());
+}

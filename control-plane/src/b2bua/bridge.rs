@@ -10,6 +10,7 @@ use super::call::{BLeg, Call, Cx, Fork, Phase, Setup, Side};
 use super::call_media::FromB;
 use super::channel::{Channel, ChannelState, Direction, HangupCause};
 use super::dialog::Dialog;
+use super::events::EventName;
 use super::execute::DEFAULT_CALL_TIMEOUT;
 use super::media::{CallMedia, Waiting};
 use super::messages::{b_invite, cancel_of, send_ack, BInvite, BuildError};
@@ -149,9 +150,8 @@ impl Call {
         let io = &mut *cx.io;
         let uuid = io.uuid();
         let mut channel = Channel::new(uuid.clone(), Direction::Outbound);
-        channel.set_state(ChannelState::CS_INIT);
-        channel.set_state(ChannelState::CS_ROUTING);
-        channel.set_state(ChannelState::CS_CONSUME_MEDIA);
+        channel.name = format!("sofia/internal/{dest}@{}", peer.remote);
+        channel.times.created = io.unix_us;
         let name = self.vars.get("caller_id_name").unwrap_or_default().replace('"', "");
         let number = self.vars.get("caller_id_number").unwrap_or_default().to_string();
         let b = BInvite {
@@ -189,7 +189,15 @@ impl Call {
         vars.set("caller_id_name", name);
         vars.set("caller_id_number", number);
         vars.set("context", self.vars.get("context").unwrap_or("default").to_string());
-        io.writes.push_back(Write::UpsertChannel(channel_row(&channel, &vars, io.unix, Some(self.uuid.clone()))));
+        vars.set("network_addr", peer.remote.ip().to_string());
+        vars.set("uuid", uuid.clone());
+        vars.set("call_uuid", self.uuid.clone());
+        // Its row says CS_CONSUME_MEDIA, where the leg is once its events below are out.
+        let mut row_channel = channel.clone();
+        for s in [ChannelState::CS_INIT, ChannelState::CS_ROUTING, ChannelState::CS_CONSUME_MEDIA] {
+            row_channel.set_state(s);
+        }
+        io.writes.push_back(Write::UpsertChannel(channel_row(&row_channel, &vars, io.unix, Some(self.uuid.clone()))));
         self.forks.push(BLeg {
             channel,
             setup: Some(Setup { invite, tx }),
@@ -201,8 +209,18 @@ impl Call {
             started_unix: io.unix,
             answered_unix: None,
             destination: dest.to_string(),
+            vars,
         });
-        cx.routes.b_invites.insert(tx, (cx.id, self.forks.len() - 1));
+        let i = self.forks.len() - 1;
+        cx.routes.b_invites.insert(tx, (cx.id, i));
+        // FreeSWITCH's order for an originated leg.
+        let side = Side::B(i);
+        self.emit(cx, EventName::ChannelOutgoing, side, Vec::new(), Vec::new());
+        self.leg_state(cx, side, ChannelState::CS_INIT);
+        self.emit(cx, EventName::ChannelCreate, side, Vec::new(), Vec::new());
+        self.emit(cx, EventName::ChannelOriginate, side, Vec::new(), Vec::new());
+        self.leg_state(cx, side, ChannelState::CS_ROUTING);
+        self.leg_state(cx, side, ChannelState::CS_CONSUME_MEDIA);
         true
     }
 
@@ -215,6 +233,7 @@ impl Call {
                 if self.forks[i].state == Fork::Trying {
                     self.forks[i].state = Fork::Ringing;
                 }
+                self.leg_progress(cx, Side::B(i), !msg.body().is_empty());
                 if self.answered.is_none() && self.a.channel.is_up() {
                     // After a late offer A has made no offer, so B's early SDP is not for A.
                     let late = self.media.as_ref().is_some_and(CallMedia::late);
@@ -303,11 +322,11 @@ impl Call {
             }
             return;
         }
+        self.leg_answered(cx, Side::B(i));
         let fork = &mut self.forks[i];
         let io = &mut *cx.io;
         fork.state = Fork::Answered;
         fork.answered_unix = Some(io.unix);
-        fork.channel.set_state(ChannelState::CS_EXCHANGE_MEDIA);
         io.writes
             .push_back(Write::SetChannelState { uuid: fork.channel.uuid.clone(), state: "CS_EXCHANGE_MEDIA".into() });
         io.writes.push_back(Write::SetChannelAnswered { uuid: fork.channel.uuid.clone(), answered_at: io.unix as i64 });
@@ -327,6 +346,8 @@ impl Call {
         self.disarm(cx);
         self.cancel_forks(cx, HangupCause::LOSE_RACE);
         self.answer_a(cx, Some(sdp));
+        self.bridged(cx, i);
+        self.leg_state(cx, Side::B(i), ChannelState::CS_EXCHANGE_MEDIA);
     }
 
     /// Sends CANCEL to every fork still ringing.

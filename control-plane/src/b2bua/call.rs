@@ -82,6 +82,8 @@ pub(super) struct BLeg {
     pub started_unix: u64,
     pub answered_unix: Option<u64>,
     pub destination: String,
+    /// The leg's own variables (its caller ID, destination and context).
+    pub vars: Variables,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +123,9 @@ pub(super) struct Call {
     pub pending_resolutions: u32,
     /// A re-offer waiting for sessions for the streams it adds.
     pub reoffer: Option<Relay>,
+    /// The application running on the A-leg (name, data, Application-UUID), until its
+    /// CHANNEL_EXECUTE_COMPLETE.
+    pub executing: Option<(String, String, String)>,
     /// Every leg is down and the rows are written: the router forgets the call.
     pub finished: bool,
 }
@@ -145,6 +150,7 @@ impl Call {
             group: 0,
             pending_resolutions: 0,
             reoffer: None,
+            executing: None,
             finished: false,
         }
     }
@@ -176,7 +182,7 @@ impl Call {
 
     /// Moves the A-leg to `state`, and its row.
     pub fn set_a_state(&mut self, cx: &mut Cx<'_, '_>, state: ChannelState) {
-        self.a.channel.set_state(state);
+        self.leg_state(cx, Side::A, state);
         cx.io.writes.push_back(Write::SetChannelState { uuid: self.uuid.clone(), state: state.to_string() });
     }
 
@@ -191,7 +197,9 @@ impl Call {
         let bytes = build_to_a(&setup.invite, code, &a.to_tag, a.peer, sdp.as_deref());
         if let Err(e) = cx.io.tx.respond(cx.io.now, setup.tx, code, bytes) {
             warn!(call = %self.uuid, error = %e, "could not send provisional response");
+            return;
         }
+        self.leg_progress(cx, Side::A, sdp.is_some());
     }
 
     /// Answers the caller: 200 with `sdp`, or the caller's own offer when none is given.
@@ -217,6 +225,7 @@ impl Call {
         cx.routes.track_dialog(cx.io, &dialog, cx.id, Side::A, &a.channel.uuid, RowDirection::Inbound);
         a.dialog = Some(dialog);
         info!(call = %self.uuid, "answered");
+        self.leg_answered(cx, Side::A);
     }
 
     /// Ends the A-leg with `cause`: a final response if unanswered, else a BYE; then the
@@ -238,7 +247,7 @@ impl Call {
         } else if let Some(d) = self.a.dialog.as_mut() {
             send_bye(cx.io, d);
         }
-        self.a.channel.hangup(cause);
+        self.leg_hangup(cx, Side::A, cause);
         self.cancel_forks(cx, cause);
         if let Some(i) = self.answered {
             if self.forks[i].channel.is_up() {
@@ -260,12 +269,15 @@ impl Call {
 
     /// A B-leg reaches CS_HANGUP → CS_REPORTING (CDR) → CS_DESTROY.
     pub fn end_fork(&mut self, cx: &mut Cx<'_, '_>, i: usize, cause: HangupCause) {
-        let fork = &mut self.forks[i];
-        if !fork.channel.is_up() {
+        if !self.leg_hangup(cx, Side::B(i), cause) {
             return;
         }
-        fork.channel.hangup(cause);
-        fork.channel.finish();
+        self.leg_finish(cx, Side::B(i));
+        if self.answered == Some(i) {
+            self.unbridged(cx, i);
+            self.complete_application(cx);
+        }
+        let fork = &mut self.forks[i];
         if let Some(d) = &fork.dialog {
             cx.routes.untrack_dialog(cx.io, &d.key());
         }
@@ -299,7 +311,8 @@ impl Call {
         for (i, cause) in cancelled {
             self.end_fork(cx, i, cause);
         }
-        self.a.channel.finish();
+        self.complete_application(cx);
+        self.leg_finish(cx, Side::A);
         let cause = self.a.channel.cause.unwrap_or(HangupCause::NORMAL_CLEARING);
         let destination = self.vars.get("destination_number").unwrap_or_default().to_string();
         let cdr = cdr_row(

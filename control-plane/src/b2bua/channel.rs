@@ -48,6 +48,52 @@ impl ChannelState {
     }
 }
 
+impl ChannelState {
+    /// FreeSWITCH's number for the state (`Channel-State-Number`).
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A channel's call state (`Channel-Call-State`), named and numbered as FreeSWITCH does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum CallState {
+    DOWN,
+    DIALING,
+    RINGING,
+    EARLY,
+    ACTIVE,
+    HELD,
+    RING_WAIT,
+    HANGUP,
+    UNHELD,
+}
+
+impl CallState {
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for CallState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// When things happened to a channel, in µs since the Unix epoch (0: not yet), as the
+/// `Caller-Channel-*-Time` headers give them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Times {
+    pub created: u64,
+    pub progress: u64,
+    pub progress_media: u64,
+    pub answered: u64,
+    pub bridged: u64,
+    pub hangup: u64,
+}
+
 /// Which side of the switch a channel faces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -65,12 +111,30 @@ pub struct Channel {
     state: ChannelState,
     history: Vec<ChannelState>,
     pub cause: Option<HangupCause>,
+    /// `sofia/internal/<user>@<host>`, as FreeSWITCH names a SIP channel.
+    pub name: String,
+    pub call_state: CallState,
+    /// Early media was sent or received, and whether the leg was answered.
+    pub early: bool,
+    pub answered: bool,
+    pub times: Times,
 }
 
 impl Channel {
     pub fn new(uuid: String, direction: Direction) -> Channel {
         info!(%uuid, ?direction, state = %ChannelState::CS_NEW, "channel created");
-        Channel { uuid, direction, state: ChannelState::CS_NEW, history: vec![ChannelState::CS_NEW], cause: None }
+        Channel {
+            uuid,
+            direction,
+            state: ChannelState::CS_NEW,
+            history: vec![ChannelState::CS_NEW],
+            cause: None,
+            name: String::new(),
+            call_state: CallState::DOWN,
+            early: false,
+            answered: false,
+            times: Times::default(),
+        }
     }
 
     pub fn state(&self) -> ChannelState {
@@ -126,6 +190,19 @@ impl Channel {
     pub fn finish(&mut self) {
         self.set_state(ChannelState::CS_REPORTING);
         self.set_state(ChannelState::CS_DESTROY);
+    }
+
+    /// `Answer-State`: hangup once hung up, else answered, early or ringing.
+    pub fn answer_state(&self) -> &'static str {
+        if self.cause.is_some() || !self.is_up() {
+            "hangup"
+        } else if self.answered {
+            "answered"
+        } else if self.early {
+            "early"
+        } else {
+            "ringing"
+        }
     }
 
     pub fn is_up(&self) -> bool {

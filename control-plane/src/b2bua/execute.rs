@@ -104,6 +104,7 @@ impl Call {
                 return;
             };
             info!(call = %self.uuid, app = %call.app, data = %call.data.trim(), "execute");
+            self.start_application(cx, &call.app, call.data.trim());
             match App::parse(&call) {
                 App::Variable { app, data } => {
                     apply_variable_app(&app, &data, &mut self.vars);
@@ -165,6 +166,8 @@ impl Call {
                 }
                 App::Unknown(name) => warn!(call = %self.uuid, app = %name, "unknown application"),
             }
+            // It ran to its end here (the ones that wait returned above).
+            self.complete_application(cx);
         }
     }
 }

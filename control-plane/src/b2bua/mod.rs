@@ -31,6 +31,7 @@ mod call;
 mod call_media;
 pub mod channel;
 pub mod dialog;
+pub mod events;
 mod execute;
 mod in_dialog;
 pub mod media;
@@ -55,8 +56,9 @@ use crate::sip::message::Message;
 use crate::sip::transaction::{TransactionLayer, TxId};
 use crate::sip::transport::{Peer, TransportKind};
 use crate::storage::Write;
-use call::{ALeg, Call, Cx, Setup};
+use call::{ALeg, Call, Cx, Setup, Side};
 use channel::{Channel, ChannelState, Direction, HangupCause};
+use events::{ChannelEvent, EventName};
 pub use execute::DEFAULT_CALL_TIMEOUT;
 use ferroswitch_shared::msg::SessionSpec;
 use media::CallMedia;
@@ -68,6 +70,8 @@ pub struct Io<'a> {
     pub now: Instant,
     /// Wall-clock seconds (CDRs and registrations).
     pub unix: u64,
+    /// The same instant in µs since the Unix epoch (channel events).
+    pub unix_us: u64,
     pub tx: &'a mut TransactionLayer,
     pub ids: &'a mut IdGen,
     pub registrar: &'a Registrar,
@@ -197,10 +201,12 @@ impl B2bua {
         let uuid = io.uuid();
         let mut channel = Channel::new(uuid.clone(), Direction::Inbound);
         channel.set_state(ChannelState::CS_INIT);
+        channel.times.created = io.unix_us;
         let mut vars = Variables::new();
         let dest = invite.request_uri().and_then(|u| u.user.map(|u| text(&unescape(u)))).unwrap_or_default();
         let from = invite.from();
         let from_user = from.uri.user.map(|u| text(&unescape(u))).unwrap_or_default();
+        channel.name = format!("sofia/internal/{from_user}@{}", text(from.uri.host_unbracketed()));
         vars.set("uuid", uuid.clone());
         vars.set("destination_number", dest);
         vars.set("network_addr", peer.remote.ip().to_string());
@@ -239,7 +245,11 @@ impl B2bua {
         call.write_a_row(io);
         self.calls.insert(id, call);
         self.routes.a_invites.insert(tx, id);
-        self.with_call(io, id, |call, cx| call.route(cx));
+        self.with_call(io, id, |call, cx| {
+            call.emit(cx, EventName::ChannelState, Side::A, Vec::new(), Vec::new());
+            call.emit(cx, EventName::ChannelCreate, Side::A, Vec::new(), Vec::new());
+            call.route(cx);
+        });
     }
 
     /// A response on a client transaction the B2BUA started. Returns false if it is
@@ -310,6 +320,19 @@ impl B2bua {
         let key = (text(ack.call_id()), ack.to_tag().map(text).unwrap_or_default());
         let Some(&(id, side, _)) = self.routes.dialogs.get(&key) else { return };
         self.with_call(io, id, |call, cx| call.on_ack(cx, side, ack));
+    }
+
+    /// Whether channel events are made (off until an event socket listens).
+    pub fn set_events(&mut self, on: bool) {
+        self.routes.events_on = on;
+        if !on {
+            self.routes.events.clear();
+        }
+    }
+
+    /// The next channel event, in the order they happened.
+    pub fn poll_event(&mut self) -> Option<ChannelEvent> {
+        self.routes.events.pop_front()
     }
 
     /// How the B2BUA handles media (the media plane is off until this is called).

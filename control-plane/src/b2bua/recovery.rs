@@ -155,6 +155,11 @@ impl B2bua {
         vars.set("sip_call_id", a.dialog.call_id.clone());
         vars.set("network_addr", a.dialog.peer.remote.ip().to_string());
         let (a_created, a_answered) = (a.channel.created_at, answered(a.channel));
+        let mut b_vars = Variables::new();
+        b_vars.set("destination_number", b.channel.destination_number.clone());
+        b_vars.set("caller_id_name", b.channel.caller_id_name.clone());
+        b_vars.set("caller_id_number", b.channel.caller_id_number.clone());
+        b_vars.set("context", b.channel.context.clone());
         let a_channel =
             Channel::recovered(a.channel.uuid.clone(), Direction::Inbound, a.state).expect("checked by stored_leg");
         let b_channel =
@@ -185,6 +190,7 @@ impl B2bua {
             started_unix: unix(b.channel.created_at),
             answered_unix: Some(answered(b.channel)),
             destination: b.channel.destination_number.clone(),
+            vars: b_vars,
         });
         call.answered = Some(0);
         call.phase = Phase::Bridged;

@@ -9,6 +9,7 @@ use crate::FastMap as HashMap;
 
 use super::call::{Call, Side};
 use super::dialog::Dialog;
+use super::events::ChannelEvent;
 use super::media::{MediaRequest, MediaSettings};
 use super::timer::Timers;
 use super::{CallId, Io, ResolveRequest};
@@ -56,6 +57,9 @@ pub(super) struct Routes {
     /// The ACK the switch owes a leg whose 2xx to an offerless re-INVITE made an offer:
     /// that leg and the 2xx's CSeq, by call. The answer comes in the other leg's ACK.
     pub pending_acks: HashMap<CallId, (Side, u32)>,
+    /// Channel events, in order, while someone listens ([`Routes::events_on`]).
+    pub events: VecDeque<ChannelEvent>,
+    pub events_on: bool,
     next_token: u64,
 }
 

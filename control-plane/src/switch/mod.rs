@@ -98,6 +98,7 @@ macro_rules! io {
         Io {
             now: $now,
             unix: $unix,
+            unix_us: $s.unix_us($now),
             tx: &mut $s.tx,
             ids: &mut $s.ids,
             registrar: &$s.registrar,
@@ -215,6 +216,10 @@ impl Switch {
         self.epoch_unix + now.saturating_duration_since(self.epoch).as_secs()
     }
 
+    fn unix_us(&self, now: Instant) -> u64 {
+        self.epoch_unix * 1_000_000 + now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
     fn instant_of(&self, unix: u64) -> Instant {
         self.epoch + Duration::from_secs(unix.saturating_sub(self.epoch_unix))
     }
@@ -320,6 +325,16 @@ impl Switch {
     /// database get their sessions again.
     pub fn adopt_media(&mut self, held: &[(u64, ferroswitch_shared::msg::SessionSpec)]) {
         self.b2bua.adopt_media(held);
+    }
+
+    /// Whether the B2BUA makes channel events (an event socket listens).
+    pub fn set_events(&mut self, on: bool) {
+        self.b2bua.set_events(on);
+    }
+
+    /// The next channel event.
+    pub fn poll_event(&mut self) -> Option<crate::b2bua::events::ChannelEvent> {
+        self.b2bua.poll_event()
     }
 
     /// The next host name a `sofia/` leg waits for; answer with [`Switch::handle_resolved`].

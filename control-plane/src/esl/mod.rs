@@ -1,0 +1,7 @@
+//! FreeSWITCH's event socket (mod_event_socket, "ESL"), inbound mode: clients connect to
+//! `esl.listen`, authenticate, run API commands and subscribe to events, and existing
+//! ESL clients work unchanged.
+//!
+//! Sans-IO at its core: [`frame`] cuts a connection's bytes into commands.
+
+pub mod frame;
