@@ -136,6 +136,8 @@ tcp = ["127.0.0.1:0"]
 dir = "$work/switch/var"
 [management]
 http_listen = ""
+[esl]
+listen = ""
 [ng]
 listen = ""
 [media]

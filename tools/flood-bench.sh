@@ -62,6 +62,8 @@ tcp = []
 dir = "$work/var"
 [management]
 http_listen = ""
+[esl]
+listen = ""
 [ng]
 listen = ""
 [media]

@@ -70,6 +70,8 @@ tcp = ["127.0.0.1:0"]
 dir = "$work/var"
 [management]
 http_listen = "127.0.0.1:0"
+[esl]
+listen = ""
 [log]
 level = "warn"
 [media]

@@ -163,6 +163,9 @@ fn main() -> ExitCode {
         if let Some(a) = server.ng {
             println!("ferroswitch: listening ng {a}");
         }
+        if let Some(a) = server.esl {
+            println!("ferroswitch: listening esl {a}");
+        }
         if let Some(a) = server.http {
             println!("ferroswitch: listening http {a}");
         }

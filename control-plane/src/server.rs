@@ -50,6 +50,8 @@ pub struct Server {
     pub http: Option<SocketAddr>,
     /// Where the NG protocol listens, if it is on.
     pub ng: Option<SocketAddr>,
+    /// Where the event socket listens, if it is on.
+    pub esl: Option<SocketAddr>,
     /// The media plane's supervisor (None with `media.mode = "off"`).
     pub media: Option<MediaHandle>,
     shutdown: watch::Sender<bool>,
@@ -214,8 +216,30 @@ impl Server {
             }
             None => None,
         };
+        let (esl, esl_hub, api_calls) = match config.esl.listen {
+            Some(addr) => {
+                let bind = |source| StartError::Bind { key: "esl.listen", addr, source };
+                let l = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+                let local = l.local_addr().map_err(bind)?;
+                let hub = crate::esl::server::Hub::new(esl_core(&udp_addrs));
+                switch.set_hostname(&hub.core().hostname);
+                let (api_tx, api_rx) = mpsc::channel(256);
+                switch.set_events(true);
+                tokio::spawn(crate::esl::server::serve(
+                    l,
+                    config.esl.clone(),
+                    hub.clone(),
+                    api_tx,
+                    shutdown_rx.clone(),
+                ));
+                info!(addr = %local, "event socket listening");
+                (Some(local), Some(hub), Some(api_rx))
+            }
+            None => (None, None, None),
+        };
         let source = (config.source != crate::config::EMBEDDED_NAME).then(|| std::path::PathBuf::from(&config.source));
         let driver = Driver {
+            esl: esl_hub,
             source,
             switch,
             udp: udp_sockets,
@@ -227,14 +251,14 @@ impl Server {
             media: media.clone(),
             reports,
         };
-        let task = tokio::spawn(driver.run(from_transports, task_reports, shutdown_rx));
+        let task = tokio::spawn(driver.run(from_transports, task_reports, api_calls, shutdown_rx));
         for a in &udp_addrs {
             info!(addr = %a, "SIP listening on UDP");
         }
         for a in &tcp_addrs {
             info!(addr = %a, "SIP listening on TCP");
         }
-        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, http, ng, media, shutdown, stats, task })
+        Ok(Server { udp: udp_addrs, tcp: tcp_addrs, http, ng, esl, media, shutdown, stats, task })
     }
 
     /// The switch's counters as of its last loop turn.
@@ -253,6 +277,16 @@ impl Server {
 }
 
 /// Starts the media supervisor for `media.mode` (spawn or attach).
+/// What the event socket's standard headers say of this switch: a Core-UUID of this
+/// process, the host's name, the SIP addresses.
+fn esl_core(udp: &[SocketAddr]) -> crate::esl::event::Core {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "ferroswitch".into(), |h| h.trim().to_string());
+    let v4 = udp.iter().find(|a| a.is_ipv4()).map_or_else(|| "127.0.0.1".into(), |a| a.ip().to_string());
+    let v6 = udp.iter().find(|a| a.is_ipv6()).map_or_else(|| "::1".into(), |a| a.ip().to_string());
+    crate::esl::event::Core { uuid: crate::esl::server::new_uuid(), hostname, ipv4: v4, ipv6: v6 }
+}
+
 fn start_media(config: &Config, program: Option<std::path::PathBuf>) -> Option<MediaHandle> {
     use crate::config::MediaMode;
     let spawn = match (config.media.mode, program) {
@@ -298,6 +332,8 @@ struct Driver {
     /// The media plane (None: `media.mode = "off"`), and where its answers come back.
     media: Option<MediaHandle>,
     reports: mpsc::UnboundedSender<TaskReport>,
+    /// The event socket's hub (None: no `esl.listen`): the switch's channel events go out there.
+    esl: Option<Arc<crate::esl::server::Hub>>,
 }
 
 /// What background tasks (the media plane, the resolver) tell the SIP driver.
@@ -353,6 +389,7 @@ impl Driver {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut from_tasks: mpsc::UnboundedReceiver<TaskReport>,
+        mut api_calls: Option<mpsc::Receiver<crate::esl::server::ApiCall>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -398,6 +435,15 @@ impl Driver {
                         }
                     }
                 }
+                Some(call) = async {
+                    match api_calls.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let out = self.switch.api(Instant::now(), &call.command, &call.args);
+                    let _ = call.reply.send(out);
+                }
                 _ = sleep => {}
                 Some(()) = async {
                     match hangup.as_mut() {
@@ -442,6 +488,11 @@ impl Driver {
         }
         while let Some(write) = self.switch.poll_write() {
             self.storage.write(write);
+        }
+        if let Some(hub) = &self.esl {
+            while let Some(e) = self.switch.poll_event() {
+                hub.publish_channel(&e);
+            }
         }
         self.stats.send_replace(self.switch.stats());
     }

@@ -24,7 +24,7 @@ fn config(dir: &TempDir, mode: &str) -> std::path::PathBuf {
     };
     let text = format!(
         "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{dir}/var\"\n\
-         [management]\nhttp_listen = \"127.0.0.1:0\"\n[ng]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
+         [management]\nhttp_listen = \"127.0.0.1:0\"\n[esl]\nlisten = \"\"\n[ng]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
          [media]\nmode = \"{mode}\"\nsocket = \"{dir}/media.sock\"\ncores = [0, 1]\nheartbeat_ms = 20\n\
          heartbeat_timeout_ms = 300\norphan_exit_secs = 5\nrtp_port_min = {base}\nrtp_port_max = {}\n",
         base + 999,
@@ -469,7 +469,7 @@ fn af_xdp_media_flows_again_through_a_restarted_media_plane() {
         let dir = TempDir::new("media-xdp");
         let text = format!(
             "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{dir}/var\"\n\
-             [management]\nhttp_listen = \"127.0.0.1:0\"\n[ng]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
+             [management]\nhttp_listen = \"127.0.0.1:0\"\n[esl]\nlisten = \"\"\n[ng]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n\
              [media]\nmode = \"spawn\"\nsocket = \"{dir}/media.sock\"\ncores = [0, 1]\nheartbeat_ms = 20\n\
              heartbeat_timeout_ms = 300\norphan_exit_secs = 5\nrtp_port_min = 16000\nrtp_port_max = 16999\n\
              rtp_ip = \"10.81.0.1\"\nbackend = \"af_xdp\"\nxdp_interface = \"fsk0\"\nxdp_mode = \"native\"\n\

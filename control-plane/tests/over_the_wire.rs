@@ -315,7 +315,7 @@ fn ipv6_loopback_udp_and_tcp() {
     let dir = TempDir::new("v6");
     let path = dir.0.join("v6.toml");
     let config = format!(
-        "[sip]\nudp = [\"[::1]:0\"]\ntcp = [\"[::1]:0\"]\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"\"\n[ng]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
+        "[sip]\nudp = [\"[::1]:0\"]\ntcp = [\"[::1]:0\"]\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"\"\n[esl]\nlisten = \"\"\n[ng]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
         dir.0.join("var").display()
     );
     std::fs::write(&path, config).unwrap();

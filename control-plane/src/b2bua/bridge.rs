@@ -213,6 +213,7 @@ impl Call {
         });
         let i = self.forks.len() - 1;
         cx.routes.b_invites.insert(tx, (cx.id, i));
+        cx.routes.channels_created += 1;
         // FreeSWITCH's order for an originated leg.
         let side = Side::B(i);
         self.emit(cx, EventName::ChannelOutgoing, side, Vec::new(), Vec::new());

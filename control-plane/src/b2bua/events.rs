@@ -133,7 +133,7 @@ impl Call {
     }
 
     /// Leg `side` as an event shows it now.
-    fn info(&self, side: Side) -> ChannelInfo {
+    pub(super) fn info(&self, side: Side) -> ChannelInfo {
         let c = self.channel(side);
         let vars: &Variables = match side {
             Side::A => &self.vars,

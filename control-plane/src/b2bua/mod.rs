@@ -30,6 +30,7 @@ mod bridge;
 mod call;
 mod call_media;
 pub mod channel;
+pub mod control;
 pub mod dialog;
 pub mod events;
 mod execute;
@@ -245,6 +246,7 @@ impl B2bua {
         call.write_a_row(io);
         self.calls.insert(id, call);
         self.routes.a_invites.insert(tx, id);
+        self.routes.channels_created += 1;
         self.with_call(io, id, |call, cx| {
             call.emit(cx, EventName::ChannelState, Side::A, Vec::new(), Vec::new());
             call.emit(cx, EventName::ChannelCreate, Side::A, Vec::new(), Vec::new());

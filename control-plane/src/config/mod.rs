@@ -21,6 +21,8 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/ferroswitch.tom
 pub const EMBEDDED_NAME: &str = "<embedded default config/ferroswitch.toml>";
 /// FreeSWITCH's vanilla default password, refused on non-loopback addresses.
 pub const VANILLA_PASSWORD: &str = "1234";
+/// mod_event_socket's default password, refused on a non-loopback `esl.listen`.
+pub const ESL_DEFAULT_PASSWORD: &str = "ClueCon";
 
 /// A configuration error: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,17 @@ pub struct Config {
     pub auth: AuthConfig,
     pub management: ManagementConfig,
     pub dialplan: DialplanConfig,
+    pub esl: EslConfig,
+}
+
+/// `[esl]`: FreeSWITCH's event socket, inbound mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EslConfig {
+    /// Where it listens; `None` when turned off.
+    pub listen: Option<SocketAddr>,
+    pub password: String,
+    /// The client addresses it takes (empty: any).
+    pub acl: Vec<Cidr>,
 }
 
 /// `[dialplan]`
@@ -342,6 +355,16 @@ struct Raw {
     management: RawManagement,
     #[serde(default)]
     dialplan: RawDialplan,
+    #[serde(default)]
+    esl: RawEsl,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEsl {
+    listen: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    acl: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1179,6 +1202,8 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         },
     };
 
+    let esl = esl_config(cx, &raw.esl, &sip, management.http_listen)?;
+
     let dir = &raw.directory;
     let default_password =
         dir.default_password.as_ref().map_or_else(|| VANILLA_PASSWORD.to_string(), |p| p.get_ref().clone());
@@ -1257,6 +1282,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         auth,
         management,
         dialplan: DialplanConfig { file: raw.dialplan.file.as_deref().filter(|f| !f.is_empty()).map(PathBuf::from) },
+        esl,
     };
 
     if !config.loopback_only() {
@@ -1281,6 +1307,42 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         }
     }
     Ok(config)
+}
+
+/// `[esl]`, validated: a listener that clashes with another, an ACL entry that is not a
+/// CIDR, or mod_event_socket's default password on a non-loopback address is refused.
+fn esl_config(cx: &Ctx<'_>, raw: &RawEsl, sip: &SipConfig, http: Option<SocketAddr>) -> Result<EslConfig, ConfigError> {
+    let password = raw.password.as_ref().map_or_else(|| ESL_DEFAULT_PASSWORD.to_string(), |p| p.get_ref().clone());
+    let listen = match &raw.listen {
+        None => Some("127.0.0.1:8021".parse().expect("a literal address")),
+        Some(s) if s.get_ref().is_empty() => None,
+        Some(s) => {
+            let a = addr(cx, "esl.listen", s)?;
+            if let Some(c) = sip.tcp.iter().chain(http.iter()).find(|t| overlaps(**t, a)) {
+                return Err(cx.err("esl.listen", s.span().start, format!("{a} clashes with the listener {c}")));
+            }
+            if !a.ip().is_loopback() && password == ESL_DEFAULT_PASSWORD {
+                let off = raw.password.as_ref().map_or(s.span().start, |p| p.span().start);
+                return Err(cx.err(
+                    "esl.password",
+                    off,
+                    format!("refusing to start: esl.listen {a} is not a loopback address and esl.password is still the default \"{ESL_DEFAULT_PASSWORD}\"; set a strong secret"),
+                ));
+            }
+            Some(a)
+        }
+    };
+    if password.is_empty() {
+        let off = raw.password.as_ref().map_or(0, |p| p.span().start);
+        return Err(cx.err("esl.password", off, "must not be empty".to_string()));
+    }
+    let mut acl = Vec::new();
+    for entry in raw.acl.iter().flatten() {
+        acl.push(Cidr::parse(entry.get_ref()).ok_or_else(|| {
+            cx.err("esl.acl", entry.span().start, format!("{:?} is not an address or a CIDR block", entry.get_ref()))
+        })?);
+    }
+    Ok(EslConfig { listen, password, acl })
 }
 
 mod directory_xml;

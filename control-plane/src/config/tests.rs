@@ -363,3 +363,29 @@ fn the_af_xdp_backend_needs_its_interface_and_address_and_names_bad_modes() {
         "epoll beside the AF_XDP sockets"
     );
 }
+
+#[test]
+fn the_event_socket_defaults_to_loopback_8021_with_freeswitchs_password() {
+    let c = Config::embedded().unwrap().esl;
+    assert_eq!((c.listen, c.password.as_str()), (Some("127.0.0.1:8021".parse().unwrap()), "ClueCon"));
+    assert_eq!(Config::parse("[esl]\nlisten = \"\"\n", "t").unwrap().esl.listen, None);
+    let c =
+        Config::parse("[esl]\nlisten = \"0.0.0.0:8021\"\npassword = \"long-secret\"\nacl = [\"10.0.0.0/8\"]\n", "t")
+            .unwrap();
+    assert_eq!(c.esl.acl.len(), 1);
+}
+
+#[test]
+fn the_event_socket_refuses_the_default_password_off_loopback_and_names_the_key() {
+    let e = err("[esl]\nlisten = \"0.0.0.0:8021\"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "esl.password"));
+    assert!(e.message.contains("ClueCon"), "{e}");
+    let e = err("[esl]\nlisten = \"0.0.0.0:8021\"\npassword = \"ClueCon\"\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "esl.password"));
+    let e = err("[esl]\nacl = [\"10.0.0.0/99\"]\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "esl.acl"));
+    let e = err("[esl]\npassword = \"\"\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "esl.password"));
+    let e = err("[management]\nhttp_listen = \"127.0.0.1:8021\"\n[esl]\nlisten = \"127.0.0.1:8021\"\n");
+    assert_eq!((e.line, e.key.as_str()), (4, "esl.listen"));
+}

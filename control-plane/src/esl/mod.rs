@@ -4,4 +4,7 @@
 //!
 //! Sans-IO at its core: [`frame`] cuts a connection's bytes into commands.
 
+pub mod event;
 pub mod frame;
+pub mod server;
+pub mod session;

@@ -89,6 +89,7 @@ pub struct Switch {
     dialplan: Dialplan,
     locals: Vec<Peer>,
     stats: Stats,
+    api_state: api::ApiState,
 }
 
 /// Builds the B2BUA's view of the switch from disjoint fields, so `self.b2bua` can be
@@ -109,6 +110,9 @@ macro_rules! io {
         }
     };
 }
+
+// After the macro, so the API commands can build the B2BUA's view too.
+pub mod api;
 
 impl Switch {
     /// `now` and `unix_now` are the same instant on the monotonic and the wall clock.
@@ -139,6 +143,7 @@ impl Switch {
             dialplan: Dialplan::embedded_default(),
             locals: Vec::new(),
             stats: Stats::default(),
+            api_state: api::ApiState { started: Some(now), ..Default::default() },
         }
     }
 
@@ -325,6 +330,11 @@ impl Switch {
     /// database get their sessions again.
     pub fn adopt_media(&mut self, held: &[(u64, ferroswitch_shared::msg::SessionSpec)]) {
         self.b2bua.adopt_media(held);
+    }
+
+    /// The host name the API reports (`hostname`, `show channels`).
+    pub fn set_hostname(&mut self, hostname: &str) {
+        self.api_state.hostname = hostname.to_string();
     }
 
     /// Whether the B2BUA makes channel events (an event socket listens).

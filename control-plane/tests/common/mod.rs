@@ -9,6 +9,10 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// No event socket (the default listens on 8021, which parallel tests would share); a
+/// test that wants one passes its own `[esl]` section.
+const NO_ESL: &str = "[esl]\nlisten = \"\"\n";
+
 /// A switch process, killed when dropped.
 pub struct SwitchProcess {
     pub child: Child,
@@ -17,6 +21,8 @@ pub struct SwitchProcess {
     pub http: SocketAddr,
     /// The NG listener, when the switch runs one.
     pub ng: Option<SocketAddr>,
+    /// The event socket, when the switch runs one.
+    pub esl: Option<SocketAddr>,
     pub dir: TempDir,
 }
 
@@ -66,8 +72,9 @@ impl SwitchProcess {
         static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 24;
         let (min, max) = (20000 + block * 500, 20000 + block * 500 + 499);
+        let no_esl = if extra_ng.contains("[esl]") { "" } else { NO_ESL };
         let config = format!(
-            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\nrtp_port_min = {min}\nrtp_port_max = {max}\n{extra_media}\n[ng]\nlisten = \"127.0.0.1:0\"\n{extra_ng}\n",
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n{no_esl}[log]\nlevel = \"warn\"\n[media]\norphan_exit_secs = 5\nrtp_port_min = {min}\nrtp_port_max = {max}\n{extra_media}\n[ng]\nlisten = \"127.0.0.1:0\"\n{extra_ng}\n",
             dir.0.join("var").display()
         );
         Self::launch(dir, &config, Stdio::null())
@@ -77,7 +84,7 @@ impl SwitchProcess {
     pub fn start_logged(extra_sip: &str, level: &str, log: &std::path::Path) -> SwitchProcess {
         let dir = TempDir::new("switch");
         let config = format!(
-            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"{level}\"\n[media]\nmode = \"off\"\n",
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n{NO_ESL}[log]\nlevel = \"{level}\"\n[media]\nmode = \"off\"\n",
             dir.0.join("var").display()
         );
         let file = std::fs::File::create(log).unwrap();
@@ -89,7 +96,7 @@ impl SwitchProcess {
     /// (level info) appended to `dir/ferroswitch.log`.
     pub fn start_on(dir: TempDir, udp: SocketAddr) -> SwitchProcess {
         let config = format!(
-            "[sip]\nudp = [\"{udp}\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n[media]\nmode = \"off\"\n",
+            "[sip]\nudp = [\"{udp}\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n{NO_ESL}[log]\nlevel = \"info\"\n[media]\nmode = \"off\"\n",
             dir.0.join("var").display()
         );
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.0.join("ferroswitch.log")).unwrap();
@@ -108,11 +115,13 @@ impl SwitchProcess {
             .expect("start ferroswitch");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut udp, mut tcp, mut http, mut ng) = (None, None, None, None);
+        let (mut udp, mut tcp, mut http, mut ng, mut esl) = (None, None, None, None, None);
         while udp.is_none() || tcp.is_none() || http.is_none() {
             let line = lines.next().expect("ferroswitch exited before listening").unwrap();
             if let Some(a) = line.strip_prefix("ferroswitch: listening ng ") {
                 ng = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("ferroswitch: listening esl ") {
+                esl = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("ferroswitch: listening sip/udp ") {
                 udp = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("ferroswitch: listening sip/tcp ") {
@@ -123,7 +132,7 @@ impl SwitchProcess {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), http: http.unwrap(), ng, dir }
+        SwitchProcess { child, udp: udp.unwrap(), tcp: tcp.unwrap(), http: http.unwrap(), ng, esl, dir }
     }
 
     /// Stops the process (SIGTERM, so it flushes its database) and hands back its directory.

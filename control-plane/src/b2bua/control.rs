@@ -1,0 +1,99 @@
+//! The calls driven from outside (the event socket's API): listing the channels, killing
+//! a channel's call, reading and setting a channel's variables.
+
+use super::call::Side;
+use super::channel::HangupCause;
+use super::events::ChannelInfo;
+use super::{B2bua, CallId, Io};
+
+/// A live channel as `show channels` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub info: ChannelInfo,
+    /// The application running on it, with its data.
+    pub application: Option<(String, String)>,
+}
+
+impl B2bua {
+    /// Every live channel (each call's A-leg, then its B-legs), oldest call first.
+    pub fn channels(&self) -> Vec<Listing> {
+        let mut ids: Vec<&CallId> = self.calls.keys().collect();
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            let call = &self.calls[id];
+            let app = call.executing.as_ref().map(|(a, d, _)| (a.clone(), d.clone()));
+            if call.a.channel.is_up() {
+                out.push(Listing { info: call.info(Side::A), application: app });
+            }
+            for (i, f) in call.forks.iter().enumerate() {
+                if f.channel.is_up() {
+                    out.push(Listing { info: call.info(Side::B(i)), application: None });
+                }
+            }
+        }
+        out
+    }
+
+    /// The call one of whose legs is `uuid`, and which leg.
+    fn find(&self, uuid: &str) -> Option<(CallId, Side)> {
+        self.calls.iter().find_map(|(id, c)| {
+            if c.a.channel.uuid == uuid {
+                return Some((*id, Side::A));
+            }
+            c.forks.iter().position(|f| f.channel.uuid == uuid).map(|i| (*id, Side::B(i)))
+        })
+    }
+
+    /// Channels made since start.
+    pub fn channels_created(&self) -> u64 {
+        self.routes.channels_created
+    }
+
+    /// Whether a live channel is `uuid`.
+    pub fn exists(&self, uuid: &str) -> bool {
+        self.find(uuid).is_some()
+    }
+
+    /// Hangs up the call channel `uuid` belongs to, with `cause` (false: no such channel).
+    pub fn kill(&mut self, io: &mut Io<'_>, uuid: &str, cause: HangupCause) -> bool {
+        let Some((id, _)) = self.find(uuid) else { return false };
+        self.with_call(io, id, |call, cx| call.hangup_a(cx, cause, None));
+        true
+    }
+
+    /// Hangs up every call with `cause`; how many.
+    pub fn hangup_all(&mut self, io: &mut Io<'_>, cause: HangupCause) -> usize {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for &id in &ids {
+            self.with_call(io, id, |call, cx| call.hangup_a(cx, cause, None));
+        }
+        ids.len()
+    }
+
+    /// Channel `uuid`'s variable `name` (None: no such channel; Some(None): not set).
+    pub fn getvar(&self, uuid: &str, name: &str) -> Option<Option<String>> {
+        let (id, side) = self.find(uuid)?;
+        let call = &self.calls[&id];
+        let vars = match side {
+            Side::A => &call.vars,
+            Side::B(i) => &call.forks[i].vars,
+        };
+        Some(vars.get(name).map(str::to_string))
+    }
+
+    /// Sets (or with None unsets) channel `uuid`'s variable `name`; false: no such channel.
+    pub fn setvar(&mut self, uuid: &str, name: &str, value: Option<&str>) -> bool {
+        let Some((id, side)) = self.find(uuid) else { return false };
+        let call = self.calls.get_mut(&id).expect("found above");
+        let vars = match side {
+            Side::A => &mut call.vars,
+            Side::B(i) => &mut call.forks[i].vars,
+        };
+        match value {
+            Some(v) => vars.set(name, v),
+            None => vars.unset(name),
+        }
+        true
+    }
+}

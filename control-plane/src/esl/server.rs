@@ -1,0 +1,282 @@
+//! The event socket's listener and connections (tokio). Each connection runs a
+//! [`Session`]; API commands go to the SIP driver, which runs them on the switch and
+//! answers ([`ApiCall`]); events reach every connection through the [`Hub`], a bounded
+//! broadcast: a connection that falls behind by more than [`EVENT_QUEUE`] events is
+//! dropped with a log line, never the switch slowed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tracing::{info, warn};
+
+use super::event::{Core, Event};
+use super::frame::Decoder;
+use super::session::{api_response, Output, Session, AUTH_REQUEST, DISCONNECT_NOTICE};
+use crate::b2bua::events::ChannelEvent;
+use crate::config::{Cidr, EslConfig};
+
+/// Events a connection may fall behind by before it is dropped.
+pub const EVENT_QUEUE: usize = 16_384;
+/// Connections served at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client has to authenticate (FreeSWITCH's 25 s... less is kinder to a
+/// server under a connection flood).
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// An API command for the SIP driver to run on the switch; its output comes back on
+/// `reply`.
+#[derive(Debug)]
+pub struct ApiCall {
+    pub command: String,
+    pub args: String,
+    pub reply: oneshot::Sender<String>,
+}
+
+/// Where events are numbered and fanned out to every connection.
+#[derive(Debug)]
+pub struct Hub {
+    core: Core,
+    seq: AtomicU64,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Hub {
+    pub fn new(core: Core) -> Arc<Hub> {
+        let (tx, _) = broadcast::channel(EVENT_QUEUE);
+        Arc::new(Hub { core, seq: AtomicU64::new(1), tx })
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// The next Event-Sequence.
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A channel event of the switch, to every connection.
+    pub fn publish_channel(&self, ce: &ChannelEvent) {
+        if self.tx.receiver_count() > 0 {
+            self.publish(Event::from_channel(ce, &self.core, self.next_seq()));
+        }
+    }
+
+    pub fn publish(&self, e: Event) {
+        let _ = self.tx.send(Arc::new(e));
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+}
+
+/// Serves the event socket on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: EslConfig,
+    hub: Arc<Hub>,
+    api: mpsc::Sender<ApiCall>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cfg = Arc::new(cfg);
+    while !*shutdown.borrow_and_update() {
+        tokio::select! {
+            changed = shutdown.changed() => if changed.is_err() { break },
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                if !allowed(&cfg.acl, peer) {
+                    warn!(%peer, "event socket: connection refused by esl.acl");
+                    tokio::spawn(refuse(stream));
+                    continue;
+                }
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    warn!(%peer, max = MAX_CONNECTIONS, "event socket: too many connections; closed");
+                    continue;
+                };
+                let (cfg, hub, api, shutdown) = (cfg.clone(), hub.clone(), api.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    connection(stream, peer, &cfg, &hub, &api, shutdown).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+fn allowed(acl: &[Cidr], peer: SocketAddr) -> bool {
+    acl.is_empty() || acl.iter().any(|c| c.contains(peer.ip()))
+}
+
+/// A client the ACL refuses gets FreeSWITCH's words for it and is closed.
+async fn refuse(mut stream: TcpStream) {
+    let _ =
+        stream.write_all(b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n").await;
+    let _ = stream.write_all(DISCONNECT_NOTICE).await;
+}
+
+/// One connection, until the client leaves, is dropped, or the switch stops.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    cfg: &EslConfig,
+    hub: &Arc<Hub>,
+    api: &mpsc::Sender<ApiCall>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut session = Session::new(&cfg.password);
+    let mut events = hub.subscribe();
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    if wr.write_all(AUTH_REQUEST).await.is_err() {
+        return;
+    }
+    let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    info!(%peer, "event socket: connected");
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                let _ = wr.write_all(DISCONNECT_NOTICE).await;
+                break;
+            }
+            _ = tokio::time::sleep_until(auth_deadline), if !session.is_authed() => {
+                info!(%peer, "event socket: no authentication in time");
+                let _ = wr.write_all(DISCONNECT_NOTICE).await;
+                break;
+            }
+            ev = events.recv() => match ev {
+                Ok(e) => {
+                    if let Some(frame) = session.event_frame(&e) {
+                        if wr.write_all(&frame).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(lost)) => {
+                    warn!(%peer, lost, "event socket: client too slow for its events; dropped");
+                    let notice = "killed listener because of lost events\n";
+                    let _ = wr.write_all(format!("Content-Type: text/disconnect-notice\nContent-Length: {}\n\n{notice}", notice.len()).as_bytes()).await;
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            read = rd.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                decoder.push(&buf[..n]);
+                if !run_commands(&mut decoder, &mut session, hub, api, &mut wr, peer).await {
+                    break;
+                }
+            }
+        }
+    }
+    info!(%peer, "event socket: closed");
+}
+
+/// Runs every whole command received; false once the connection is to close.
+async fn run_commands(
+    decoder: &mut Decoder,
+    session: &mut Session,
+    hub: &Arc<Hub>,
+    api: &mpsc::Sender<ApiCall>,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    peer: SocketAddr,
+) -> bool {
+    loop {
+        let cmd = match decoder.next_command() {
+            Ok(Some(c)) => c,
+            Ok(None) => return true,
+            Err(e) => {
+                warn!(%peer, error = %e, "event socket: unreadable command; closed");
+                let _ = wr.write_all(DISCONNECT_NOTICE).await;
+                return false;
+            }
+        };
+        for o in session.on_command(&cmd, new_uuid) {
+            match o {
+                Output::Send(bytes) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        return false;
+                    }
+                }
+                Output::Close => return false,
+                Output::Publish(mut e) => {
+                    // A client's event gets the standard headers it lacks.
+                    let mut full =
+                        Event::new(e.name(), e.header("Event-Subclass"), hub.core(), unix_us(), hub.next_seq());
+                    e.headers.retain(|(n, _)| {
+                        !n.eq_ignore_ascii_case("Event-Name") && !n.eq_ignore_ascii_case("Event-Subclass")
+                    });
+                    full.headers.extend(e.headers);
+                    full.body = e.body;
+                    hub.publish(full);
+                }
+                Output::Api { command, args, job: None } => {
+                    let body = run_api(api, &command, &args).await;
+                    if wr.write_all(&api_response(&body)).await.is_err() {
+                        return false;
+                    }
+                }
+                Output::Api { command, args, job: Some(job) } => {
+                    // The reply went out already; the output comes as a BACKGROUND_JOB event.
+                    let (api, hub) = (api.clone(), hub.clone());
+                    tokio::spawn(async move {
+                        let body = run_api(&api, &command, &args).await;
+                        let mut e = Event::new("BACKGROUND_JOB", None, hub.core(), unix_us(), hub.next_seq());
+                        e.add("Job-UUID", &job);
+                        e.add("Job-Command", &command);
+                        e.add("Job-Command-Arg", &args);
+                        e.body = Some(body);
+                        hub.publish(e);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Runs an API command on the switch through the driver.
+async fn run_api(api: &mpsc::Sender<ApiCall>, command: &str, args: &str) -> String {
+    let (reply, answer) = oneshot::channel();
+    let call = ApiCall { command: command.to_string(), args: args.to_string(), reply };
+    if api.send(call).await.is_err() {
+        return "-ERR the switch is stopping\n".into();
+    }
+    match tokio::time::timeout(Duration::from_secs(30), answer).await {
+        Ok(Ok(out)) if out.is_empty() => "-ERR no reply\n".into(),
+        Ok(Ok(out)) => out,
+        _ => "-ERR no reply\n".into(),
+    }
+}
+
+/// A random UUID (v4 form) for jobs and client events.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    if getrandom_fill(&mut b).is_err() {
+        let t = unix_us().to_le_bytes();
+        b[..8].copy_from_slice(&t);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn getrandom_fill(b: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(b)
+}
+
+/// Now, in µs since the Unix epoch.
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}

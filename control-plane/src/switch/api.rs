@@ -1,0 +1,323 @@
+//! The event socket's API commands (`api`, `bgapi`), run on the switch as FreeSWITCH's
+//! mod_commands answers them: the output text clients and exporters parse, byte for
+//! byte where they depend on it.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use super::Switch;
+use crate::b2bua::channel::{Direction, HangupCause};
+use crate::b2bua::control::Listing;
+use crate::b2bua::Io;
+use crate::esl::event::local_date;
+
+/// The FreeSWITCH version ferroswitch answers as (clients check it).
+pub const FREESWITCH_VERSION: &str = "1.10.12-release";
+
+/// The columns of `show channels`, in FreeSWITCH's order.
+const CHANNEL_COLUMNS: [&str; 38] = [
+    "uuid",
+    "direction",
+    "created",
+    "created_epoch",
+    "name",
+    "state",
+    "cid_name",
+    "cid_num",
+    "ip_addr",
+    "dest",
+    "application",
+    "application_data",
+    "dialplan",
+    "context",
+    "read_codec",
+    "read_rate",
+    "read_bit_rate",
+    "write_codec",
+    "write_rate",
+    "write_bit_rate",
+    "secure",
+    "hostname",
+    "presence_id",
+    "presence_data",
+    "accountcode",
+    "callstate",
+    "callee_name",
+    "callee_num",
+    "callee_direction",
+    "call_uuid",
+    "sent_callee_name",
+    "sent_callee_num",
+    "initial_cid_name",
+    "initial_cid_num",
+    "initial_ip_addr",
+    "initial_dest",
+    "initial_dialplan",
+    "initial_context",
+];
+
+/// The columns of `show calls` (FreeSWITCH's `basic_calls`): the A-leg's, then the
+/// bridged B-leg's.
+const CALL_COLUMNS: [&str; 41] = [
+    "uuid",
+    "direction",
+    "created",
+    "created_epoch",
+    "name",
+    "state",
+    "cid_name",
+    "cid_num",
+    "ip_addr",
+    "dest",
+    "presence_id",
+    "presence_data",
+    "accountcode",
+    "callstate",
+    "callee_name",
+    "callee_num",
+    "callee_direction",
+    "call_uuid",
+    "hostname",
+    "sent_callee_name",
+    "sent_callee_num",
+    "b_uuid",
+    "b_direction",
+    "b_created",
+    "b_created_epoch",
+    "b_name",
+    "b_state",
+    "b_cid_name",
+    "b_cid_num",
+    "b_ip_addr",
+    "b_dest",
+    "b_presence_id",
+    "b_presence_data",
+    "b_accountcode",
+    "b_callstate",
+    "b_callee_name",
+    "b_callee_num",
+    "b_callee_direction",
+    "b_sent_callee_name",
+    "b_sent_callee_num",
+    "call_created_epoch",
+];
+
+/// What `status` and `uptime` count, kept by the switch.
+#[derive(Debug, Default, Clone)]
+pub struct ApiState {
+    pub started: Option<Instant>,
+    pub peak: usize,
+    pub hostname: String,
+}
+
+impl Switch {
+    /// Runs API command `command` with `args`; its output, as `api` gives it.
+    pub fn api(&mut self, now: Instant, command: &str, args: &str) -> String {
+        let unix = self.unix(now);
+        let live = self.b2bua.channels();
+        self.api_state.peak = self.api_state.peak.max(live.len());
+        match command.to_ascii_lowercase().as_str() {
+            "status" => self.status(now, live.len()),
+            "version" => {
+                format!("FreeSWITCH Version {FREESWITCH_VERSION} (ferroswitch {})\n", env!("CARGO_PKG_VERSION"))
+            }
+            "uptime" => {
+                let up = now.saturating_duration_since(self.api_state.started.unwrap_or(self.epoch));
+                match args.trim() {
+                    "us" => up.as_micros().to_string(),
+                    "ms" => up.as_millis().to_string(),
+                    "m" => (up.as_secs() / 60).to_string(),
+                    "h" => (up.as_secs() / 3600).to_string(),
+                    "d" => (up.as_secs() / 86_400).to_string(),
+                    _ => up.as_secs().to_string(),
+                }
+            }
+            "strepoch" => unix.to_string(),
+            "hostname" => self.api_state.hostname.clone(),
+            "eval" => args.to_string(),
+            "module_exists" => {
+                let known = ["mod_event_socket", "mod_sofia", "mod_commands", "mod_dptools", "mod_dialplan_xml"];
+                (if known.contains(&args.trim()) { "true" } else { "false" }).to_string()
+            }
+            "show" => self.show(args, &live),
+            "uuid_exists" => (if self.b2bua.exists(args.trim()) { "true" } else { "false" }).to_string(),
+            "uuid_kill" => {
+                let mut words = args.split_whitespace();
+                let uuid = words.next().unwrap_or_default();
+                let cause = words.next().and_then(HangupCause::from_name).unwrap_or(HangupCause::NORMAL_CLEARING);
+                let unix = self.unix(now);
+                if self.b2bua.kill(&mut io!(self, now, unix), uuid, cause) {
+                    "+OK\n".into()
+                } else {
+                    "-ERR No such channel!\n".into()
+                }
+            }
+            "hupall" => {
+                let cause = args
+                    .split_whitespace()
+                    .next()
+                    .and_then(HangupCause::from_name)
+                    .unwrap_or(HangupCause::NORMAL_CLEARING);
+                let unix = self.unix(now);
+                self.b2bua.hangup_all(&mut io!(self, now, unix), cause);
+                "+OK hangup all channels with cause ".to_string() + &cause.to_string() + "\n"
+            }
+            "uuid_getvar" => {
+                let mut words = args.split_whitespace();
+                let (uuid, name) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+                match self.b2bua.getvar(uuid, name) {
+                    None => "-ERR No such channel!\n".into(),
+                    Some(None) => "_undef_".into(),
+                    Some(Some(v)) => v,
+                }
+            }
+            "uuid_setvar" => {
+                let mut words = args.splitn(3, ' ');
+                let (uuid, name, value) =
+                    (words.next().unwrap_or_default(), words.next().unwrap_or_default(), words.next());
+                if name.is_empty() {
+                    return "-USAGE: <uuid> <var> [value]\n".into();
+                }
+                if self.b2bua.setvar(uuid, name, value.filter(|v| !v.is_empty())) {
+                    "+OK\n".into()
+                } else {
+                    "-ERR No such channel!\n".into()
+                }
+            }
+            _ => format!("-ERR {command} Command not found!\n"),
+        }
+    }
+
+    /// `status`, in FreeSWITCH's lines (the two session lines end with a space).
+    fn status(&self, now: Instant, live: usize) -> String {
+        let up = now.saturating_duration_since(self.api_state.started.unwrap_or(self.epoch));
+        let secs = up.as_secs();
+        let unit = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        let mut out = format!(
+            "UP {}, {}, {}, {}, {}, {}, {}\n",
+            unit(secs / (365 * 86_400), "year"),
+            unit(secs / 86_400 % 365, "day"),
+            unit(secs / 3600 % 24, "hour"),
+            unit(secs / 60 % 60, "minute"),
+            unit(secs % 60, "second"),
+            unit(u64::from(up.subsec_millis()), "millisecond"),
+            unit(u64::from(up.subsec_micros() % 1000), "microsecond"),
+        );
+        let _ = writeln!(
+            out,
+            "FreeSWITCH (Version {FREESWITCH_VERSION} ferroswitch {} 64bit) is ready",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(out, "{} session(s) since startup", self.b2bua.channels_created());
+        let _ = writeln!(out, "{live} session(s) - peak {}, last 5min {} ", self.api_state.peak, self.api_state.peak);
+        let _ = writeln!(out, "0 session(s) per Sec out of max 30, peak 0, last 5min 0 ");
+        let _ = writeln!(out, "{} session(s) max", self.max_calls);
+        let _ = writeln!(out, "min idle cpu 0.00/99.00");
+        out
+    }
+
+    /// `show channels|calls [count] [as json|delim]`.
+    fn show(&self, args: &str, live: &[Listing]) -> String {
+        let words: Vec<&str> = args.split_whitespace().collect();
+        let what = words.first().map(|w| w.to_ascii_lowercase()).unwrap_or_default();
+        let format = match words.iter().position(|w| w.eq_ignore_ascii_case("as")) {
+            Some(i) => words.get(i + 1).map(|f| f.to_ascii_lowercase()).unwrap_or_default(),
+            None => "delim".into(),
+        };
+        let (columns, rows): (&[&str], Vec<Vec<String>>) = match what.as_str() {
+            "channels" => (
+                &CHANNEL_COLUMNS,
+                live.iter().map(|l| CHANNEL_COLUMNS.iter().map(|c| self.value(Some(l), c)).collect()).collect(),
+            ),
+            // One row per call: its A-leg, and the B-leg bridged to it.
+            "calls" => (
+                &CALL_COLUMNS,
+                live.iter()
+                    .filter(|l| l.info.direction == Direction::Inbound)
+                    .map(|a| {
+                        let b = live
+                            .iter()
+                            .find(|l| l.info.direction == Direction::Outbound && l.info.call_uuid == a.info.uuid);
+                        CALL_COLUMNS
+                            .iter()
+                            .map(|c| match (c.strip_prefix("b_"), *c) {
+                                (Some(col), _) => self.value(b, col),
+                                (None, "call_created_epoch") => self.value(Some(a), "created_epoch"),
+                                (None, col) => self.value(Some(a), col),
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            ),
+            _ => return "-USAGE: calls|channels [count] [as json|delim]\n".into(),
+        };
+        if words.get(1).is_some_and(|w| w.eq_ignore_ascii_case("count")) {
+            return format!("\n{} total.\n", rows.len());
+        }
+        match format.as_str() {
+            "json" => {
+                if rows.is_empty() {
+                    return "{\"row_count\": 0}\n".into();
+                }
+                let mut out = format!("{{\"row_count\":{},\"rows\":[", rows.len());
+                for (i, r) in rows.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push('{');
+                    for (j, (c, v)) in columns.iter().zip(r).enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "{}:{}", serde_json::Value::from(*c), serde_json::Value::from(v.as_str()));
+                    }
+                    out.push('}');
+                }
+                out.push_str("]}");
+                out
+            }
+            "delim" | "" => {
+                if rows.is_empty() {
+                    return "\n0 total.\n".into();
+                }
+                let mut out = columns.join(",");
+                out.push('\n');
+                for r in &rows {
+                    out.push_str(&r.join(","));
+                    out.push('\n');
+                }
+                let _ = write!(out, "\n{} total.\n", rows.len());
+                out
+            }
+            other => format!("-ERR Cannot find format {other}\n"),
+        }
+    }
+
+    /// Column `column` of `show channels` (and `show calls`) for channel `l` (None: empty).
+    fn value(&self, l: Option<&Listing>, column: &str) -> String {
+        let Some(l) = l else { return String::new() };
+        let c = &l.info;
+        let created = c.times.created / 1_000_000;
+        let app = l.application.as_ref();
+        match column {
+            "uuid" => c.uuid.clone(),
+            "direction" => (if c.direction == Direction::Inbound { "inbound" } else { "outbound" }).into(),
+            "created" => local_date(created),
+            "created_epoch" => created.to_string(),
+            "name" => c.name.clone(),
+            "state" => c.state.to_string(),
+            "cid_name" | "initial_cid_name" => c.caller_id_name.clone(),
+            "cid_num" | "initial_cid_num" => c.caller_id_number.clone(),
+            "ip_addr" | "initial_ip_addr" => c.network_addr.clone(),
+            "dest" | "initial_dest" => c.destination_number.clone(),
+            "application" => app.map(|a| a.0.clone()).unwrap_or_default(),
+            "application_data" => app.map(|a| a.1.clone()).unwrap_or_default(),
+            "dialplan" | "initial_dialplan" => "XML".into(),
+            "context" | "initial_context" => c.context.clone(),
+            "hostname" => self.api_state.hostname.clone(),
+            "callstate" => c.call_state.to_string(),
+            "call_uuid" => c.call_uuid.clone(),
+            _ => String::new(),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The event socket against the real binary, over TCP, byte for byte as FreeSWITCH's
+//! mod_event_socket speaks (the replies ESL clients match on): the greeting, auth, api,
+//! bgapi with its BACKGROUND_JOB, subscriptions, and a SIPp call's channel events.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A switch with its event socket on a free port, password `s3cret`.
+fn switch() -> SwitchProcess {
+    let sw = SwitchProcess::start_with_ng(
+        TempDir::new("esl"),
+        "",
+        "",
+        "\n[esl]\nlisten = \"127.0.0.1:0\"\npassword = \"s3cret\"\n",
+    );
+    assert!(sw.esl.is_some(), "the switch printed its event socket");
+    sw
+}
+
+/// One frame from the switch: its headers (in order) and its body.
+#[derive(Debug)]
+struct Frame {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Frame {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Client {
+    fn connect(sw: &SwitchProcess) -> Client {
+        let s = TcpStream::connect(sw.esl.unwrap()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { r: BufReader::new(s.try_clone().unwrap()), w: s }
+    }
+
+    fn send(&mut self, text: &str) {
+        self.w.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The next frame's raw bytes (head and body).
+    fn raw(&mut self) -> String {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(self.r.read_line(&mut line).unwrap() > 0, "connection closed; got {head:?}");
+            head.push_str(&line);
+            if line == "\n" {
+                break;
+            }
+        }
+        let len =
+            head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).map_or(0, |n| n.parse::<usize>().unwrap());
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).unwrap();
+        head + &String::from_utf8(body).unwrap()
+    }
+
+    fn frame(&mut self) -> Frame {
+        let raw = self.raw();
+        let (head, body) = raw.split_once("\n\n").unwrap();
+        let headers = head
+            .lines()
+            .map(|l| l.split_once(": ").map_or((l.to_string(), String::new()), |(n, v)| (n.into(), v.into())))
+            .collect();
+        Frame { headers, body: body.to_string() }
+    }
+
+    /// Whether the switch closed the connection.
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0))
+    }
+}
+
+/// A plain event's headers, URL-decoded.
+fn event_headers(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_string(), decode(v)))
+        .collect()
+}
+
+fn decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_event_socket_speaks_mod_event_sockets_replies_byte_for_byte() {
+    let sw = switch();
+    let mut c = Client::connect(&sw);
+    assert_eq!(c.raw(), "Content-Type: auth/request\n\n");
+    c.send("api status\n\n");
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: -ERR command not found\n\n", "before auth");
+    c.send("auth s3cret\n\n");
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: +OK accepted\n\n");
+    // Two commands in one write, answered in order.
+    c.send("api nosuch thing\n\napi uptime\n\n");
+    assert_eq!(c.raw(), "Content-Type: api/response\nContent-Length: 31\n\n-ERR nosuch Command not found!\n");
+    let up = c.frame();
+    assert_eq!(up.header("Content-Type"), Some("api/response"));
+    assert!(up.body.parse::<u64>().is_ok(), "uptime in seconds: {:?}", up.body);
+    c.send("api status\n\n");
+    let status = c.frame().body;
+    let lines: Vec<&str> = status.lines().collect();
+    assert!(lines[0].starts_with("UP 0 years, 0 days, 0 hours, "), "{status}");
+    assert!(lines[1].starts_with("FreeSWITCH (Version ") && lines[1].ends_with(" is ready"), "{status}");
+    assert_eq!(lines[2], "0 session(s) since startup");
+    assert_eq!(lines[3], "0 session(s) - peak 0, last 5min 0 ");
+    c.send("api show channels\n\n");
+    assert_eq!(c.frame().body, "\n0 total.\n");
+    c.send("api show channels as json\n\n");
+    assert_eq!(c.frame().body, "{\"row_count\": 0}\n");
+    // bgapi: the reply at once, the output as a BACKGROUND_JOB event to a subscriber.
+    c.send("event plain BACKGROUND_JOB\n\n");
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n");
+    c.send("bgapi nosuch\nJob-UUID: 7f4de4bc-17d7-11dd-b7a0-db4edd065621\n\n");
+    assert_eq!(
+        c.raw(),
+        "Content-Type: command/reply\nReply-Text: +OK Job-UUID: 7f4de4bc-17d7-11dd-b7a0-db4edd065621\nJob-UUID: 7f4de4bc-17d7-11dd-b7a0-db4edd065621\n\n"
+    );
+    let job = c.frame();
+    assert_eq!(job.header("Content-Type"), Some("text/event-plain"));
+    let h = event_headers(&job.body);
+    let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert_eq!(get("Event-Name"), Some("BACKGROUND_JOB"));
+    assert_eq!(get("Job-UUID"), Some("7f4de4bc-17d7-11dd-b7a0-db4edd065621"));
+    assert_eq!(get("Job-Command"), Some("nosuch"));
+    assert_eq!(get("Content-Length"), Some("31"));
+    assert!(job.body.ends_with("\n\n-ERR nosuch Command not found!\n"), "{:?}", job.body);
+    // JSON now; the standard headers come first.
+    c.send("event json BACKGROUND_JOB\n\nbgapi version\n\n");
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n");
+    assert!(c.frame().header("Reply-Text").unwrap().starts_with("+OK Job-UUID: "));
+    let job = c.frame();
+    assert_eq!(job.header("Content-Type"), Some("text/event-json"));
+    let v: serde_json::Value = serde_json::from_str(&job.body).unwrap();
+    assert_eq!(v["Event-Name"], "BACKGROUND_JOB");
+    assert!(v["_body"].as_str().unwrap().starts_with("FreeSWITCH Version "), "{v}");
+    assert!(job.body.starts_with("{\"Event-Name\":\"BACKGROUND_JOB\",\"Core-UUID\":"), "{}", job.body);
+    c.send("exit\n\n");
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: +OK bye\n\n");
+    assert_eq!(
+        c.raw(),
+        "Content-Type: text/disconnect-notice\nContent-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+    );
+    assert!(c.closed());
+}
+
+#[test]
+fn a_wrong_password_gets_err_invalid_the_notice_and_the_door() {
+    let sw = switch();
+    let mut c = Client::connect(&sw);
+    c.raw();
+    c.send("auth ClueCon\n\n");
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: -ERR invalid\n\n");
+    assert_eq!(c.frame().header("Content-Type"), Some("text/disconnect-notice"));
+    assert!(c.closed());
+}
+
+/// A SIPp call 1000 → 1001 (answered, then the caller hangs up): a listener on
+/// `event plain ALL` gets each leg's channel events in FreeSWITCH's order, with the
+/// caller profile; afterwards no channel is left.
+#[test]
+fn a_sipp_calls_channel_events_reach_a_listener_in_freeswitchs_order() {
+    let sw = switch();
+    let mut c = Client::connect(&sw);
+    c.raw();
+    c.send("auth s3cret\n\nevent plain ALL\n\n");
+    c.raw();
+    c.raw();
+    let out =
+        run_call_in(&TempDir::new("esl-call"), &sw, (1, 1), "1001", "uac_call_auth.xml", Some("uas_answer.xml"), &[]);
+    assert_all_passed("the call", out);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events: Vec<Vec<(String, String)>> = Vec::new();
+    while Instant::now() < deadline {
+        let f = c.frame();
+        assert_eq!(f.header("Content-Type"), Some("text/event-plain"));
+        let h = event_headers(&f.body);
+        let done = h.iter().any(|(n, v)| n == "Event-Name" && v == "CHANNEL_DESTROY")
+            && h.iter().any(|(n, v)| n == "Call-Direction" && v == "inbound");
+        events.push(h);
+        if done {
+            break;
+        }
+    }
+    let get =
+        |e: &Vec<(String, String)>, n: &str| e.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let a: Vec<String> = events
+        .iter()
+        .filter(|e| get(e, "Call-Direction") == "inbound")
+        .map(|e| get(e, "Event-Name"))
+        .filter(|n| n != "CHANNEL_EXECUTE" && n != "CHANNEL_EXECUTE_COMPLETE")
+        .collect();
+    assert_eq!(
+        a,
+        [
+            "CHANNEL_STATE",
+            "CHANNEL_CREATE",
+            "CHANNEL_CALLSTATE",
+            "CHANNEL_STATE",
+            "CHANNEL_STATE",
+            "CHANNEL_PROGRESS",
+            "CHANNEL_ANSWER",
+            "CHANNEL_CALLSTATE",
+            "CHANNEL_BRIDGE",
+            "CHANNEL_HANGUP",
+            "CHANNEL_UNBRIDGE",
+            "CHANNEL_STATE",
+            "CHANNEL_CALLSTATE",
+            "CHANNEL_STATE",
+            "CHANNEL_HANGUP_COMPLETE",
+            "CHANNEL_DESTROY",
+        ]
+    );
+    let create = events.iter().find(|e| get(e, "Event-Name") == "CHANNEL_CREATE").unwrap();
+    assert_eq!(get(create, "Caller-Caller-ID-Number"), "1000");
+    assert_eq!(get(create, "Caller-Destination-Number"), "1001");
+    assert_eq!(get(create, "Channel-State"), "CS_INIT");
+    assert_eq!(get(create, "Answer-State"), "ringing");
+    assert_eq!(get(create, "variable_destination_number"), "1001");
+    let names: Vec<&str> = create.iter().take(13).map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[..3], ["Event-Name", "Core-UUID", "FreeSWITCH-Hostname"]);
+    assert_eq!(names[12], "Event-Sequence");
+    let b_create =
+        events.iter().find(|e| get(e, "Event-Name") == "CHANNEL_CREATE" && get(e, "Call-Direction") == "outbound");
+    assert_eq!(b_create.map(|e| get(e, "Other-Type")).as_deref(), Some("originator"));
+    let hangup = events
+        .iter()
+        .find(|e| get(e, "Event-Name") == "CHANNEL_HANGUP_COMPLETE" && get(e, "Call-Direction") == "inbound")
+        .unwrap();
+    assert_eq!(get(hangup, "Hangup-Cause"), "NORMAL_CLEARING");
+    // Event-Sequence counts up.
+    let seqs: Vec<u64> = events.iter().map(|e| get(e, "Event-Sequence").parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
+    c.send("api show channels\n\n");
+    loop {
+        let f = c.frame();
+        if f.header("Content-Type") == Some("api/response") {
+            assert_eq!(f.body, "\n0 total.\n");
+            break;
+        }
+    }
+}
