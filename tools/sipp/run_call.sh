@@ -95,7 +95,13 @@ if [ "$callee" != none ]; then
   (cd "$logdir" && exec timeout $((budget + 10)) sipp -sf "$callee" -p "$port" -mp "$(free_media_port)" -m "$calls" \
       "${common[@]}" -timeout "$((budget + 5))s" -timeout_error "${callee_extra[@]}" >callee.out 2>&1) &
   callee_pid=$!
-  sleep 0.3
+  # The caller starts once the callee's socket is bound: a fixed sleep lost the race under
+  # a loaded CI (the switch's INVITE to 1001 met a closed port, and the call failed).
+  for _ in $(seq 1 100); do
+    ss -Huan "sport = :$port" 2>/dev/null | grep -q . && break
+    kill -0 "$callee_pid" 2>/dev/null || break
+    sleep 0.1
+  done
 fi
 
 # 3. The caller.
