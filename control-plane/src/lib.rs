@@ -15,6 +15,7 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::Rand
 
 pub mod auth;
 pub mod b2bua;
+pub mod cli;
 pub mod config;
 pub mod dialplan;
 pub mod esl;

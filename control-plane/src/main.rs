@@ -46,7 +46,7 @@ fn raise_open_file_limit() {
     }
 }
 
-const USAGE: &str = "usage: ferroswitch [media | media-ctl COMMAND] [--config FILE] [--check-config]
+const USAGE: &str = "usage: ferroswitch [media | media-ctl COMMAND | cli ARGS] [--config FILE] [--check-config]
 
   --config FILE    read FILE (TOML; see config/ferroswitch.toml for every key).
                    Without it the embedded default runs: SIP on 127.0.0.1:5060
@@ -56,9 +56,17 @@ const USAGE: &str = "usage: ferroswitch [media | media-ctl COMMAND] [--config FI
   media            run the media plane (its [media] section) instead of the switch;
                    the switch starts one itself unless media.mode is \"attach\" or \"off\".
   media-ctl [--socket PATH] list | create N [--hold] | destroy-all
-                   drive a media plane directly, attaching as its control plane.";
+                   drive a media plane directly, attaching as its control plane.
+  cli [-H HOST] [-P PORT] [-p PASSWORD] [-x COMMAND]
+                   fs_cli's habits over the event socket (ferroswitch cli --help).";
 
 fn main() -> ExitCode {
+    // `ferroswitch cli ...`: a client of the event socket, nothing of the switch.
+    let mut all = std::env::args().skip(1).peekable();
+    if all.peek().map(String::as_str) == Some("cli") {
+        all.next();
+        return control_plane::cli::main(all);
+    }
     no_transparent_huge_pages();
     raise_open_file_limit();
     let mut config_path: Option<PathBuf> = None;

@@ -441,7 +441,11 @@ impl Driver {
                         None => std::future::pending().await,
                     }
                 } => {
-                    let out = self.switch.api(Instant::now(), &call.command, &call.args);
+                    let now = Instant::now();
+                    let out = match &call.ask {
+                        crate::esl::server::Ask::Api { command, args } => self.switch.api(now, command, args),
+                        crate::esl::server::Ask::SendMsg { uuid, headers } => self.switch.sendmsg(now, uuid, headers),
+                    };
                     let _ = call.reply.send(out);
                 }
                 _ = sleep => {}

@@ -269,3 +269,110 @@ fn a_sipp_calls_channel_events_reach_a_listener_in_freeswitchs_order() {
         }
     }
 }
+
+/// `ferroswitch cli`, as scripts use it (-x) and as a person does (lines on stdin).
+#[test]
+fn the_cli_runs_api_commands_for_scripts_and_interactively() {
+    let sw = switch();
+    let port = sw.esl.unwrap().port().to_string();
+    let cli = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(binary())
+            .args(["cli", "-P", &port])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = cli(&["-p", "s3cret", "-x", "status", "-x", "show channels"], "");
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("UP 0 years, 0 days, 0 hours, "), "{out}");
+    assert!(out.ends_with("min idle cpu 0.00/99.00\n\n0 total.\n"), "{out:?}");
+    let (code, _, err) = cli(&["-p", "wrong", "-x", "status"], "");
+    assert_eq!(code, Some(1));
+    assert_eq!(err, "ferroswitch cli: authentication failed: -ERR invalid\n");
+    let (code, out, _) = cli(&["-p", "s3cret"], "version\n/event plain ALL\nnosuch\n/exit\n");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("FreeSWITCH Version "), "{out}");
+    assert!(out.contains("+OK event listener enabled plain\n"), "{out}");
+    assert!(out.contains("-ERR nosuch Command not found!\n"), "{out}");
+}
+
+/// `sendmsg` on a live call (1000 → 9196, the echo): an `execute` of `hangup USER_BUSY`
+/// runs on the channel with the message's Event-UUID as its Application-UUID, and the
+/// caller gets the switch's BYE; an unknown uuid is refused in FreeSWITCH's words.
+#[test]
+fn sendmsg_executes_an_application_on_a_live_call() {
+    let sw = switch();
+    let mut c = Client::connect(&sw);
+    c.raw();
+    c.send("auth s3cret\n\nevent plain CHANNEL_ANSWER CHANNEL_EXECUTE CHANNEL_HANGUP\n\n");
+    c.raw();
+    c.raw();
+    c.send("sendmsg nope\ncall-command: hangup\n\n");
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: -ERR invalid session id [nope]\n\n");
+    let udp = sw.udp;
+    let logs = TempDir::new("esl-sendmsg");
+    let caller = std::thread::spawn(move || {
+        let sw_addr = udp;
+        std::process::Command::new("sipp")
+            .current_dir(&logs.0)
+            .args(["-sf", concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/uac_call_wait_bye.xml")])
+            .args(["-s", "9196", "-au", "1000", "-ap", "1234", "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+            .args([
+                "-p",
+                &free_port().to_string(),
+                "-mp",
+                &free_port().to_string(),
+                "-timeout",
+                "20s",
+                "-timeout_error",
+            ])
+            .arg(sw_addr.to_string())
+            .output()
+            .unwrap()
+    });
+    let get =
+        |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let uuid = loop {
+        let f = c.frame();
+        let h = event_headers(&f.body);
+        if get(&h, "Event-Name") == "CHANNEL_ANSWER" {
+            break get(&h, "Unique-ID");
+        }
+    };
+    c.send(&format!(
+        "sendmsg {uuid}\ncall-command: execute\nexecute-app-name: hangup\nexecute-app-arg: USER_BUSY\nEvent-UUID: 0a0b0c0d-1111-2222-3333-444455556666\n\n"
+    ));
+    let mut replied = false;
+    let mut executed = false;
+    let cause = loop {
+        let f = c.frame();
+        if f.header("Content-Type") == Some("command/reply") {
+            assert_eq!(f.header("Reply-Text"), Some("+OK"));
+            replied = true;
+            continue;
+        }
+        let h = event_headers(&f.body);
+        if get(&h, "Event-Name") == "CHANNEL_EXECUTE" && get(&h, "Application") == "hangup" {
+            assert_eq!(get(&h, "Application-UUID"), "0a0b0c0d-1111-2222-3333-444455556666");
+            assert_eq!(get(&h, "Application-Data"), "USER_BUSY");
+            executed = true;
+        }
+        if get(&h, "Event-Name") == "CHANNEL_HANGUP" && get(&h, "Unique-ID") == uuid {
+            break get(&h, "Hangup-Cause");
+        }
+    };
+    assert!(replied && executed);
+    assert_eq!(cause, "USER_BUSY");
+    let out = caller.join().unwrap();
+    assert!(out.status.success(), "SIPp: {}", String::from_utf8_lossy(&out.stdout));
+}

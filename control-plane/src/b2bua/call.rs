@@ -107,7 +107,9 @@ pub(super) struct Call {
     pub a: ALeg,
     pub forks: Vec<BLeg>,
     pub answered: Option<usize>,
-    pub apps: VecDeque<AppCall>,
+    /// The applications still to run, each with the Application-UUID its events carry
+    /// when one was given (a `sendmsg`'s Event-UUID).
+    pub apps: VecDeque<(AppCall, Option<String>)>,
     pub vars: Variables,
     pub phase: Phase,
     /// The one timer the call has running, and what it is for.

@@ -71,6 +71,37 @@ impl B2bua {
         ids.len()
     }
 
+    /// Queues application `app` with `data` (`loops` times) on the A-leg of `uuid`'s
+    /// call, its events carrying `app_uuid` (a `sendmsg` execute): a parked call runs it
+    /// at once and parks again after; otherwise it runs after what runs now. False: no
+    /// such channel.
+    pub fn execute(
+        &mut self,
+        io: &mut Io<'_>,
+        uuid: &str,
+        (app, data): (&str, &str),
+        loops: usize,
+        app_uuid: Option<String>,
+    ) -> bool {
+        let Some((id, _)) = self.find(uuid) else { return false };
+        self.with_call(io, id, |call, cx| {
+            let parked = call.phase == super::call::Phase::Parked;
+            let mut queued: Vec<_> =
+                (0..loops.max(1)).map(|_| (crate::dialplan::AppCall::new(app, data), app_uuid.clone())).collect();
+            if parked {
+                queued.push((crate::dialplan::AppCall::new("park", ""), None));
+                for q in queued.into_iter().rev() {
+                    call.apps.push_front(q);
+                }
+                call.phase = super::call::Phase::Executing;
+                call.run(cx);
+            } else {
+                call.apps.extend(queued);
+            }
+        });
+        true
+    }
+
     /// Channel `uuid`'s variable `name` (None: no such channel; Some(None): not set).
     pub fn getvar(&self, uuid: &str, name: &str) -> Option<Option<String>> {
         let (id, side) = self.find(uuid)?;

@@ -307,9 +307,9 @@ impl Call {
 
     /// The A-leg starts application `app` with `data`: CHANNEL_EXECUTE; it completes with
     /// [`Call::complete_application`].
-    pub(super) fn start_application(&mut self, cx: &mut Cx<'_, '_>, app: &str, data: &str) {
+    pub(super) fn start_application(&mut self, cx: &mut Cx<'_, '_>, app: &str, data: &str, app_uuid: Option<String>) {
         self.complete_application(cx);
-        let app_uuid = cx.io.uuid();
+        let app_uuid = app_uuid.unwrap_or_else(|| cx.io.uuid());
         let after = application_headers(app, data, &app_uuid, None);
         self.executing = Some((app.to_string(), data.to_string(), app_uuid));
         self.emit(cx, EventName::ChannelExecute, Side::A, Vec::new(), after);

@@ -29,6 +29,9 @@ pub(super) enum App {
     PreAnswer,
     Answer,
     Echo,
+    /// `park`: the call waits, unanswered as it is, until it hangs up or is told what to
+    /// do (`sendmsg`).
+    Park,
     /// `sleep` for this long (unparsable: zero).
     Sleep(Duration),
     /// `hangup` with this cause (none or unknown: NORMAL_CLEARING).
@@ -52,6 +55,7 @@ impl App {
             "pre_answer" => App::PreAnswer,
             "answer" => App::Answer,
             "echo" => App::Echo,
+            "park" => App::Park,
             "sleep" => App::Sleep(Duration::from_millis(data.parse().unwrap_or(0))),
             "hangup" => App::Hangup(HangupCause::from_name(data).unwrap_or(HangupCause::NORMAL_CLEARING)),
             "transfer" => {
@@ -73,7 +77,7 @@ impl Call {
         match cx.io.dialplan.hunt(&context, &mut self.vars) {
             Ok(apps) if !apps.is_empty() => {
                 info!(call = %self.uuid, %context, apps = apps.len(), "dialplan matched");
-                self.apps = apps.into();
+                self.apps = apps.into_iter().map(|a| (a, None)).collect();
                 self.set_a_state(cx, ChannelState::CS_EXECUTE);
                 self.run(cx);
             }
@@ -97,14 +101,14 @@ impl Call {
             if self.media.as_ref().is_some_and(|m| m.waiting.is_some()) {
                 return; // on_media_answer goes on
             }
-            let Some(call) = self.apps.pop_front() else {
+            let Some((call, app_uuid)) = self.apps.pop_front() else {
                 // The applications ran out: hang up, with the bridge's failure if one failed.
                 let (cause, status) = self.last_failure.unwrap_or((HangupCause::NORMAL_CLEARING, None));
                 self.hangup_a(cx, cause, status);
                 return;
             };
             info!(call = %self.uuid, app = %call.app, data = %call.data.trim(), "execute");
-            self.start_application(cx, &call.app, call.data.trim());
+            self.start_application(cx, &call.app, call.data.trim(), app_uuid);
             match App::parse(&call) {
                 App::Variable { app, data } => {
                     apply_variable_app(&app, &data, &mut self.vars);
@@ -132,6 +136,10 @@ impl Call {
                     if self.a.channel.is_up() {
                         self.phase = Phase::Parked;
                     }
+                    return;
+                }
+                App::Park => {
+                    self.phase = Phase::Parked;
                     return;
                 }
                 App::Sleep(d) => {

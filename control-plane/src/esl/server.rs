@@ -28,12 +28,20 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// server under a connection flood).
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(25);
 
-/// An API command for the SIP driver to run on the switch; its output comes back on
-/// `reply`.
+/// What a connection asks of the switch.
+#[derive(Debug)]
+pub enum Ask {
+    /// Run API command `command` with `args`.
+    Api { command: String, args: String },
+    /// Deliver a `sendmsg` to channel `uuid`.
+    SendMsg { uuid: String, headers: Vec<(String, String)> },
+}
+
+/// A request for the SIP driver to run on the switch; its answer (the API output, or
+/// the sendmsg's reply text) comes back on `reply`.
 #[derive(Debug)]
 pub struct ApiCall {
-    pub command: String,
-    pub args: String,
+    pub ask: Ask,
     pub reply: oneshot::Sender<String>,
 }
 
@@ -220,6 +228,12 @@ async fn run_commands(
                     full.body = e.body;
                     hub.publish(full);
                 }
+                Output::SendMsg { uuid, headers } => {
+                    let text = ask(api, Ask::SendMsg { uuid, headers }).await;
+                    if wr.write_all(&super::session::reply(text.trim_end(), &[])).await.is_err() {
+                        return false;
+                    }
+                }
                 Output::Api { command, args, job: None } => {
                     let body = run_api(api, &command, &args).await;
                     if wr.write_all(&api_response(&body)).await.is_err() {
@@ -246,9 +260,13 @@ async fn run_commands(
 
 /// Runs an API command on the switch through the driver.
 async fn run_api(api: &mpsc::Sender<ApiCall>, command: &str, args: &str) -> String {
+    ask(api, Ask::Api { command: command.to_string(), args: args.to_string() }).await
+}
+
+/// Asks the switch, through the driver, and waits for its answer.
+async fn ask(api: &mpsc::Sender<ApiCall>, ask: Ask) -> String {
     let (reply, answer) = oneshot::channel();
-    let call = ApiCall { command: command.to_string(), args: args.to_string(), reply };
-    if api.send(call).await.is_err() {
+    if api.send(ApiCall { ask, reply }).await.is_err() {
         return "-ERR the switch is stopping\n".into();
     }
     match tokio::time::timeout(Duration::from_secs(30), answer).await {

@@ -24,6 +24,9 @@ pub enum Output {
     Api { command: String, args: String, job: Option<String> },
     /// An event a client sent (`sendevent`), for every listener.
     Publish(Event),
+    /// A message for channel `uuid` (`sendmsg`: `call-command: execute|hangup`, ...);
+    /// the switch's answer (`+OK`, `-ERR ...`) goes back with [`reply`].
+    SendMsg { uuid: String, headers: Vec<(String, String)> },
     /// Close the connection (after what was sent before).
     Close,
 }
@@ -259,6 +262,13 @@ impl Session {
                 e.add("Event-UUID", &id);
                 e.body = cmd.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
                 vec![Output::Send(reply(&format!("+OK {id}"), &[])), Output::Publish(e)]
+            }
+            "sendmsg" => {
+                let mut headers = cmd.headers.clone();
+                if let Some(b) = &cmd.body {
+                    headers.push(("_body".into(), String::from_utf8_lossy(b).into_owned()));
+                }
+                vec![Output::SendMsg { uuid: rest.to_string(), headers }]
             }
             "log" => {
                 self.log = true;

@@ -188,6 +188,34 @@ impl Switch {
         }
     }
 
+    /// A `sendmsg` for channel `uuid`: `call-command: hangup` (with `hangup-cause`) or
+    /// `execute` (`execute-app-name`, `execute-app-arg` or the body, `loops`, `Event-UUID`
+    /// as the Application-UUID); the reply text.
+    pub fn sendmsg(&mut self, now: Instant, uuid: &str, headers: &[(String, String)]) -> String {
+        let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str());
+        if !self.b2bua.exists(uuid) {
+            return format!("-ERR invalid session id [{uuid}]");
+        }
+        let unix = self.unix(now);
+        match get("call-command").map(str::to_ascii_lowercase).as_deref() {
+            Some("hangup") => {
+                let cause =
+                    get("hangup-cause").and_then(HangupCause::from_name).unwrap_or(HangupCause::NORMAL_CLEARING);
+                self.b2bua.kill(&mut io!(self, now, unix), uuid, cause);
+                "+OK".into()
+            }
+            Some("execute") => {
+                let Some(app) = get("execute-app-name") else { return "-ERR no execute-app-name".into() };
+                let data = get("execute-app-arg").or(get("_body")).unwrap_or_default();
+                let loops = get("loops").and_then(|l| l.parse().ok()).unwrap_or(1);
+                let app_uuid = get("Event-UUID").map(str::to_string);
+                self.b2bua.execute(&mut io!(self, now, unix), uuid, (app, data), loops, app_uuid);
+                "+OK".into()
+            }
+            _ => "-ERR invalid command".into(),
+        }
+    }
+
     /// `status`, in FreeSWITCH's lines (the two session lines end with a space).
     fn status(&self, now: Instant, live: usize) -> String {
         let up = now.saturating_duration_since(self.api_state.started.unwrap_or(self.epoch));
