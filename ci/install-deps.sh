@@ -7,13 +7,14 @@
 #   test:  what build needs, and the real peers the test suite drives: SIPp (sip-tester), sipsak, the
 #          baresip softphone (baresip-core), rtpengine's NG client (rtpengine-utils),
 #          and the Kamailio SIP proxy (kamailio: its rtpengine module, rtpengine.so, is in
-#          the main package), and fail2ban (fail2ban-regex checks the shipped filter
-#          against the switch's real log lines)
+#          the main package), fail2ban (fail2ban-regex checks the shipped filter
+#          against the switch's real log lines), and prometheus (its promtool checks
+#          the /metrics page)
 set -euo pipefail
 what="${1:-test}"
 case "$what" in
   build) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev) ;;
-  test) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban) ;;
+  test) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban prometheus) ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 missing=()

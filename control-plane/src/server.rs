@@ -209,6 +209,7 @@ impl Server {
                     l,
                     storage.db_path().to_path_buf(),
                     media.clone(),
+                    stats.clone(),
                     shutdown_rx.clone(),
                 ));
                 info!(addr = %local, "HTTP JSON endpoint listening");

@@ -45,6 +45,14 @@ impl B2bua {
         })
     }
 
+    /// Live channels (each call's legs still up).
+    pub fn live_channels(&self) -> usize {
+        self.calls
+            .values()
+            .map(|c| usize::from(c.a.channel.is_up()) + c.forks.iter().filter(|f| f.channel.is_up()).count())
+            .sum()
+    }
+
     /// Channels made since start.
     pub fn channels_created(&self) -> u64 {
         self.routes.channels_created

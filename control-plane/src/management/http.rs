@@ -203,6 +203,8 @@ pub enum Resource {
     MediaSessions,
     /// `GET /media/status`: the supervisor's state and the ring counters (back-pressure).
     MediaStatus,
+    /// `GET /metrics`: the counters, in Prometheus' text format.
+    Metrics,
     /// `GET /cdr?limit=N`: the `limit` most recent CDRs.
     Cdr {
         /// How many, 1 to [`MAX_CDR_LIMIT`] ([`DEFAULT_CDR_LIMIT`] when not given).
@@ -221,6 +223,7 @@ pub fn route(head: &RequestHead) -> Result<Resource, Response> {
         "/cdr" => Resource::Cdr { limit: DEFAULT_CDR_LIMIT },
         "/media/sessions" => Resource::MediaSessions,
         "/media/status" => Resource::MediaStatus,
+        "/metrics" => Resource::Metrics,
         other => return Err(Response::error(404, &format!("no resource at {other}"))),
     };
     if head.method != "GET" {
@@ -249,29 +252,37 @@ pub fn route(head: &RequestHead) -> Result<Resource, Response> {
 pub struct Response {
     /// The status code.
     pub status: u16,
-    /// The JSON body.
+    /// The body: JSON, or Prometheus' text format for `/metrics`.
     pub body: Vec<u8>,
+    /// The body's Content-Type.
+    pub content_type: &'static str,
 }
 
 impl Response {
     /// A 200 with `body` (already JSON).
     pub fn ok(body: Vec<u8>) -> Response {
-        Response { status: 200, body }
+        Response { status: 200, body, content_type: "application/json" }
+    }
+
+    /// A 200 with `body` in Prometheus' text exposition format.
+    pub fn metrics(body: String) -> Response {
+        Response { status: 200, body: body.into_bytes(), content_type: "text/plain; version=0.0.4; charset=utf-8" }
     }
 
     /// An error status with `{"error": message}` as the body.
     pub fn error(status: u16, message: &str) -> Response {
         let body = serde_json::json!({ "error": message }).to_string().into_bytes();
-        Response { status, body }
+        Response { status, body, content_type: "application/json" }
     }
 
     /// The status line, headers and body as sent.
     pub fn to_bytes(&self) -> Vec<u8> {
         let allow = if self.status == 405 { "Allow: GET\r\n" } else { "" };
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
             self.status,
             reason(self.status),
+            self.content_type,
             self.body.len()
         )
         .into_bytes();

@@ -8,6 +8,7 @@
 //! It never touches the SIP path: the database is read through its own connection.
 
 pub mod http;
+pub mod metrics;
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub async fn serve(
     listener: TcpListener,
     db_path: PathBuf,
     media: Option<MediaHandle>,
+    stats: watch::Receiver<crate::switch::Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let db_path: Arc<Path> = db_path.into();
@@ -63,8 +65,9 @@ pub async fn serve(
                     };
                     let db_path = db_path.clone();
                     let media = media.clone();
+                    let stats = stats.clone();
                     tokio::spawn(async move {
-                        handle(stream, &db_path, media.as_ref()).await;
+                        handle(stream, &db_path, media.as_ref(), &stats).await;
                         drop(permit);
                     });
                 }
@@ -79,7 +82,12 @@ pub async fn serve(
 }
 
 /// Answers the one request of a connection, then closes it.
-async fn handle(mut stream: TcpStream, db_path: &Path, media: Option<&MediaHandle>) {
+async fn handle(
+    mut stream: TcpStream,
+    db_path: &Path,
+    media: Option<&MediaHandle>,
+    stats: &watch::Receiver<crate::switch::Stats>,
+) {
     let response = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Err(_) => Response::error(408, "the request head did not arrive in time"),
         // The peer went away before a whole head: there is no one to answer.
@@ -87,6 +95,13 @@ async fn handle(mut stream: TcpStream, db_path: &Path, media: Option<&MediaHandl
         Ok(Some(Err(e))) => Response::error(e.status(), &e.to_string()),
         Ok(Some(Ok(head))) => match route(&head) {
             Ok(Resource::MediaSessions) => media_sessions(media).await,
+            Ok(Resource::Metrics) => {
+                let state = media.map(MediaHandle::state);
+                let media_process =
+                    state.as_ref().and_then(|s| s.media_pid).and_then(|p| metrics::Process::read(Some(p)));
+                let s = *stats.borrow();
+                Response::metrics(metrics::render(&s, state.as_ref(), metrics::Process::read(None), media_process))
+            }
             Ok(Resource::MediaStatus) => match media {
                 Some(m) => Response::ok(serde_json::to_vec(&m.state()).expect("plain fields encode as JSON")),
                 None => Response::error(503, "no media plane (media.mode = \"off\")"),
@@ -137,7 +152,7 @@ async fn answer(resource: Resource, db_path: &Path) -> Response {
             Resource::Channels => json(&r.list_channels()?),
             Resource::Calls => json(&r.list_calls()?),
             Resource::Cdr { limit } => json(&r.list_cdr(limit)?),
-            Resource::MediaSessions | Resource::MediaStatus => Vec::new(),
+            Resource::MediaSessions | Resource::MediaStatus | Resource::Metrics => Vec::new(),
         })
     })
     .await;

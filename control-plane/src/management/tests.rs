@@ -231,7 +231,13 @@ async fn serves_each_table_as_exact_json_over_tcp() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, store.db_path().to_path_buf(), None, stopped));
+    let server = tokio::spawn(serve(
+        listener,
+        store.db_path().to_path_buf(),
+        None,
+        watch::channel(crate::switch::Stats::default()).1,
+        stopped,
+    ));
 
     let get = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     assert_eq!(
@@ -296,7 +302,13 @@ async fn a_slow_head_gets_408() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (_stop, stopped) = watch::channel(false);
-    tokio::spawn(serve(listener, store.db_path().to_path_buf(), None, stopped));
+    tokio::spawn(serve(
+        listener,
+        store.db_path().to_path_buf(),
+        None,
+        watch::channel(crate::switch::Stats::default()).1,
+        stopped,
+    ));
     let answer = exchange(addr, b"GET /calls HTTP/1.1\r\nHost: a\r\n").await;
     assert_eq!(
         answer,

@@ -11,6 +11,7 @@
 //! BYE outside a dialog gets 481.
 
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 
 use std::collections::VecDeque;
@@ -52,6 +53,14 @@ impl std::fmt::Display for Lossy<'_> {
 /// Counters a test or the management API can read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
+    /// Requests received by method ([`metrics::METHODS`] order), responses sent by
+    /// code ([`metrics::CODES`], then one per class for the others).
+    pub by_method: [u64; metrics::METHODS.len()],
+    pub responses_sent: metrics::ByCode,
+    /// Now: calls in progress, live channels, registered AORs.
+    pub calls: u64,
+    pub channels: u64,
+    pub registrations: u64,
     pub requests: u64,
     pub responses_received: u64,
     pub parse_errors: u64,
@@ -178,7 +187,11 @@ impl Switch {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut s = self.stats;
+        s.calls = self.b2bua.len() as u64;
+        s.channels = self.b2bua.live_channels() as u64;
+        s.registrations = self.registrar.aor_count() as u64;
+        s
     }
 
     /// Live transactions.
@@ -233,6 +246,7 @@ impl Switch {
     pub fn handle_message(&mut self, now: Instant, msg: Message, peer: Peer) {
         if msg.is_request() {
             self.stats.requests += 1;
+            self.stats.by_method[metrics::method_index(msg.method())] += 1;
             let trusted = self.is_trusted(peer);
             if !trusted && self.guard.gate(now, peer.remote.ip()) == Gate::Banned {
                 // Banned for guessing passwords: not even a transaction.
@@ -380,15 +394,23 @@ impl Switch {
     fn drain_outputs_only(&mut self) {
         while let Some(o) = self.tx.poll_output() {
             if let Output::Transmit { peer, bytes } = o {
-                self.out.push_back((peer, bytes));
+                self.transmit(peer, bytes);
             }
         }
+    }
+
+    /// Queues bytes to send, counting the responses by code.
+    fn transmit(&mut self, peer: Peer, bytes: Bytes) {
+        if let Some(code) = metrics::response_code(&bytes) {
+            self.stats.responses_sent.0[metrics::code_index(code)] += 1;
+        }
+        self.out.push_back((peer, bytes));
     }
 
     fn drain(&mut self, now: Instant) {
         while let Some(o) = self.tx.poll_output() {
             match o {
-                Output::Transmit { peer, bytes } => self.out.push_back((peer, bytes)),
+                Output::Transmit { peer, bytes } => self.transmit(peer, bytes),
                 Output::Event(e) => self.on_event(now, e),
             }
         }
