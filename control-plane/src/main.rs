@@ -128,11 +128,16 @@ fn main() -> ExitCode {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.level.clone());
     // Colour only on a terminal: a log file stays plain text for grep and fail2ban.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_ansi(ansi && !config.log.json);
+    if config.log.json {
+        // One object per line; a call's span fields (its Call-ID) ride along.
+        logs.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        logs.init();
+    }
     match sub.as_deref() {
         Some("media") => return run_media(&config),
         Some("media-ctl") => return run_ctl(&config, socket, &words),

@@ -496,7 +496,7 @@ impl Driver {
         }
         if let Some(hub) = &self.esl {
             while let Some(e) = self.switch.poll_event() {
-                hub.publish_channel(&e);
+                hub.publish_switch(&e);
             }
         }
         self.stats.send_replace(self.switch.stats());

@@ -1625,6 +1625,10 @@ fn a_bridge_with_a_dial_string_that_does_not_parse_fails_at_once() {
 /// Every channel event of a call, as (leg, event, channel state, call state, answer state).
 fn event_trace(w: &mut World, a_uuid: &str) -> Vec<String> {
     std::iter::from_fn(|| w.switch.poll_event())
+        .filter_map(|e| match e {
+            control_plane::switch::SwitchEvent::Channel(c) => Some(*c),
+            _ => None,
+        })
         .map(|e| {
             let leg = if e.channel.uuid == a_uuid { "A" } else { "B" };
             let c = &e.channel;
@@ -1646,7 +1650,12 @@ fn a_bridged_call_emits_freeswitchs_channel_events_in_order() {
     assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)));
     w.callee_hangs_up(1);
     assert!(w.run_until(Duration::from_secs(5), |w| w.switch.calls() == 0));
-    let first = w.switch.poll_event().expect("events");
+    let first = loop {
+        match w.switch.poll_event().expect("events") {
+            control_plane::switch::SwitchEvent::Channel(c) => break *c,
+            _ => continue,
+        }
+    };
     let a_uuid = first.channel.uuid.clone();
     let mut trace = vec![format!("A {} {}", first.name.as_str(), first.channel.state)];
     trace.extend(event_trace(&mut w, &a_uuid));

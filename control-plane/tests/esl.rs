@@ -376,3 +376,51 @@ fn sendmsg_executes_an_application_on_a_live_call() {
     let out = caller.join().unwrap();
     assert!(out.status.success(), "SIPp: {}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// A phone registering and unregistering (SIPp as 1001) gives a listener mod_sofia's
+/// CUSTOM `sofia::register` and `sofia::unregister` events, and `show registrations`
+/// lists the binding meanwhile.
+#[test]
+fn registrations_come_as_sofia_custom_events_and_show_up_in_show_registrations() {
+    let sw = switch();
+    let mut c = Client::connect(&sw);
+    c.raw();
+    c.send("auth s3cret\n\nevent plain CUSTOM sofia::register sofia::unregister\n\n");
+    c.raw();
+    assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n");
+    let port = free_port();
+    let logs = TempDir::new("esl-register");
+    let sipp = |scenario: &str| {
+        let out = std::process::Command::new("sipp")
+            .current_dir(&logs.0)
+            .args(["-sf", &format!("{}/../tools/sipp/{scenario}", env!("CARGO_MANIFEST_DIR"))])
+            .args(["-s", "1001", "-au", "1001", "-ap", "1234", "-m", "1", "-p", &port.to_string()])
+            .args(["-i", "127.0.0.1", "-nostdin", "-timeout", "10s", "-timeout_error"])
+            .arg(sw.udp.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{scenario}: {}", String::from_utf8_lossy(&out.stdout));
+    };
+    ensure_tool("sipp");
+    sipp("register.xml");
+    let get =
+        |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let reg = event_headers(&c.frame().body);
+    assert_eq!(get(&reg, "Event-Name"), "CUSTOM");
+    assert_eq!(get(&reg, "Event-Subclass"), "sofia::register");
+    assert_eq!(get(&reg, "from-user"), "1001");
+    assert_eq!(get(&reg, "network-ip"), "127.0.0.1");
+    assert_eq!(get(&reg, "network-port"), port.to_string());
+    assert_eq!(get(&reg, "status"), "Registered(UDP)");
+    c.send("api show registrations as json\n\n");
+    let v: serde_json::Value = serde_json::from_str(&c.frame().body).unwrap();
+    assert_eq!(v["row_count"], 1, "{v}");
+    assert_eq!(v["rows"][0]["reg_user"], "1001");
+    assert_eq!(v["rows"][0]["network_port"], port.to_string());
+    sipp("unregister.xml");
+    let unreg = event_headers(&c.frame().body);
+    assert_eq!(get(&unreg, "Event-Subclass"), "sofia::unregister");
+    assert_eq!(get(&unreg, "from-user"), "1001");
+    c.send("api show registrations\n\n");
+    assert_eq!(c.frame().body, "\n0 total.\n");
+}

@@ -283,6 +283,8 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     pub level: String,
+    /// One JSON object per line instead of text.
+    pub json: bool,
 }
 
 /// `[directory]`: the users who may register and call.
@@ -484,6 +486,7 @@ struct RawStorage {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1084,6 +1087,20 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         commit_interval: std::time::Duration::from_millis(commit_ms),
     };
 
+    let json = match &raw.log.format {
+        None => false,
+        Some(f) => match f.get_ref().as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(cx.err(
+                    "log.format",
+                    f.span().start,
+                    format!("\"{other}\" is not a log format: expected \"text\" or \"json\""),
+                ))
+            }
+        },
+    };
     let level = match &raw.log.level {
         Some(l) => {
             if tracing_subscriber::EnvFilter::builder().parse(l.get_ref()).is_err() {
@@ -1276,7 +1293,7 @@ fn validate(cx: &Ctx, raw: Raw) -> Result<Config, ConfigError> {
         ng,
         media,
         storage,
-        log: LogConfig { level },
+        log: LogConfig { level, json },
         directory: Directory { users, users_file },
         registrar,
         auth,

@@ -389,3 +389,11 @@ fn the_event_socket_refuses_the_default_password_off_loopback_and_names_the_key(
     let e = err("[management]\nhttp_listen = \"127.0.0.1:8021\"\n[esl]\nlisten = \"127.0.0.1:8021\"\n");
     assert_eq!((e.line, e.key.as_str()), (4, "esl.listen"));
 }
+
+#[test]
+fn the_log_format_is_text_or_json() {
+    assert!(!Config::embedded().unwrap().log.json);
+    assert!(Config::parse("[log]\nformat = \"json\"\n", "t").unwrap().log.json);
+    let e = err("[log]\nlevel = \"info\"\nformat = \"xml\"\n");
+    assert_eq!((e.line, e.key.as_str()), (3, "log.format"));
+}

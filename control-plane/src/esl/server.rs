@@ -17,8 +17,8 @@ use tracing::{info, warn};
 use super::event::{Core, Event};
 use super::frame::Decoder;
 use super::session::{api_response, Output, Session, AUTH_REQUEST, DISCONNECT_NOTICE};
-use crate::b2bua::events::ChannelEvent;
 use crate::config::{Cidr, EslConfig};
+use crate::switch::SwitchEvent;
 
 /// Events a connection may fall behind by before it is dropped.
 pub const EVENT_QUEUE: usize = 16_384;
@@ -68,11 +68,22 @@ impl Hub {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A channel event of the switch, to every connection.
-    pub fn publish_channel(&self, ce: &ChannelEvent) {
-        if self.tx.receiver_count() > 0 {
-            self.publish(Event::from_channel(ce, &self.core, self.next_seq()));
+    /// An event of the switch, to every connection.
+    pub fn publish_switch(&self, e: &SwitchEvent) {
+        if self.tx.receiver_count() == 0 {
+            return;
         }
+        let event = match e {
+            SwitchEvent::Channel(ce) => Event::from_channel(ce, &self.core, self.next_seq()),
+            SwitchEvent::Custom { subclass, headers } => {
+                let mut ev = Event::new("CUSTOM", Some(subclass), &self.core, unix_us(), self.next_seq());
+                for (n, v) in headers {
+                    ev.add(n, v);
+                }
+                ev
+            }
+        };
+        self.publish(event);
     }
 
     pub fn publish(&self, e: Event) {

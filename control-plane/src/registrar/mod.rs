@@ -202,6 +202,14 @@ impl Registrar {
         self.config.nat_detection
     }
 
+    /// Every unexpired binding, by address of record (in no particular order).
+    pub fn all(&self, now_secs: u64) -> Vec<(&str, &Binding)> {
+        self.aors
+            .iter()
+            .flat_map(|(aor, l)| l.iter().filter(|b| b.expires_at > now_secs).map(move |b| (aor.as_str(), b)))
+            .collect()
+    }
+
     /// Number of addresses of record with at least one binding.
     pub fn aor_count(&self) -> usize {
         self.aors.len()

@@ -102,6 +102,20 @@ const CALL_COLUMNS: [&str; 41] = [
     "call_created_epoch",
 ];
 
+/// The columns of `show registrations`, in FreeSWITCH's order.
+const REGISTRATION_COLUMNS: [&str; 10] = [
+    "reg_user",
+    "realm",
+    "token",
+    "url",
+    "expires",
+    "network_ip",
+    "network_port",
+    "network_proto",
+    "hostname",
+    "metadata",
+];
+
 /// What `status` and `uptime` count, kept by the switch.
 #[derive(Debug, Default, Clone)]
 pub struct ApiState {
@@ -139,7 +153,7 @@ impl Switch {
                 let known = ["mod_event_socket", "mod_sofia", "mod_commands", "mod_dptools", "mod_dialplan_xml"];
                 (if known.contains(&args.trim()) { "true" } else { "false" }).to_string()
             }
-            "show" => self.show(args, &live),
+            "show" => self.show(args, &live, unix),
             "uuid_exists" => (if self.b2bua.exists(args.trim()) { "true" } else { "false" }).to_string(),
             "uuid_kill" => {
                 let mut words = args.split_whitespace();
@@ -245,7 +259,7 @@ impl Switch {
     }
 
     /// `show channels|calls [count] [as json|delim]`.
-    fn show(&self, args: &str, live: &[Listing]) -> String {
+    fn show(&self, args: &str, live: &[Listing], unix: u64) -> String {
         let words: Vec<&str> = args.split_whitespace().collect();
         let what = words.first().map(|w| w.to_ascii_lowercase()).unwrap_or_default();
         let format = match words.iter().position(|w| w.eq_ignore_ascii_case("as")) {
@@ -277,7 +291,8 @@ impl Switch {
                     })
                     .collect(),
             ),
-            _ => return "-USAGE: calls|channels [count] [as json|delim]\n".into(),
+            "registrations" => (&REGISTRATION_COLUMNS, self.registration_rows(unix)),
+            _ => return "-USAGE: calls|channels|registrations [count] [as json|delim]\n".into(),
         };
         if words.get(1).is_some_and(|w| w.eq_ignore_ascii_case("count")) {
             return format!("\n{} total.\n", rows.len());
@@ -319,6 +334,29 @@ impl Switch {
             }
             other => format!("-ERR Cannot find format {other}\n"),
         }
+    }
+
+    /// `show registrations`' rows, in [`REGISTRATION_COLUMNS`]' order, by user.
+    fn registration_rows(&self, unix: u64) -> Vec<Vec<String>> {
+        let mut all = self.registrar.all(unix);
+        all.sort_by(|a, b| a.0.cmp(b.0).then(a.1.contact.cmp(&b.1.contact)));
+        all.into_iter()
+            .map(|(aor, b)| {
+                let proto = if b.source.transport == crate::sip::transport::TransportKind::Tcp { "tcp" } else { "udp" };
+                vec![
+                    aor.to_string(),
+                    self.realm.clone(),
+                    b.call_id.clone(),
+                    b.contact.clone(),
+                    b.expires_at.to_string(),
+                    b.source.remote.ip().to_string(),
+                    b.source.remote.port().to_string(),
+                    proto.to_string(),
+                    self.api_state.hostname.clone(),
+                    String::new(),
+                ]
+            })
+            .collect()
     }
 
     /// Column `column` of `show channels` (and `show calls`) for channel `l` (None: empty).

@@ -99,6 +99,61 @@ pub struct Switch {
     locals: Vec<Peer>,
     stats: Stats,
     api_state: api::ApiState,
+    /// Registration events while an event socket listens.
+    events: VecDeque<SwitchEvent>,
+    events_on: bool,
+}
+
+/// The CUSTOM event of a registrar change: `on_upsert` for a binding made or refreshed,
+/// `on_remove` for one removed (by the phone, or lapsed), with mod_sofia's headers.
+fn registration_event(
+    c: &Change,
+    realm: &str,
+    unix: u64,
+    on_upsert: &'static str,
+    on_remove: &'static str,
+) -> SwitchEvent {
+    let mut h: Vec<(&'static str, String)> = vec![("profile-name", "internal".into())];
+    match c {
+        Change::Upsert { aor, binding: b } => {
+            let proto = if b.source.transport == crate::sip::transport::TransportKind::Tcp { "TCP" } else { "UDP" };
+            h.extend([
+                ("from-user", aor.clone()),
+                ("from-host", realm.to_string()),
+                ("contact", format!("\"{aor}\" <{}>", b.contact)),
+                ("call-id", b.call_id.clone()),
+                ("status", format!("Registered({proto})")),
+                ("expires", b.expires_at.saturating_sub(unix).to_string()),
+                ("to-user", aor.clone()),
+                ("to-host", realm.to_string()),
+                ("network-ip", b.source.remote.ip().to_string()),
+                ("network-port", b.source.remote.port().to_string()),
+                ("username", aor.clone()),
+                ("realm", realm.to_string()),
+                ("user-agent", b.user_agent.clone().unwrap_or_default()),
+            ]);
+            SwitchEvent::Custom { subclass: on_upsert, headers: h }
+        }
+        Change::Remove { aor, contact } => {
+            h.extend([
+                ("from-user", aor.clone()),
+                ("from-host", realm.to_string()),
+                ("contact", contact.clone()),
+                ("username", aor.clone()),
+                ("realm", realm.to_string()),
+            ]);
+            SwitchEvent::Custom { subclass: on_remove, headers: h }
+        }
+    }
+}
+
+/// An event for the event socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchEvent {
+    /// A channel's, from the B2BUA.
+    Channel(Box<crate::b2bua::events::ChannelEvent>),
+    /// A CUSTOM event (`sofia::register`, `sofia::unregister`, `sofia::expire`) with its headers.
+    Custom { subclass: &'static str, headers: Vec<(&'static str, String)> },
 }
 
 /// Builds the B2BUA's view of the switch from disjoint fields, so `self.b2bua` can be
@@ -153,6 +208,8 @@ impl Switch {
             locals: Vec::new(),
             stats: Stats::default(),
             api_state: api::ApiState { started: Some(now), ..Default::default() },
+            events: VecDeque::new(),
+            events_on: false,
         }
     }
 
@@ -316,6 +373,15 @@ impl Switch {
                 if let Change::Remove { aor, contact } = &c {
                     info!(%aor, %contact, "registration expired");
                 }
+                if self.events_on {
+                    self.events.push_back(registration_event(
+                        &c,
+                        &self.realm,
+                        unix,
+                        "sofia::register",
+                        "sofia::expire",
+                    ));
+                }
                 self.changes.push_back(c);
             }
         }
@@ -353,12 +419,14 @@ impl Switch {
 
     /// Whether the B2BUA makes channel events (an event socket listens).
     pub fn set_events(&mut self, on: bool) {
+        self.events_on = on;
         self.b2bua.set_events(on);
     }
 
-    /// The next channel event.
-    pub fn poll_event(&mut self) -> Option<crate::b2bua::events::ChannelEvent> {
-        self.b2bua.poll_event()
+    /// The next event for the event socket: the switch's own (registrations) first,
+    /// then the B2BUA's channel events.
+    pub fn poll_event(&mut self) -> Option<SwitchEvent> {
+        self.events.pop_front().or_else(|| self.b2bua.poll_event().map(|c| SwitchEvent::Channel(Box::new(c))))
     }
 
     /// The next host name a `sofia/` leg waits for; answer with [`Switch::handle_resolved`].
@@ -627,6 +695,18 @@ impl Switch {
             Ok(done) => {
                 self.stats.registered += 1;
                 info!(%aor, contacts = done.bindings.len(), "registered");
+                if self.events_on {
+                    let realm = self.realm.clone();
+                    for c in &done.changes {
+                        self.events.push_back(registration_event(
+                            c,
+                            &realm,
+                            unix,
+                            "sofia::register",
+                            "sofia::unregister",
+                        ));
+                    }
+                }
                 self.changes.extend(done.changes);
                 let date = http_date(unix);
                 self.respond(now, tx, req, peer, 200, |w| {

@@ -82,9 +82,14 @@ impl SwitchProcess {
 
     /// As [`SwitchProcess::start`], its log (`level`) written to `log`.
     pub fn start_logged(extra_sip: &str, level: &str, log: &std::path::Path) -> SwitchProcess {
+        Self::start_logged_as(extra_sip, &format!("level = \"{level}\""), log)
+    }
+
+    /// As [`SwitchProcess::start_logged`], with `log_keys` as the [log] section.
+    pub fn start_logged_as(extra_sip: &str, log_keys: &str, log: &std::path::Path) -> SwitchProcess {
         let dir = TempDir::new("switch");
         let config = format!(
-            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n{NO_ESL}[log]\nlevel = \"{level}\"\n[media]\nmode = \"off\"\n",
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra_sip}\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"127.0.0.1:0\"\n{NO_ESL}[log]\n{log_keys}\n[media]\nmode = \"off\"\n",
             dir.0.join("var").display()
         );
         let file = std::fs::File::create(log).unwrap();
