@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real ESL clients the event socket's tests drive, unchanged, from their
-# registries: greenswitch (PyPI) in a virtualenv under target/esl-clients, saying so
-# first. Prints the virtualenv's python. Usage: ci/install-esl-clients.sh
+# registries, under target/esl-clients, saying so first: greenswitch (PyPI) in a
+# virtualenv, and modesl (npm). Prints the virtualenv's python, then the node_modules
+# directory. Usage: ci/install-esl-clients.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${CARGO_TARGET_DIR:-$PWD/target}/esl-clients
@@ -16,4 +17,12 @@ if ! "$venv/bin/python" -c "import greenswitch" 2>/dev/null; then
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check "$want" >&2
 fi
+node=$dir/node
+if [ ! -d "$node/node_modules/modesl" ]; then
+  command -v npm >/dev/null || { echo "ci/install-esl-clients.sh: npm is missing (Node.js)" >&2; exit 1; }
+  echo "ci/install-esl-clients.sh: installing from npm into $node: modesl@1.2.1" >&2
+  mkdir -p "$node"
+  npm install --silent --no-audit --no-fund --prefix "$node" modesl@1.2.1 >&2
+fi
 echo "$venv/bin/python"
+echo "$node/node_modules"

@@ -1,7 +1,7 @@
 //! Real ESL clients from their registries, unchanged, against the real binary's event
-//! socket: greenswitch (PyPI) authenticates, runs api and bgapi (its BACKGROUND_JOB
-//! handler gets the job it named), and its event handlers get a SIPp call's channel events.
-//! ci/install-esl-clients.sh installs them.
+//! socket: greenswitch (PyPI) and modesl (npm) authenticate, run api and bgapi (their
+//! BACKGROUND_JOB handlers get the jobs they named), and their event handlers get a SIPp
+//! call's channel events. ci/install-esl-clients.sh installs them.
 
 mod common;
 
@@ -12,30 +12,31 @@ use std::time::Duration;
 
 use common::*;
 
-/// The virtualenv's python with the clients, installed by ci/install-esl-clients.sh.
-fn clients_python() -> String {
+/// (the virtualenv's python, the node_modules directory), installed by
+/// ci/install-esl-clients.sh.
+fn clients() -> (String, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ci/install-esl-clients.sh");
     let out = Command::new("bash").arg(script).output().expect("run ci/install-esl-clients.sh");
     assert!(out.status.success(), "ci/install-esl-clients.sh: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    (lines.next().unwrap().to_string(), lines.next().unwrap().to_string())
 }
 
-#[test]
-fn greenswitch_drives_the_event_socket_and_gets_a_calls_events() {
-    let python = clients_python();
+/// Runs `client` (given the event socket's host, port and password) against a switch:
+/// once it prints READY, a SIPp call 1000 → 1001 goes through; then its whole output.
+fn drive(client: impl FnOnce(&str, &str, &str) -> Command) -> Vec<String> {
     let sw = SwitchProcess::start_with_ng(
-        TempDir::new("greenswitch"),
+        TempDir::new("esl-client"),
         "",
         "",
-        "\n[esl]\nlisten = \"127.0.0.1:0\"\npassword = \"gs-secret\"\n",
+        "\n[esl]\nlisten = \"127.0.0.1:0\"\npassword = \"client-secret\"\n",
     );
     let esl = sw.esl.unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/esl-clients/greenswitch_client.py");
-    let mut child = Command::new("timeout")
-        .args(["60", &python, script, &esl.ip().to_string(), &esl.port().to_string(), "gs-secret"])
+    let mut child = client(&esl.ip().to_string(), &esl.port().to_string(), "client-secret")
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start the greenswitch client");
+        .expect("start the client");
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -48,20 +49,40 @@ fn greenswitch_drives_the_event_socket_and_gets_a_calls_events() {
     });
     let mut lines = Vec::new();
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the client went quiet before READY");
+        let line =
+            rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("quiet before READY: {lines:#?}"));
         let ready = line == "READY";
         lines.push(line);
         if ready {
             break;
         }
     }
-    let out =
-        run_call_in(&TempDir::new("gs-call"), &sw, (1, 1), "1001", "uac_call_auth.xml", Some("uas_answer.xml"), &[]);
+    let out = run_call_in(
+        &TempDir::new("client-call"),
+        &sw,
+        (1, 1),
+        "1001",
+        "uac_call_auth.xml",
+        Some("uas_answer.xml"),
+        &[],
+    );
     assert_all_passed("the call", out);
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
         lines.push(line);
     }
     assert!(child.wait().unwrap().success(), "the client failed: {lines:#?}");
+    lines
+}
+
+#[test]
+fn greenswitch_drives_the_event_socket_and_gets_a_calls_events() {
+    let (python, _) = clients();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/esl-clients/greenswitch_client.py");
+    let lines = drive(|host, port, password| {
+        let mut c = Command::new("timeout");
+        c.args(["60", &python, script, host, port, password]);
+        c
+    });
     let want_start = [
         "CONNECTED",
         "STATUS UP 0 years",
@@ -84,6 +105,33 @@ fn greenswitch_drives_the_event_socket_and_gets_a_calls_events() {
             "CALL CHANNEL_BRIDGE inbound 1001 -",
             "CALL CHANNEL_HANGUP_COMPLETE outbound 1001 NORMAL_CLEARING",
             "CALL CHANNEL_HANGUP_COMPLETE inbound 1001 NORMAL_CLEARING",
+        ]
+    );
+}
+
+#[test]
+fn modesl_drives_the_event_socket_and_gets_a_calls_json_events() {
+    let (_, node_modules) = clients();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/esl-clients/modesl_client.js");
+    let lines = drive(|host, port, password| {
+        let mut c = Command::new("timeout");
+        c.args(["70", "node", script, host, port, password]).env("NODE_PATH", &node_modules);
+        c
+    });
+    assert_eq!(
+        lines,
+        [
+            "CONNECTED",
+            "STATUS UP 0 years",
+            "CHANNELS \"{\\\"row_count\\\": 0}\\n\"",
+            "JOB uptime true",
+            "READY",
+            "CALL CHANNEL_CREATE inbound 1001",
+            "CALL CHANNEL_CREATE outbound 1001",
+            "CALL CHANNEL_ANSWER outbound 1001",
+            "CALL CHANNEL_ANSWER inbound 1001",
+            "CALL CHANNEL_HANGUP_COMPLETE outbound 1001",
+            "CALL CHANNEL_HANGUP_COMPLETE inbound 1001",
         ]
     );
 }
