@@ -135,3 +135,97 @@ fn modesl_drives_the_event_socket_and_gets_a_calls_json_events() {
         ]
     );
 }
+
+/// GET `url`'s status and body (HTTP/1.0, for the exporter's werkzeug server).
+fn get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// The Prometheus FreeSWITCH exporter (PyPI), unchanged, scrapes the switch through its
+/// event socket (`api json {"command": "status"}`, `show calls as json`, `uuid_dump
+/// <uuid> json`) during a call, without an error.
+#[test]
+fn the_prometheus_freeswitch_exporter_scrapes_a_call_without_errors() {
+    let (python, _) = clients();
+    let sw = SwitchProcess::start_with_ng(
+        TempDir::new("exporter"),
+        "",
+        "",
+        "\n[esl]\nlisten = \"127.0.0.1:0\"\npassword = \"exporter-secret\"\n",
+    );
+    let esl = sw.esl.unwrap();
+    let dir = TempDir::new("exporter-config");
+    let config = dir.0.join("esl.yml");
+    std::fs::write(&config, format!("default:\n  port: {}\n  password: exporter-secret\n", esl.port())).unwrap();
+    let port = free_port();
+    let exporter_bin = std::path::Path::new(&python).with_file_name("freeswitch_exporter");
+    let mut exporter = Command::new(&exporter_bin)
+        .arg(&config)
+        .arg(port.to_string())
+        .arg("127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start freeswitch_exporter");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while get(addr, "/").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the exporter never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A call to the echo (9196) that the caller keeps up until the switch hangs up.
+    let udp = sw.udp;
+    let logs = TempDir::new("exporter-call");
+    ensure_tool("sipp");
+    let caller = std::thread::spawn(move || {
+        Command::new("sipp")
+            .current_dir(&logs.0)
+            .args(["-sf", concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/uac_call_wait_bye.xml")])
+            .args(["-s", "9196", "-au", "1000", "-ap", "1234", "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+            .args([
+                "-p",
+                &free_port().to_string(),
+                "-mp",
+                &free_port().to_string(),
+                "-timeout",
+                "30s",
+                "-timeout_error",
+            ])
+            .arg(udp.to_string())
+            .output()
+            .unwrap()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let (status, body) = get(addr, "/esl?target=127.0.0.1").expect("the exporter answers");
+        assert_eq!(status, 200, "{body}");
+        if body.contains("rtp_channel_info{") {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "the call never showed: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(page.contains("freeswitch_up 1.0"), "{page}");
+    assert!(page.contains("freeswitch_session_active 1.0"), "{page}");
+    assert!(page.contains("freeswitch_info{version=\"1.10.12-release ferroswitch"), "{page}");
+    assert!(page.contains("name=\"sofia/internal/1000@"), "{page}");
+    let (_, own) = get(addr, "/metrics").unwrap();
+    assert!(own.contains("freeswitch_request_errors_total{module=\"default\"} 0.0"), "{own}");
+    // The switch ends the call; the caller sees its BYE.
+    let cli = Command::new(binary())
+        .args(["cli", "-P", &esl.port().to_string(), "-p", "exporter-secret", "-x", "hupall"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success());
+    let out = caller.join().unwrap();
+    assert!(out.status.success(), "SIPp: {}", String::from_utf8_lossy(&out.stdout));
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+}

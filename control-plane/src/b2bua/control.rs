@@ -58,6 +58,12 @@ impl B2bua {
         self.routes.channels_created
     }
 
+    /// Channel `uuid` as events show it.
+    pub fn channel_info(&self, uuid: &str) -> Option<ChannelInfo> {
+        let (id, side) = self.find(uuid)?;
+        Some(self.calls[&id].info(side))
+    }
+
     /// Whether a live channel is `uuid`.
     pub fn exists(&self, uuid: &str) -> bool {
         self.find(uuid).is_some()

@@ -185,6 +185,16 @@ impl Event {
     }
 }
 
+/// A channel's data as `uuid_dump` gives it: its channel headers and its variables.
+pub fn channel_dump(c: &ChannelInfo) -> Event {
+    let mut e = Event::default();
+    channel_headers(&mut e, c);
+    for (k, v) in &c.variables {
+        e.add(&format!("variable_{k}"), v);
+    }
+    e
+}
+
 /// The channel data FreeSWITCH puts on a channel event, in its order.
 fn channel_headers(e: &mut Event, c: &ChannelInfo) {
     e.add("Channel-State", &c.state.to_string());

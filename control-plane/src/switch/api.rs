@@ -154,6 +154,31 @@ impl Switch {
                 (if known.contains(&args.trim()) { "true" } else { "false" }).to_string()
             }
             "show" => self.show(args, &live, unix),
+            "uuid_dump" => {
+                let mut words = args.split_whitespace();
+                let uuid = words.next().unwrap_or_default();
+                let Some(info) = self.b2bua.channel_info(uuid) else { return "-ERR No such channel!\n".into() };
+                let dump = crate::esl::event::channel_dump(&info);
+                match words.next() {
+                    Some("json") => {
+                        let map: serde_json::Map<String, serde_json::Value> = dump
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                            .collect();
+                        serde_json::Value::Object(map).to_string()
+                    }
+                    _ => dump.headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect(),
+                }
+            }
+            "uuid_set_media_stats" => {
+                if self.b2bua.exists(args.trim()) {
+                    "+OK\n".into()
+                } else {
+                    "-ERR No such channel!\n".into()
+                }
+            }
+            "json" => self.json_api(now, args, live.len()),
             "uuid_exists" => (if self.b2bua.exists(args.trim()) { "true" } else { "false" }).to_string(),
             "uuid_kill" => {
                 let mut words = args.split_whitespace();
@@ -228,6 +253,42 @@ impl Switch {
             }
             _ => "-ERR invalid command".into(),
         }
+    }
+
+    /// The `json` API: `{"command": "status", "data": ""}` answers FreeSWITCH's JSON
+    /// status (what exporters read); other commands an error object.
+    fn json_api(&self, now: Instant, args: &str, live: usize) -> String {
+        let req: serde_json::Value = match serde_json::from_str(args) {
+            Ok(v) => v,
+            Err(_) => return serde_json::json!({"status": "error", "message": "Invalid JSON command"}).to_string(),
+        };
+        let command = req["command"].as_str().unwrap_or_default();
+        if command != "status" {
+            return serde_json::json!({"command": command, "status": "error", "message": "Invalid command"})
+                .to_string();
+        }
+        let up = now.saturating_duration_since(self.api_state.started.unwrap_or(self.epoch));
+        let s = up.as_secs();
+        let response = serde_json::json!({
+            "systemStatus": "ready",
+            "uptime": {
+                "years": s / (365 * 86_400), "days": s / 86_400 % 365, "hours": s / 3600 % 24,
+                "minutes": s / 60 % 60, "seconds": s % 60,
+                "milliseconds": up.subsec_millis(), "microseconds": up.subsec_micros() % 1000,
+            },
+            "version": format!("{FREESWITCH_VERSION} ferroswitch {}", env!("CARGO_PKG_VERSION")),
+            "sessions": {
+                "count": {
+                    "total": self.b2bua.channels_created(), "active": live, "peak": self.api_state.peak,
+                    "peak5Min": self.api_state.peak, "limit": self.max_calls,
+                },
+                "rate": {"current": 0, "max": 30, "peak": 0, "peak5Min": 0},
+            },
+            "idleCPU": {"used": 0, "allowed": 99},
+            "stackSizeKB": {"current": 240, "max": 8192},
+        });
+        serde_json::json!({"command": "status", "data": req["data"], "status": "success", "response": response})
+            .to_string()
     }
 
     /// `status`, in FreeSWITCH's lines (the two session lines end with a space).
