@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian packages a ferroswitch command needs, saying
-# which ones first. Usage: ci/install-deps.sh build|test
+# which ones first. Usage: ci/install-deps.sh build|test|container
 #   build: what building the switch needs beyond the Rust toolchain: the codec libraries
 #          the media plane links for transcoding (libopus-dev for Opus, libbcg729-dev for
 #          G.729), and clang, llvm and libbpf-dev to build the AF_XDP backend's XDP program
@@ -10,12 +10,16 @@
 #          the main package), fail2ban (fail2ban-regex checks the shipped filter
 #          against the switch's real log lines), and prometheus (its promtool checks
 #          the /metrics page)
+#   container: podman (with runc: crun refuses this kind of machine's hybrid cgroups),
+#          mmdebstrap (the base image, made locally from the apt sources) and uidmap, for
+#          the container test
 set -euo pipefail
 what="${1:-test}"
 case "$what" in
   build) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev) ;;
   test) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban prometheus) ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  container) pkgs=(podman runc mmdebstrap uidmap) ;;
+  *) echo "usage: $0 build|test|container" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

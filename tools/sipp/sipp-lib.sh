@@ -17,12 +17,14 @@ while True:
 PY
 }
 
-# free_media_port: an even port N with N..N+3 free on UDP (SIPp binds -mp and -mp+2 for RTP echo).
+# free_media_port: an even port N with N..N+3 free on UDP (SIPp binds -mp and -mp+2 for RTP echo),
+# from 40000 up: below that are the switches' own RTP ranges (16384-32767 by default, the
+# tests' 20000-31999), and an SDP naming the switch's own range is refused as a loop (488).
 free_media_port() {
   python3 - <<'PY'
 import socket, random
 for _ in range(1000):
-    p = random.randrange(20000, 60000, 4)
+    p = random.randrange(40000, 60000, 4)
     socks = []
     try:
         for q in range(p, p + 4):

@@ -302,6 +302,20 @@ pub fn run_call_in(
     callee: Option<&str>,
     callee_args: &[&str],
 ) -> Output {
+    run_call_at(logs, sw.udp, (calls, rate), called, caller, callee, callee_args)
+}
+
+/// As [`run_call_in`], to a switch at `switch` (one this test did not start, such as a
+/// container's).
+pub fn run_call_at(
+    logs: &TempDir,
+    switch: SocketAddr,
+    (calls, rate): (u32, u32),
+    called: &str,
+    caller: &str,
+    callee: Option<&str>,
+    callee_args: &[&str],
+) -> Output {
     ensure_tool("sipp");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/run_call.sh");
     // run_call.sh bounds itself (about calls/rate + 30 s + grace); the outer timeout is a backstop.
@@ -313,7 +327,7 @@ pub fn run_call_in(
         .args(callee_args.iter().flat_map(|a| ["-e", a]))
         .arg("-l")
         .arg(&logs.0)
-        .arg(sw.udp.to_string())
+        .arg(switch.to_string())
         .arg(caller)
         .arg(callee.unwrap_or("none"))
         .output()
