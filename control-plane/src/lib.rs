@@ -25,6 +25,7 @@ pub mod media;
 pub mod nat;
 pub mod netsim;
 pub mod ng;
+pub mod notify;
 pub mod registrar;
 pub mod sdp;
 pub mod server;

@@ -182,6 +182,10 @@ fn main() -> ExitCode {
         if let Some(a) = server.http {
             println!("ferroswitch: listening http {a}");
         }
+        // Under systemd (Type=notify): up now; the SIP driver feeds the watchdog.
+        if let Some(n) = control_plane::notify::Notifier::from_env() {
+            n.send("READY=1\nSTATUS=listening");
+        }
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(e) => {

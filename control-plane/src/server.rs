@@ -241,6 +241,8 @@ impl Server {
         let source = (config.source != crate::config::EMBEDDED_NAME).then(|| std::path::PathBuf::from(&config.source));
         let driver = Driver {
             esl: esl_hub,
+            heartbeat: config.esl.listen.map(|_| config.esl.heartbeat),
+            notifier: crate::notify::Notifier::from_env(),
             source,
             switch,
             udp: udp_sockets,
@@ -278,6 +280,16 @@ impl Server {
 }
 
 /// Starts the media supervisor for `media.mode` (spawn or attach).
+/// The next tick of `i`, or never without one.
+async fn tick(i: &mut Option<tokio::time::Interval>) {
+    match i {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// What the event socket's standard headers say of this switch: a Core-UUID of this
 /// process, the host's name, the SIP addresses.
 fn esl_core(udp: &[SocketAddr]) -> crate::esl::event::Core {
@@ -335,6 +347,10 @@ struct Driver {
     reports: mpsc::UnboundedSender<TaskReport>,
     /// The event socket's hub (None: no `esl.listen`): the switch's channel events go out there.
     esl: Option<Arc<crate::esl::server::Hub>>,
+    /// How often a HEARTBEAT event goes to the hub.
+    heartbeat: Option<std::time::Duration>,
+    /// systemd's watchdog, fed from this loop (None: not run under one).
+    notifier: Option<crate::notify::Notifier>,
 }
 
 /// What background tasks (the media plane, the resolver) tell the SIP driver.
@@ -398,6 +414,15 @@ impl Driver {
             .ok();
         // What start-up emitted: recovery's CDRs, deletes and BYEs.
         self.after_turn().await;
+        let interval = |d: Option<std::time::Duration>| {
+            d.map(|d| {
+                let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            })
+        };
+        let mut heartbeat = interval(self.heartbeat);
+        let mut watchdog = interval(self.notifier.as_ref().and_then(crate::notify::Notifier::watchdog_every));
         loop {
             let deadline = self.switch.poll_timeout();
             let sleep = async {
@@ -448,6 +473,18 @@ impl Driver {
                         crate::esl::server::Ask::SendMsg { uuid, headers } => self.switch.sendmsg(now, uuid, headers),
                     };
                     let _ = call.reply.send(out);
+                }
+                _ = tick(&mut heartbeat) => {
+                    if let Some(hub) = &self.esl {
+                        let headers = self.switch.heartbeat(Instant::now());
+                        hub.publish_switch(&crate::switch::SwitchEvent::Heartbeat { headers });
+                    }
+                }
+                _ = tick(&mut watchdog) => {
+                    // Sent from this loop: a driver that stops turning is restarted.
+                    if let Some(n) = &self.notifier {
+                        n.send("WATCHDOG=1");
+                    }
                 }
                 _ = sleep => {}
                 Some(()) = async {

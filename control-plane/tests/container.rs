@@ -141,3 +141,41 @@ fn the_systemd_units_verify() {
         assert!(problems.is_empty(), "{unit}: {text}");
     }
 }
+
+/// Under systemd's Type=notify: READY=1 once listening, then WATCHDOG=1 from the SIP
+/// driver at half the manager's WATCHDOG_USEC.
+#[test]
+fn the_switch_tells_systemd_it_is_ready_and_feeds_the_watchdog() {
+    let dir = TempDir::new("sd-notify");
+    let sock_path = dir.0.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let cfg = dir.0.join("ferroswitch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sip]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n[storage]\ndir = \"{}\"\n[management]\nhttp_listen = \"\"\n\
+             [esl]\nlisten = \"\"\n[ng]\nlisten = \"\"\n[media]\nmode = \"off\"\n[log]\nlevel = \"warn\"\n",
+            dir.0.join("var").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(binary())
+        .arg("--config")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while got.iter().filter(|m: &&String| m.as_str() == "WATCHDOG=1").count() < 3 {
+        let n = sock.recv(&mut buf).expect("a notification");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got[0], "READY=1\nSTATUS=listening", "{got:?}");
+    assert!(got[1..].iter().all(|m| m == "WATCHDOG=1"), "{got:?}");
+}

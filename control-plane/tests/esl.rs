@@ -424,3 +424,31 @@ fn registrations_come_as_sofia_custom_events_and_show_up_in_show_registrations()
     c.send("api show registrations\n\n");
     assert_eq!(c.frame().body, "\n0 total.\n");
 }
+
+/// HEARTBEAT events come every `esl.heartbeat_secs`, with FreeSWITCH's headers.
+#[test]
+fn heartbeats_come_at_the_configured_interval() {
+    let sw = SwitchProcess::start_with_ng(
+        TempDir::new("esl-heartbeat"),
+        "",
+        "",
+        "\n[esl]\nlisten = \"127.0.0.1:0\"\npassword = \"s3cret\"\nheartbeat_secs = 1\n",
+    );
+    let mut c = Client::connect(&sw);
+    c.raw();
+    c.send("auth s3cret\n\nevent plain HEARTBEAT\n\n");
+    c.raw();
+    c.raw();
+    let get =
+        |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let first = event_headers(&c.frame().body);
+    let second = event_headers(&c.frame().body);
+    for h in [&first, &second] {
+        assert_eq!(get(h, "Event-Name"), "HEARTBEAT");
+        assert_eq!(get(h, "Event-Info"), "System Ready");
+        assert_eq!(get(h, "Session-Count"), "0");
+        assert!(get(h, "Up-Time").starts_with("0 years, 0 days, 0 hours, "), "{h:?}");
+    }
+    let ms = |h: &[(String, String)]| get(h, "Uptime-msec").parse::<u64>().unwrap();
+    assert!(ms(&second) > ms(&first), "uptime counts up");
+}

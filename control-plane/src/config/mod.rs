@@ -64,6 +64,8 @@ pub struct EslConfig {
     pub password: String,
     /// The client addresses it takes (empty: any).
     pub acl: Vec<Cidr>,
+    /// How often HEARTBEAT events go out (FreeSWITCH's event-heartbeat-interval).
+    pub heartbeat: std::time::Duration,
 }
 
 /// `[dialplan]`
@@ -367,6 +369,7 @@ struct RawEsl {
     listen: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
     acl: Option<Vec<Spanned<String>>>,
+    heartbeat_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1359,7 +1362,8 @@ fn esl_config(cx: &Ctx<'_>, raw: &RawEsl, sip: &SipConfig, http: Option<SocketAd
             cx.err("esl.acl", entry.span().start, format!("{:?} is not an address or a CIDR block", entry.get_ref()))
         })?);
     }
-    Ok(EslConfig { listen, password, acl })
+    let heartbeat = std::time::Duration::from_secs(ranged(cx, "esl.heartbeat_secs", &raw.heartbeat_secs, 20, 1, 3600)?);
+    Ok(EslConfig { listen, password, acl, heartbeat })
 }
 
 mod directory_xml;

@@ -386,6 +386,8 @@ fn the_event_socket_refuses_the_default_password_off_loopback_and_names_the_key(
     assert_eq!((e.line, e.key.as_str()), (2, "esl.acl"));
     let e = err("[esl]\npassword = \"\"\n");
     assert_eq!((e.line, e.key.as_str()), (2, "esl.password"));
+    let e = err("[esl]\nheartbeat_secs = 0\n");
+    assert_eq!((e.line, e.key.as_str()), (2, "esl.heartbeat_secs"));
     let e = err("[management]\nhttp_listen = \"127.0.0.1:8021\"\n[esl]\nlisten = \"127.0.0.1:8021\"\n");
     assert_eq!((e.line, e.key.as_str()), (4, "esl.listen"));
 }

@@ -82,6 +82,13 @@ impl Hub {
                 }
                 ev
             }
+            SwitchEvent::Heartbeat { headers } => {
+                let mut ev = Event::new("HEARTBEAT", None, &self.core, unix_us(), self.next_seq());
+                for (n, v) in headers {
+                    ev.add(n, v);
+                }
+                ev
+            }
         };
         self.publish(event);
     }

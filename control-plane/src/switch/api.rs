@@ -291,6 +291,31 @@ impl Switch {
             .to_string()
     }
 
+    /// A HEARTBEAT event's headers, as FreeSWITCH sends them every event-heartbeat-interval.
+    pub fn heartbeat(&mut self, now: Instant) -> Vec<(&'static str, String)> {
+        let live = self.b2bua.live_channels();
+        self.api_state.peak = self.api_state.peak.max(live);
+        let up = now.saturating_duration_since(self.api_state.started.unwrap_or(self.epoch));
+        let status = self.status(now, live);
+        let up_time = status.lines().next().unwrap_or_default().trim_start_matches("UP ").to_string();
+        vec![
+            ("Event-Info", "System Ready".into()),
+            ("Up-Time", up_time),
+            ("FreeSWITCH-Version", FREESWITCH_VERSION.into()),
+            ("Uptime-msec", up.as_millis().to_string()),
+            ("Session-Count", live.to_string()),
+            ("Max-Sessions", self.max_calls.to_string()),
+            ("Session-Per-Sec", "30".into()),
+            ("Session-Per-Sec-Last", "0".into()),
+            ("Session-Per-Sec-Max", "0".into()),
+            ("Session-Per-Sec-FiveMin", "0".into()),
+            ("Session-Since-Startup", self.b2bua.channels_created().to_string()),
+            ("Session-Peak-Max", self.api_state.peak.to_string()),
+            ("Session-Peak-FiveMin", self.api_state.peak.to_string()),
+            ("Idle-CPU", "99.000000".into()),
+        ]
+    }
+
     /// `status`, in FreeSWITCH's lines (the two session lines end with a space).
     fn status(&self, now: Instant, live: usize) -> String {
         let up = now.saturating_duration_since(self.api_state.started.unwrap_or(self.epoch));

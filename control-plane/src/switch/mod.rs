@@ -154,6 +154,8 @@ pub enum SwitchEvent {
     Channel(Box<crate::b2bua::events::ChannelEvent>),
     /// A CUSTOM event (`sofia::register`, `sofia::unregister`, `sofia::expire`) with its headers.
     Custom { subclass: &'static str, headers: Vec<(&'static str, String)> },
+    /// A HEARTBEAT, with its headers (the switch's state now).
+    Heartbeat { headers: Vec<(&'static str, String)> },
 }
 
 /// Builds the B2BUA's view of the switch from disjoint fields, so `self.b2bua` can be
