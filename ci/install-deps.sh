@@ -8,8 +8,8 @@
 #          baresip softphone (baresip-core), rtpengine's NG client (rtpengine-utils),
 #          and the Kamailio SIP proxy (kamailio: its rtpengine module, rtpengine.so, is in
 #          the main package), fail2ban (fail2ban-regex checks the shipped filter
-#          against the switch's real log lines), and prometheus (its promtool checks
-#          the /metrics page)
+#          against the switch's real log lines), prometheus (its promtool checks
+#          the /metrics page), and tmux (drives the CLI in a terminal)
 #   container: podman (with runc: crun refuses this kind of machine's hybrid cgroups),
 #          mmdebstrap (the base image, made locally from the apt sources) and uidmap, for
 #          the container test
@@ -17,7 +17,7 @@ set -euo pipefail
 what="${1:-test}"
 case "$what" in
   build) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev) ;;
-  test) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban prometheus) ;;
+  test) pkgs=(libopus-dev libbcg729-dev clang llvm libbpf-dev sip-tester sipsak baresip-core rtpengine-utils kamailio fail2ban prometheus tmux) ;;
   container) pkgs=(podman runc mmdebstrap uidmap) ;;
   *) echo "usage: $0 build|test|container" >&2; exit 2 ;;
 esac

@@ -452,3 +452,46 @@ fn heartbeats_come_at_the_configured_interval() {
     let ms = |h: &[(String, String)]| get(h, "Uptime-msec").parse::<u64>().unwrap();
     assert!(ms(&second) > ms(&first), "uptime counts up");
 }
+
+/// `ferroswitch cli` in a terminal (a tmux session): a typed API command's output and a
+/// /-command's reply show up on the screen, and /exit ends the session.
+#[test]
+fn the_cli_works_interactively_in_a_terminal() {
+    ensure_tool("tmux");
+    let sw = switch();
+    let session = format!("fscli{}", std::process::id());
+    let tmux =
+        |args: &[&str]| std::process::Command::new("tmux").args(["-L", &session]).args(args).output().expect("tmux");
+    let cmd = format!("{} cli -P {} -p s3cret", binary(), sw.esl.unwrap().port());
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "200", "-y", "50", &cmd]).status.success());
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("tmux").args(["-L", &self.0, "kill-server"]).output();
+        }
+    }
+    let _kill = Kill(session.clone());
+    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never saw {what:?} on the screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("ferroswitch@127.0.0.1>");
+    tmux(&["send-keys", "-t", &session, "status", "Enter"]);
+    wait_for("session(s) since startup");
+    tmux(&["send-keys", "-t", &session, "/event plain CHANNEL_CREATE", "Enter"]);
+    wait_for("+OK event listener enabled plain");
+    tmux(&["send-keys", "-t", &session, "/exit", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux(&["has-session", "-t", &session]).status.success() {
+        assert!(Instant::now() < deadline, "the CLI did not end on /exit:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
