@@ -453,8 +453,9 @@ fn heartbeats_come_at_the_configured_interval() {
     assert!(ms(&second) > ms(&first), "uptime counts up");
 }
 
-/// `ferroswitch cli` in a terminal (a tmux session): a typed API command's output and a
-/// /-command's reply show up on the screen, and /exit ends the session.
+/// `ferroswitch cli` in a terminal (a tmux session): Tab completes a command, Enter runs
+/// it, Up brings it back, the cursor keys edit the line, a /-command's reply shows up,
+/// and /exit ends the session.
 #[test]
 fn the_cli_works_interactively_in_a_terminal() {
     ensure_tool("tmux");
@@ -484,8 +485,17 @@ fn the_cli_works_interactively_in_a_terminal() {
         }
     };
     wait_for("ferroswitch@127.0.0.1>");
-    tmux(&["send-keys", "-t", &session, "status", "Enter"]);
+    // Tab completes the command; Enter runs it.
+    tmux(&["send-keys", "-t", &session, "sta", "Tab"]);
+    wait_for("ferroswitch@127.0.0.1> status");
+    tmux(&["send-keys", "-t", &session, "Enter"]);
     wait_for("session(s) since startup");
+    // Up brings it back from the history; a cursor move and an insertion edit it.
+    tmux(&["send-keys", "-t", &session, "Up"]);
+    let s = wait_for("ferroswitch@127.0.0.1> status");
+    assert!(s.lines().filter(|l| l.starts_with("ferroswitch@127.0.0.1> status")).count() >= 2, "{s}");
+    tmux(&["send-keys", "-t", &session, "C-u", "uptme", "Left", "Left", "i", "Enter"]);
+    wait_for("ferroswitch@127.0.0.1> uptime");
     tmux(&["send-keys", "-t", &session, "/event plain CHANNEL_CREATE", "Enter"]);
     wait_for("+OK event listener enabled plain");
     tmux(&["send-keys", "-t", &session, "/exit", "Enter"]);
