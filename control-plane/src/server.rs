@@ -217,30 +217,30 @@ impl Server {
             }
             None => None,
         };
-        let (esl, esl_hub, api_calls) = match config.esl.listen {
+        // The event hub and the API channel serve the listener and the `socket`
+        // application's outbound connections alike.
+        let hub = crate::esl::server::Hub::new(esl_core(&udp_addrs));
+        switch.set_hostname(&hub.core().hostname);
+        let (api_tx, api_rx) = mpsc::channel(256);
+        let esl = match config.esl.listen {
             Some(addr) => {
                 let bind = |source| StartError::Bind { key: "esl.listen", addr, source };
                 let l = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
                 let local = l.local_addr().map_err(bind)?;
-                let hub = crate::esl::server::Hub::new(esl_core(&udp_addrs));
-                switch.set_hostname(&hub.core().hostname);
-                let (api_tx, api_rx) = mpsc::channel(256);
                 switch.set_events(true);
-                tokio::spawn(crate::esl::server::serve(
-                    l,
-                    config.esl.clone(),
-                    hub.clone(),
-                    api_tx,
-                    shutdown_rx.clone(),
-                ));
+                let (cfg, hub) = (config.esl.clone(), hub.clone());
+                tokio::spawn(crate::esl::server::serve(l, cfg, hub, api_tx.clone(), shutdown_rx.clone()));
                 info!(addr = %local, "event socket listening");
-                (Some(local), Some(hub), Some(api_rx))
+                Some(local)
             }
-            None => (None, None, None),
+            None => None,
         };
+        let esl_hub = Some(hub);
+        let api_calls = Some(api_rx);
         let source = (config.source != crate::config::EMBEDDED_NAME).then(|| std::path::PathBuf::from(&config.source));
         let driver = Driver {
             esl: esl_hub,
+            api_tx,
             heartbeat: config.esl.listen.map(|_| config.esl.heartbeat),
             notifier: crate::notify::Notifier::from_env(),
             source,
@@ -347,6 +347,8 @@ struct Driver {
     reports: mpsc::UnboundedSender<TaskReport>,
     /// The event socket's hub (None: no `esl.listen`): the switch's channel events go out there.
     esl: Option<Arc<crate::esl::server::Hub>>,
+    /// Where outbound connections send their API calls (the driver's own channel).
+    api_tx: mpsc::Sender<crate::esl::server::ApiCall>,
     /// How often a HEARTBEAT event goes to the hub.
     heartbeat: Option<std::time::Duration>,
     /// systemd's watchdog, fed from this loop (None: not run under one).
@@ -365,6 +367,8 @@ enum TaskReport {
     Held(Vec<(u64, SessionSpec)>),
     /// A session of a call that ended is gone, with its final counters.
     Destroyed { cdr: [Option<String>; 2], stats: Box<StreamStats> },
+    /// The `socket` application's connection for this channel ended.
+    SocketDone(String),
 }
 
 /// How long a `sofia/` leg waits for its host name to resolve.
@@ -451,6 +455,7 @@ impl Driver {
                         TaskReport::Answer(a) => self.switch.handle_media_answer(now, a),
                         TaskReport::Timeout(id) => self.switch.handle_media_timeout(now, id),
                         TaskReport::Held(held) => self.switch.adopt_media(&held),
+                        TaskReport::SocketDone(uuid) => self.switch.socket_done(now, &uuid),
                         TaskReport::Resolved { token, result } => self.switch.handle_resolved(now, token, result),
                         TaskReport::Destroyed { cdr, stats } => {
                             for (leg, uuid) in cdr.into_iter().enumerate() {
@@ -532,6 +537,13 @@ impl Driver {
             self.storage.write(write);
         }
         if let Some(hub) = &self.esl {
+            while let Some((target, uuid, data)) = self.switch.poll_socket() {
+                let (hub, api, reports) = (hub.clone(), self.api_tx.clone(), self.reports.clone());
+                tokio::spawn(async move {
+                    crate::esl::outbound::run(target, uuid.clone(), data, hub, api).await;
+                    let _ = reports.send(TaskReport::SocketDone(uuid));
+                });
+            }
             while let Some(e) = self.switch.poll_event() {
                 hub.publish_switch(&e);
             }

@@ -229,3 +229,52 @@ fn the_prometheus_freeswitch_exporter_scrapes_a_call_without_errors() {
     let _ = exporter.kill();
     let _ = exporter.wait();
 }
+
+/// Outbound mode: the dialplan's `socket` application hands a SIPp call to greenswitch's
+/// OutboundESLServer (PyPI), unchanged. It gets the call's data on `connect`, answers the
+/// call with a blocking execute (its CHANNEL_EXECUTE_COMPLETE through `myevents`), reads a
+/// variable with `getvar`, and hangs the call up; the caller sees the switch's BYE.
+#[test]
+fn greenswitch_in_outbound_mode_answers_and_hangs_up_a_call_handed_to_it_by_socket() {
+    let (python, _) = clients();
+    let port = free_port();
+    let dir = TempDir::new("outbound");
+    let plan = dir.0.join("dialplan.xml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"<include><context name="default"><extension name="app">
+            <condition field="destination_number" expression="^7777$">
+            <action application="socket" data="127.0.0.1:{port} async full"/>
+            <action application="hangup" data="NORMAL_CLEARING"/>
+            </condition></extension></context></include>"#
+        ),
+    )
+    .unwrap();
+    let sw = SwitchProcess::start_in(dir, &format!("\n[dialplan]\nfile = \"{}\"\n", plan.display()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/esl-clients/greenswitch_outbound.py");
+    let mut app = Command::new("timeout")
+        .args(["60", &python, script, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the outbound server");
+    let mut out = BufReader::new(app.stdout.take().unwrap()).lines();
+    assert_eq!(out.next().unwrap().unwrap(), "LISTENING");
+    ensure_tool("sipp");
+    let logs = TempDir::new("outbound-call");
+    let caller = Command::new("sipp")
+        .current_dir(&logs.0)
+        .args(["-sf", concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/uac_call_wait_bye.xml")])
+        .args(["-s", "7777", "-au", "1000", "-ap", "1234", "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string(), "-timeout", "30s", "-timeout_error"])
+        .arg(sw.udp.to_string())
+        .output()
+        .unwrap();
+    let lines: Vec<String> = out.map_while(Result::ok).collect();
+    assert!(app.wait().unwrap().success(), "the application server failed: {lines:#?}");
+    assert_eq!(
+        lines,
+        ["CONNECTED True 1000 CS_EXECUTE", "ANSWERED CHANNEL_EXECUTE_COMPLETE answer", "GETVAR 7777", "DONE",]
+    );
+    assert!(caller.status.success(), "SIPp: {}", String::from_utf8_lossy(&caller.stdout));
+}

@@ -53,6 +53,23 @@ impl B2bua {
             .sum()
     }
 
+    /// The next outbound connection to make (`socket`): (the application server, the channel).
+    pub fn poll_socket(&mut self) -> Option<(String, String)> {
+        self.routes.socket_out.pop_front()
+    }
+
+    /// The `socket` application's connection for channel `uuid` ended: the call goes on
+    /// with its next application (if it is still up and parked in it).
+    pub fn socket_done(&mut self, io: &mut Io<'_>, uuid: &str) {
+        let Some((id, _)) = self.find(uuid) else { return };
+        self.with_call(io, id, |call, cx| {
+            if call.phase == super::call::Phase::Parked && call.a.channel.is_up() {
+                call.phase = super::call::Phase::Executing;
+                call.run(cx);
+            }
+        });
+    }
+
     /// Channels made since start.
     pub fn channels_created(&self) -> u64 {
         self.routes.channels_created

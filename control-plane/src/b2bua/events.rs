@@ -310,6 +310,9 @@ impl Call {
     pub(super) fn start_application(&mut self, cx: &mut Cx<'_, '_>, app: &str, data: &str, app_uuid: Option<String>) {
         self.complete_application(cx);
         let app_uuid = app_uuid.unwrap_or_else(|| cx.io.uuid());
+        // FreeSWITCH's variables for it (ESL clients wait on them in EXECUTE_COMPLETE).
+        self.vars.set("current_application", app.to_string());
+        self.vars.set("current_application_data", data.to_string());
         let after = application_headers(app, data, &app_uuid, None);
         self.executing = Some((app.to_string(), data.to_string(), app_uuid));
         self.emit(cx, EventName::ChannelExecute, Side::A, Vec::new(), after);

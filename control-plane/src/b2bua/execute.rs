@@ -42,6 +42,9 @@ pub(super) enum App {
         context: Option<String>,
     },
     Bridge(Result<DialString, DialStringError>),
+    /// `socket <host:port> [async] [full]`: the call is handed to an ESL application
+    /// server (outbound mode) until that connection ends.
+    Socket(String),
     Unknown(String),
 }
 
@@ -64,6 +67,7 @@ impl App {
                 App::Transfer { dest, context: words.nth(1).map(str::to_string) }
             }
             "bridge" => App::Bridge(DialString::parse(data)),
+            "socket" => App::Socket(data.split_whitespace().next().unwrap_or_default().to_string()),
             other => App::Unknown(other.to_string()),
         }
     }
@@ -170,6 +174,11 @@ impl Call {
                     warn!(call = %self.uuid, error = %e, "bad dial string");
                     self.last_failure = Some((HangupCause::INVALID_NUMBER_FORMAT, None));
                     self.bridge_failed(cx);
+                    return;
+                }
+                App::Socket(target) => {
+                    self.phase = Phase::Parked;
+                    cx.routes.socket_out.push_back((target, self.uuid.clone()));
                     return;
                 }
                 App::Unknown(name) => warn!(call = %self.uuid, app = %name, "unknown application"),

@@ -60,6 +60,8 @@ pub(super) struct Routes {
     /// Channel events, in order, while someone listens ([`Routes::events_on`]).
     pub events: VecDeque<ChannelEvent>,
     pub events_on: bool,
+    /// Outbound connections to make (`socket`): the application server and the channel.
+    pub socket_out: VecDeque<(String, String)>,
     /// Channels made since start (`status`'s sessions since startup).
     pub channels_created: u64,
     next_token: u64,

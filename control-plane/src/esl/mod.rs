@@ -6,5 +6,6 @@
 
 pub mod event;
 pub mod frame;
+pub mod outbound;
 pub mod server;
 pub mod session;

@@ -97,7 +97,7 @@ impl Hub {
         let _ = self.tx.send(Arc::new(e));
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
 }
@@ -199,7 +199,7 @@ async fn connection(
                     Ok(n) => n,
                 };
                 decoder.push(&buf[..n]);
-                if !run_commands(&mut decoder, &mut session, hub, api, &mut wr, peer).await {
+                if !run_commands(&mut decoder, &mut session, hub, api, &mut wr, peer, None).await {
                     break;
                 }
             }
@@ -209,13 +209,15 @@ async fn connection(
 }
 
 /// Runs every whole command received; false once the connection is to close.
-async fn run_commands(
+/// `channel`: an outbound connection's channel data, for its `connect`.
+pub(super) async fn run_commands(
     decoder: &mut Decoder,
     session: &mut Session,
     hub: &Arc<Hub>,
     api: &mpsc::Sender<ApiCall>,
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     peer: SocketAddr,
+    channel: Option<(&str, &Event)>,
 ) -> bool {
     loop {
         let cmd = match decoder.next_command() {
@@ -235,6 +237,22 @@ async fn run_commands(
                     }
                 }
                 Output::Close => return false,
+                Output::Connect => {
+                    // The channel's data as the reply's headers (URL-encoded, as events).
+                    let data = channel.map(|(_, e)| e.plain()).unwrap_or_else(|| "\n".into());
+                    let reply = format!("Content-Type: command/reply\nReply-Text: +OK\n{data}");
+                    if wr.write_all(reply.as_bytes()).await.is_err() {
+                        return false;
+                    }
+                }
+                Output::GetVar(name) => {
+                    let uuid = channel.map(|(u, _)| u).unwrap_or_default();
+                    let value = run_api(api, "uuid_getvar", &format!("{uuid} {name}")).await;
+                    let value = if value == "_undef_" { String::new() } else { value };
+                    if wr.write_all(&super::session::reply(value.trim_end(), &[])).await.is_err() {
+                        return false;
+                    }
+                }
                 Output::Publish(mut e) => {
                     // A client's event gets the standard headers it lacks.
                     let mut full =

@@ -22,6 +22,10 @@ pub enum Output {
     /// Run API command `command` with `args`; its output goes back with
     /// [`api_response`] (`job`: None), or as a BACKGROUND_JOB event (`job`: its uuid).
     Api { command: String, args: String, job: Option<String> },
+    /// Outbound mode's `connect`: the channel's data goes back as the reply.
+    Connect,
+    /// Outbound mode's `getvar NAME`: the controlled channel's variable as the Reply-Text.
+    GetVar(String),
     /// An event a client sent (`sendevent`), for every listener.
     Publish(Event),
     /// A message for channel `uuid` (`sendmsg`: `call-command: execute|hangup`, ...);
@@ -85,6 +89,13 @@ pub struct Session {
     filters: Vec<Filter>,
     log: bool,
     closed: bool,
+    /// Outbound mode: the channel this connection controls (the `socket` application's).
+    controlled: Option<String>,
+    /// `myevents`: every event of the controlled channel.
+    my_events: bool,
+    /// `linger [secs]`: events keep coming after the hangup, for this long (None: until
+    /// the client leaves).
+    linger: Option<Option<u64>>,
 }
 
 /// The event names FreeSWITCH knows that a listener may name (others are skipped, as
@@ -154,7 +165,21 @@ impl Session {
             filters: Vec::new(),
             log: false,
             closed: false,
+            controlled: None,
+            my_events: false,
+            linger: None,
         }
+    }
+
+    /// An outbound connection (the `socket` application) controlling channel `uuid`:
+    /// no authentication; it starts with `connect`.
+    pub fn outbound(uuid: &str) -> Session {
+        Session { authed: true, controlled: Some(uuid.to_string()), ..Session::new("") }
+    }
+
+    /// Whether the client asked to linger after the hangup, and for how long.
+    pub fn linger(&self) -> Option<Option<u64>> {
+        self.linger
     }
 
     pub fn is_authed(&self) -> bool {
@@ -268,7 +293,12 @@ impl Session {
                 if let Some(b) = &cmd.body {
                     headers.push(("_body".into(), String::from_utf8_lossy(b).into_owned()));
                 }
-                vec![Output::SendMsg { uuid: rest.to_string(), headers }]
+                // Outbound mode: no uuid is the controlled channel.
+                let uuid = match (rest, &self.controlled) {
+                    ("", Some(c)) => c.clone(),
+                    _ => rest.to_string(),
+                };
+                vec![Output::SendMsg { uuid, headers }]
             }
             "log" => {
                 self.log = true;
@@ -286,14 +316,48 @@ impl Session {
                     send("-ERR not loging")
                 }
             }
-            "linger" | "nolinger" => send("-ERR not controlling a session"),
-            "divert_events" => {
-                if rest.is_empty() {
-                    send("-ERR missing value.")
-                } else {
-                    send("-ERR not controlling a session.")
+            "connect" if self.controlled.is_some() => vec![Output::Connect],
+            "getvar" if self.controlled.is_some() => vec![Output::GetVar(rest.to_string())],
+            "resume" if self.controlled.is_some() => send("+OK"),
+            "myevents" => {
+                if self.controlled.is_none() && rest.is_empty() {
+                    return send("-ERR invalid uuid");
                 }
+                if self.my_events {
+                    return send("-ERR aready enabled.");
+                }
+                if let Some(f) =
+                    rest.split_whitespace().nth(usize::from(self.controlled.is_none())).and_then(Format::parse)
+                {
+                    self.format = f;
+                }
+                if self.controlled.is_none() {
+                    self.controlled = rest.split_whitespace().next().map(str::to_string);
+                }
+                self.my_events = true;
+                send("+OK Events Enabled")
             }
+            "linger" if self.controlled.is_some() => match rest.parse::<u64>() {
+                Ok(secs) => {
+                    self.linger = Some(Some(secs));
+                    send(&format!("+OK will linger {secs} seconds"))
+                }
+                Err(_) => {
+                    self.linger = Some(None);
+                    send("+OK will linger")
+                }
+            },
+            "nolinger" if self.controlled.is_some() => {
+                self.linger = None;
+                send("+OK will not linger")
+            }
+            "linger" | "nolinger" => send("-ERR not controlling a session"),
+            "divert_events" => match (rest, self.controlled.is_some()) {
+                ("", _) => send("-ERR missing value."),
+                (_, false) => send("-ERR not controlling a session."),
+                ("on", true) => send("+OK events diverted"),
+                (_, true) => send("+OK events not diverted"),
+            },
             _ => send("-ERR command not found"),
         }
     }
@@ -386,7 +450,11 @@ impl Session {
 
     /// The frame for `e` if this connection listens to it (subscribed, past the filters).
     pub fn event_frame(&self, e: &Event) -> Option<Vec<u8>> {
-        if !self.authed || self.closed || !self.subs.wants(e) {
+        if !self.authed || self.closed {
+            return None;
+        }
+        let mine = self.my_events && self.controlled.as_deref().is_some_and(|u| e.header("Unique-ID") == Some(u));
+        if !mine && !self.subs.wants(e) {
             return None;
         }
         if !self.filters.is_empty() && !self.filters.iter().any(|f| f.matches(e)) {

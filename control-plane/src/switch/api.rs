@@ -291,6 +291,25 @@ impl Switch {
             .to_string()
     }
 
+    /// The next outbound connection to make: the application server, the channel's uuid,
+    /// and its data for `connect` (a CHANNEL_DATA event's headers).
+    pub fn poll_socket(&mut self) -> Option<(String, String, crate::esl::event::Event)> {
+        let (target, uuid) = self.b2bua.poll_socket()?;
+        let info = self.b2bua.channel_info(&uuid)?;
+        let mut data = crate::esl::event::Event::default();
+        data.add("Event-Name", "CHANNEL_DATA");
+        data.headers.extend(crate::esl::event::channel_dump(&info).headers);
+        // Its events go to the connection from now on.
+        self.set_events(true);
+        Some((target, uuid, data))
+    }
+
+    /// The outbound connection of channel `uuid` ended.
+    pub fn socket_done(&mut self, now: Instant, uuid: &str) {
+        let unix = self.unix(now);
+        self.b2bua.socket_done(&mut io!(self, now, unix), uuid);
+    }
+
     /// A HEARTBEAT event's headers, as FreeSWITCH sends them every event-heartbeat-interval.
     pub fn heartbeat(&mut self, now: Instant) -> Vec<(&'static str, String)> {
         let live = self.b2bua.live_channels();
