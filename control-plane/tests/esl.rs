@@ -321,25 +321,7 @@ fn sendmsg_executes_an_application_on_a_live_call() {
     assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: -ERR invalid session id [nope]\n\n");
     let udp = sw.udp;
     let logs = TempDir::new("esl-sendmsg");
-    let caller = std::thread::spawn(move || {
-        let sw_addr = udp;
-        std::process::Command::new("sipp")
-            .current_dir(&logs.0)
-            .args(["-sf", concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/uac_call_wait_bye.xml")])
-            .args(["-s", "9196", "-au", "1000", "-ap", "1234", "-i", "127.0.0.1", "-m", "1", "-nostdin"])
-            .args([
-                "-p",
-                &free_port().to_string(),
-                "-mp",
-                &free_port().to_string(),
-                "-timeout",
-                "20s",
-                "-timeout_error",
-            ])
-            .arg(sw_addr.to_string())
-            .output()
-            .unwrap()
-    });
+    let caller = std::thread::spawn(move || sipp_caller(&logs, udp, "9196", "uac_call_wait_bye.xml"));
     let get =
         |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
     let uuid = loop {

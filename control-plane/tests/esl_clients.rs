@@ -183,25 +183,7 @@ fn the_prometheus_freeswitch_exporter_scrapes_a_call_without_errors() {
     // A call to the echo (9196) that the caller keeps up until the switch hangs up.
     let udp = sw.udp;
     let logs = TempDir::new("exporter-call");
-    ensure_tool("sipp");
-    let caller = std::thread::spawn(move || {
-        Command::new("sipp")
-            .current_dir(&logs.0)
-            .args(["-sf", concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/uac_call_wait_bye.xml")])
-            .args(["-s", "9196", "-au", "1000", "-ap", "1234", "-i", "127.0.0.1", "-m", "1", "-nostdin"])
-            .args([
-                "-p",
-                &free_port().to_string(),
-                "-mp",
-                &free_port().to_string(),
-                "-timeout",
-                "30s",
-                "-timeout_error",
-            ])
-            .arg(udp.to_string())
-            .output()
-            .unwrap()
-    });
+    let caller = std::thread::spawn(move || sipp_caller(&logs, udp, "9196", "uac_call_wait_bye.xml"));
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let page = loop {
         let (status, body) = get(addr, "/esl?target=127.0.0.1").expect("the exporter answers");
@@ -260,16 +242,7 @@ fn greenswitch_in_outbound_mode_answers_and_hangs_up_a_call_handed_to_it_by_sock
         .expect("start the outbound server");
     let mut out = BufReader::new(app.stdout.take().unwrap()).lines();
     assert_eq!(out.next().unwrap().unwrap(), "LISTENING");
-    ensure_tool("sipp");
-    let logs = TempDir::new("outbound-call");
-    let caller = Command::new("sipp")
-        .current_dir(&logs.0)
-        .args(["-sf", concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sipp/uac_call_wait_bye.xml")])
-        .args(["-s", "7777", "-au", "1000", "-ap", "1234", "-i", "127.0.0.1", "-m", "1", "-nostdin"])
-        .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string(), "-timeout", "30s", "-timeout_error"])
-        .arg(sw.udp.to_string())
-        .output()
-        .unwrap();
+    let caller = sipp_caller(&TempDir::new("outbound-call"), sw.udp, "7777", "uac_call_wait_bye.xml");
     let lines: Vec<String> = out.map_while(Result::ok).collect();
     assert!(app.wait().unwrap().success(), "the application server failed: {lines:#?}");
     assert_eq!(

@@ -344,3 +344,18 @@ pub fn assert_all_passed(what: &str, out: Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One SIPp call as 1000 (digest auth) to `service` at `switch`, with `scenario` from
+/// tools/sipp/ (e.g. uac_call_wait_bye.xml, which keeps the call until the switch hangs
+/// up); SIPp works in `logs`. Its output once it ends.
+pub fn sipp_caller(logs: &TempDir, switch: SocketAddr, service: &str, scenario: &str) -> Output {
+    ensure_tool("sipp");
+    let scenario = format!("{}/../tools/sipp/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    Command::new("sipp")
+        .current_dir(&logs.0)
+        .args(["-sf", &scenario, "-s", service, "-au", "1000", "-ap", "1234", "-i", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-p", &free_port().to_string(), "-mp", &free_port().to_string(), "-timeout", "30s", "-timeout_error"])
+        .arg(switch.to_string())
+        .output()
+        .expect("run sipp")
+}
