@@ -474,10 +474,18 @@ impl Driver {
                 } => {
                     let now = Instant::now();
                     let out = match &call.ask {
-                        crate::esl::server::Ask::Api { command, args } => self.switch.api(now, command, args),
+                        crate::esl::server::Ask::Api { command, args } => {
+                            if let Some(hub) = &self.esl {
+                                hub.publish_api(command, args);
+                            }
+                            self.switch.api(now, command, args)
+                        }
                         crate::esl::server::Ask::SendMsg { uuid, headers } => self.switch.sendmsg(now, uuid, headers),
                     };
                     let _ = call.reply.send(out);
+                    if self.switch.take_reload_request() {
+                        self.reload();
+                    }
                 }
                 _ = tick(&mut heartbeat) => {
                     if let Some(hub) = &self.esl {

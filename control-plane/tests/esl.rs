@@ -487,3 +487,87 @@ fn the_cli_works_interactively_in_a_terminal() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An INVITE from a stranger, as raw UDP; the status of the switch's first final answer.
+fn invite_status(sw: &SwitchProcess, call_id: &str) -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = s.local_addr().unwrap();
+    let to = sw.udp;
+    let msg = format!(
+        "INVITE sip:9196@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:1000@{to}>;tag=t{call_id}\r\nTo: <sip:9196@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:1000@{me}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.send_to(msg.as_bytes(), to).unwrap();
+    collect_responses(&s, Duration::from_secs(2)).iter().map(|r| status(r)).find(|c| *c >= 200).unwrap_or(0)
+}
+
+/// The operator's API commands: globals, fsctl pause/resume (new calls refused with 503
+/// meanwhile), reloadxml, sofia status, the API event, and uuid_transfer on a live call
+/// (to an extension nobody has: the caller's leg is hunted again and hangs up with
+/// NO_ROUTE_DESTINATION, and the caller gets the switch's BYE).
+#[test]
+fn operators_api_commands_do_what_freeswitch_does() {
+    let sw = switch();
+    let mut c = Client::connect(&sw);
+    c.raw();
+    c.send("auth s3cret\n\nevent plain API CHANNEL_ANSWER CHANNEL_HANGUP\n\n");
+    c.raw();
+    c.raw();
+    let api = |c: &mut Client, cmd: &str| -> String {
+        c.send(&format!("api {cmd}\n\n"));
+        loop {
+            let f = c.frame();
+            if f.header("Content-Type") == Some("api/response") {
+                return f.body;
+            }
+        }
+    };
+    assert_eq!(api(&mut c, "global_setvar domain=example.test"), "+OK\n");
+    assert_eq!(api(&mut c, "global_getvar domain"), "example.test");
+    assert_eq!(api(&mut c, "reloadxml"), "+OK [Success]\n");
+    let sofia = api(&mut c, "sofia status");
+    assert!(
+        sofia.contains("internal") && sofia.contains("RUNNING (0)") && sofia.ends_with("1 profile 0 aliases\n"),
+        "{sofia}"
+    );
+    assert_eq!(invite_status(&sw, "api-paused-0"), 407, "a stranger is challenged");
+    assert_eq!(api(&mut c, "fsctl pause"), "+OK\n");
+    assert_eq!(invite_status(&sw, "api-paused-1"), 503, "paused: refused");
+    assert_eq!(api(&mut c, "fsctl resume"), "+OK\n");
+    assert_eq!(invite_status(&sw, "api-paused-2"), 407, "resumed");
+    // The API events those commands fired, in order.
+    c.send("api strepoch\n\n");
+    let get =
+        |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    loop {
+        let f = c.frame();
+        if f.header("Content-Type") == Some("text/event-plain") {
+            let h = event_headers(&f.body);
+            if get(&h, "Event-Name") == "API" && get(&h, "API-Command") == "strepoch" {
+                break;
+            }
+        }
+    }
+    // A live call to the echo, transferred to an extension nobody has.
+    let udp = sw.udp;
+    let logs = TempDir::new("esl-transfer");
+    let caller = std::thread::spawn(move || sipp_caller(&logs, udp, "9196", "uac_call_wait_bye.xml"));
+    let uuid = loop {
+        let h = event_headers(&c.frame().body);
+        if get(&h, "Event-Name") == "CHANNEL_ANSWER" {
+            break get(&h, "Unique-ID");
+        }
+    };
+    assert_eq!(api(&mut c, &format!("uuid_transfer {uuid} 55501234 XML default")), "+OK\n");
+    let cause = loop {
+        let h = event_headers(&c.frame().body);
+        if get(&h, "Event-Name") == "CHANNEL_HANGUP" && get(&h, "Unique-ID") == uuid {
+            break get(&h, "Hangup-Cause");
+        }
+    };
+    assert_eq!(cause, "NO_ROUTE_DESTINATION");
+    let out = caller.join().unwrap();
+    assert!(out.status.success(), "SIPp: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(api(&mut c, &format!("uuid_break {uuid}")), "-ERR No such channel!\n");
+}

@@ -70,6 +70,49 @@ impl B2bua {
         });
     }
 
+    /// `uuid_transfer`: the caller's leg of `uuid`'s call is sent to `dest` in `context`
+    /// (its current one when None) and the dialplan hunted again; a bridged callee is hung
+    /// up first. Err: no such channel, or a B-leg.
+    pub fn transfer(&mut self, io: &mut Io<'_>, uuid: &str, dest: &str, context: Option<&str>) -> Result<(), String> {
+        let (id, side) = self.find(uuid).ok_or("No such channel!")?;
+        if side != Side::A {
+            return Err("only the caller's leg can be transferred".into());
+        }
+        self.with_call(io, id, |call, cx| {
+            if let Some(i) = call.answered.filter(|&i| call.forks[i].channel.is_up()) {
+                if let Some(d) = call.forks[i].dialog.as_mut() {
+                    super::messages::send_bye(cx.io, d);
+                }
+                call.end_fork(cx, i, HangupCause::NORMAL_CLEARING);
+                call.answered = None;
+            }
+            call.disarm(cx);
+            call.vars.set("destination_number", dest.to_string());
+            if let Some(c) = context {
+                call.vars.set("context", c.to_string());
+            }
+            call.apps.clear();
+            call.phase = super::call::Phase::Executing;
+            call.route(cx);
+        });
+        Ok(())
+    }
+
+    /// `uuid_break`: what the caller's leg waits in (`sleep`, `park`, `echo`) ends, and
+    /// the dialplan goes on. False: no such channel.
+    pub fn break_wait(&mut self, io: &mut Io<'_>, uuid: &str) -> bool {
+        let Some((id, _)) = self.find(uuid) else { return false };
+        self.with_call(io, id, |call, cx| {
+            use super::call::Phase;
+            if matches!(call.phase, Phase::Sleeping | Phase::Parked) && call.a.channel.is_up() {
+                call.disarm(cx);
+                call.phase = Phase::Executing;
+                call.run(cx);
+            }
+        });
+        true
+    }
+
     /// Channels made since start.
     pub fn channels_created(&self) -> u64 {
         self.routes.channels_created

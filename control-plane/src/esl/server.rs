@@ -93,6 +93,17 @@ impl Hub {
         self.publish(event);
     }
 
+    /// The API event FreeSWITCH fires for each API command run.
+    pub fn publish_api(&self, command: &str, args: &str) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let mut e = Event::new("API", None, &self.core, unix_us(), self.next_seq());
+        e.add("API-Command", command);
+        e.add("API-Command-Argument", args);
+        self.publish(e);
+    }
+
     pub fn publish(&self, e: Event) {
         let _ = self.tx.send(Arc::new(e));
     }

@@ -122,6 +122,12 @@ pub struct ApiState {
     pub started: Option<Instant>,
     pub peak: usize,
     pub hostname: String,
+    /// `global_setvar`'s variables.
+    pub globals: crate::dialplan::Variables,
+    /// `fsctl pause`: new calls are refused (503) until `fsctl resume`.
+    pub paused: bool,
+    /// `reloadxml` asked for the directory and dialplan to be read again.
+    pub reload_requested: bool,
 }
 
 impl Switch {
@@ -179,6 +185,53 @@ impl Switch {
                 }
             }
             "json" => self.json_api(now, args, live.len()),
+            "uuid_transfer" => {
+                let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with('-')).collect();
+                let (Some(uuid), Some(dest)) = (words.first(), words.get(1)) else {
+                    return "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n".into();
+                };
+                let unix = self.unix(now);
+                match self.b2bua.transfer(&mut io!(self, now, unix), uuid, dest, words.get(3).copied()) {
+                    Ok(()) => "+OK\n".into(),
+                    Err(why) => format!("-ERR {why}\n"),
+                }
+            }
+            "uuid_break" => {
+                let unix = self.unix(now);
+                let uuid = args.split_whitespace().next().unwrap_or_default();
+                if self.b2bua.break_wait(&mut io!(self, now, unix), uuid) {
+                    "+OK\n".into()
+                } else {
+                    "-ERR No such channel!\n".into()
+                }
+            }
+            "global_getvar" => match args.trim() {
+                "" => self.api_state.globals.iter().map(|(k, v)| format!("{k}={v}\n")).collect(),
+                name => self.api_state.globals.get(name).unwrap_or_default().to_string(),
+            },
+            "global_setvar" => match args.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    self.api_state.globals.set(k.trim(), v.trim().to_string());
+                    "+OK\n".into()
+                }
+                _ => "-USAGE: <var>=<value>\n".into(),
+            },
+            "fsctl" => match args.split_whitespace().next().unwrap_or_default() {
+                "pause" => {
+                    self.api_state.paused = true;
+                    "+OK\n".into()
+                }
+                "resume" => {
+                    self.api_state.paused = false;
+                    "+OK\n".into()
+                }
+                other => format!("-ERR fsctl {other} is not supported here\n"),
+            },
+            "reloadxml" => {
+                self.api_state.reload_requested = true;
+                "+OK [Success]\n".into()
+            }
+            "sofia" => self.sofia(args),
             "uuid_exists" => (if self.b2bua.exists(args.trim()) { "true" } else { "false" }).to_string(),
             "uuid_kill" => {
                 let mut words = args.split_whitespace();
@@ -289,6 +342,46 @@ impl Switch {
         });
         serde_json::json!({"command": "status", "data": req["data"], "status": "success", "response": response})
             .to_string()
+    }
+
+    /// `sofia status [profile internal [reg]]`: the one SIP profile, mod_sofia's table.
+    fn sofia(&self, args: &str) -> String {
+        let words: Vec<&str> = args.split_whitespace().collect();
+        let local = self.locals.first().map_or_else(|| "127.0.0.1:5060".to_string(), |p| p.local.to_string());
+        match words.as_slice() {
+            ["status"] => {
+                let rule = "=".repeat(97);
+                format!(
+                    "{:>25}\t{:>7}\t{:>42}\t{}\n{rule}\n{:>25}\t{:>7}\t{:>42}\tRUNNING ({})\n{rule}\n1 profile 0 aliases\n",
+                    "Name", "Type", "Data", "State", "internal", "profile", format!("sip:mod_sofia@{local}"), self.b2bua.live_channels()
+                )
+            }
+            ["status", "profile", "internal", rest @ ..] => {
+                let mut out = format!(
+                    "{rule}\nName             \tinternal\nDomain Name      \tN/A\nSIP-IP           \t{ip}\nURL              \tsip:mod_sofia@{local}\nCALLS-IN         \t{calls}\nREGISTRATIONS    \t{regs}\n{rule}\n",
+                    rule = "=".repeat(97),
+                    ip = local.rsplit_once(':').map_or(local.as_str(), |(ip, _)| ip),
+                    calls = self.b2bua.len(),
+                    regs = self.registrar.aor_count(),
+                );
+                if rest.first() == Some(&"reg") {
+                    let unix = self.epoch_unix + self.epoch.elapsed().as_secs();
+                    for row in self.registration_rows(unix) {
+                        out.push_str(&format!(
+                            "Call-ID:    \t{}\nUser:       \t{}@{}\nContact:    \t{}\n\n",
+                            row[2], row[0], row[1], row[3]
+                        ));
+                    }
+                }
+                out
+            }
+            _ => "-ERR Usage: sofia status [profile internal [reg]]\n".into(),
+        }
+    }
+
+    /// Whether `reloadxml` asked for a reload (the flag is cleared).
+    pub fn take_reload_request(&mut self) -> bool {
+        std::mem::take(&mut self.api_state.reload_requested)
     }
 
     /// The next outbound connection to make: the application server, the channel's uuid,

@@ -735,6 +735,12 @@ impl Switch {
     }
 
     fn on_invite(&mut self, now: Instant, tx: TxId, req: &Message, peer: Peer) {
+        if self.api_state.paused {
+            info!("new calls are paused (fsctl pause): 503");
+            return self.respond(now, tx, req, peer, 503, |w| {
+                w.header("Retry-After", "5");
+            });
+        }
         if self.b2bua.len() >= self.max_calls {
             self.stats.rate_limited += 1;
             warn!(calls = self.b2bua.len(), "sip.max_calls reached: 503");
