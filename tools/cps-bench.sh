@@ -5,6 +5,8 @@
 #   tools/cps-bench.sh -r "200 500" -d 5       # other rates, 5 s of calls per rate
 #   tools/cps-bench.sh -o a                    # only (a); -o b: only (b); -n: do not build
 #   tools/cps-bench.sh -M off                  # (b) without the media plane (SDP passes unchanged)
+#   tools/cps-bench.sh -E                      # (b) with the event socket on and a client taking
+#                                              #     every event (ferroswitch cli, /event plain ALL)
 #
 # In one run, for each target rate R it places N = R x D calls (D = -d seconds, default 3) and
 # measures:
@@ -31,10 +33,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 source "$here/sipp/sipp-lib.sh"
 
-rates="500 1000 2000 5000 10000" secs=3 only=ab build=1 media=spawn
-while getopts "r:d:o:nM:" o; do
+rates="500 1000 2000 5000 10000" secs=3 only=ab build=1 media=spawn events=0
+while getopts "r:d:o:nM:E" o; do
   case $o in
-    r) rates=$OPTARG ;; d) secs=$OPTARG ;; o) only=$OPTARG ;; n) build=0 ;; M) media=$OPTARG ;;
+    r) rates=$OPTARG ;; d) secs=$OPTARG ;; o) only=$OPTARG ;; n) build=0 ;; M) media=$OPTARG ;; E) events=1 ;;
     *) sed -n '2,32p' "$0" >&2; exit 2 ;;
   esac
 done
@@ -42,10 +44,10 @@ done
 command -v sipp >/dev/null || { echo "cps-bench: sipp not found (ci/install-deps.sh test)" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/cps-bench.XXXXXX)
-sw_pid="" uas_pid=""
+sw_pid="" uas_pid="" ev_pid=""
 cleanup() {
-  for p in $uas_pid $sw_pid; do kill -TERM "$p" 2>/dev/null; done
-  for p in $uas_pid $sw_pid; do wait "$p" 2>/dev/null; done
+  for p in $ev_pid $uas_pid $sw_pid; do kill -TERM "$p" 2>/dev/null; done
+  for p in $ev_pid $uas_pid $sw_pid; do wait "$p" 2>/dev/null; done
   [ "${KEEP:-0}" = 1 ] && echo "cps-bench: work files kept in $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -137,7 +139,8 @@ dir = "$work/switch/var"
 [management]
 http_listen = ""
 [esl]
-listen = ""
+listen = "$( [ "$events" = 1 ] && echo "127.0.0.1:$(free_port)" )"
+password = "cps-bench"
 [ng]
 listen = ""
 [media]
@@ -158,6 +161,17 @@ TOML
     echo "cps-bench: ferroswitch did not start:"; cat "$work/switch/stderr" >&2; exit 1
   fi
   echo "cps-bench: ferroswitch pid $sw_pid on udp $sw"
+  if [ "$events" = 1 ]; then
+    esl=$(sed -n 's/^ferroswitch: listening esl //p' "$work/switch/stdout" | head -1)
+    # A client taking every event for the whole run (its output thrown away); its input
+    # is a fifo this script holds open, so it ends with the script.
+    mkfifo "$work/events.in"
+    "$bin" cli -H "${esl%:*}" -P "${esl##*:}" -p cps-bench <"$work/events.in" >/dev/null 2>&1 &
+    ev_pid=$!
+    exec 7>"$work/events.in"
+    echo "/event plain ALL" >&7
+    echo "cps-bench: an event socket client on $esl takes every event"
+  fi
   header "caller-CPU switch-CPU switch-CPU/call"
   for r in $rates; do
     calls=$((r * secs)) d="$work/b-$r"; mkdir -p "$d"

@@ -222,6 +222,13 @@ impl Server {
         let hub = crate::esl::server::Hub::new(esl_core(&udp_addrs));
         switch.set_hostname(&hub.core().hostname);
         let (api_tx, api_rx) = mpsc::channel(256);
+        // The event socket's connections run on a thread of their own, so formatting and
+        // writing events never takes the SIP driver's time.
+        let esl_rt = esl_runtime().map_err(|source| StartError::Bind {
+            key: "esl.listen",
+            addr: config.esl.listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+            source,
+        })?;
         let esl = match config.esl.listen {
             Some(addr) => {
                 let bind = |source| StartError::Bind { key: "esl.listen", addr, source };
@@ -229,7 +236,14 @@ impl Server {
                 let local = l.local_addr().map_err(bind)?;
                 switch.set_events(true);
                 let (cfg, hub) = (config.esl.clone(), hub.clone());
-                tokio::spawn(crate::esl::server::serve(l, cfg, hub, api_tx.clone(), shutdown_rx.clone()));
+                let l = l.into_std().map_err(bind)?;
+                let (api, shut) = (api_tx.clone(), shutdown_rx.clone());
+                esl_rt.spawn(async move {
+                    match tokio::net::TcpListener::from_std(l) {
+                        Ok(l) => crate::esl::server::serve(l, cfg, hub, api, shut).await,
+                        Err(e) => tracing::error!(error = %e, "event socket: cannot take its listener"),
+                    }
+                });
                 info!(addr = %local, "event socket listening");
                 Some(local)
             }
@@ -241,6 +255,7 @@ impl Server {
         let driver = Driver {
             esl: esl_hub,
             api_tx,
+            esl_rt,
             heartbeat: config.esl.listen.map(|_| config.esl.heartbeat),
             notifier: crate::notify::Notifier::from_env(),
             source,
@@ -280,6 +295,23 @@ impl Server {
 }
 
 /// Starts the media supervisor for `media.mode` (spawn or attach).
+/// A current-thread runtime on a thread named `esl`, kept for the process's life.
+fn esl_runtime() -> std::io::Result<tokio::runtime::Handle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("esl".into()).spawn(
+        move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => {
+                let _ = tx.send(Ok(rt.handle().clone()));
+                rt.block_on(std::future::pending::<()>());
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        },
+    )?;
+    rx.recv().map_err(|_| std::io::Error::other("the event socket's thread ended at start"))?
+}
+
 /// The next tick of `i`, or never without one.
 async fn tick(i: &mut Option<tokio::time::Interval>) {
     match i {
@@ -347,6 +379,8 @@ struct Driver {
     reports: mpsc::UnboundedSender<TaskReport>,
     /// The event socket's hub (None: no `esl.listen`): the switch's channel events go out there.
     esl: Option<Arc<crate::esl::server::Hub>>,
+    /// The event socket's runtime (its own thread), where outbound connections run.
+    esl_rt: tokio::runtime::Handle,
     /// Where outbound connections send their API calls (the driver's own channel).
     api_tx: mpsc::Sender<crate::esl::server::ApiCall>,
     /// How often a HEARTBEAT event goes to the hub.
@@ -490,7 +524,7 @@ impl Driver {
                 _ = tick(&mut heartbeat) => {
                     if let Some(hub) = &self.esl {
                         let headers = self.switch.heartbeat(Instant::now());
-                        hub.publish_switch(&crate::switch::SwitchEvent::Heartbeat { headers });
+                        hub.publish_switch(crate::switch::SwitchEvent::Heartbeat { headers });
                     }
                 }
                 _ = tick(&mut watchdog) => {
@@ -547,13 +581,13 @@ impl Driver {
         if let Some(hub) = &self.esl {
             while let Some((target, uuid, data)) = self.switch.poll_socket() {
                 let (hub, api, reports) = (hub.clone(), self.api_tx.clone(), self.reports.clone());
-                tokio::spawn(async move {
+                self.esl_rt.spawn(async move {
                     crate::esl::outbound::run(target, uuid.clone(), data, hub, api).await;
                     let _ = reports.send(TaskReport::SocketDone(uuid));
                 });
             }
             while let Some(e) = self.switch.poll_event() {
-                hub.publish_switch(&e);
+                hub.publish_switch(e);
             }
         }
         self.stats.send_replace(self.switch.stats());

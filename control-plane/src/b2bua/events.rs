@@ -134,6 +134,12 @@ impl Call {
 
     /// Leg `side` as an event shows it now.
     pub(super) fn info(&self, side: Side) -> ChannelInfo {
+        self.snapshot(side, true)
+    }
+
+    /// Leg `side` now, its variables copied only when `variables` (an event's other leg,
+    /// and the events FreeSWITCH sends without them, need none).
+    fn snapshot(&self, side: Side, variables: bool) -> ChannelInfo {
         let c = self.channel(side);
         let vars: &Variables = match side {
             Side::A => &self.vars,
@@ -157,7 +163,11 @@ impl Call {
             destination_number: var("destination_number"),
             context: var("context"),
             times: c.times,
-            variables: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            variables: if variables {
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -187,14 +197,14 @@ impl Call {
         if !cx.routes.events_on {
             return None;
         }
-        let mut channel = self.info(side);
+        let mut channel = self.snapshot(side, name.carries_variables());
         if name == EventName::ChannelCreate || name == EventName::ChannelOriginate {
             // The routing state is already queued when FreeSWITCH fires these.
             channel.state_number = ChannelState::CS_ROUTING.number();
         }
         let other = match side {
-            Side::B(_) => Some(("originator", self.info(Side::A))),
-            Side::A => self.answered.map(|i| ("originatee", self.info(Side::B(i)))),
+            Side::B(_) => Some(("originator", self.snapshot(Side::A, false))),
+            Side::A => self.answered.map(|i| ("originatee", self.snapshot(Side::B(i), false))),
         };
         Some(ChannelEvent { name, unix_us: cx.io.unix_us, before, channel, other, after })
     }

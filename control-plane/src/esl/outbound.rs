@@ -62,8 +62,9 @@ pub async fn run(target: String, uuid: String, channel: Event, hub: Arc<Hub>, ap
                 break;
             }
             ev = events.recv() => match ev {
-                Ok(e) => {
-                    if let Some(frame) = session.event_frame(&e) {
+                Ok(item) => {
+                    let e = item.event();
+                    if let Some(frame) = session.event_frame(e) {
                         if wr.write_all(&frame).await.is_err() {
                             break;
                         }

@@ -22,6 +22,13 @@ use crate::switch::SwitchEvent;
 
 /// Events a connection may fall behind by before it is dropped.
 pub const EVENT_QUEUE: usize = 16_384;
+/// Events written to a connection at once, at most.
+const BATCH: usize = 64;
+
+/// What a client that fell too far behind gets before it is closed.
+const LOST_EVENTS_NOTICE: &[u8] =
+    b"Content-Type: text/disconnect-notice\nContent-Length: 39\n\nkilled listener because of lost events\n";
+
 /// Connections served at once; more are closed at accept.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long a client has to authenticate (FreeSWITCH's 25 s... less is kinder to a
@@ -45,18 +52,60 @@ pub struct ApiCall {
     pub reply: oneshot::Sender<String>,
 }
 
+/// One published event: numbered and stamped when it happened, turned into its headers
+/// by the first connection that needs them (on the event socket's thread, not the SIP
+/// driver's), then shared by all.
+#[derive(Debug)]
+pub struct Item {
+    core: Arc<Core>,
+    source: Source,
+    built: std::sync::OnceLock<Event>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Ready(Event),
+    Switch { event: SwitchEvent, seq: u64, unix_us: u64 },
+}
+
+impl Item {
+    /// The event's headers.
+    pub fn event(&self) -> &Event {
+        self.built.get_or_init(|| match &self.source {
+            Source::Ready(e) => e.clone(),
+            Source::Switch { event, seq, unix_us } => match event {
+                SwitchEvent::Channel(ce) => Event::from_channel(ce, &self.core, *seq),
+                SwitchEvent::Custom { subclass, headers } => {
+                    let mut ev = Event::new("CUSTOM", Some(subclass), &self.core, *unix_us, *seq);
+                    for (n, v) in headers {
+                        ev.add(n, v);
+                    }
+                    ev
+                }
+                SwitchEvent::Heartbeat { headers } => {
+                    let mut ev = Event::new("HEARTBEAT", None, &self.core, *unix_us, *seq);
+                    for (n, v) in headers {
+                        ev.add(n, v);
+                    }
+                    ev
+                }
+            },
+        })
+    }
+}
+
 /// Where events are numbered and fanned out to every connection.
 #[derive(Debug)]
 pub struct Hub {
-    core: Core,
+    core: Arc<Core>,
     seq: AtomicU64,
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<Arc<Item>>,
 }
 
 impl Hub {
     pub fn new(core: Core) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(EVENT_QUEUE);
-        Arc::new(Hub { core, seq: AtomicU64::new(1), tx })
+        Arc::new(Hub { core: Arc::new(core), seq: AtomicU64::new(1), tx })
     }
 
     pub fn core(&self) -> &Core {
@@ -68,29 +117,13 @@ impl Hub {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// An event of the switch, to every connection.
-    pub fn publish_switch(&self, e: &SwitchEvent) {
+    /// An event of the switch, to every connection (formatted there, not here).
+    pub fn publish_switch(&self, event: SwitchEvent) {
         if self.tx.receiver_count() == 0 {
             return;
         }
-        let event = match e {
-            SwitchEvent::Channel(ce) => Event::from_channel(ce, &self.core, self.next_seq()),
-            SwitchEvent::Custom { subclass, headers } => {
-                let mut ev = Event::new("CUSTOM", Some(subclass), &self.core, unix_us(), self.next_seq());
-                for (n, v) in headers {
-                    ev.add(n, v);
-                }
-                ev
-            }
-            SwitchEvent::Heartbeat { headers } => {
-                let mut ev = Event::new("HEARTBEAT", None, &self.core, unix_us(), self.next_seq());
-                for (n, v) in headers {
-                    ev.add(n, v);
-                }
-                ev
-            }
-        };
-        self.publish(event);
+        let source = Source::Switch { event, seq: self.next_seq(), unix_us: unix_us() };
+        let _ = self.tx.send(Arc::new(Item { core: self.core.clone(), source, built: std::sync::OnceLock::new() }));
     }
 
     /// The API event FreeSWITCH fires for each API command run.
@@ -105,10 +138,14 @@ impl Hub {
     }
 
     pub fn publish(&self, e: Event) {
-        let _ = self.tx.send(Arc::new(e));
+        let _ = self.tx.send(Arc::new(Item {
+            core: self.core.clone(),
+            source: Source::Ready(e),
+            built: std::sync::OnceLock::new(),
+        }));
     }
 
-    pub(super) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<Arc<Item>> {
         self.tx.subscribe()
     }
 }
@@ -190,18 +227,39 @@ async fn connection(
             }
             ev = events.recv() => match ev {
                 Ok(e) => {
-                    if let Some(frame) = session.event_frame(&e) {
-                        if wr.write_all(&frame).await.is_err() {
-                            break;
+                    // The events already waiting go out with it, in one write.
+                    let mut out = session.event_frame(e.event()).unwrap_or_default();
+                    let mut lagged = None;
+                    // At most a batch, so a backlog does not hold this thread for long.
+                    for _ in 0..BATCH {
+                        match events.try_recv() {
+                            Ok(more) => {
+                                if let Some(frame) = session.event_frame(more.event()) {
+                                    out.extend_from_slice(&frame);
+                                }
+                            }
+                            Err(broadcast::error::TryRecvError::Lagged(lost)) => {
+                                lagged = Some(lost);
+                                break;
+                            }
+                            Err(_) => break,
                         }
+                    }
+                    if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                        break;
+                    }
+                    if let Some(lost) = lagged {
+                        warn!(%peer, lost, "event socket: client too slow for its events; dropped");
+                        let _ = wr.write_all(LOST_EVENTS_NOTICE).await;
+                        break;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(lost)) => {
                     warn!(%peer, lost, "event socket: client too slow for its events; dropped");
-                    let notice = "killed listener because of lost events\n";
-                    let _ = wr.write_all(format!("Content-Type: text/disconnect-notice\nContent-Length: {}\n\n{notice}", notice.len()).as_bytes()).await;
+                    let _ = wr.write_all(LOST_EVENTS_NOTICE).await;
                     break;
                 }
+
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             read = rd.read(&mut buf) => {
