@@ -571,3 +571,34 @@ fn operators_api_commands_do_what_freeswitch_does() {
     assert!(out.status.success(), "SIPp: {}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(api(&mut c, &format!("uuid_break {uuid}")), "-ERR No such channel!\n");
 }
+
+/// What a stranger can do to the event socket without the password: every command but
+/// auth gets `-ERR command not found`, a head that never ends is cut off at 64 KiB with the
+/// disconnect notice, and a wrong password is answered and disconnected. A client with the
+/// password is served meanwhile.
+#[test]
+fn a_stranger_without_the_password_gets_nothing_and_an_endless_head_is_cut_off() {
+    let sw = switch();
+    let mut stranger = Client::connect(&sw);
+    stranger.raw();
+    stranger.send("api status\n\nevent plain ALL\n\nsendmsg x\ncall-command: hangup\n\nbgapi hupall\n\n");
+    for _ in 0..4 {
+        assert_eq!(stranger.raw(), "Content-Type: command/reply\nReply-Text: -ERR command not found\n\n");
+    }
+    // 70 KiB of one line, no end.
+    let junk = "x".repeat(70 * 1024);
+    stranger.send(&junk);
+    assert_eq!(stranger.frame().header("Content-Type"), Some("text/disconnect-notice"));
+    assert!(stranger.closed());
+    let mut guesser = Client::connect(&sw);
+    guesser.raw();
+    guesser.send("auth guess\n\n");
+    assert_eq!(guesser.raw(), "Content-Type: command/reply\nReply-Text: -ERR invalid\n\n");
+    assert_eq!(guesser.frame().header("Content-Type"), Some("text/disconnect-notice"));
+    assert!(guesser.closed());
+    let mut owner = Client::connect(&sw);
+    owner.raw();
+    owner.send("auth s3cret\n\napi show channels\n\n");
+    owner.raw();
+    assert_eq!(owner.frame().body, "\n0 total.\n");
+}
