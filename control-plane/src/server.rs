@@ -258,6 +258,7 @@ impl Server {
             esl_rt,
             heartbeat: config.esl.listen.map(|_| config.esl.heartbeat),
             notifier: crate::notify::Notifier::from_env(),
+            originating: HashMap::default(),
             source,
             switch,
             udp: udp_sockets,
@@ -387,6 +388,8 @@ struct Driver {
     heartbeat: Option<std::time::Duration>,
     /// systemd's watchdog, fed from this loop (None: not run under one).
     notifier: Option<crate::notify::Notifier>,
+    /// `originate`s waiting for their leg to answer or fail, by job.
+    originating: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
 }
 
 /// What background tasks (the media plane, the resolver) tell the SIP driver.
@@ -512,11 +515,25 @@ impl Driver {
                             if let Some(hub) = &self.esl {
                                 hub.publish_api(command, args);
                             }
-                            self.switch.api(now, command, args)
+                            if command.eq_ignore_ascii_case("originate") {
+                                // Answered when the leg answers or fails (after_turn).
+                                self.switch.start_originate(now, args)
+                            } else {
+                                Err(self.switch.api(now, command, args))
+                            }
                         }
-                        crate::esl::server::Ask::SendMsg { uuid, headers } => self.switch.sendmsg(now, uuid, headers),
+                        crate::esl::server::Ask::SendMsg { uuid, headers } => {
+                            Err(self.switch.sendmsg(now, uuid, headers))
+                        }
                     };
-                    let _ = call.reply.send(out);
+                    match out {
+                        Ok(job) => {
+                            self.originating.insert(job, call.reply);
+                        }
+                        Err(text) => {
+                            let _ = call.reply.send(text);
+                        }
+                    }
                     if self.switch.take_reload_request() {
                         self.reload();
                     }
@@ -557,6 +574,11 @@ impl Driver {
     /// publishes its counters.
     async fn after_turn(&mut self) {
         self.flush().await;
+        while let Some((job, text)) = self.switch.poll_originated() {
+            if let Some(reply) = self.originating.remove(&job) {
+                let _ = reply.send(text);
+            }
+        }
         while let Some(req) = self.switch.poll_media() {
             self.media_request(req);
         }

@@ -1717,3 +1717,114 @@ fn no_channel_event_is_made_while_nobody_listens() {
     let mut w = bridged_call(63);
     assert!(w.switch.poll_event().is_none());
 }
+
+/// The channel events of `originate user/1001 &echo`: one outbound channel, in
+/// FreeSWITCH's order (CHANNEL_OUTGOING again on answer, as its user endpoint does), the
+/// API answered `+OK <uuid>` only once the phone answers; without a media plane the ACK
+/// answers the phone's offer with itself (its media comes back, as echo does).
+#[test]
+fn an_originate_runs_freeswitchs_channel_states_and_answers_the_api_on_answer() {
+    let mut w = World::new(64, 0.0);
+    w.switch.set_events(true);
+    w.register_callee();
+    let now = w.now;
+    let job = w.switch.start_originate(now, "{origination_caller_id_number=4242}user/1001 &echo").unwrap();
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    let invite = w.callee_invite().unwrap().clone();
+    assert!(invite.body().is_empty(), "no media plane: a late offer");
+    assert!(String::from_utf8_lossy(invite.header(HeaderName::From).unwrap()).contains("<sip:4242@"));
+    w.callee_answers(180, b"");
+    w.run_until(Duration::from_millis(500), |_| false);
+    assert_eq!(w.switch.poll_originated(), None, "not before the answer");
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)));
+    let ack = w.uas.received.iter().find(|m| m.method() == Method::Ack).unwrap();
+    assert_eq!(ack.body(), SDP_B, "the ACK answers with the phone's own offer");
+    let (got, text) = w.switch.poll_originated().expect("the API's answer");
+    assert_eq!(got, job);
+    let uuid = text.strip_prefix("+OK ").and_then(|t| t.strip_suffix('\n')).expect("+OK <uuid>").to_string();
+    w.callee_hangs_up(1);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.switch.calls() == 0));
+    let trace: Vec<String> = event_trace(&mut w, &uuid).into_iter().filter(|t| !t.starts_with("B ")).collect();
+    let want = [
+        "A CHANNEL_OUTGOING CS_NEW DOWN ringing",
+        "A CHANNEL_STATE CS_INIT DOWN ringing",
+        "A CHANNEL_CREATE CS_INIT DOWN ringing",
+        "A CHANNEL_ORIGINATE CS_INIT DOWN ringing",
+        "A CHANNEL_STATE CS_ROUTING DOWN ringing",
+        "A CHANNEL_STATE CS_CONSUME_MEDIA DOWN ringing",
+        "A CHANNEL_PROGRESS CS_CONSUME_MEDIA DOWN ringing",
+        "A CHANNEL_CALLSTATE CS_CONSUME_MEDIA RINGING ringing",
+        "A CHANNEL_ANSWER CS_CONSUME_MEDIA RINGING answered",
+        "A CHANNEL_CALLSTATE CS_CONSUME_MEDIA ACTIVE answered",
+        "A CHANNEL_OUTGOING CS_CONSUME_MEDIA ACTIVE answered",
+        "A CHANNEL_STATE CS_EXECUTE ACTIVE answered",
+        "A CHANNEL_EXECUTE CS_EXECUTE ACTIVE answered",
+        "A CHANNEL_HANGUP CS_EXECUTE ACTIVE hangup",
+        "A CHANNEL_EXECUTE_COMPLETE CS_HANGUP ACTIVE hangup",
+        "A CHANNEL_STATE CS_HANGUP ACTIVE hangup",
+        "A CHANNEL_CALLSTATE CS_HANGUP HANGUP hangup",
+        "A CHANNEL_STATE CS_REPORTING HANGUP hangup",
+        "A CHANNEL_HANGUP_COMPLETE CS_REPORTING HANGUP hangup",
+        "A CHANNEL_DESTROY CS_REPORTING HANGUP hangup",
+        "A CHANNEL_STATE CS_DESTROY HANGUP hangup",
+    ];
+    assert_eq!(trace, want);
+    // Its CDR says outbound.
+    let cdr = w.writes.iter().find_map(|x| match x {
+        Write::InsertCdr(c) if c.uuid == uuid => Some(c.clone()),
+        _ => None,
+    });
+    assert_eq!(cdr.expect("a CDR").direction, Direction::Outbound);
+}
+
+/// An originate the phone refuses answers the API with the cause; one to a user who is
+/// not registered, or who does not exist, answers at once; one nobody answers is
+/// cancelled at its timeout with NO_ANSWER.
+#[test]
+fn an_originate_that_fails_answers_the_api_with_freeswitchs_cause() {
+    let mut w = World::new(65, 0.0);
+    let now = w.now;
+    assert_eq!(w.switch.start_originate(now, "user/1001 &echo"), Err("-ERR USER_NOT_REGISTERED\n".into()));
+    assert_eq!(w.switch.start_originate(now, "user/7777 &echo"), Err("-ERR SUBSCRIBER_ABSENT\n".into()));
+    assert!(w.switch.start_originate(now, "user/1001").unwrap_err().starts_with("-USAGE: "));
+    w.register_callee();
+    let now = w.now;
+    let job = w.switch.start_originate(now, "user/1001 9196 XML default").unwrap();
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    w.callee_answers(486, b"");
+    assert!(w.run_until(Duration::from_secs(5), |w| w.switch.calls() == 0));
+    assert_eq!(w.switch.poll_originated(), Some((job, "-ERR USER_BUSY\n".into())));
+
+    let mut w = World::new(66, 0.0);
+    w.register_callee();
+    let now = w.now;
+    let job = w.switch.start_originate(now, "user/1001 &park() XML default '' '' 3").unwrap();
+    assert!(w.run_until(Duration::from_secs(2), |w| w.callee_invite().is_some()));
+    w.callee_answers(180, b"");
+    assert!(w.run_until(Duration::from_secs(10), |w| w.uas.requests.contains(&Method::Cancel)));
+    assert!(w.run_until(Duration::from_secs(5), |w| w.switch.calls() == 0));
+    assert_eq!(w.switch.poll_originated(), Some((job, "-ERR NO_ANSWER\n".into())));
+}
+
+/// With the media plane, the originated leg is offered the media plane's port (the
+/// switch's own offer), its answer becomes leg A's peer, `echo` loops it, and
+/// `&bridge(...)` from it offers the second phone what the first chose.
+#[test]
+fn an_originate_with_the_media_plane_offers_its_ports_and_echoes() {
+    let mut w = World::with_media(67);
+    w.register_callee();
+    let now = w.now;
+    w.switch.start_originate(now, "user/1001 &echo").unwrap();
+    assert!(w.run_until(Duration::from_secs(5), |w| w.callee_invite().is_some()));
+    let offer = w.callee_invite().unwrap().body().to_vec();
+    assert_eq!(media_addr(&offer), addr("127.0.0.1:30000"), "leg A's port");
+    w.callee_answers(200, SDP_B);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.uas.requests.contains(&Method::Ack)));
+    let media = w.media.as_ref().unwrap();
+    let (_, spec) = media.sessions.iter().next().expect("a session");
+    assert_eq!(spec.legs[0].remote.addr(), Some(addr("127.0.0.1:42000")), "the phone's answer is leg A's peer");
+    assert_ne!(spec.flags & session_flags::ECHO, 0, "echo loops it");
+    let ack = w.uas.received.iter().find(|m| m.method() == Method::Ack).unwrap();
+    assert!(ack.body().is_empty(), "the offer was the switch's: the ACK has no SDP");
+}

@@ -64,63 +64,17 @@ impl Call {
         };
         let mut targets: Vec<(String, String, Peer)> = Vec::new(); // (destination user, request URI, peer)
         let mut failure = None;
-        let io = &mut *cx.io;
         for endpoint in group {
-            match endpoint {
-                Endpoint::User { id: user, .. } => {
-                    if !io.users.contains_key(&user) {
-                        failure = Some((HangupCause::UNALLOCATED_NUMBER, None));
-                        continue;
-                    }
-                    let bindings = io.registrar.lookup(&user, io.unix);
-                    if bindings.is_empty() {
-                        failure = Some((HangupCause::USER_NOT_REGISTERED, None));
-                    }
-                    let nat = io.users[&user]
-                        .variables
-                        .get("nat_detection")
-                        .and_then(|v| NatDetection::parse(v))
-                        .unwrap_or(io.registrar.nat_detection());
-                    for b in bindings {
-                        targets.push((user.clone(), b.contact.clone(), b.target(nat)));
-                    }
-                }
-                Endpoint::Sofia { uri, .. } => {
-                    // FreeSWITCH's `sofia/<profile>/1001@host` has no scheme: it is a SIP URI.
-                    let lower = uri.to_ascii_lowercase();
-                    let uri = if lower.starts_with("sip:") || lower.starts_with("sips:") {
-                        uri
-                    } else {
-                        format!("sip:{uri}")
-                    };
-                    let Ok(parsed) = crate::sip::message::Uri::parse(uri.as_bytes()) else {
-                        failure = Some((HangupCause::INVALID_NUMBER_FORMAT, None));
-                        continue;
-                    };
-                    let host = text(parsed.host_unbracketed());
-                    let port = parsed.port.unwrap_or(5060);
-                    let user = parsed.user.map(|x| text(&unescape(x))).unwrap_or_default();
-                    match host.parse::<std::net::IpAddr>() {
-                        Ok(ip) => match io.local_for(TransportKind::Udp, ip.is_ipv4()) {
-                            Some(l) => targets.push((user, uri.clone(), Peer { remote: (ip, port).into(), ..l })),
-                            None => failure = Some((HangupCause::NETWORK_OUT_OF_ORDER, None)),
-                        },
-                        // A host name: its address comes from the resolver (A/AAAA; RFC 3263's
-                        // NAPTR and SRV steps are not done), and the leg starts then.
-                        Err(_) => {
-                            let token = cx.routes.token();
-                            cx.routes.resolve_out.push_back(ResolveRequest { token, host, port });
-                            cx.routes.resolving.insert(token, (cx.id, self.group, user, uri.clone()));
-                            self.pending_resolutions += 1;
-                        }
-                    }
-                }
-                Endpoint::Error { cause } => {
-                    failure = Some((HangupCause::from_name(&cause).unwrap_or(HangupCause::NORMAL_UNSPECIFIED), None));
-                }
-                other => {
-                    warn!(call = %self.uuid, endpoint = %other, "endpoint not available");
-                    failure = Some((HangupCause::NETWORK_OUT_OF_ORDER, None));
+            match targets_of(cx.io, &self.uuid, endpoint) {
+                Targets::Found(found) => targets.extend(found),
+                Targets::Failed(cause) => failure = Some((cause, None)),
+                // A host name: its address comes from the resolver (A/AAAA; RFC 3263's
+                // NAPTR and SRV steps are not done), and the leg starts then.
+                Targets::Resolve { user, uri, host, port } => {
+                    let token = cx.routes.token();
+                    cx.routes.resolve_out.push_back(ResolveRequest { token, host, port });
+                    cx.routes.resolving.insert(token, (cx.id, self.group, user, uri));
+                    self.pending_resolutions += 1;
                 }
             }
         }
@@ -135,7 +89,7 @@ impl Call {
         }
         let mut started = false;
         for (dest, ruri, peer) in targets {
-            started |= self.originate(cx, &dest, &ruri, peer);
+            started |= self.start_fork(cx, &dest, &ruri, peer);
         }
         if !started {
             self.check_group(cx);
@@ -145,8 +99,18 @@ impl Call {
     /// Starts a B-leg INVITE to `peer`; false if it could not be (the call's
     /// `last_failure` says why: the caller is answered with it unless another leg does
     /// better, at once rather than after a timeout).
-    fn originate(&mut self, cx: &mut Cx<'_, '_>, dest: &str, ruri: &str, peer: Peer) -> bool {
-        let Some(Setup { invite: a, .. }) = &self.a.setup else { return false };
+    fn start_fork(&mut self, cx: &mut Cx<'_, '_>, dest: &str, ruri: &str, peer: Peer) -> bool {
+        // B is offered the media plane's ports, or else what A offered: a leg the switch
+        // dialled itself (originate) made no offer of its own to pass on.
+        let (max_forwards, body, content_type) = match (&self.media, &self.a.setup) {
+            (Some(m), setup) => (setup.as_ref().map_or(70, |s| forwards(&s.invite)), m.to_b.as_slice(), None),
+            (None, Some(Setup { invite: a, .. })) => (forwards(a), a.body(), a.header(HeaderName::ContentType)),
+            (None, None) => {
+                warn!(call = %self.uuid, "no media plane and no offer from the first leg: nothing to offer a B-leg");
+                self.last_failure = Some((HangupCause::INCOMPATIBLE_DESTINATION, None));
+                return false;
+            }
+        };
         let io = &mut *cx.io;
         let uuid = io.uuid();
         let mut channel = Channel::new(uuid.clone(), Direction::Outbound);
@@ -154,15 +118,8 @@ impl Call {
         channel.times.created = io.unix_us;
         let name = self.vars.get("caller_id_name").unwrap_or_default().replace('"', "");
         let number = self.vars.get("caller_id_number").unwrap_or_default().to_string();
-        let b = BInvite {
-            ruri,
-            dest,
-            name: &name,
-            number: &number,
-            body: self.media.as_ref().map_or(a.body(), |m| m.to_b.as_slice()),
-            content_type: a.header(HeaderName::ContentType).filter(|_| self.media.is_none()),
-        };
-        let invite = match b_invite(io, a, &b, peer) {
+        let b = BInvite { ruri, dest, name: &name, number: &number, body, content_type, max_forwards };
+        let invite = match b_invite(io, &b, peer) {
             Ok(m) => m,
             Err(BuildError::TooLarge(bytes)) => {
                 warn!(call = %self.uuid, bytes, max = super::MAX_BUILT_MESSAGE, "the B-leg INVITE would be too large: 413");
@@ -396,7 +353,7 @@ impl Call {
         });
         match peer {
             Some(peer) => {
-                if !self.originate(cx, user, ruri, peer) {
+                if !self.start_fork(cx, user, ruri, peer) {
                     self.check_group(cx);
                 }
             }
@@ -436,6 +393,67 @@ impl Call {
             self.run(cx);
         } else {
             self.hangup_a(cx, cause, status);
+        }
+    }
+}
+
+/// The Max-Forwards a request on behalf of `a` carries on (RFC 3261 §16.6).
+fn forwards(a: &Message) -> u8 {
+    a.max_forwards().map_or(70, |m| m.saturating_sub(1))
+}
+
+/// Where an endpoint of a dial string is reached ([`targets_of`]).
+pub(super) enum Targets {
+    /// (destination user, request URI, peer): one per registration of a `user/`.
+    Found(Vec<(String, String, Peer)>),
+    /// A `sofia/` URI whose host is a name, to resolve first.
+    Resolve { user: String, uri: String, host: String, port: u16 },
+    /// Nowhere, for this reason.
+    Failed(HangupCause),
+}
+
+/// Where `endpoint` is reached now: a user's registrations (UNALLOCATED_NUMBER if the
+/// directory has no such user, USER_NOT_REGISTERED without one), a `sofia/` URI's
+/// address, or the name to resolve for it.
+pub(super) fn targets_of(io: &super::Io<'_>, call: &str, endpoint: Endpoint) -> Targets {
+    match endpoint {
+        Endpoint::User { id: user, .. } => {
+            let Some(u) = io.users.get(&user) else { return Targets::Failed(HangupCause::UNALLOCATED_NUMBER) };
+            let bindings = io.registrar.lookup(&user, io.unix);
+            if bindings.is_empty() {
+                return Targets::Failed(HangupCause::USER_NOT_REGISTERED);
+            }
+            let nat = u
+                .variables
+                .get("nat_detection")
+                .and_then(|v| NatDetection::parse(v))
+                .unwrap_or(io.registrar.nat_detection());
+            Targets::Found(bindings.into_iter().map(|b| (user.clone(), b.contact.clone(), b.target(nat))).collect())
+        }
+        Endpoint::Sofia { uri, .. } => {
+            // FreeSWITCH's `sofia/<profile>/1001@host` has no scheme: it is a SIP URI.
+            let lower = uri.to_ascii_lowercase();
+            let uri = if lower.starts_with("sip:") || lower.starts_with("sips:") { uri } else { format!("sip:{uri}") };
+            let Ok(parsed) = crate::sip::message::Uri::parse(uri.as_bytes()) else {
+                return Targets::Failed(HangupCause::INVALID_NUMBER_FORMAT);
+            };
+            let host = text(parsed.host_unbracketed());
+            let port = parsed.port.unwrap_or(5060);
+            let user = parsed.user.map(|x| text(&unescape(x))).unwrap_or_default();
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => match io.local_for(TransportKind::Udp, ip.is_ipv4()) {
+                    Some(l) => Targets::Found(vec![(user, uri.clone(), Peer { remote: (ip, port).into(), ..l })]),
+                    None => Targets::Failed(HangupCause::NETWORK_OUT_OF_ORDER),
+                },
+                Err(_) => Targets::Resolve { user, uri: uri.clone(), host, port },
+            }
+        }
+        Endpoint::Error { cause } => {
+            Targets::Failed(HangupCause::from_name(&cause).unwrap_or(HangupCause::NORMAL_UNSPECIFIED))
+        }
+        other => {
+            warn!(%call, endpoint = %other, "endpoint not available");
+            Targets::Failed(HangupCause::NETWORK_OUT_OF_ORDER)
         }
     }
 }

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 use super::channel::{Channel, ChannelState, HangupCause};
 use super::dialog::Dialog;
 use super::media::CallMedia;
-use super::messages::{build_to_a, send_bye};
+use super::messages::{build_to_a, cancel_of, send_bye};
+use super::originate::{Origin, Originated};
 use super::routes::{Relay, Routes};
 use super::rows::{cdr_row, channel_row};
 use super::timer::CallTimer;
@@ -60,7 +61,10 @@ pub(super) struct Setup {
 
 pub(super) struct ALeg {
     pub channel: Channel,
+    /// The caller's INVITE (None: recovered, or dialled by the switch).
     pub setup: Option<Setup>,
+    /// The INVITE the switch sent when it dialled this leg itself (`originate`).
+    pub dialed: Option<Setup>,
     pub peer: Peer,
     pub to_tag: String,
     pub dialog: Option<Dialog>,
@@ -98,6 +102,8 @@ pub(super) enum Phase {
     Sleeping,
     /// Answered and parked in an application (echo) until someone hangs up.
     Parked,
+    /// The switch dials the first leg itself (`originate`) and waits for its answer.
+    Dialing,
     /// Tearing down.
     Ending,
 }
@@ -130,6 +136,9 @@ pub(super) struct Call {
     pub executing: Option<(String, String, String)>,
     /// Every leg is down and the rows are written: the router forgets the call.
     pub finished: bool,
+    /// A call the switch originated: what its first leg does once answered, and the API
+    /// waiting for it.
+    pub origin: Option<Origin>,
 }
 
 impl Call {
@@ -154,6 +163,7 @@ impl Call {
             reoffer: None,
             executing: None,
             finished: false,
+            origin: None,
         }
     }
 
@@ -237,12 +247,21 @@ impl Call {
             return;
         }
         self.phase = Phase::Ending;
+        if let Some(job) = self.origin.as_mut().and_then(|o| o.job.take()) {
+            cx.routes.originated.push_back(Originated { job, result: Err(cause) });
+        }
         if !self.a.final_sent {
             if let Some(setup) = &self.a.setup {
                 let code = status.filter(|s| *s >= 300).unwrap_or_else(|| cause.to_sip());
                 let bytes = build_to_a(&setup.invite, code, &self.a.to_tag, self.a.peer, None);
                 if let Err(e) = cx.io.tx.respond(cx.io.now, setup.tx, code, bytes) {
                     warn!(call = %self.uuid, error = %e, "could not send the final response");
+                }
+            }
+            // The switch gives up on a leg it dialled that is still ringing.
+            if let Some(cancel) = self.a.dialed.as_ref().and_then(|s| cancel_of(&s.invite)) {
+                if let Err(e) = cx.io.tx.request(cx.io.now, cancel, self.a.peer) {
+                    warn!(call = %self.uuid, error = %e, "could not send CANCEL");
                 }
             }
             self.a.final_sent = true;

@@ -39,9 +39,9 @@ impl Call {
     /// Asks the media plane for the call's sessions; `waiting` goes on once they exist
     /// ([`Call::on_media_answer`]).
     pub fn request_media(&mut self, cx: &mut Cx<'_, '_>, waiting: Waiting) {
-        let Some(setup) = &self.a.setup else { return };
         let settings = &cx.routes.media;
-        let body = setup.invite.body();
+        // A leg the switch dials (originate) made no offer: the switch makes its own.
+        let body = self.a.setup.as_ref().map_or(&[][..], |s| s.invite.body());
         let offer = match (!body.is_empty()).then(|| Sdp::parse(body)) {
             None => None,
             Some(Ok(sdp)) if sdp.media.len() > settings.max_media => {
@@ -326,6 +326,10 @@ impl Call {
         let waiting = m.waiting.take();
         info!(call = %self.uuid, sessions = m.ids().count(), "media sessions ready");
         let Some(outgoing) = m.outgoing.as_mut() else { return };
+        if waiting == Some(Waiting::Dial) {
+            self.dial_with_media(cx);
+            return;
+        }
         if waiting == Some(Waiting::Bridge) {
             // B's offer goes out at leg B's ports.
             media::point(outgoing, &m.sessions, 1, m.ip);

@@ -41,6 +41,8 @@ impl ChannelState {
             (CS_ROUTING, CS_EXECUTE | CS_CONSUME_MEDIA | CS_SOFT_EXECUTE | CS_PARK) => true,
             (CS_EXECUTE, CS_ROUTING) => true, // transfer: hunt again
             (CS_CONSUME_MEDIA, CS_EXCHANGE_MEDIA) => true,
+            // An originated leg answered: its applications run, or its extension is hunted.
+            (CS_CONSUME_MEDIA, CS_EXECUTE | CS_ROUTING) => true,
             (CS_HANGUP, CS_REPORTING) | (CS_REPORTING, CS_DESTROY) => true,
             (from, CS_HANGUP) => !matches!(from, CS_HANGUP | CS_REPORTING | CS_DESTROY),
             _ => false,

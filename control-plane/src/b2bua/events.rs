@@ -215,7 +215,7 @@ impl Call {
         if !self.channel_mut(side).set_state(state) {
             return;
         }
-        if state == ChannelState::CS_ROUTING && side == Side::A {
+        if state == ChannelState::CS_ROUTING && side == Side::A && self.a.channel.direction == Direction::Inbound {
             self.leg_call_state(cx, side, CallState::RINGING);
         }
         self.emit(cx, EventName::ChannelState, side, Vec::new(), Vec::new());

@@ -140,6 +140,8 @@ pub(super) enum Waiting {
     Echo,
     /// A re-offer with streams the call had no session for: it is relayed once they exist.
     Reoffer,
+    /// `originate`: the leg the switch dials is offered the sessions' ports once they exist.
+    Dial,
 }
 
 /// One call's media.

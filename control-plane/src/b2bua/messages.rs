@@ -48,6 +48,7 @@ pub(super) struct BInvite<'a> {
     pub body: &'a [u8],
     /// The body's type (None: application/sdp).
     pub content_type: Option<&'a [u8]>,
+    pub max_forwards: u8,
 }
 
 /// Why a B-leg's INVITE could not be built.
@@ -60,8 +61,8 @@ pub(super) enum BuildError {
 }
 
 /// A B-leg's INVITE to `peer`, as a parsed message for the transaction layer.
-pub(super) fn b_invite(io: &mut Io<'_>, a: &Message, b: &BInvite<'_>, peer: Peer) -> Result<Message, BuildError> {
-    let mf = a.max_forwards().map_or(70, |m| m.saturating_sub(1));
+pub(super) fn b_invite(io: &mut Io<'_>, b: &BInvite<'_>, peer: Peer) -> Result<Message, BuildError> {
+    let mf = b.max_forwards;
     let host = peer.local;
     let mut buf = Vec::with_capacity(1024 + b.body.len());
     let mut w = Writer::request(&mut buf, b"INVITE", b.ruri.as_bytes());

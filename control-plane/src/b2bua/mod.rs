@@ -37,6 +37,7 @@ mod execute;
 mod in_dialog;
 pub mod media;
 mod messages;
+pub mod originate;
 pub mod recovery;
 mod routes;
 mod rows;
@@ -64,6 +65,7 @@ pub use execute::DEFAULT_CALL_TIMEOUT;
 use ferroswitch_shared::msg::SessionSpec;
 use media::CallMedia;
 pub use media::{MediaAnswer, MediaRequest, MediaSettings};
+pub use originate::{OriginateError, OriginateRequest, Originated, Then};
 use routes::Routes;
 
 /// What the B2BUA works with for one input: the clock and the switch's parts.
@@ -235,6 +237,7 @@ impl B2bua {
         let a = ALeg {
             channel,
             setup: Some(Setup { invite: invite.clone(), tx }),
+            dialed: None,
             peer,
             to_tag,
             dialog: None,
@@ -266,6 +269,10 @@ impl B2bua {
             }
             return true;
         }
+        if let Some(&id) = self.routes.dialed.get(&tx) {
+            self.with_call(io, id, |call, cx| call.on_dialed_response(cx, tx, msg));
+            return true;
+        }
         let Some(&(id, i)) = self.routes.b_invites.get(&tx) else { return false };
         self.with_call(io, id, |call, cx| call.on_b_response(cx, tx, i, msg));
         true
@@ -273,6 +280,10 @@ impl B2bua {
 
     /// Timer B on a B-leg INVITE: the callee never answered at all.
     pub fn on_timeout(&mut self, io: &mut Io<'_>, tx: TxId) -> bool {
+        if let Some(id) = self.routes.dialed.remove(&tx) {
+            self.with_call(io, id, |call, cx| call.on_dialed_timeout(cx));
+            return true;
+        }
         let Some((id, i)) = self.routes.b_invites.remove(&tx) else { return false };
         self.with_call(io, id, |call, cx| call.on_b_timeout(cx, i));
         true

@@ -171,6 +171,7 @@ impl B2bua {
         let a = ALeg {
             channel: a_channel,
             setup: None,
+            dialed: None,
             peer: a.dialog.peer,
             to_tag: a.dialog.local_tag.clone(),
             dialog: Some(a.dialog),

@@ -36,6 +36,10 @@ pub(super) type Dialogs = HashMap<(String, String), (CallId, Side, String)>;
 pub(super) struct Routes {
     pub a_invites: HashMap<TxId, CallId>,
     pub b_invites: HashMap<TxId, (CallId, usize)>,
+    /// INVITEs of legs the switch dialled itself (`originate`).
+    pub dialed: HashMap<TxId, CallId>,
+    /// Originates that answered or failed, for the API waiting on them.
+    pub originated: VecDeque<super::Originated>,
     pub dialogs: Dialogs,
     /// Relayed in-dialog requests, by the client transaction that carries them on.
     pub relays: HashMap<TxId, Relay>,
@@ -114,6 +118,9 @@ impl Routes {
         }
         if let Some(setup) = &call.a.setup {
             self.a_invites.remove(&setup.tx);
+        }
+        if let Some(setup) = &call.a.dialed {
+            self.dialed.remove(&setup.tx);
         }
         self.relays.retain(|_, r| r.call != id);
         self.pending_acks.remove(&id);

@@ -13,7 +13,7 @@ use super::CallId;
 /// What a call's timer is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum CallTimer {
-    /// `bridge`'s `call_timeout`: nobody answered in time.
+    /// `bridge`'s `call_timeout` (or an originate's timeout): nobody answered in time.
     NoAnswer,
     /// The `sleep` application ends.
     Sleep,
@@ -73,6 +73,10 @@ impl Call {
                 self.last_failure = Some((HangupCause::NO_USER_RESPONSE, None));
                 self.cancel_forks(cx, HangupCause::NO_USER_RESPONSE);
                 self.next_group_or_continue(cx);
+            }
+            (CallTimer::NoAnswer, Phase::Dialing) => {
+                info!(call = %self.uuid, "the originated leg did not answer in time");
+                self.hangup_a(cx, HangupCause::NO_ANSWER, None);
             }
             (CallTimer::Sleep, Phase::Sleeping) => {
                 self.phase = Phase::Executing;

@@ -371,10 +371,15 @@ async fn run_api(api: &mpsc::Sender<ApiCall>, command: &str, args: &str) -> Stri
 /// Asks the switch, through the driver, and waits for its answer.
 async fn ask(api: &mpsc::Sender<ApiCall>, ask: Ask) -> String {
     let (reply, answer) = oneshot::channel();
+    // An originate answers when its leg does (or gives up, at most 110 s later).
+    let wait = match &ask {
+        Ask::Api { command, .. } if command.eq_ignore_ascii_case("originate") => Duration::from_secs(120),
+        _ => Duration::from_secs(30),
+    };
     if api.send(ApiCall { ask, reply }).await.is_err() {
         return "-ERR the switch is stopping\n".into();
     }
-    match tokio::time::timeout(Duration::from_secs(30), answer).await {
+    match tokio::time::timeout(wait, answer).await {
         Ok(Ok(out)) if out.is_empty() => "-ERR no reply\n".into(),
         Ok(Ok(out)) => out,
         _ => "-ERR no reply\n".into(),

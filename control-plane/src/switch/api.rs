@@ -128,9 +128,38 @@ pub struct ApiState {
     pub paused: bool,
     /// `reloadxml` asked for the directory and dialplan to be read again.
     pub reload_requested: bool,
+    /// The last `originate` job handed out.
+    pub jobs: u64,
 }
 
 impl Switch {
+    /// `originate <args>`: the leg rings; Ok(job): the API's answer comes from
+    /// [`Switch::poll_originated`] once it answers or fails. Err: the answer now.
+    pub fn start_originate(&mut self, now: Instant, args: &str) -> Result<u64, String> {
+        if self.api_state.paused {
+            return Err("-ERR the switch is paused (fsctl pause): no new calls\n".into());
+        }
+        self.api_state.jobs += 1;
+        let job = self.api_state.jobs;
+        let req = crate::b2bua::originate::parse_originate(args, job).map_err(|u| format!("-USAGE: {u}\n"))?;
+        let unix = self.unix(now);
+        let started = self.b2bua.originate(&mut io!(self, now, unix), req);
+        self.drain(now);
+        started.map(|_| job).map_err(|e| format!("-ERR {e}\n"))
+    }
+
+    /// The next originate that answered (`+OK <uuid>`) or failed (`-ERR <cause>`), with
+    /// its job.
+    pub fn poll_originated(&mut self) -> Option<(u64, String)> {
+        self.b2bua.poll_originated().map(|o| {
+            let text = match o.result {
+                Ok(uuid) => format!("+OK {uuid}\n"),
+                Err(cause) => format!("-ERR {cause}\n"),
+            };
+            (o.job, text)
+        })
+    }
+
     /// Runs API command `command` with `args`; its output, as `api` gives it.
     pub fn api(&mut self, now: Instant, command: &str, args: &str) -> String {
         let unix = self.unix(now);
