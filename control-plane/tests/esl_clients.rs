@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::softphone::{Phone, PCMU};
 use common::*;
 
 /// (the virtualenv's python, the node_modules directory), installed by
@@ -23,17 +24,25 @@ fn clients() -> (String, String) {
     (lines.next().unwrap().to_string(), lines.next().unwrap().to_string())
 }
 
-/// Runs `client` (given the event socket's host, port and password) against a switch:
-/// once it prints READY, a SIPp call 1000 → 1001 goes through; then its whole output.
-fn drive(client: impl FnOnce(&str, &str, &str) -> Command) -> Vec<String> {
-    let sw = SwitchProcess::start_with_ng(
-        TempDir::new("esl-client"),
+/// A switch whose event socket listens on a free port with password `client-secret`.
+fn esl_switch(tag: &str) -> SwitchProcess {
+    SwitchProcess::start_with_ng(
+        TempDir::new(tag),
         "",
         "",
         "\n[esl]\nlisten = \"127.0.0.1:0\"\npassword = \"client-secret\"\n",
-    );
+    )
+}
+
+/// Starts `client` (given the event socket's host, port and password) with its stdout
+/// read line by line.
+fn spawn_client(
+    sw: &SwitchProcess,
+    client: impl FnOnce(&str, &str, &str) -> Command,
+) -> (std::process::Child, mpsc::Receiver<String>) {
     let esl = sw.esl.unwrap();
     let mut child = client(&esl.ip().to_string(), &esl.port().to_string(), "client-secret")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the client");
@@ -47,6 +56,14 @@ fn drive(client: impl FnOnce(&str, &str, &str) -> Command) -> Vec<String> {
             }
         }
     });
+    (child, rx)
+}
+
+/// Runs `client` against a switch: once it prints READY, a SIPp call 1000 → 1001 goes
+/// through; then its whole output.
+fn drive(client: impl FnOnce(&str, &str, &str) -> Command) -> Vec<String> {
+    let sw = esl_switch("esl-client");
+    let (mut child, rx) = spawn_client(&sw, client);
     let mut lines = Vec::new();
     loop {
         let line =
@@ -250,4 +267,163 @@ fn greenswitch_in_outbound_mode_answers_and_hangs_up_a_call_handed_to_it_by_sock
         ["CONNECTED True 1000 CS_EXECUTE", "ANSWERED CHANNEL_EXECUTE_COMPLETE answer", "GETVAR 7777", "DONE",]
     );
     assert!(caller.status.success(), "SIPp: {}", String::from_utf8_lossy(&caller.stdout));
+}
+
+/// The client's next line (bounded).
+fn next_line(rx: &mpsc::Receiver<String>, lines: &[String]) -> String {
+    rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("the client went quiet: {lines:#?}"))
+}
+
+/// Every line until the client exits, which it must do successfully.
+fn rest(mut child: std::process::Child, rx: &mpsc::Receiver<String>, mut lines: Vec<String>) -> Vec<String> {
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        lines.push(line);
+    }
+    assert!(child.wait().unwrap().success(), "the client failed: {lines:#?}");
+    lines
+}
+
+const SETTLE: Duration = Duration::from_millis(500);
+const LISTEN: Duration = Duration::from_millis(1000);
+
+/// Click-to-call, as a dialer does it with genesis (PyPI): `originate user/1000
+/// &bridge(user/1001)` rings baresip 1000, which answers; the API answers `+OK <uuid>`;
+/// 1000 is bridged to baresip 1001, and the phones hear each other's tones through the
+/// media plane. When 1001 hangs up, the plain events of both channels came in
+/// FreeSWITCH's order.
+#[test]
+fn genesis_click_to_call_rings_one_phone_then_bridges_it_to_another_and_they_hear_each_other() {
+    let (python, _) = clients();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/esl-clients/genesis_click_to_call.py");
+    let sw = esl_switch("click-to-call");
+    let a = Phone::start(sw.udp, "1000", PCMU, 700.0, 13000);
+    let mut b = Phone::start(sw.udp, "1001", PCMU, 1400.0, 13100);
+    wait_registered(&sw, &["1000", "1001"]);
+    let (child, rx) = spawn_client(&sw, |host, port, password| {
+        let mut c = Command::new("timeout");
+        c.args(["90", &python, script, host, port, password, "1000", "1001"]);
+        c
+    });
+    a.wait_events("CALL_ESTABLISHED", 1, Duration::from_secs(20));
+    b.wait_events("CALL_ESTABLISHED", 1, Duration::from_secs(20));
+    let mut lines = vec![next_line(&rx, &[])];
+    lines.push(next_line(&rx, &lines));
+    std::thread::sleep(SETTLE);
+    let from = std::time::Instant::now();
+    std::thread::sleep(LISTEN);
+    let to = std::time::Instant::now();
+    for (listener, talker) in [(&a, &b), (&b, &a)] {
+        let h = listener.hears(talker.tone_hz, from, to);
+        assert!(h.clear(false), "{} heard {h:?} of {} Hz\n{}", listener.user, talker.tone_hz, listener.log());
+    }
+    assert!(b.cmd("hangup", ""));
+    let lines = rest(child, &rx, lines);
+    assert_eq!(lines[0], "EVENT +OK event listener enabled plain");
+    let uuid = lines[1].strip_prefix("ORIGINATED +OK ").unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(uuid.len(), 36, "{lines:#?}");
+    let events: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("EV ")).collect();
+    let want = [
+        // A rings, answers (the user endpoint's CHANNEL_OUTGOING again) and runs bridge
+        "CHANNEL_OUTGOING A CS_NEW DOWN ringing",
+        "CHANNEL_STATE A CS_INIT DOWN ringing",
+        "CHANNEL_CREATE A CS_INIT DOWN ringing",
+        "CHANNEL_ORIGINATE A CS_INIT DOWN ringing",
+        "CHANNEL_STATE A CS_ROUTING DOWN ringing",
+        "CHANNEL_STATE A CS_CONSUME_MEDIA DOWN ringing",
+        "CHANNEL_PROGRESS A CS_CONSUME_MEDIA DOWN ringing",
+        "CHANNEL_CALLSTATE A CS_CONSUME_MEDIA RINGING ringing",
+        "CHANNEL_ANSWER A CS_CONSUME_MEDIA RINGING answered",
+        "CHANNEL_CALLSTATE A CS_CONSUME_MEDIA ACTIVE answered",
+        "CHANNEL_OUTGOING A CS_CONSUME_MEDIA ACTIVE answered",
+        "CHANNEL_STATE A CS_EXECUTE ACTIVE answered",
+        "CHANNEL_EXECUTE A CS_EXECUTE ACTIVE answered",
+        // B, as bridge originates it
+        "CHANNEL_OUTGOING B CS_NEW DOWN ringing",
+        "CHANNEL_STATE B CS_INIT DOWN ringing",
+        "CHANNEL_CREATE B CS_INIT DOWN ringing",
+        "CHANNEL_ORIGINATE B CS_INIT DOWN ringing",
+        "CHANNEL_STATE B CS_ROUTING DOWN ringing",
+        "CHANNEL_STATE B CS_CONSUME_MEDIA DOWN ringing",
+        "CHANNEL_PROGRESS B CS_CONSUME_MEDIA DOWN ringing",
+        "CHANNEL_CALLSTATE B CS_CONSUME_MEDIA RINGING ringing",
+        "CHANNEL_ANSWER B CS_CONSUME_MEDIA RINGING answered",
+        "CHANNEL_CALLSTATE B CS_CONSUME_MEDIA ACTIVE answered",
+        "CHANNEL_BRIDGE A CS_EXECUTE ACTIVE answered",
+        "CHANNEL_STATE B CS_EXCHANGE_MEDIA ACTIVE answered",
+        // B hangs up
+        "CHANNEL_HANGUP B CS_EXCHANGE_MEDIA ACTIVE hangup",
+        "CHANNEL_STATE B CS_HANGUP ACTIVE hangup",
+        "CHANNEL_CALLSTATE B CS_HANGUP HANGUP hangup",
+        "CHANNEL_STATE B CS_REPORTING HANGUP hangup",
+        "CHANNEL_HANGUP_COMPLETE B CS_REPORTING HANGUP hangup",
+        "CHANNEL_DESTROY B CS_REPORTING HANGUP hangup",
+        "CHANNEL_STATE B CS_DESTROY HANGUP hangup",
+        "CHANNEL_UNBRIDGE A CS_EXECUTE ACTIVE answered",
+        "CHANNEL_EXECUTE_COMPLETE A CS_EXECUTE ACTIVE answered",
+        "CHANNEL_HANGUP A CS_EXECUTE ACTIVE hangup",
+        "CHANNEL_STATE A CS_HANGUP ACTIVE hangup",
+        "CHANNEL_CALLSTATE A CS_HANGUP HANGUP hangup",
+        "CHANNEL_STATE A CS_REPORTING HANGUP hangup",
+        "CHANNEL_HANGUP_COMPLETE A CS_REPORTING HANGUP hangup",
+        "CHANNEL_DESTROY A CS_REPORTING HANGUP hangup",
+        "CHANNEL_STATE A CS_DESTROY HANGUP hangup",
+    ];
+    assert_eq!(events, want, "{lines:#?}");
+    assert_eq!(lines.last().unwrap(), "A-LEG outbound 9000 1000");
+}
+
+/// An originate into `echo` with modesl (npm) taking JSON events: baresip 1001 answers
+/// and hears its own tone back through the media plane; `uuid_kill` ends it, and the
+/// channel's events came in FreeSWITCH's order.
+#[test]
+fn modesl_originates_a_phone_into_echo_and_the_phone_hears_itself() {
+    let (_, node_modules) = clients();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/esl-clients/modesl_originate_echo.js");
+    let sw = esl_switch("originate-echo");
+    let phone = Phone::start(sw.udp, "1001", PCMU, 1400.0, 13200);
+    wait_registered(&sw, &["1001"]);
+    let (mut child, rx) = spawn_client(&sw, |host, port, password| {
+        let mut c = Command::new("timeout");
+        c.args(["90", "node", script, host, port, password, "1001"]).env("NODE_PATH", &node_modules);
+        c
+    });
+    phone.wait_events("CALL_ESTABLISHED", 1, Duration::from_secs(20));
+    let lines = vec![next_line(&rx, &[])];
+    std::thread::sleep(SETTLE);
+    let from = std::time::Instant::now();
+    std::thread::sleep(LISTEN);
+    let h = phone.hears(phone.tone_hz, from, std::time::Instant::now());
+    assert!(h.clear(true), "the phone heard {h:?} of its own tone\n{}", phone.log());
+    use std::io::Write as _;
+    child.stdin.as_mut().unwrap().write_all(b"kill\n").unwrap();
+    let lines = rest(child, &rx, lines);
+    let uuid = lines[0].strip_prefix("ORIGINATED +OK ").unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(uuid.len(), 36, "{lines:#?}");
+    assert_eq!(lines[1], "KILLED +OK", "{lines:#?}");
+    let events: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("EV ")).collect();
+    let want = [
+        "CHANNEL_OUTGOING CS_NEW DOWN",
+        "CHANNEL_STATE CS_INIT DOWN",
+        "CHANNEL_CREATE CS_INIT DOWN",
+        "CHANNEL_ORIGINATE CS_INIT DOWN",
+        "CHANNEL_STATE CS_ROUTING DOWN",
+        "CHANNEL_STATE CS_CONSUME_MEDIA DOWN",
+        "CHANNEL_PROGRESS CS_CONSUME_MEDIA DOWN",
+        "CHANNEL_CALLSTATE CS_CONSUME_MEDIA RINGING",
+        "CHANNEL_ANSWER CS_CONSUME_MEDIA RINGING",
+        "CHANNEL_CALLSTATE CS_CONSUME_MEDIA ACTIVE",
+        "CHANNEL_OUTGOING CS_CONSUME_MEDIA ACTIVE",
+        "CHANNEL_STATE CS_EXECUTE ACTIVE",
+        "CHANNEL_EXECUTE CS_EXECUTE ACTIVE",
+        // uuid_kill
+        "CHANNEL_HANGUP CS_EXECUTE ACTIVE",
+        "CHANNEL_EXECUTE_COMPLETE CS_HANGUP ACTIVE",
+        "CHANNEL_STATE CS_HANGUP ACTIVE",
+        "CHANNEL_CALLSTATE CS_HANGUP HANGUP",
+        "CHANNEL_STATE CS_REPORTING HANGUP",
+        "CHANNEL_HANGUP_COMPLETE CS_REPORTING HANGUP",
+        "CHANNEL_DESTROY CS_REPORTING HANGUP",
+    ];
+    assert_eq!(events, want, "{lines:#?}");
+    phone.wait_events("CALL_CLOSED", 1, Duration::from_secs(10));
 }

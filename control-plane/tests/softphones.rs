@@ -27,33 +27,25 @@ impl Pair {
         let sw = SwitchProcess::start("");
         let caller = Phone::start(sw.udp, "1000", caller, 700.0, rtp_base);
         let callee = Phone::start(sw.udp, "1001", callee, 1400.0, rtp_base + 100);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (_, regs) = sw.http_get("/registrations");
-            if regs.contains("\"aor\":\"1000\"") && regs.contains("\"aor\":\"1001\"") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the phones did not register: {regs}\n{}", caller.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_registered(&sw, &["1000", "1001"]);
         Pair { sw, caller, callee }
     }
 
     /// Both phones heard the other's tone between `from` and `to`, and not their own.
     fn assert_two_way(&self, from: Instant, to: Instant, what: &str) {
         for (listener, talker) in [(&self.caller, &self.callee), (&self.callee, &self.caller)] {
-            let heard = listener.heard(from, to);
-            let (want, own, rms) =
-                (tone_dbfs(&heard, talker.tone_hz), tone_dbfs(&heard, listener.tone_hz), rms_dbfs(&heard));
-            let secs = heard.len() as f64 / f64::from(RATE);
+            let h = listener.hears(talker.tone_hz, from, to);
             assert!(
-                secs > 0.5 && want > -20.0 && own < -45.0,
-                "{what}: {} heard {:.2} s: {} Hz at {want:.1} dBFS (wanted > -20), its own {} Hz at {own:.1} \
-                 (wanted < -45), RMS {rms:.1}; media sessions: {}\n{}",
+                h.clear(false),
+                "{what}: {} heard {:.2} s: {} Hz at {:.1} dBFS (wanted > -20), its own {} Hz at {:.1} \
+                 (wanted < -45), RMS {:.1}; media sessions: {}\n{}",
                 listener.user,
-                secs,
+                h.secs,
                 talker.tone_hz,
+                h.tone,
                 listener.tone_hz,
+                h.own,
+                h.rms,
                 self.sw.http_get("/media/sessions").1,
                 listener.log()
             );

@@ -267,6 +267,19 @@ pub fn ensure_tool(binary: &str) {
 }
 
 /// A free UDP+TCP port on 127.0.0.1 (for peers that need a fixed local port).
+/// Waits (bounded: 15 s) until the switch lists a registration for each of `users`.
+pub fn wait_registered(sw: &SwitchProcess, users: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, regs) = sw.http_get("/registrations");
+        if users.iter().all(|u| regs.contains(&format!("\"aor\":\"{u}\""))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{users:?} did not register: {regs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn free_port() -> u16 {
     loop {
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -40,6 +40,23 @@ struct Inbox {
     closed: bool,
 }
 
+/// What a phone heard over a span ([`Phone::hears`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Hearing {
+    pub secs: f64,
+    pub tone: f64,
+    pub own: f64,
+    pub rms: f64,
+}
+
+impl Hearing {
+    /// Over half a second of it, the tone loud (above -20 dBFS) and, unless it is the
+    /// phone's own tone coming back, its own faint (below -45).
+    pub fn clear(&self, own_allowed: bool) -> bool {
+        self.secs > 0.5 && self.tone > -20.0 && (own_allowed || self.own < -45.0)
+    }
+}
+
 /// One phone, killed when dropped.
 pub struct Phone {
     child: Child,
@@ -165,6 +182,18 @@ impl Phone {
     pub fn heard(&self, from: Instant, to: Instant) -> Vec<i16> {
         let heard = self.heard.lock().unwrap();
         heard.iter().filter(|(t, _)| *t >= from && *t < to).flat_map(|(_, s)| s.iter().copied()).collect()
+    }
+
+    /// What the phone heard between `from` and `to`: how long (s), the `hz` tone's level
+    /// and its own tone's (dBFS), and the RMS level.
+    pub fn hears(&self, hz: f64, from: Instant, to: Instant) -> Hearing {
+        let heard = self.heard(from, to);
+        Hearing {
+            secs: heard.len() as f64 / f64::from(RATE),
+            tone: tone_dbfs(&heard, hz),
+            own: tone_dbfs(&heard, self.tone_hz),
+            rms: rms_dbfs(&heard),
+        }
     }
 
     /// baresip's log.
