@@ -81,6 +81,8 @@ pub enum EventKind {
     Error = 10,
     /// Answer to a ping; the header's `seq` echoes it.
     Pong = 11,
+    /// A core's own counters, once a second (session 0); body: [`WorkerCounters`].
+    WorkerStats = 12,
 }
 
 impl EventKind {
@@ -98,6 +100,7 @@ impl EventKind {
             9 => EventKind::Stats,
             10 => EventKind::Error,
             11 => EventKind::Pong,
+            12 => EventKind::WorkerStats,
             _ => return None,
         })
     }
@@ -532,6 +535,50 @@ pub struct Count {
     pub count: u64,
 }
 
+/// One media core's counters since it started: every session it held, those still
+/// live and those closed, together ([`EventKind::WorkerStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, Default)]
+#[repr(C)]
+pub struct WorkerCounters {
+    /// Datagrams (RTP and RTCP) received from the sessions' peers, and their bytes
+    /// (RTP's).
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Datagrams sent toward the sessions' peers, and their bytes.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// Datagrams not relayed, by reason (as [`LegStats`] counts them).
+    pub drop_no_peer: u64,
+    pub drop_strict_source: u64,
+    pub drop_malformed: u64,
+    pub drop_loop: u64,
+    /// RTP packets lost on the way in (by sequence number).
+    pub lost: u64,
+    /// Events the core could not hand over (its event ring was full).
+    pub dropped_events: u64,
+    /// Sessions live now, and how many of them transcode.
+    pub sessions: u32,
+    pub transcoded: u32,
+}
+
+impl WorkerCounters {
+    /// Adds a session's counters (both legs).
+    pub fn add(&mut self, s: &StreamStats) {
+        for l in &s.legs {
+            self.packets_in += l.packets + l.rtcp_packets;
+            self.bytes_in += l.bytes;
+            self.packets_out += l.sent;
+            self.bytes_out += l.sent_bytes;
+            self.drop_no_peer += l.drop_no_peer;
+            self.drop_strict_source += l.drop_strict_source;
+            self.drop_malformed += l.drop_malformed;
+            self.drop_loop += l.drop_loop;
+            self.lost += l.lost;
+        }
+    }
+}
+
+impl Body for WorkerCounters {}
 impl Body for SessionSpec {}
 impl Body for Created {}
 impl Body for Latched {}
@@ -547,6 +594,7 @@ const _: () = {
     assert!(size_of::<LegSpec>() == 112);
     assert!(size_of::<SessionSpec>() <= BODY_BYTES);
     assert!(size_of::<StreamStats>() <= BODY_BYTES);
+    assert!(size_of::<WorkerCounters>() <= BODY_BYTES);
     assert!(size_of::<LegStats>() == 112);
     assert!(size_of::<ErrorInfo>() <= BODY_BYTES);
     assert!(size_of::<Created>() <= BODY_BYTES);

@@ -237,7 +237,14 @@ impl Call {
         cx.routes.track_dialog(cx.io, &dialog, cx.id, Side::A, &a.channel.uuid, RowDirection::Inbound);
         a.dialog = Some(dialog);
         info!(call = %self.uuid, "answered");
+        self.observe_answer(cx);
         self.leg_answered(cx, Side::A);
+    }
+
+    /// The call's answer, for `ferroswitch_call_answer_seconds`.
+    pub fn observe_answer(&self, cx: &mut Cx<'_, '_>) {
+        let secs = cx.io.unix_us.saturating_sub(self.a.channel.times.created) as f64 / 1e6;
+        cx.routes.answer_seconds.observe(&crate::management::histogram::ANSWER_SECONDS, secs);
     }
 
     /// Ends the A-leg with `cause`: a final response if unanswered, else a BYE; then the

@@ -250,6 +250,7 @@ impl B2bua {
         self.calls.insert(id, call);
         self.routes.a_invites.insert(tx, id);
         self.routes.channels_created += 1;
+        self.routes.calls_started += 1;
         self.with_call(io, id, |call, cx| {
             call.emit(cx, EventName::ChannelState, Side::A, Vec::new(), Vec::new());
             call.emit(cx, EventName::ChannelCreate, Side::A, Vec::new(), Vec::new());
@@ -333,6 +334,12 @@ impl B2bua {
         let key = (text(ack.call_id()), ack.to_tag().map(text).unwrap_or_default());
         let Some(&(id, side, _)) = self.routes.dialogs.get(&key) else { return };
         self.with_call(io, id, |call, cx| call.on_ack(cx, side, ack));
+    }
+
+    /// Calls started since start, established dialogs now, and the answered calls'
+    /// times to answer (for `/metrics`).
+    pub fn call_metrics(&self) -> (u64, usize, crate::management::histogram::Histogram<10>) {
+        (self.routes.calls_started, self.routes.dialogs.len(), self.routes.answer_seconds)
     }
 
     /// Whether channel events are made (off until an event socket listens).

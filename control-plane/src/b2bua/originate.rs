@@ -155,6 +155,7 @@ impl B2bua {
         call.write_a_row(io);
         self.calls.insert(id, call);
         self.routes.channels_created += 1;
+        self.routes.calls_started += 1;
         let timeout = req.timeout.min(MAX_ORIGINATE_TIMEOUT);
         self.with_call(io, id, |call, cx| {
             // FreeSWITCH's order for a channel it originates without a caller.
@@ -271,6 +272,7 @@ impl Call {
         cx.routes.track_dialog(cx.io, &dialog, cx.id, Side::A, &a.channel.uuid, RowDirection::Outbound);
         a.dialog = Some(dialog);
         info!(call = %self.uuid, "the originated leg answered");
+        self.observe_answer(cx);
         self.disarm(cx);
         self.leg_answered(cx, Side::A);
         if self.origin.as_ref().is_some_and(|o| o.via_user) {

@@ -13,6 +13,7 @@ use super::events::ChannelEvent;
 use super::media::{MediaRequest, MediaSettings};
 use super::timer::Timers;
 use super::{CallId, Io, ResolveRequest};
+use crate::management::histogram::{Histogram, ANSWER_SECONDS};
 use crate::sip::message::Message;
 use crate::sip::transaction::TxId;
 use crate::sip::transport::Peer;
@@ -68,6 +69,10 @@ pub(super) struct Routes {
     pub socket_out: VecDeque<(String, String)>,
     /// Channels made since start (`status`'s sessions since startup).
     pub channels_created: u64,
+    /// Calls started since start (inbound INVITEs and originates), and how long the
+    /// answered ones took from their first leg appearing to the answer.
+    pub calls_started: u64,
+    pub answer_seconds: Histogram<{ ANSWER_SECONDS.len() }>,
     next_token: u64,
 }
 

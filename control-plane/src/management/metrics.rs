@@ -5,9 +5,11 @@
 
 use std::fmt::Write as _;
 
+use crate::management::histogram::{ANSWER_SECONDS, JITTER_SECONDS, LOSS_RATIO};
 use crate::media::supervisor::MediaState;
 use crate::switch::metrics::{code_label, METHODS};
 use crate::switch::Stats;
+use ferroswitch_shared::msg::WorkerCounters;
 
 /// One process's CPU time and resident memory.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,12 +65,93 @@ impl Out {
     }
 }
 
+/// Each media core's own counters, labelled by core.
+fn workers(o: &mut Out, m: &MediaState, now: std::time::Instant) {
+    type Get = fn(&WorkerCounters) -> u64;
+    /// (name, type, help, its series: a label, its value, and the counter).
+    type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str, Get)]);
+    let cores: Vec<(String, &WorkerCounters, std::time::Instant)> =
+        m.workers.iter().map(|(core, (w, at))| (core.to_string(), w, *at)).collect();
+    let families: [Family<'_>; 4] = [
+        (
+            "ferroswitch_media_worker_packets_total",
+            "counter",
+            "Datagrams (RTP and RTCP) each media core received from and sent to the sessions' peers.",
+            &[("direction", "in", |w| w.packets_in), ("direction", "out", |w| w.packets_out)],
+        ),
+        (
+            "ferroswitch_media_worker_bytes_total",
+            "counter",
+            "Bytes each media core received from and sent to the sessions' peers.",
+            &[("direction", "in", |w| w.bytes_in), ("direction", "out", |w| w.bytes_out)],
+        ),
+        (
+            "ferroswitch_media_worker_drops_total",
+            "counter",
+            "Datagrams each media core did not relay, by reason.",
+            &[
+                ("reason", "no_peer", |w| w.drop_no_peer),
+                ("reason", "strict_source", |w| w.drop_strict_source),
+                ("reason", "malformed", |w| w.drop_malformed),
+                ("reason", "loop", |w| w.drop_loop),
+            ],
+        ),
+        (
+            "ferroswitch_media_worker_lost_packets_total",
+            "counter",
+            "RTP packets lost on their way in to each media core (by sequence number).",
+            &[("", "", |w| w.lost)],
+        ),
+    ];
+    for (name, kind, help, series) in families {
+        o.family(name, kind, help);
+        for (core, w, _) in &cores {
+            for (label, value, get) in series {
+                let labels: &[(&str, &str)] =
+                    if label.is_empty() { &[("core", core)] } else { &[("core", core), (label, value)] };
+                o.sample(name, labels, get(w));
+            }
+        }
+    }
+    let gauges: [(&str, &str, &str, Get); 3] = [
+        ("ferroswitch_media_worker_sessions", "gauge", "Sessions each media core holds.", |w| u64::from(w.sessions)),
+        ("ferroswitch_media_worker_transcoded_sessions", "gauge", "Sessions each media core transcodes.", |w| {
+            u64::from(w.transcoded)
+        }),
+        (
+            "ferroswitch_media_worker_dropped_events_total",
+            "counter",
+            "Events each media core could not hand to the control plane (its event ring was full).",
+            |w| w.dropped_events,
+        ),
+    ];
+    for (name, kind, help, get) in gauges {
+        o.family(name, kind, help);
+        for (core, w, _) in &cores {
+            o.sample(name, &[("core", core)], get(w));
+        }
+    }
+    o.family(
+        "ferroswitch_media_worker_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since each media core last reported (it does every second; more: it is stuck or gone).",
+    );
+    for (core, _, at) in &cores {
+        o.sample(
+            "ferroswitch_media_worker_heartbeat_age_seconds",
+            &[("core", core)],
+            now.saturating_duration_since(*at).as_secs_f64(),
+        );
+    }
+}
+
 /// The whole `/metrics` page.
 pub fn render(
     stats: &Stats,
     media: Option<&MediaState>,
     control: Option<Process>,
     media_process: Option<Process>,
+    now: std::time::Instant,
 ) -> String {
     let mut o = Out(String::with_capacity(4096));
     o.family("ferroswitch_sip_requests_total", "counter", "SIP requests received, by method.");
@@ -104,6 +187,20 @@ pub fn render(
     o.one("ferroswitch_registrations", "gauge", "Registered addresses of record.", stats.registrations);
     o.one("ferroswitch_calls", "gauge", "Calls in progress.", stats.calls);
     o.one("ferroswitch_channels", "gauge", "Live channels (call legs).", stats.channels);
+    o.one(
+        "ferroswitch_calls_total",
+        "counter",
+        "Calls started (inbound INVITEs and originates); rate() of it is the CPS.",
+        stats.calls_started,
+    );
+    o.one("ferroswitch_sip_transactions", "gauge", "SIP transactions in progress.", stats.transactions);
+    o.one("ferroswitch_sip_dialogs", "gauge", "Established SIP dialogs.", stats.dialogs);
+    o.family(
+        "ferroswitch_call_answer_seconds",
+        "histogram",
+        "Seconds from a call's first leg appearing to its answer, for the answered calls.",
+    );
+    stats.answer_seconds.render(&mut o.0, "ferroswitch_call_answer_seconds", "", &ANSWER_SECONDS);
     if let Some(m) = media {
         o.one(
             "ferroswitch_media_attached",
@@ -128,6 +225,19 @@ pub fn render(
             "Error events received from the media plane.",
             m.stats.errors,
         );
+        o.family(
+            "ferroswitch_media_leg_loss_ratio",
+            "histogram",
+            "Each ended media leg's packet loss over its life (fraction of the packets expected).",
+        );
+        m.stats.leg_loss.render(&mut o.0, "ferroswitch_media_leg_loss_ratio", "", &LOSS_RATIO);
+        o.family(
+            "ferroswitch_media_leg_jitter_seconds",
+            "histogram",
+            "Each ended media leg's interarrival jitter at its end, in seconds.",
+        );
+        m.stats.leg_jitter_seconds.render(&mut o.0, "ferroswitch_media_leg_jitter_seconds", "", &JITTER_SECONDS);
+        workers(&mut o, m, now);
     }
     o.family("ferroswitch_process_cpu_seconds_total", "counter", "CPU time of each plane's process (user and system).");
     for (plane, p) in [("control", control), ("media", media_process)] {
@@ -154,7 +264,18 @@ mod tests {
         s.by_method[0] = 3;
         s.responses_sent.0[crate::switch::metrics::code_index(486)] = 2;
         s.calls = 1;
-        let text = render(&s, None, Some(Process { cpu_seconds: 1.5, rss_bytes: 4096 }), None);
+        let mut media = MediaState::default();
+        let w = WorkerCounters { packets_in: 10, drop_loop: 2, sessions: 1, ..WorkerCounters::default() };
+        let now = std::time::Instant::now();
+        media.workers.insert(1, (w, now));
+        media.stats.leg_loss.observe(&LOSS_RATIO, 0.003);
+        let text = render(&s, Some(&media), Some(Process { cpu_seconds: 1.5, rss_bytes: 4096 }), None, now);
+        assert!(text.contains("ferroswitch_media_worker_packets_total{core=\"1\",direction=\"in\"} 10\n"));
+        assert!(text.contains("ferroswitch_media_worker_drops_total{core=\"1\",reason=\"loop\"} 2\n"));
+        assert!(text.contains("ferroswitch_media_worker_lost_packets_total{core=\"1\"} 0\n"));
+        assert!(text.contains("ferroswitch_media_worker_sessions{core=\"1\"} 1\n"));
+        assert!(text.contains("ferroswitch_media_worker_heartbeat_age_seconds{core=\"1\"} 0\n"));
+        assert!(text.contains("ferroswitch_media_leg_loss_ratio_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("ferroswitch_sip_requests_total{method=\"INVITE\"} 3\n"));
         assert!(text.contains("ferroswitch_sip_responses_sent_total{code=\"486\"} 2\n"));
         assert!(text.contains("ferroswitch_calls 1\n"));
@@ -166,7 +287,11 @@ mod tests {
                 assert!(seen.insert(name.to_string()), "{name} declared twice");
             } else if !line.starts_with("# HELP ") {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert!(seen.contains(name), "{name} sampled before its TYPE");
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| seen.contains(*f)))
+                    .unwrap_or(name);
+                assert!(seen.contains(family), "{name} sampled before its TYPE");
                 let value = line.rsplit(' ').next().unwrap();
                 assert!(value.parse::<f64>().is_ok(), "{line}");
             }

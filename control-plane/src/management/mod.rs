@@ -7,6 +7,7 @@
 //! [`Reader`] on the blocking pool, and writes the [`http::Response`] before closing.
 //! It never touches the SIP path: the database is read through its own connection.
 
+pub mod histogram;
 pub mod http;
 pub mod metrics;
 
@@ -100,7 +101,13 @@ async fn handle(
                 let media_process =
                     state.as_ref().and_then(|s| s.media_pid).and_then(|p| metrics::Process::read(Some(p)));
                 let s = *stats.borrow();
-                Response::metrics(metrics::render(&s, state.as_ref(), metrics::Process::read(None), media_process))
+                Response::metrics(metrics::render(
+                    &s,
+                    state.as_ref(),
+                    metrics::Process::read(None),
+                    media_process,
+                    std::time::Instant::now(),
+                ))
             }
             Ok(Resource::MediaStatus) => match media {
                 Some(m) => Response::ok(serde_json::to_vec(&m.state()).expect("plain fields encode as JSON")),

@@ -23,8 +23,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use ferroswitch_shared::msg::{
-    Command, CommandKind, Created, Dtmf, ErrorInfo, Event, EventKind, Latched, SessionSpec, StreamStats,
+    Command, CommandKind, Created, Dtmf, ErrorInfo, Event, EventKind, Latched, SessionSpec, StreamStats, WorkerCounters,
 };
+
+use crate::management::histogram::{Histogram, JITTER_SECONDS, LOSS_RATIO};
 
 /// A session as a media core reports it: (id, core, generation, spec).
 pub type HeldSession = (u64, u16, u64, SessionSpec);
@@ -40,6 +42,8 @@ pub enum LinkEvent {
         /// The spec with the media plane's local addresses filled in.
         spec: SessionSpec,
     },
+    /// A media core's own counters (once a second).
+    Worker { core: u16, counters: WorkerCounters },
     /// A destroyed session's final counters.
     Destroyed {
         /// The session.
@@ -126,6 +130,28 @@ pub struct LinkStats {
     pub errors: u64,
     /// Media plane attachments seen.
     pub attachments: u64,
+    /// Each destroyed session's legs: their packet loss over the session's life, and
+    /// their jitter at the end in seconds.
+    #[serde(skip)]
+    pub leg_loss: Histogram<{ LOSS_RATIO.len() }>,
+    #[serde(skip)]
+    pub leg_jitter_seconds: Histogram<{ JITTER_SECONDS.len() }>,
+}
+
+impl LinkStats {
+    /// A destroyed session's final counters, its legs' clock rates (Hz) by leg.
+    fn observe(&mut self, stats: &StreamStats, clocks: [u32; 2]) {
+        for (leg, clock) in stats.legs.iter().zip(clocks) {
+            let expected = leg.packets + leg.lost;
+            if expected == 0 {
+                continue; // a leg that never sent has no loss or jitter to tell
+            }
+            self.leg_loss.observe(&LOSS_RATIO, leg.lost as f64 / expected as f64);
+            if clock > 0 {
+                self.leg_jitter_seconds.observe(&JITTER_SECONDS, f64::from(leg.jitter) / f64::from(clock));
+            }
+        }
+    }
 }
 
 /// Reconciliation in progress: the cores that have not finished answering the query.
@@ -145,6 +171,9 @@ pub struct MediaLink {
     per_core: Vec<usize>,
     /// Destroyed while no media plane was attached (or before it confirmed).
     tombstones: HashSet<u64>,
+    /// Sessions destroyed and not yet reported, with their legs' clock rates (for the
+    /// jitter histogram; forgotten when the media plane goes away).
+    clocks: HashMap<u64, [u32; 2]>,
     outbox: Vec<VecDeque<Command>>,
     events: VecDeque<LinkEvent>,
     next_id: u64,
@@ -167,6 +196,7 @@ impl MediaLink {
             sessions: HashMap::new(),
             per_core: vec![0; usize::from(cores)],
             tombstones: HashSet::new(),
+            clocks: HashMap::new(),
             outbox: vec![VecDeque::new(); usize::from(cores)],
             events: VecDeque::new(),
             next_id: first_id.max(1),
@@ -252,6 +282,9 @@ impl MediaLink {
     pub fn destroy(&mut self, id: u64) -> bool {
         let Some(d) = self.sessions.remove(&id) else { return false };
         self.per_core[usize::from(d.core)] -= 1;
+        // What its jitter is counted in: each leg's clock (its first codec's).
+        let clock = |l: &ferroswitch_shared::msg::LegSpec| if l.codec_count > 0 { l.codecs[0].clock_rate } else { 0 };
+        self.clocks.insert(id, [clock(&d.spec.legs[0]), clock(&d.spec.legs[1])]);
         // Whatever was still queued for it is moot.
         self.outbox[usize::from(d.core)].retain(|c| c.header.session != id);
         if !self.attached || self.reconcile.is_some() {
@@ -304,6 +337,7 @@ impl MediaLink {
     pub fn detached(&mut self) {
         self.attached = false;
         self.reconcile = None;
+        self.clocks.clear();
         self.queries.clear();
         for d in self.sessions.values_mut() {
             d.confirmed = false;
@@ -355,6 +389,9 @@ impl MediaLink {
             }
             Some(EventKind::Destroyed) => {
                 self.tombstones.remove(&id);
+                if let Some(clocks) = self.clocks.remove(&id) {
+                    self.stats.observe(ev.body::<StreamStats>(), clocks);
+                }
                 self.events.push_back(LinkEvent::Destroyed { id, stats: *ev.body::<StreamStats>() });
             }
             Some(EventKind::SessionInfo) => {
@@ -392,6 +429,9 @@ impl MediaLink {
             Some(EventKind::Dtmf) => self.events.push_back(LinkEvent::Dtmf { id, dtmf: *ev.body::<Dtmf>() }),
             Some(EventKind::Stats) => {
                 self.events.push_back(LinkEvent::Stats { id, stats: *ev.body::<StreamStats>() });
+            }
+            Some(EventKind::WorkerStats) => {
+                self.events.push_back(LinkEvent::Worker { core: h.core, counters: *ev.body::<WorkerCounters>() });
             }
             Some(EventKind::RtpTimeout) => {
                 self.events.push_back(LinkEvent::RtpTimeout { id, stats: *ev.body::<StreamStats>() });

@@ -84,6 +84,10 @@ pub struct MediaState {
     pub superseded: bool,
     /// Why the last attachment ended, if one did.
     pub last_loss: Option<String>,
+    /// Each media core's latest counters, and when they came (a core that stops
+    /// reporting is stuck: its heartbeat ages).
+    #[serde(skip)]
+    pub workers: std::collections::BTreeMap<u16, (ferroswitch_shared::msg::WorkerCounters, Instant)>,
 }
 
 /// The answer to a create or update that waits for the media plane.
@@ -602,6 +606,11 @@ impl Supervisor {
                 }
                 LinkEvent::Stats { id, stats } => {
                     self.last_stats.insert(id, stats);
+                }
+                LinkEvent::Worker { core, counters } => {
+                    self.state.send_modify(|s| {
+                        s.workers.insert(core, (counters, Instant::now()));
+                    });
                 }
                 LinkEvent::RtpTimeout { id, stats } => {
                     self.last_stats.insert(id, stats);

@@ -73,6 +73,12 @@ pub struct Stats {
     pub banned_dropped: u64,
     /// Requests refused with 503: over their source's rate, or too many calls.
     pub rate_limited: u64,
+    /// Calls started since start (inbound and originated); live transactions and
+    /// dialogs; the answered calls' times to answer.
+    pub calls_started: u64,
+    pub transactions: u64,
+    pub dialogs: u64,
+    pub answer_seconds: crate::management::histogram::Histogram<10>,
 }
 
 /// The switch's transaction user.
@@ -250,6 +256,9 @@ impl Switch {
         s.calls = self.b2bua.len() as u64;
         s.channels = self.b2bua.live_channels() as u64;
         s.registrations = self.registrar.aor_count() as u64;
+        let (started, dialogs, answer) = self.b2bua.call_metrics();
+        (s.calls_started, s.dialogs, s.answer_seconds) = (started, dialogs as u64, answer);
+        s.transactions = self.tx.len() as u64;
         s
     }
 

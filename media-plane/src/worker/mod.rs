@@ -39,7 +39,7 @@ use ferroswitch_shared::doorbell::Doorbell;
 use ferroswitch_shared::msg::Endpoint;
 use ferroswitch_shared::msg::{
     error_code, leg_flags, session_flags, CommandKind, Dtmf, ErrorInfo, Event, EventKind, Latched, SessionSpec,
-    StreamStats,
+    StreamStats, WorkerCounters,
 };
 use ferroswitch_shared::ring::Producer;
 use ferroswitch_shared::segment::MediaEnds;
@@ -155,6 +155,8 @@ struct Core {
     /// The clock's last reading ([`Core::now_ns`]).
     clock_ns: u64,
     dropped_events: u64,
+    /// Closed sessions' final counters, summed ([`Core::worker_counters`]).
+    closed: WorkerCounters,
     policy: Policy,
     /// The media plane's whole port range (every core's): a datagram from one of these
     /// ports on a session's own address comes from the media plane itself.
@@ -352,6 +354,7 @@ impl Core {
         self.unwatch_sockets(slot, &live.socks);
         self.free.push(slot);
         let stats = live.relay.stats(self.now_ns());
+        self.closed.add(&stats);
         if let (Some(t), Some(f)) = (live.relay.take_transcoder(), self.factory.as_ref()) {
             f.destroy(t);
         }
@@ -545,6 +548,19 @@ impl Core {
         }
     }
 
+    /// This core's counters: the closed sessions' and the live ones' now.
+    fn worker_counters(&self) -> WorkerCounters {
+        let now = self.now_ns();
+        let mut w = self.closed;
+        for live in self.slots.iter().flatten() {
+            w.add(&live.relay.stats(now));
+            w.sessions += 1;
+            w.transcoded += u32::from(live.relay.transcodes());
+        }
+        w.dropped_events = self.dropped_events;
+        w
+    }
+
     /// RTP timeout events for sessions idle past their timeout (once each).
     fn check_timeouts(&mut self, mut notify: impl FnMut(Event)) {
         let now = self.now_ns();
@@ -666,6 +682,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         start: Instant::now(),
         clock_ns: 0,
         dropped_events: 0,
+        closed: WorkerCounters::default(),
         policy: cfg.policy,
         outbox: Outbox::new(),
         factory: None,
@@ -688,6 +705,7 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
         (TICK.as_nanos() as u64, cfg.stats_interval.as_nanos() as u64, cfg.busy_poll.as_nanos() as u64);
     let mut last_tick = c.tick();
     let mut last_stats = last_tick;
+    let mut last_counters = last_tick;
     let mut last_work = last_tick;
     let mut packets = 0;
     loop {
@@ -821,6 +839,11 @@ pub fn run(mut table: SessionTable, cfg: WorkerConfig, rx: Receiver<WorkerMsg>, 
             if stats_ns > 0 && c.now_ns().saturating_sub(last_stats) >= stats_ns {
                 last_stats = c.now_ns();
                 c.all_stats(|e| pending.push(e));
+            }
+            // The core's own counters, once a second: its metrics, and its heartbeat.
+            if c.now_ns().saturating_sub(last_counters) >= 1_000_000_000 {
+                last_counters = c.now_ns();
+                pending.push(Event::new(EventKind::WorkerStats as u16, c.core, 0, 0).with_body(&c.worker_counters()));
             }
         }
         // Events out.
