@@ -156,8 +156,12 @@ impl Server {
             let mut notices = m.subscribe();
             let to_driver = reports.clone();
             tokio::spawn(async move {
-                while let Some(MediaNotice::RtpTimeout { id }) = notices.recv().await {
-                    if to_driver.send(TaskReport::Timeout(id)).is_err() {
+                while let Some(notice) = notices.recv().await {
+                    let report = match notice {
+                        MediaNotice::RtpTimeout { id } => TaskReport::Timeout(id),
+                        MediaNotice::Dtmf { id, leg, digit, duration } => TaskReport::Dtmf { id, leg, digit, duration },
+                    };
+                    if to_driver.send(report).is_err() {
                         break;
                     }
                 }
@@ -406,6 +410,8 @@ enum TaskReport {
     Destroyed { cdr: [Option<String>; 2], stats: Box<StreamStats> },
     /// The `socket` application's connection for this channel ended.
     SocketDone(String),
+    /// A telephone-event ended on a session's leg.
+    Dtmf { id: u64, leg: u8, digit: char, duration: u32 },
 }
 
 /// How long a `sofia/` leg waits for its host name to resolve.
@@ -491,6 +497,9 @@ impl Driver {
                     match input {
                         TaskReport::Answer(a) => self.switch.handle_media_answer(now, a),
                         TaskReport::Timeout(id) => self.switch.handle_media_timeout(now, id),
+                        TaskReport::Dtmf { id, leg, digit, duration } => {
+                            self.switch.handle_dtmf(now, id, leg, digit, duration)
+                        }
                         TaskReport::Held(held) => self.switch.adopt_media(&held),
                         TaskReport::SocketDone(uuid) => self.switch.socket_done(now, &uuid),
                         TaskReport::Resolved { token, result } => self.switch.handle_resolved(now, token, result),

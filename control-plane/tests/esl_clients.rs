@@ -373,14 +373,14 @@ fn genesis_click_to_call_rings_one_phone_then_bridges_it_to_another_and_they_hea
 }
 
 /// An originate into `echo` with modesl (npm) taking JSON events: baresip 1001 answers
-/// and hears its own tone back through the media plane; `uuid_kill` ends it, and the
-/// channel's events came in FreeSWITCH's order.
+/// and hears its own tone back through the media plane, presses 5 (the DTMF event), and
+/// `uuid_kill` ends it; the channel's events came in FreeSWITCH's order.
 #[test]
 fn modesl_originates_a_phone_into_echo_and_the_phone_hears_itself() {
     let (_, node_modules) = clients();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/esl-clients/modesl_originate_echo.js");
     let sw = esl_switch("originate-echo");
-    let phone = Phone::start(sw.udp, "1001", PCMU, 1400.0, 13200);
+    let mut phone = Phone::start(sw.udp, "1001", PCMU, 1400.0, 13200);
     wait_registered(&sw, &["1001"]);
     let (mut child, rx) = spawn_client(&sw, |host, port, password| {
         let mut c = Command::new("timeout");
@@ -394,12 +394,17 @@ fn modesl_originates_a_phone_into_echo_and_the_phone_hears_itself() {
     std::thread::sleep(LISTEN);
     let h = phone.hears(phone.tone_hz, from, std::time::Instant::now());
     assert!(h.clear(true), "the phone heard {h:?} of its own tone\n{}", phone.log());
+    // The phone presses 5: its RFC 4733 telephone-event comes as the channel's DTMF event.
+    assert!(phone.cmd("sndcode", "5"), "sndcode refused\n{}", phone.log());
+    let mut lines = lines;
+    lines.push(next_line(&rx, &lines));
+    assert_eq!(lines[1], "GOT DTMF 5", "{lines:#?}");
     use std::io::Write as _;
     child.stdin.as_mut().unwrap().write_all(b"kill\n").unwrap();
     let lines = rest(child, &rx, lines);
     let uuid = lines[0].strip_prefix("ORIGINATED +OK ").unwrap_or_else(|| panic!("{lines:#?}"));
     assert_eq!(uuid.len(), 36, "{lines:#?}");
-    assert_eq!(lines[1], "KILLED +OK", "{lines:#?}");
+    assert_eq!(lines[2], "KILLED +OK", "{lines:#?}");
     let events: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("EV ")).collect();
     let want = [
         "CHANNEL_OUTGOING CS_NEW DOWN",
@@ -415,6 +420,7 @@ fn modesl_originates_a_phone_into_echo_and_the_phone_hears_itself() {
         "CHANNEL_OUTGOING CS_CONSUME_MEDIA ACTIVE",
         "CHANNEL_STATE CS_EXECUTE ACTIVE",
         "CHANNEL_EXECUTE CS_EXECUTE ACTIVE",
+        "DTMF CS_EXECUTE ACTIVE 5 true RTP",
         // uuid_kill
         "CHANNEL_HANGUP CS_EXECUTE ACTIVE",
         "CHANNEL_EXECUTE_COMPLETE CS_HANGUP ACTIVE",

@@ -29,3 +29,32 @@ fn json_logs_are_one_object_per_line_with_the_call_id() {
     assert!(about_it > 0, "no line carries the Call-ID:\n{text}");
     assert!(!text.contains('\u{1b}'), "no ANSI colours in a file");
 }
+
+/// Every line the B2BUA logs about a call names the call's channel UUID and its
+/// Call-ID, whatever started it (a SIP message, a timer, the media plane).
+#[test]
+fn every_line_about_a_call_carries_its_channel_uuid_and_call_id() {
+    let dir = TempDir::new("json-log-call");
+    let log = dir.0.join("stderr.log");
+    let sw = SwitchProcess::start_logged_as("", "level = \"debug\"\nformat = \"json\"", &log);
+    let out = run_call_in(&dir, &sw, (1, 1), "1001", "uac_call_auth.xml", Some("uas_answer.xml"), &[]);
+    assert_all_passed("the call", out);
+    drop(sw.stop());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    // The B2BUA's lines (but start-up's summary of the calls it recovered: none).
+    let about_calls: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| {
+            v["target"].as_str().is_some_and(|t| t.starts_with("control_plane::b2bua") && !t.ends_with("::recovery"))
+        })
+        .collect();
+    assert!(about_calls.len() >= 5, "{text}");
+    let uuids: std::collections::BTreeSet<&str> =
+        about_calls.iter().filter_map(|v| v["span"]["uuid"].as_str()).collect();
+    for v in &about_calls {
+        let (uuid, call_id) = (v["span"]["uuid"].as_str().unwrap_or(""), v["span"]["call_id"].as_str().unwrap_or(""));
+        assert!(uuid.len() == 36 && !call_id.is_empty(), "a line without its call's uuid and Call-ID: {v}");
+    }
+    assert_eq!(uuids.len(), 1, "one call, one uuid: {uuids:?}");
+}

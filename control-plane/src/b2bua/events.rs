@@ -28,10 +28,11 @@ pub enum EventName {
     ChannelHangup,
     ChannelHangupComplete,
     ChannelDestroy,
+    Dtmf,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 15] = [
+    pub const ALL: [EventName; 16] = [
         EventName::ChannelCreate,
         EventName::ChannelState,
         EventName::ChannelCallstate,
@@ -47,6 +48,7 @@ impl EventName {
         EventName::ChannelHangup,
         EventName::ChannelHangupComplete,
         EventName::ChannelDestroy,
+        EventName::Dtmf,
     ];
 
     /// FreeSWITCH's name (`Event-Name`).
@@ -67,6 +69,7 @@ impl EventName {
             EventName::ChannelHangup => "CHANNEL_HANGUP",
             EventName::ChannelHangupComplete => "CHANNEL_HANGUP_COMPLETE",
             EventName::ChannelDestroy => "CHANNEL_DESTROY",
+            EventName::Dtmf => "DTMF",
         }
     }
 
@@ -333,6 +336,24 @@ impl Call {
         let Some((app, data, app_uuid)) = self.executing.take() else { return };
         let after = application_headers(&app, &data, &app_uuid, Some("_none_"));
         self.emit(cx, EventName::ChannelExecuteComplete, Side::A, Vec::new(), after);
+    }
+
+    /// A telephone-event ended on media leg `leg` (0: A, 1: the bridged B-leg): DTMF on
+    /// that channel, with FreeSWITCH's DTMF-Digit, DTMF-Duration (timestamp units) and
+    /// DTMF-Source.
+    pub(super) fn dtmf(&mut self, cx: &mut Cx<'_, '_>, leg: u8, digit: char, duration: u32) {
+        let side = match (leg, self.answered) {
+            (0, _) => Side::A,
+            (_, Some(i)) => Side::B(i),
+            _ => return,
+        };
+        tracing::info!(%digit, duration, ?side, "DTMF");
+        let after = vec![
+            ("DTMF-Digit", digit.to_string()),
+            ("DTMF-Duration", duration.to_string()),
+            ("DTMF-Source", "RTP".to_string()),
+        ];
+        self.emit(cx, EventName::Dtmf, side, Vec::new(), after);
     }
 
     /// B-leg `i` is bridged to the caller: CHANNEL_BRIDGE on the A-leg.

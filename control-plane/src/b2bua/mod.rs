@@ -178,6 +178,13 @@ impl B2bua {
         f: impl FnOnce(&mut Call, &mut Cx<'_, '_>) -> R,
     ) -> Option<R> {
         let call = self.calls.get_mut(&id)?;
+        // Every line the call logs names it: its uuid and its first leg's Call-ID.
+        let span = tracing::info_span!(
+            "call",
+            uuid = %call.uuid,
+            call_id = %call.vars.get("sip_call_id").unwrap_or_default()
+        );
+        let _in_call = span.enter();
         let r = f(call, &mut Cx { io: &mut *io, routes: &mut self.routes, id });
         if call.finished {
             let call = self.calls.remove(&id).expect("looked up above");
@@ -202,6 +209,8 @@ impl B2bua {
         let id = CallId(self.next);
         self.next += 1;
         let uuid = io.uuid();
+        let span = tracing::info_span!("call", uuid = %uuid, call_id = %text(invite.call_id()));
+        let _in_call = span.enter();
         let mut channel = Channel::new(uuid.clone(), Direction::Inbound);
         channel.set_state(ChannelState::CS_INIT);
         channel.times.created = io.unix_us;
@@ -403,6 +412,13 @@ impl B2bua {
             call.media = CallMedia::adopted(sessions, sources, m.own_ports, m.prefs.clone());
             info!(call = %call.uuid, sessions = ids.len(), "media sessions taken back");
         }
+    }
+
+    /// A telephone-event ended on leg `leg` (0: the caller's side) of a media session: the
+    /// DTMF event of the channel it came from.
+    pub fn on_dtmf(&mut self, io: &mut Io<'_>, session: u64, leg: u8, digit: char, duration: u32) {
+        let Some(&id) = self.routes.media_calls.get(&session) else { return };
+        self.with_call(io, id, |call, cx| call.dtmf(cx, leg, digit, duration));
     }
 
     /// No RTP on a media session for its timeout: its call hangs up with MEDIA_TIMEOUT.

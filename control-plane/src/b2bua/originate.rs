@@ -20,7 +20,7 @@ use super::events::EventName;
 use super::media::{self, Waiting};
 use super::messages::{b_invite, send_ack, BInvite};
 use super::timer::CallTimer;
-use super::{B2bua, CallId, Io};
+use super::{text, B2bua, CallId, Io};
 use crate::dialplan::{AppCall, Endpoint, Variables};
 use crate::sdp::Sdp;
 use crate::sip::message::Message;
@@ -204,6 +204,7 @@ impl Call {
         match sent {
             Ok((invite, tx)) => {
                 info!(call = %self.uuid, dest = %origin.dest, ruri = %origin.ruri, to = %peer.remote, "originate");
+                self.vars.set("sip_call_id", text(invite.call_id()));
                 cx.routes.dialed.insert(tx, cx.id);
                 self.a.dialed = Some(Setup { invite, tx });
             }

@@ -112,6 +112,14 @@ enum Request {
 pub enum MediaNotice {
     /// No RTP for the session's `rtp_timeout_secs`.
     RtpTimeout { id: u64 },
+    /// An RFC 4733 telephone-event ended on leg `leg` (0: A, 1: B): its digit and how long
+    /// it lasted, in timestamp units.
+    Dtmf { id: u64, leg: u8, digit: char, duration: u32 },
+}
+
+/// The digit of an RFC 4733 event code (0-9, *, #, A-D), as FreeSWITCH writes it.
+pub fn dtmf_digit(event: u8) -> Option<char> {
+    b"0123456789*#ABCD".get(usize::from(event)).map(|&c| char::from(c))
 }
 
 /// The switch's handle on the media plane. Cheap to clone.
@@ -606,6 +614,12 @@ impl Supervisor {
                 }
                 LinkEvent::Stats { id, stats } => {
                     self.last_stats.insert(id, stats);
+                }
+                LinkEvent::Dtmf { id, dtmf } => {
+                    if let Some(digit) = dtmf_digit(dtmf.event) {
+                        let notice = MediaNotice::Dtmf { id, leg: dtmf.leg, digit, duration: dtmf.duration };
+                        self.subscribers.retain(|s| s.send(notice).is_ok());
+                    }
                 }
                 LinkEvent::Worker { core, counters } => {
                     self.state.send_modify(|s| {

@@ -452,6 +452,14 @@ impl Switch {
         self.drain(now);
     }
 
+    /// A telephone-event (`digit`, `duration` in timestamp units) ended on leg `leg` of a
+    /// media session.
+    pub fn handle_dtmf(&mut self, now: Instant, session: u64, leg: u8, digit: char, duration: u32) {
+        let unix = self.unix(now);
+        self.b2bua.on_dtmf(&mut io!(self, now, unix), session, leg, digit, duration);
+        self.drain(now);
+    }
+
     /// A media session saw no RTP for its timeout.
     pub fn handle_media_timeout(&mut self, now: Instant, session: u64) {
         let unix = self.unix(now);
