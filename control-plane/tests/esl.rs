@@ -42,7 +42,18 @@ struct Client {
 
 impl Client {
     fn connect(sw: &SwitchProcess) -> Client {
-        let s = TcpStream::connect(sw.esl.unwrap()).unwrap();
+        Client::over(TcpStream::connect(sw.esl.unwrap()).unwrap())
+    }
+
+    /// A connection from loopback address 127.0.0.`last` (a stranger of its own).
+    fn connect_from(sw: &SwitchProcess, last: u8) -> Client {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::from(([127, 0, 0, last], 0)).into()).unwrap();
+        s.connect(&sw.esl.unwrap().into()).unwrap();
+        Client::over(s.into())
+    }
+
+    fn over(s: TcpStream) -> Client {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Client { r: BufReader::new(s.try_clone().unwrap()), w: s }
     }
@@ -601,4 +612,45 @@ fn a_stranger_without_the_password_gets_nothing_and_an_endless_head_is_cut_off()
     owner.send("auth s3cret\n\napi show channels\n\n");
     owner.raw();
     assert_eq!(owner.frame().body, "\n0 total.\n");
+}
+
+/// The door against strangers: one address's idle connections take only 16 places (the
+/// rest get FreeSWITCH's rude rejection), a password guesser is locked out after 3 wrong
+/// passwords (each further one doubles it), and meanwhile the owner, from another
+/// address, authenticates and is served.
+#[test]
+fn a_flood_of_idle_connections_and_a_password_guesser_leave_the_owner_served() {
+    const REJECTION: &str = "Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n";
+    let sw = switch();
+    let mut idle: Vec<Client> = (0..20).map(|_| Client::connect_from(&sw, 7)).collect();
+    let greetings: Vec<String> = idle.iter_mut().map(Client::raw).collect();
+    let admitted = greetings.iter().filter(|g| g.as_str() == "Content-Type: auth/request\n\n").count();
+    let rejected = greetings.iter().filter(|g| g.as_str() == REJECTION).count();
+    assert_eq!((admitted, rejected), (16, 4), "{greetings:#?}");
+    // Three wrong passwords are answered; the fourth locks the address out.
+    for _ in 0..4 {
+        let mut guesser = Client::connect_from(&sw, 9);
+        assert_eq!(guesser.raw(), "Content-Type: auth/request\n\n");
+        guesser.send("auth guess\n\n");
+        assert_eq!(guesser.raw(), "Content-Type: command/reply\nReply-Text: -ERR invalid\n\n");
+    }
+    // Locked out (1 s, then 2, 4... should a slow machine let one more in, it guesses
+    // again and earns a longer one).
+    let refused = (0..4).any(|_| {
+        let mut guesser = Client::connect_from(&sw, 9);
+        let first = guesser.raw();
+        if first == REJECTION {
+            return true;
+        }
+        guesser.send("auth guess\n\n");
+        guesser.raw();
+        false
+    });
+    assert!(refused, "the guesser was never locked out");
+    let mut owner = Client::connect_from(&sw, 1);
+    assert_eq!(owner.raw(), "Content-Type: auth/request\n\n");
+    owner.send("auth s3cret\n\napi show channels\n\n");
+    assert_eq!(owner.raw(), "Content-Type: command/reply\nReply-Text: +OK accepted\n\n");
+    assert_eq!(owner.frame().body, "\n0 total.\n");
+    drop(idle);
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+
+use super::door::Door;
 use tracing::{info, warn};
 
 use super::event::{Core, Event};
@@ -31,9 +33,9 @@ const LOST_EVENTS_NOTICE: &[u8] =
 
 /// Connections served at once; more are closed at accept.
 pub const MAX_CONNECTIONS: usize = 64;
-/// How long a client has to authenticate (FreeSWITCH's 25 s... less is kinder to a
-/// server under a connection flood).
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long a client has to authenticate. Clients answer `auth/request` at once;
+/// FreeSWITCH waits far longer, which lets idle strangers hold their places.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a connection asks of the switch.
 #[derive(Debug)]
@@ -159,6 +161,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let door = Arc::new(std::sync::Mutex::new(Door::default()));
     let cfg = Arc::new(cfg);
     while !*shutdown.borrow_and_update() {
         tokio::select! {
@@ -174,9 +177,16 @@ pub async fn serve(
                     warn!(%peer, max = MAX_CONNECTIONS, "event socket: too many connections; closed");
                     continue;
                 };
-                let (cfg, hub, api, shutdown) = (cfg.clone(), hub.clone(), api.clone(), shutdown.clone());
+                let admitted = door.lock().map_or(Ok(()), |mut d| d.admit(peer.ip(), std::time::Instant::now()));
+                if let Err(why) = admitted {
+                    warn!(%peer, %why, "event socket: connection refused");
+                    tokio::spawn(refuse(stream));
+                    continue;
+                }
+                let (cfg, hub, api, shutdown, door) =
+                    (cfg.clone(), hub.clone(), api.clone(), shutdown.clone(), door.clone());
                 tokio::spawn(async move {
-                    connection(stream, peer, &cfg, &hub, &api, shutdown).await;
+                    connection(stream, peer, &cfg, &hub, &api, &door, shutdown).await;
                     drop(permit);
                 });
             }
@@ -202,8 +212,22 @@ async fn connection(
     cfg: &EslConfig,
     hub: &Arc<Hub>,
     api: &mpsc::Sender<ApiCall>,
+    door: &std::sync::Mutex<Door>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Counted at the door as unauthenticated until it authenticates or leaves.
+    let mut pending = true;
+    let mut at_door = |session: &Session| {
+        let Ok(mut d) = door.lock() else { return };
+        if pending && session.is_authed() {
+            d.authenticated(peer.ip());
+            pending = false;
+        } else if session.auth_failed() {
+            if let Some(lockout) = d.failed(peer.ip(), std::time::Instant::now()) {
+                warn!(%peer, secs = lockout.as_secs(), "event socket: wrong passwords from this address; locked out");
+            }
+        }
+    };
     let (mut rd, mut wr) = stream.into_split();
     let mut session = Session::new(&cfg.password);
     let mut events = hub.subscribe();
@@ -268,10 +292,17 @@ async fn connection(
                     Ok(n) => n,
                 };
                 decoder.push(&buf[..n]);
-                if !run_commands(&mut decoder, &mut session, hub, api, &mut wr, peer, None).await {
+                let open = run_commands(&mut decoder, &mut session, hub, api, &mut wr, peer, None).await;
+                at_door(&session);
+                if !open {
                     break;
                 }
             }
+        }
+    }
+    if pending {
+        if let Ok(mut d) = door.lock() {
+            d.closed(peer.ip());
         }
     }
     info!(%peer, "event socket: closed");

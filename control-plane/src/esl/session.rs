@@ -84,6 +84,7 @@ impl Filter {
 pub struct Session {
     password: String,
     authed: bool,
+    auth_failed: bool,
     format: Format,
     subs: Subscriptions,
     filters: Vec<Filter>,
@@ -160,6 +161,7 @@ impl Session {
         Session {
             password: password.to_string(),
             authed: false,
+            auth_failed: false,
             format: Format::Plain,
             subs: Subscriptions::default(),
             filters: Vec::new(),
@@ -186,6 +188,11 @@ impl Session {
         self.authed
     }
 
+    /// Whether the client gave a wrong password (the connection is closing).
+    pub fn auth_failed(&self) -> bool {
+        self.auth_failed
+    }
+
     /// Whether the connection wants `log/data` lines.
     pub fn wants_log(&self) -> bool {
         self.log
@@ -206,11 +213,12 @@ impl Session {
         if !self.authed {
             return match lower.as_str() {
                 "auth" => {
-                    if rest == self.password {
+                    if super::door::same_password(rest, &self.password) {
                         self.authed = true;
                         vec![Output::Send(reply("+OK accepted", &[]))]
                     } else {
                         self.closed = true;
+                        self.auth_failed = true;
                         vec![
                             Output::Send(reply("-ERR invalid", &[])),
                             Output::Send(DISCONNECT_NOTICE.to_vec()),
@@ -222,6 +230,7 @@ impl Session {
                 // FreeSWITCH for an unknown user.
                 "userauth" => {
                     self.closed = true;
+                    self.auth_failed = true;
                     vec![
                         Output::Send(reply("-ERR invalid", &[])),
                         Output::Send(DISCONNECT_NOTICE.to_vec()),
