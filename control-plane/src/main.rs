@@ -132,11 +132,17 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(ansi && !config.log.json);
-    if config.log.json {
+    // Every line also goes to the event socket's clients that asked for it (`log/data`).
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let installed = if config.log.json {
         // One object per line; a call's span fields (its Call-ID) ride along.
-        logs.json().with_current_span(true).with_span_list(false).init();
+        let json = logs.json().with_current_span(true).with_span_list(false).finish();
+        tracing::subscriber::set_global_default(json.with(control_plane::esl::log::EslLog))
     } else {
-        logs.init();
+        tracing::subscriber::set_global_default(logs.finish().with(control_plane::esl::log::EslLog))
+    };
+    if let Err(e) = installed {
+        eprintln!("ferroswitch: logging: {e}");
     }
     match sub.as_deref() {
         Some("media") => return run_media(&config),

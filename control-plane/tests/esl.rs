@@ -654,3 +654,34 @@ fn a_flood_of_idle_connections_and_a_password_guesser_leave_the_owner_served() {
     assert_eq!(owner.frame().body, "\n0 total.\n");
     drop(idle);
 }
+
+/// `log <level>` (fs_cli's `/log`): the switch's own log lines come as `log/data` frames,
+/// up to the level asked for; `nolog` stops them.
+#[test]
+fn log_data_brings_the_switchs_log_lines_up_to_the_level_asked_for() {
+    let sw = switch();
+    let mut login = |level: &str, reply: &str| {
+        let mut c = Client::connect(&sw);
+        c.raw();
+        c.send(&format!("auth s3cret\n\nlog {level}\n\n"));
+        assert_eq!(c.raw(), "Content-Type: command/reply\nReply-Text: +OK accepted\n\n");
+        assert_eq!(c.frame().header("Reply-Text"), Some(reply));
+        c
+    };
+    let mut warnings = login("warning", "+OK log level warning [4]");
+    let mut errors = login("err", "+OK log level err [3]");
+    // A stranger's 17th idle connection from one address is refused, with a warning.
+    let _idle: Vec<Client> = (0..17).map(|_| Client::connect_from(&sw, 20)).collect();
+    let line = warnings.frame();
+    assert_eq!(line.header("Content-Type"), Some("log/data"), "{line:?}");
+    assert_eq!(line.header("Log-Level"), Some("4"));
+    assert_eq!(line.header("Log-File"), Some("server.rs"));
+    assert!(line.body.contains("[WARNING] control_plane::esl::server event socket: connection refused"), "{line:?}");
+    assert!(line.body.contains("peer=127.0.0.20:") && line.body.ends_with('\n'), "{line:?}");
+    // Nothing at warning level reached the client that asked for errors only.
+    errors.send("api version\n\n");
+    assert_eq!(errors.frame().header("Content-Type"), Some("api/response"));
+    warnings.send("nolog\n\nnolog\n\n");
+    assert_eq!(warnings.frame().header("Reply-Text"), Some("+OK no longer logging"));
+    assert_eq!(warnings.frame().header("Reply-Text"), Some("-ERR not loging"));
+}

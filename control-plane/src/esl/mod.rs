@@ -8,6 +8,7 @@
 pub mod door;
 pub mod event;
 pub mod frame;
+pub mod log;
 pub mod outbound;
 pub mod server;
 pub mod session;

@@ -238,8 +238,25 @@ async fn connection(
     }
     let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
     info!(%peer, "event socket: connected");
+    // The switch's log lines, while the client asked for them (`log <level>`).
+    let mut logs: Option<broadcast::Receiver<Arc<super::log::LogLine>>> = None;
     loop {
         tokio::select! {
+            line = async {
+                match logs.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match line {
+                Ok(line) => {
+                    if session.wants_log().is_some_and(|max| line.level <= max) && wr.write_all(&line.frame()).await.is_err() {
+                        break;
+                    }
+                }
+                // Lines it was too slow for are lost to it, as FreeSWITCH's are.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => logs = None,
+            },
             _ = shutdown.changed() => {
                 let _ = wr.write_all(DISCONNECT_NOTICE).await;
                 break;
@@ -294,6 +311,11 @@ async fn connection(
                 decoder.push(&buf[..n]);
                 let open = run_commands(&mut decoder, &mut session, hub, api, &mut wr, peer, None).await;
                 at_door(&session);
+                match (session.wants_log(), logs.is_some()) {
+                    (Some(_), false) => logs = Some(super::log::subscribe()),
+                    (None, true) => logs = None,
+                    _ => {}
+                }
                 if !open {
                     break;
                 }

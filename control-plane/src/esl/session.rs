@@ -88,7 +88,8 @@ pub struct Session {
     format: Format,
     subs: Subscriptions,
     filters: Vec<Filter>,
-    log: bool,
+    /// `log <level>`: the highest FreeSWITCH level of the log lines it wants.
+    log: Option<u8>,
     closed: bool,
     /// Outbound mode: the channel this connection controls (the `socket` application's).
     controlled: Option<String>,
@@ -165,7 +166,7 @@ impl Session {
             format: Format::Plain,
             subs: Subscriptions::default(),
             filters: Vec::new(),
-            log: false,
+            log: None,
             closed: false,
             controlled: None,
             my_events: false,
@@ -193,8 +194,8 @@ impl Session {
         self.auth_failed
     }
 
-    /// Whether the connection wants `log/data` lines.
-    pub fn wants_log(&self) -> bool {
+    /// The highest level of the `log/data` lines the connection wants (None: none).
+    pub fn wants_log(&self) -> Option<u8> {
         self.log
     }
 
@@ -310,16 +311,16 @@ impl Session {
                 vec![Output::SendMsg { uuid, headers }]
             }
             "log" => {
-                self.log = true;
                 let level = if rest.is_empty() { 7 } else { log_level(rest).unwrap_or(u8::MAX) };
                 if level == u8::MAX {
                     send("-ERR invalid log level")
                 } else {
+                    self.log = Some(level);
                     send(&format!("+OK log level {rest} [{level}]"))
                 }
             }
             "nolog" => {
-                if std::mem::take(&mut self.log) {
+                if self.log.take().is_some() {
                     send("+OK no longer logging")
                 } else {
                     send("-ERR not loging")
