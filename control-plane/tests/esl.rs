@@ -660,7 +660,7 @@ fn a_flood_of_idle_connections_and_a_password_guesser_leave_the_owner_served() {
 #[test]
 fn log_data_brings_the_switchs_log_lines_up_to_the_level_asked_for() {
     let sw = switch();
-    let mut login = |level: &str, reply: &str| {
+    let login = |level: &str, reply: &str| {
         let mut c = Client::connect(&sw);
         c.raw();
         c.send(&format!("auth s3cret\n\nlog {level}\n\n"));
