@@ -372,7 +372,8 @@ fn genesis_click_to_call_rings_one_phone_then_bridges_it_to_another_and_they_hea
     assert_eq!(lines.last().unwrap(), "A-LEG outbound 9000 1000");
 }
 
-/// An originate into `echo` with modesl (npm) taking JSON events: baresip 1001 answers
+/// An originate into `echo` with modesl (npm) taking JSON events filtered on the uuid it
+/// chose (`origination_uuid`): baresip 1001 answers
 /// and hears its own tone back through the media plane, presses 5 (the DTMF event), and
 /// `uuid_kill` ends it; the channel's events came in FreeSWITCH's order.
 #[test]
@@ -388,7 +389,8 @@ fn modesl_originates_a_phone_into_echo_and_the_phone_hears_itself() {
         c
     });
     phone.wait_events("CALL_ESTABLISHED", 1, Duration::from_secs(20));
-    let lines = vec![next_line(&rx, &[])];
+    let mut lines = vec![next_line(&rx, &[])];
+    lines.push(next_line(&rx, &lines));
     std::thread::sleep(SETTLE);
     let from = std::time::Instant::now();
     std::thread::sleep(LISTEN);
@@ -396,15 +398,15 @@ fn modesl_originates_a_phone_into_echo_and_the_phone_hears_itself() {
     assert!(h.clear(true), "the phone heard {h:?} of its own tone\n{}", phone.log());
     // The phone presses 5: its RFC 4733 telephone-event comes as the channel's DTMF event.
     assert!(phone.cmd("sndcode", "5"), "sndcode refused\n{}", phone.log());
-    let mut lines = lines;
     lines.push(next_line(&rx, &lines));
-    assert_eq!(lines[1], "GOT DTMF 5", "{lines:#?}");
+    assert_eq!(lines[2], "GOT DTMF 5", "{lines:#?}");
     use std::io::Write as _;
     child.stdin.as_mut().unwrap().write_all(b"kill\n").unwrap();
     let lines = rest(child, &rx, lines);
-    let uuid = lines[0].strip_prefix("ORIGINATED +OK ").unwrap_or_else(|| panic!("{lines:#?}"));
-    assert_eq!(uuid.len(), 36, "{lines:#?}");
-    assert_eq!(lines[2], "KILLED +OK", "{lines:#?}");
+    assert_eq!(lines[..2], ["FILTER +OK filter added. [Unique-ID]=[<uuid>]", "ORIGINATED +OK <origination_uuid>"], "{lines:#?}");
+    assert_eq!(lines[3], "KILLED +OK", "{lines:#?}");
+    // The filter let only the channel's own events through (not the API events).
+    assert_eq!(lines.last().unwrap(), "OTHERS 0", "{lines:#?}");
     let events: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("EV ")).collect();
     let want = [
         "CHANNEL_OUTGOING CS_NEW DOWN",
