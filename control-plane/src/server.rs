@@ -263,6 +263,7 @@ impl Server {
             heartbeat: config.esl.listen.map(|_| config.esl.heartbeat),
             notifier: crate::notify::Notifier::from_env(),
             originating: HashMap::default(),
+            stopping: false,
             source,
             switch,
             udp: udp_sockets,
@@ -394,6 +395,8 @@ struct Driver {
     notifier: Option<crate::notify::Notifier>,
     /// `originate`s waiting for their leg to answer or fail, by job.
     originating: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
+    /// `fsctl shutdown` raised SIGTERM already.
+    stopping: bool,
 }
 
 /// What background tasks (the media plane, the resolver) tell the SIP driver.
@@ -583,6 +586,13 @@ impl Driver {
     /// publishes its counters.
     async fn after_turn(&mut self) {
         self.flush().await;
+        if self.switch.stop_due() && !self.stopping {
+            // fsctl shutdown: the process stops as SIGTERM stops it (the database flushed).
+            self.stopping = true;
+            tracing::info!("fsctl shutdown: no call left; stopping");
+            // SAFETY: kill(2) on our own pid has no memory effects.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+        }
         while let Some((job, text)) = self.switch.poll_originated() {
             if let Some(reply) = self.originating.remove(&job) {
                 let _ = reply.send(text);

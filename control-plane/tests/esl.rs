@@ -685,3 +685,39 @@ fn log_data_brings_the_switchs_log_lines_up_to_the_level_asked_for() {
     assert_eq!(warnings.frame().header("Reply-Text"), Some("+OK no longer logging"));
     assert_eq!(warnings.frame().header("Reply-Text"), Some("-ERR not loging"));
 }
+
+/// `fsctl shutdown elegant` while a call is up: the switch keeps running while that call
+/// lasts (`fsctl shutdown cancel` takes it back) and stops once it has ended.
+#[test]
+fn fsctl_shutdown_elegant_stops_the_switch_once_the_last_call_ends() {
+    let mut sw = switch();
+    let mut c = Client::connect(&sw);
+    c.raw();
+    c.send("auth s3cret\n\n");
+    c.raw();
+    let mut api = |cmd: &str| -> String {
+        c.send(&format!("api {cmd}\n\n"));
+        c.frame().body
+    };
+    // A 3 s call to the echo extension.
+    let logs = TempDir::new("fsctl-shutdown");
+    std::fs::write(logs.0.join("audio.ulaw"), [0xffu8; 8000]).unwrap();
+    let udp = sw.udp;
+    let caller = std::thread::spawn(move || sipp_caller(&logs, udp, "9196", "uac_call_auth_rtp.xml"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api("show calls count") != "\n1 total.\n" {
+        assert!(Instant::now() < deadline, "the call never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(api("fsctl shutdown elegant"), "+OK\n");
+    assert_eq!(api("fsctl shutdown cancel"), "+OK shutdown cancelled\n");
+    assert_eq!(api("fsctl shutdown elegant"), "+OK\n");
+    assert_eq!(api("show calls count"), "\n1 total.\n", "the call goes on");
+    assert!(sw.is_running());
+    assert_all_passed("the call", caller.join().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sw.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!sw.is_running(), "no call left: the switch stopped");
+}

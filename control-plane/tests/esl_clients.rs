@@ -403,7 +403,11 @@ fn modesl_originates_a_phone_into_echo_and_the_phone_hears_itself() {
     use std::io::Write as _;
     child.stdin.as_mut().unwrap().write_all(b"kill\n").unwrap();
     let lines = rest(child, &rx, lines);
-    assert_eq!(lines[..2], ["FILTER +OK filter added. [Unique-ID]=[<uuid>]", "ORIGINATED +OK <origination_uuid>"], "{lines:#?}");
+    assert_eq!(
+        lines[..2],
+        ["FILTER +OK filter added. [Unique-ID]=[<uuid>]", "ORIGINATED +OK <origination_uuid>"],
+        "{lines:#?}"
+    );
     assert_eq!(lines[3], "KILLED +OK", "{lines:#?}");
     // The filter let only the channel's own events through (not the API events).
     assert_eq!(lines.last().unwrap(), "OTHERS 0", "{lines:#?}");

@@ -243,6 +243,7 @@ pub enum HangupCause {
     MEDIA_TIMEOUT,
     /// The switch stopped (crashed) while the channel was up, and could not take it back.
     CRASH,
+    SYSTEM_SHUTDOWN,
 }
 
 impl fmt::Display for HangupCause {
@@ -281,6 +282,7 @@ impl HangupCause {
             LOSE_RACE => 502,
             MEDIA_TIMEOUT => 604,
             CRASH => 700,
+            SYSTEM_SHUTDOWN => 503,
         }
     }
 
@@ -304,6 +306,7 @@ impl HangupCause {
             ORIGINATOR_CANCEL => 487,
             // mod_sofia's default for the causes it does not list.
             NORMAL_CLEARING | LOSE_RACE | MEDIA_TIMEOUT | INTERWORKING | CRASH => 480,
+            SYSTEM_SHUTDOWN => 503,
         }
     }
 
@@ -361,6 +364,7 @@ impl HangupCause {
             "LOSE_RACE" => LOSE_RACE,
             "MEDIA_TIMEOUT" => MEDIA_TIMEOUT,
             "CRASH" => CRASH,
+            "SYSTEM_SHUTDOWN" => SYSTEM_SHUTDOWN,
             _ => return None,
         })
     }
@@ -421,6 +425,7 @@ mod tests {
             (ORIGINATOR_CANCEL, 487, 487),
             (NORMAL_CLEARING, 480, 16),
             (CRASH, 480, 700),
+            (SYSTEM_SHUTDOWN, 503, 503),
         ] {
             assert_eq!((cause.to_sip(), cause.q850()), (sip, q850), "{cause}");
         }

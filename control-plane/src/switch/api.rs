@@ -130,6 +130,8 @@ pub struct ApiState {
     pub reload_requested: bool,
     /// The last `originate` job handed out.
     pub jobs: u64,
+    /// `fsctl shutdown`: the switch stops once no call is left.
+    pub stop_when_idle: bool,
 }
 
 impl Switch {
@@ -246,6 +248,29 @@ impl Switch {
                 _ => "-USAGE: <var>=<value>\n".into(),
             },
             "fsctl" => match args.split_whitespace().next().unwrap_or_default() {
+                // `fsctl shutdown [elegant|cancel|asap|now]`: FreeSWITCH's. Elegant: no new
+                // calls, and the switch stops once the last one ends; otherwise every call
+                // is hung up and it stops now. The media plane outlives it either way.
+                "shutdown" => match args.split_whitespace().nth(1).unwrap_or_default() {
+                    "elegant" | "graceful" => {
+                        self.api_state.paused = true;
+                        self.api_state.stop_when_idle = true;
+                        "+OK\n".into()
+                    }
+                    "cancel" => {
+                        self.api_state.paused = false;
+                        self.api_state.stop_when_idle = false;
+                        "+OK shutdown cancelled\n".into()
+                    }
+                    "" | "asap" | "now" => {
+                        let unix = self.unix(now);
+                        self.b2bua.hangup_all(&mut io!(self, now, unix), HangupCause::SYSTEM_SHUTDOWN);
+                        self.api_state.paused = true;
+                        self.api_state.stop_when_idle = true;
+                        "+OK\n".into()
+                    }
+                    other => format!("-ERR fsctl shutdown {other} is not supported here\n"),
+                },
                 "pause" => {
                     self.api_state.paused = true;
                     "+OK\n".into()
@@ -411,6 +436,11 @@ impl Switch {
     /// Whether `reloadxml` asked for a reload (the flag is cleared).
     pub fn take_reload_request(&mut self) -> bool {
         std::mem::take(&mut self.api_state.reload_requested)
+    }
+
+    /// Whether `fsctl shutdown` asked the switch to stop and no call is left.
+    pub fn stop_due(&self) -> bool {
+        self.api_state.stop_when_idle && self.b2bua.is_empty()
     }
 
     /// The next outbound connection to make: the application server, the channel's uuid,
