@@ -146,7 +146,7 @@ mod tests {
         let f = String::from_utf8(l.frame()).unwrap();
         assert_eq!(
             f,
-            "Content-Type: log/data\nContent-Length: 73\nLog-Level: 4\nText-Channel: 3\nLog-File: server.rs\n\
+            "Content-Type: log/data\nContent-Length: 72\nLog-Level: 4\nText-Channel: 3\nLog-File: server.rs\n\
              Log-Func: control_plane::esl::server\nLog-Line: 180\nUser-Data: \n\n\
              2026-12-02 19:00:00.000001 [WARNING] control_plane::esl::server refused\n"
         );
