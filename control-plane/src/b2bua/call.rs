@@ -228,21 +228,28 @@ impl Call {
             return;
         }
         let dialog = Dialog::uas(&setup.invite, &a.to_tag, a.peer);
+        info!(call = %self.uuid, "answered");
+        self.a_answered(cx, dialog, RowDirection::Inbound);
+        self.leg_answered(cx, Side::A);
+    }
+
+    /// The A-leg is answered over `dialog` (the caller's, or the one the switch dialled):
+    /// its row, its dialog indexed, and the answer time observed.
+    pub fn a_answered(&mut self, cx: &mut Cx<'_, '_>, dialog: Dialog, direction: RowDirection) {
+        let a = &mut self.a;
         a.answered = true;
         a.final_sent = true;
         self.answered_unix = Some(cx.io.unix);
         cx.io
             .writes
             .push_back(Write::SetChannelAnswered { uuid: a.channel.uuid.clone(), answered_at: cx.io.unix as i64 });
-        cx.routes.track_dialog(cx.io, &dialog, cx.id, Side::A, &a.channel.uuid, RowDirection::Inbound);
+        cx.routes.track_dialog(cx.io, &dialog, cx.id, Side::A, &a.channel.uuid, direction);
         a.dialog = Some(dialog);
-        info!(call = %self.uuid, "answered");
         self.observe_answer(cx);
-        self.leg_answered(cx, Side::A);
     }
 
     /// The call's answer, for `ferroswitch_call_answer_seconds`.
-    pub fn observe_answer(&self, cx: &mut Cx<'_, '_>) {
+    fn observe_answer(&self, cx: &mut Cx<'_, '_>) {
         let secs = cx.io.unix_us.saturating_sub(self.a.channel.times.created) as f64 / 1e6;
         cx.routes.answer_seconds.observe(&crate::management::histogram::ANSWER_SECONDS, secs);
     }

@@ -25,7 +25,7 @@ use crate::dialplan::{AppCall, Endpoint, Variables};
 use crate::sdp::Sdp;
 use crate::sip::message::Message;
 use crate::sip::transaction::TxId;
-use crate::storage::{Direction as RowDirection, Write};
+use crate::storage::Direction as RowDirection;
 
 /// The longest an originate waits for an answer (the API's own wait is a little longer).
 pub const MAX_ORIGINATE_TIMEOUT: Duration = Duration::from_secs(110);
@@ -263,17 +263,8 @@ impl Call {
             return; // else a retransmitted 2xx
         }
         self.follow_dialed_answer(cx, ok);
-        let a = &mut self.a;
-        a.answered = true;
-        a.final_sent = true;
-        self.answered_unix = Some(cx.io.unix);
-        cx.io
-            .writes
-            .push_back(Write::SetChannelAnswered { uuid: a.channel.uuid.clone(), answered_at: cx.io.unix as i64 });
-        cx.routes.track_dialog(cx.io, &dialog, cx.id, Side::A, &a.channel.uuid, RowDirection::Outbound);
-        a.dialog = Some(dialog);
         info!(call = %self.uuid, "the originated leg answered");
-        self.observe_answer(cx);
+        self.a_answered(cx, dialog, RowDirection::Outbound);
         self.disarm(cx);
         self.leg_answered(cx, Side::A);
         if self.origin.as_ref().is_some_and(|o| o.via_user) {
